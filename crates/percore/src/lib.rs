@@ -1,0 +1,38 @@
+//! # percore
+//!
+//! A kernel-grade concurrency runtime for userspace Rust: BSD kernel
+//! mechanisms, re-created in userspace and joined into one design. This is the
+//! facade crate: it re-exports the subsystems so that users depend on one
+//! crate.
+//!
+//! | module | what | after |
+//! | --- | --- | --- |
+//! | [`cpu`] | topology, pinning, per-CPU storage, sharded counters, stats tree | `counter(9)`, `zpcpu` |
+//! | [`smr`] | safe memory reclamation with fence-free readers | FreeBSD GUS, `smr(9)` |
+//!
+//! Object caches, thread pools, light-weight threads and event queues are
+//! not in this release yet; see the repository's README for the plan.
+//!
+//! ```
+//! use percore::smr::Smr;
+//!
+//! let smr = Smr::new("doc").unwrap();
+//! {
+//!     let _guard = smr.enter(); // readers pay no fence
+//! }
+//! smr.retire(Box::new(42u64)); // freed once no reader can still see it
+//! smr.flush().unwrap();
+//! assert!(percore::stats().iter().any(|(name, _)| name.starts_with("smr.doc.")));
+//! ```
+
+pub use percore_cpu as cpu;
+pub use percore_smr as smr;
+
+/// Every counter of every percore subsystem in this process, as
+/// `("subsystem.instance.counter", value)` pairs ordered by name.
+///
+/// This is the stats tree of [`cpu::stats`]; see there for how subsystems
+/// register.
+pub fn stats() -> Vec<(String, u64)> {
+    cpu::stats::snapshot()
+}
