@@ -10,7 +10,11 @@ pub(crate) fn cpus() -> usize {
 /// Run `f(iters)` with growing `iters` until one call takes at least
 /// `target`, then return nanoseconds per iteration of the best of `reps`
 /// calls at that size. `f` must do `iters` iterations of the operation.
-pub(crate) fn ns_per_iter(target: Duration, reps: usize, mut f: impl FnMut(u64) -> Duration) -> f64 {
+pub(crate) fn ns_per_iter(
+    target: Duration,
+    reps: usize,
+    mut f: impl FnMut(u64) -> Duration,
+) -> f64 {
     let mut iters = 1_000u64;
     loop {
         let t = f(iters);

@@ -1,0 +1,529 @@
+//! The shared state of a domain and the GUS protocol on it: `advance`,
+//! `poll`, the scan, and the queue of tagged batches.
+//!
+//! Fields and who touches them:
+//!
+//! | field | written by | read by |
+//! | --- | --- | --- |
+//! | `wr` (`s_wr`: seq low 32 bits, lazy ticks high 32) | `advance`, lazy clock | readers on entry, pollers |
+//! | `rd_seq` (`s_rd_seq`) | pollers, CAS forward only | pollers' fast path |
+//! | `slots[i].c_seq` | slot owner | pollers' scan |
+//! | `queue` | retirers, reclaimers, thread exit, teardown (all under its lock) | same |
+//!
+//! Invariants (FreeBSD's, kept as is):
+//! * `rd_seq` never passes `wr_seq`; everything retired with a goal at or
+//!   before `rd_seq` is unreachable by every reader.
+//! * `wr_seq - rd_seq < MAX_DELTA` (a writer that would break it waits), so
+//!   wrap-safe comparisons of live values are always right.
+//! * A slot's `c_seq` is `INVALID` or a sequence that was current when its
+//!   section began; a stale one (below `rd_seq`, see `poll_slot`) is treated
+//!   as `rd_seq`.
+
+use crate::loom::{fence, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard};
+use crate::reclaim::{Batch, Tagged};
+use crate::seq::{
+    Seq, INCR, INIT, INVALID, LAZY_GRACE, LAZY_INCR, MAX_ADVANCE, MAX_DELTA, SEQ_ADVANCE,
+};
+use crate::slots::{Slot, Slots};
+use crate::sys::{self, Flavour};
+use crossbeam_utils::CachePadded;
+use percore_cpu::Counter;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How a domain advances its write sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Every `advance` bumps the shared write sequence.
+    Default,
+    /// `advance` bumps the shared sequence only every `limit` calls on a
+    /// participant, returning a goal one step ahead otherwise
+    /// (`SMR_DEFERRED`). Fewer writes to the shared line; longer
+    /// free-to-reuse latency, and a non-blocking `poll` of a deferred goal
+    /// fails until somebody bumps.
+    Deferred {
+        /// Bump every `limit` advances (at least 1).
+        limit: u32,
+    },
+    /// The write sequence follows a clock of period `tick` (`SMR_LAZY`):
+    /// `advance` writes nothing shared unless a tick passed, and goals lie
+    /// two ticks ahead. Meant for callers that only poll without waiting;
+    /// a blocking wait sleeps tick by tick until the clock gets there.
+    Lazy {
+        /// The clock period (at least 1 microsecond).
+        tick: Duration,
+    },
+}
+
+pub(crate) struct Counters {
+    pub(crate) advance: Counter,
+    pub(crate) advance_wait: Counter,
+    pub(crate) poll: Counter,
+    pub(crate) poll_scan: Counter,
+    pub(crate) poll_fail: Counter,
+    pub(crate) retired: Counter,
+    pub(crate) reclaimed: Counter,
+    pub(crate) backpressure: Counter,
+    pub(crate) cap_overrun: Counter,
+}
+
+pub(crate) struct Queue {
+    pub(crate) batches: VecDeque<Tagged>,
+    /// Set at teardown: nobody holds a handle any more.
+    pub(crate) dead: bool,
+}
+
+pub(crate) struct Shared {
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    pub(crate) mode: Mode,
+    pub(crate) flavour: Flavour,
+    epoch: Instant,
+    tick_ns: u64,
+    wr: CachePadded<AtomicU64>,
+    rd_seq: CachePadded<AtomicU32>,
+    pub(crate) slots: Slots,
+    pub(crate) queue: Mutex<Queue>,
+    /// Objects in queued (tagged) batches.
+    pub(crate) pending: AtomicUsize,
+    pub(crate) pending_bytes: AtomicUsize,
+    pub(crate) max_pending: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) counters: Counters,
+}
+
+#[inline]
+fn seq_of(pair: u64) -> Seq {
+    Seq(pair as u32)
+}
+
+impl Shared {
+    pub(crate) fn new(
+        id: u64,
+        name: String,
+        mode: Mode,
+        max_pending: usize,
+        batch_size: usize,
+    ) -> Shared {
+        let tick_ns = match mode {
+            Mode::Lazy { tick } => tick.as_nanos().clamp(1_000, u64::MAX as u128) as u64,
+            _ => 1,
+        };
+        Shared {
+            id,
+            name,
+            mode,
+            flavour: sys::flavour(),
+            epoch: Instant::now(),
+            tick_ns,
+            wr: CachePadded::new(AtomicU64::new(INIT as u64)),
+            rd_seq: CachePadded::new(AtomicU32::new(INIT)),
+            slots: Slots::new(),
+            queue: Mutex::new(Queue {
+                batches: VecDeque::new(),
+                dead: false,
+            }),
+            pending: AtomicUsize::new(0),
+            pending_bytes: AtomicUsize::new(0),
+            max_pending,
+            batch_size,
+            counters: Counters {
+                advance: Counter::new(),
+                advance_wait: Counter::new(),
+                poll: Counter::new(),
+                poll_scan: Counter::new(),
+                poll_fail: Counter::new(),
+                retired: Counter::new(),
+                reclaimed: Counter::new(),
+                backpressure: Counter::new(),
+                cap_overrun: Counter::new(),
+            },
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Nothing panics while holding this lock except allocation failure;
+        // the queue is consistent after every single push or pop.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current write sequence (`smr_shared_current`).
+    #[inline]
+    pub(crate) fn current(&self) -> Seq {
+        // ORDERING: Acquire pairs with the AcqRel bump in `shared_advance`
+        // (and the lazy CAS): whoever sees a goal's sequence also sees every
+        // write made before the advance that produced it.
+        seq_of(self.wr.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn rd_seq(&self) -> Seq {
+        // ORDERING: pairs with the AcqRel CAS in `scan`.
+        Seq(self.rd_seq.load(Ordering::Acquire))
+    }
+
+    /// Publish that `slot`'s owner enters a section (outermost entry).
+    #[inline]
+    pub(crate) fn publish(&self, slot: &Slot) {
+        let seq = self.current().0;
+        if slot.rmw.get() {
+            // ORDERING: the fallback flavour. A locked RMW is a full barrier
+            // on x86-64, so later loads cannot pass this store; the writer's
+            // SeqCst fence before its scan completes the pair.
+            slot.c_seq.swap(seq, Ordering::SeqCst);
+        } else {
+            // ORDERING: Relaxed store + compiler fence. The writer's
+            // membarrier (sys::heavy_fence) upgrades this to a full fence
+            // whenever it matters; see sys/mod.rs for the argument.
+            slot.c_seq.store(seq, Ordering::Relaxed);
+            crate::loom::compiler_fence(Ordering::SeqCst);
+        }
+    }
+
+    /// Bump the shared write sequence by one step (`smr_shared_advance`).
+    fn shared_advance(&self) -> Seq {
+        // ORDERING: Release publishes the caller's unlinks to anyone who
+        // acquires this sequence (readers on entry, pollers); Acquire keeps
+        // the caller's later reads after the bump. A carry out of the low 32
+        // bits lands in the lazy tick field, which only lazy domains use,
+        // and they never bump this way.
+        seq_of(self.wr.fetch_add(INCR as u64, Ordering::AcqRel)).add(INCR)
+    }
+
+    /// `smr_default_advance`. `may_wait` is false when the caller is in a
+    /// section of this domain: waiting could then never end.
+    pub(crate) fn default_advance(&self, may_wait: bool) -> Seq {
+        // Load rd_seq before bumping so that it is always < goal.
+        let rd = self.rd_seq();
+        if !may_wait {
+            let cur = self.current();
+            let next = cur.add(INCR);
+            if next.delta(rd) >= MAX_DELTA as i32 {
+                // Cannot wait for readers from inside a section, and bumping
+                // would break the delta invariant. Return a deferred goal one
+                // step ahead without bumping; `poll` bumps when it must wait.
+                self.counters.advance.inc();
+                return next;
+            }
+        }
+        let goal = self.shared_advance();
+        if goal.delta(rd) >= MAX_DELTA as i32 && may_wait {
+            self.counters.advance_wait.inc();
+            self.poll(goal.sub(MAX_ADVANCE), true);
+        }
+        self.counters.advance.inc();
+        goal
+    }
+
+    /// `smr_deferred_advance`: a real bump every `limit` calls on `slot`.
+    pub(crate) fn deferred_advance(&self, slot: &Slot, limit: u32, may_wait: bool) -> Seq {
+        let n = slot.local.deferred.get() + 1;
+        if n < limit {
+            slot.local.deferred.set(n);
+            return self.current().add(INCR);
+        }
+        slot.local.deferred.set(0);
+        self.default_advance(may_wait)
+    }
+
+    fn ticks(&self) -> u32 {
+        (self.epoch.elapsed().as_nanos() / self.tick_ns as u128) as u32
+    }
+
+    /// `smr_lazy_advance`: move the sequence with the clock; the goal is two
+    /// ticks ahead.
+    pub(crate) fn lazy_advance(&self) -> Seq {
+        // ORDERING: Acquire, as in `current`.
+        let old = self.wr.load(Ordering::Acquire);
+        let (seq, then) = (seq_of(old), (old >> 32) as u32);
+        let now = self.ticks();
+        let d = now.wrapping_sub(then) as i32;
+        if d == 0 {
+            return seq.add(LAZY_INCR);
+        }
+        // Cap the rate of advancement and handle long idle periods.
+        let d = if !(0..=LAZY_GRACE as i32).contains(&d) {
+            LAZY_GRACE
+        } else {
+            d as u32
+        };
+        let seq = seq.add(d * INCR);
+        let new = ((now as u64) << 32) | seq.0 as u64;
+        // ORDERING: as `shared_advance`. Failure means another thread moved
+        // the clock for us, which is just as good.
+        let _ = self
+            .wr
+            .compare_exchange(old, new, Ordering::AcqRel, Ordering::Relaxed);
+        self.counters.advance.inc();
+        seq.add(LAZY_INCR)
+    }
+
+    /// `smr_poll`. The caller has already refused `wait` inside a section.
+    pub(crate) fn poll(&self, goal: Seq, wait: bool) -> bool {
+        self.counters.poll.inc();
+        if matches!(self.mode, Mode::Lazy { .. }) {
+            self.lazy_advance();
+        }
+        let success = 'out: {
+            let s_rd = self.rd_seq();
+            // Most polls end here: somebody already saw the goal expire.
+            if goal.le(s_rd) {
+                break 'out true;
+            }
+            // wr_seq is loaded before any c_seq, so a stale c_seq can only
+            // name a time after this wr_seq.
+            let mut s_wr = self.current();
+            let mut delta = goal.delta(s_wr);
+            // A goal slightly in the future comes from a deferred or lazy
+            // advance (or an advance from inside a section): valid, but not
+            // reached yet. NOTE: FreeBSD checks this only for deferred and
+            // lazy domains; we also produce such goals from inside sections.
+            if delta > 0 && delta <= SEQ_ADVANCE as i32 {
+                if !wait {
+                    break 'out false;
+                }
+                s_wr = self.shared_advance();
+                delta = 0;
+            }
+            // Beyond that, the caller kept a goal across a wrap: it expired
+            // long ago.
+            if delta > 0 {
+                break 'out true;
+            }
+            let rd = self.scan(s_rd, s_wr, goal, wait);
+            goal.le(rd)
+        };
+        if !success {
+            self.counters.poll_fail.inc();
+        }
+        // ORDERING: serialize with the readers' Release exits observed by
+        // the scan: the caller may now free what `goal` protected.
+        fence(Ordering::Acquire);
+        success
+    }
+
+    /// `smr_poll_scan`: the lowest sequence any reader may still observe,
+    /// waiting for each reader to reach `goal` if `wait`.
+    fn scan(&self, s_rd: Seq, s_wr: Seq, goal: Seq, wait: bool) -> Seq {
+        self.counters.poll_scan.inc();
+        sys::heavy_fence(self.flavour);
+        // The read sequence can be no larger than the write sequence at the
+        // start of the poll.
+        let mut rd = s_wr;
+        for slot in self.slots.iter() {
+            let c = poll_slot(slot, s_rd, goal, wait);
+            if c != INVALID {
+                rd = rd.min(Seq(c));
+            }
+        }
+        let cur = self.rd_seq();
+        if rd.gt(cur) {
+            // ORDERING: AcqRel; pairs with the Acquire loads in `rd_seq`.
+            // Failure means a concurrent scan moved it; ours is still a valid
+            // lower bound for our caller.
+            let _ = self
+                .rd_seq
+                .compare_exchange(cur.0, rd.0, Ordering::AcqRel, Ordering::Relaxed);
+            return rd;
+        }
+        cur
+    }
+
+    /// Queue a tagged batch. After teardown (only thread exit can get here
+    /// then) there are no readers, so the batch runs at once.
+    pub(crate) fn enqueue(&self, tagged: Tagged) {
+        let n = tagged.batch.len();
+        if n == 0 {
+            return;
+        }
+        let bytes = tagged.batch.bytes;
+        let mut q = self.lock();
+        if q.dead {
+            drop(q);
+            drop(tagged);
+            return;
+        }
+        q.batches.push_back(tagged);
+        // ORDERING: statistics and the soft cap; exactness comes from the
+        // queue lock, these only steer back-pressure.
+        self.pending.fetch_add(n, Ordering::Relaxed);
+        self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
+        drop(q);
+        self.counters.retired.add(n as u64);
+    }
+
+    /// Pop every batch at the head of the queue whose tag has expired and
+    /// run it (outside the lock). Returns how many objects ran.
+    fn pop_expired(&self) -> usize {
+        let rd = self.rd_seq();
+        let mut ready: Vec<Batch> = Vec::new();
+        {
+            let mut q = self.lock();
+            while q.batches.front().is_some_and(|t| t.tag.le(rd)) {
+                let t = q.batches.pop_front().expect("front exists");
+                ready.push(t.batch);
+            }
+        }
+        let (n, bytes) = ready
+            .iter()
+            .fold((0, 0), |(n, b), x| (n + x.len(), b + x.bytes));
+        // ORDERING: see `enqueue`.
+        self.pending.fetch_sub(n, Ordering::Relaxed);
+        self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.counters.reclaimed.add(n as u64);
+        drop(ready); // runs every destructor, even if one of them panics
+        n
+    }
+
+    fn front_tag(&self) -> Option<Seq> {
+        self.lock().batches.front().map(|t| t.tag)
+    }
+
+    /// Reclaim what has expired; if `may_wait` and the queue is over the cap,
+    /// wait for readers until it is not (back-pressure).
+    pub(crate) fn reclaim(&self, may_wait: bool) {
+        while let Some(tag) = self.front_tag() {
+            if self.poll(tag, false) {
+                self.pop_expired();
+                continue;
+            }
+            // ORDERING: see `enqueue`.
+            if self.pending.load(Ordering::Relaxed) <= self.max_pending {
+                return;
+            }
+            if !may_wait {
+                self.counters.cap_overrun.inc();
+                return;
+            }
+            self.counters.backpressure.inc();
+            self.wait(tag);
+            self.pop_expired();
+        }
+    }
+
+    /// Wait until `goal` expired; the caller is not in a section.
+    pub(crate) fn wait(&self, goal: Seq) {
+        match self.mode {
+            Mode::Lazy { .. } => {
+                // The lazy clock moves with time, not with writers: sleep
+                // tick by tick instead of bumping the sequence.
+                let nap = Duration::from_nanos(self.tick_ns.min(1_000_000));
+                while !self.poll(goal, false) {
+                    #[cfg(not(loom))]
+                    std::thread::sleep(nap);
+                    #[cfg(loom)]
+                    {
+                        let _ = nap;
+                        crate::loom::yield_now();
+                    }
+                }
+            }
+            _ => {
+                self.poll(goal, true);
+            }
+        }
+    }
+
+    /// Wait for and run every batch queued now.
+    pub(crate) fn drain_queue(&self) {
+        let mut budget = self.lock().batches.len();
+        while budget > 0 {
+            let Some(tag) = self.front_tag() else { return };
+            self.wait(tag);
+            let before = self.lock().batches.len();
+            self.pop_expired();
+            let after = self.lock().batches.len();
+            budget = budget.saturating_sub(before.saturating_sub(after).max(1));
+        }
+    }
+
+    /// Teardown: the last handle is gone, so no reader is in a section and
+    /// nobody can retire. Run everything still pending.
+    pub(crate) fn teardown(&self) {
+        let mut all: Vec<Batch> = Vec::new();
+        {
+            let mut q = self.lock();
+            q.dead = true;
+            all.extend(q.batches.drain(..).map(|t| t.batch));
+            for slot in self.slots.iter() {
+                // SAFETY: no handle to the domain exists, so no owner can be
+                // touching its batch except through `release_participant`,
+                // which holds this lock too.
+                all.push(unsafe { (*slot.local.batch.get()).take() });
+            }
+        }
+        let n: usize = all.iter().map(Batch::len).sum();
+        self.counters.reclaimed.add(n as u64);
+        // ORDERING: statistics.
+        self.pending.store(0, Ordering::Relaxed);
+        self.pending_bytes.store(0, Ordering::Relaxed);
+        drop(all);
+    }
+
+    /// The calling thread exits (or gives up its explicit registration):
+    /// queue its untagged batch and free its slot.
+    pub(crate) fn release_participant(&self, slot: &Slot) {
+        let batch = {
+            let q = self.lock();
+            if q.dead {
+                // Teardown already ran our batch; the slot dies with the
+                // domain.
+                return;
+            }
+            // SAFETY: we are the owner, and hold the queue lock against
+            // teardown.
+            let batch = unsafe { (*slot.local.batch.get()).take() };
+            slot.release();
+            batch
+        };
+        if batch.len() > 0 {
+            let tag = self.default_advance(true);
+            self.enqueue(Tagged { tag, batch });
+        }
+    }
+
+    pub(crate) fn participants(&self) -> u64 {
+        self.slots.iter().filter(|s| s.in_use()).count() as u64
+    }
+}
+
+/// `smr_poll_cpu`: the sequence slot `slot` observes, spinning until it
+/// reaches `goal` when `wait`.
+fn poll_slot(slot: &Slot, s_rd: Seq, goal: Seq, wait: bool) -> u32 {
+    let mut spins = 0u32;
+    loop {
+        // ORDERING: Acquire pairs with the Release store of INVALID at
+        // section exit: the reader's loads are done before we free.
+        let c = slot.c_seq.load(Ordering::Acquire);
+        if c == INVALID {
+            return INVALID;
+        }
+        // The race of smr.h's smr_enter: a reader loaded wr_seq, was delayed,
+        // and published it after a poll (that did not see it) moved rd_seq
+        // past it. Its data loads come after that poll's fence, so it cannot
+        // see anything older than rd_seq: treat it as rd_seq, which keeps
+        // rd_seq from advancing until that section ends.
+        let c = if Seq(c).lt(s_rd) { s_rd } else { Seq(c) };
+        if goal.le(c) || !wait {
+            return c.0;
+        }
+        backoff(&mut spins);
+    }
+}
+
+/// Spin briefly, then yield: unlike a CPU in the kernel, the reader we wait
+/// for may be descheduled, and spinning would keep it from running.
+fn backoff(spins: &mut u32) {
+    *spins += 1;
+    if *spins < 64 {
+        crate::loom::spin_loop();
+    } else if *spins < 1024 {
+        crate::loom::yield_now();
+    } else {
+        #[cfg(not(loom))]
+        std::thread::sleep(Duration::from_micros(50));
+        #[cfg(loom)]
+        crate::loom::yield_now();
+    }
+}

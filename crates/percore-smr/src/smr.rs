@@ -1,0 +1,729 @@
+//! The public face of a domain: `Smr`, its builder, read-section guards,
+//! participants, and the thread-local registry that maps a thread to its
+//! slot in each domain.
+//!
+//! A thread's first use of a domain claims a slot (`Slots::claim`) and
+//! records it in the thread's `OWNED` list, which gives the slot back when
+//! the thread exits. A one-entry cache (`FAST`) answers the common case, "the
+//! same domain as last time", with one thread-local load and a compare.
+
+use crate::domain::{Mode, Shared};
+use crate::loom::{smr_thread_local, Arc};
+use crate::reclaim::{Batch, Deferred, Tagged};
+use crate::slots::Slot;
+use crate::sys::Flavour;
+use crate::{Error, Seq};
+use percore_cpu::stats;
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Domain ids are never reused, so a stale cache entry can never match.
+static NEXT_ID: StdAtomicU64 = StdAtomicU64::new(1);
+
+struct Fast {
+    /// Read sections this thread is in, over all domains.
+    depth: Cell<u32>,
+    /// The domain of the cached slot (0: none).
+    id: Cell<u64>,
+    slot: Cell<*const Slot>,
+}
+
+/// Slots this thread owns, with the domains that keep their memory alive.
+struct Owned(RefCell<Vec<(Arc<Shared>, *const Slot)>>);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        // Later thread-local destructors may still enter a domain: make them
+        // take the ephemeral path instead of this released slot.
+        let _ = FAST.try_with(|f| f.id.set(0));
+        for (shared, slot) in self.0.get_mut().drain(..) {
+            // SAFETY: `slot` lives in `shared`'s segments, kept alive by the
+            // Arc next to it; this thread owns it.
+            shared.release_participant(unsafe { &*slot });
+        }
+    }
+}
+
+smr_thread_local! {
+    static FAST: Fast = const { Fast { depth: Cell::new(0), id: Cell::new(0), slot: Cell::new(std::ptr::null()) } };
+}
+smr_thread_local! {
+    static OWNED: Owned = Owned(RefCell::new(Vec::new()));
+}
+
+/// Whether the calling thread is inside a read section of any SMR domain.
+///
+/// A scheduler asks this before switching away from a thread: a reader must
+/// not block inside a section.
+///
+/// ```
+/// let smr = percore_smr::Smr::new("in-section").unwrap();
+/// assert!(!percore_smr::in_section());
+/// let g = smr.enter();
+/// assert!(percore_smr::in_section());
+/// drop(g);
+/// assert!(!percore_smr::in_section());
+/// ```
+#[inline]
+pub fn in_section() -> bool {
+    FAST.try_with(|f| f.depth.get() > 0).unwrap_or(false)
+}
+
+/// A slot reference and whether it must be released at section exit (only
+/// during thread teardown, after `OWNED` is gone).
+#[derive(Clone, Copy)]
+struct SlotRef {
+    slot: *const Slot,
+    ephemeral: bool,
+}
+
+struct Domain {
+    shared: Arc<Shared>,
+    _stats: stats::Registration,
+}
+
+impl Drop for Domain {
+    fn drop(&mut self) {
+        self.shared.teardown();
+    }
+}
+
+/// A safe-memory-reclamation domain (FreeBSD `smr_t`).
+///
+/// Readers bracket their lock-free reads with [`enter`](Smr::enter); writers
+/// unlink objects and hand them to [`retire`](Smr::retire) or
+/// [`defer`](Smr::defer), or drive the sequence themselves with
+/// [`advance`](Smr::advance) and [`poll`](Smr::poll). Cloning is cheap and
+/// shares the domain. When the last clone is dropped, every pending
+/// destructor runs (no reader can exist then: guards borrow a handle).
+///
+/// ```
+/// use percore_smr::Smr;
+/// use std::sync::atomic::{AtomicPtr, Ordering};
+///
+/// let smr = Smr::new("doc-smr").unwrap();
+/// let shared = AtomicPtr::new(Box::into_raw(Box::new(1u64)));
+///
+/// // A reader: no fence, no RMW on shared lines.
+/// {
+///     let _g = smr.enter();
+///     // SAFETY: inside a section, a pointer loaded from `shared` stays valid.
+///     let v = unsafe { *shared.load(Ordering::Acquire) };
+///     assert_eq!(v, 1);
+/// }
+///
+/// // A writer: swap in a new value and retire the old one.
+/// let old = shared.swap(Box::into_raw(Box::new(2u64)), Ordering::AcqRel);
+/// // SAFETY: `old` is unlinked and came from Box::into_raw.
+/// smr.retire(unsafe { Box::from_raw(old) });
+/// smr.flush().unwrap(); // wait for readers and run the destructor now
+/// # drop(unsafe { Box::from_raw(shared.load(Ordering::Relaxed)) });
+/// ```
+#[derive(Clone)]
+pub struct Smr {
+    inner: Arc<Domain>,
+}
+
+/// Configures a [`Smr`] domain.
+#[derive(Clone, Debug)]
+pub struct Builder {
+    name: String,
+    mode: Mode,
+    max_pending: usize,
+    batch_size: usize,
+}
+
+/// Default cap on retired objects waiting in queued batches.
+pub const DEFAULT_MAX_PENDING: usize = 1 << 18;
+/// Default number of retired objects per participant batch.
+pub const DEFAULT_BATCH: usize = 64;
+
+impl Builder {
+    /// How the write sequence advances (default: [`Mode::Default`]).
+    pub fn mode(mut self, mode: Mode) -> Builder {
+        self.mode = mode;
+        self
+    }
+
+    /// The cap on retired-but-not-reclaimed objects in queued batches
+    /// (default [`DEFAULT_MAX_PENDING`], 262,144).
+    ///
+    /// A writer whose retire finds the queue over the cap waits for readers
+    /// (back-pressure) until it is under again. Each participant also holds
+    /// up to `batch_size` untagged objects of its own, so the domain's
+    /// pending total stays at or below `max_pending + batch_size *
+    /// (participants + 1)`. Smaller caps bound memory when a reader stalls,
+    /// at the price of writers stalling with it; the default is large
+    /// enough that only a reader stuck for a long time triggers it. A
+    /// writer inside a read section never waits (it would wait for itself):
+    /// it lets the queue run over and counts `cap_overrun`.
+    pub fn max_pending(mut self, objects: usize) -> Builder {
+        self.max_pending = objects;
+        self
+    }
+
+    /// Objects per participant batch (default [`DEFAULT_BATCH`]). One
+    /// `advance` and at most one scan per batch: larger batches cost less
+    /// per object and keep memory longer.
+    pub fn batch_size(mut self, objects: usize) -> Builder {
+        self.batch_size = objects;
+        self
+    }
+
+    /// Create the domain.
+    ///
+    /// ```
+    /// use percore_smr::{Error, Mode, Smr};
+    /// let smr = Smr::builder("deferred").mode(Mode::Deferred { limit: 8 }).build().unwrap();
+    /// assert_eq!(smr.name(), "deferred");
+    /// let bad = Smr::builder("bad").batch_size(0).build();
+    /// assert!(matches!(bad, Err(Error::InvalidConfig { .. })));
+    /// ```
+    pub fn build(self) -> Result<Smr, Error> {
+        let invalid = |reason: &str| {
+            Err(Error::InvalidConfig {
+                domain: self.name.clone(),
+                reason: reason.into(),
+            })
+        };
+        if self.batch_size == 0 || self.batch_size > 1 << 20 {
+            return invalid("batch_size must be between 1 and 1,048,576");
+        }
+        if self.max_pending < self.batch_size {
+            return invalid("max_pending must be at least batch_size");
+        }
+        match self.mode {
+            Mode::Deferred { limit: 0 } => return invalid("deferred limit must be at least 1"),
+            Mode::Lazy { tick } if tick < Duration::from_micros(1) => {
+                return invalid("lazy tick must be at least 1us")
+            }
+            _ => {}
+        }
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(Shared::new(
+            id,
+            self.name.clone(),
+            self.mode,
+            self.max_pending,
+            self.batch_size,
+        ));
+        register_fence_stats(shared.flavour);
+        let s = shared.clone();
+        let reg = stats::register(&format!("smr.{}", self.name), move |emit| {
+            let c = &s.counters;
+            emit("advance", c.advance.sum());
+            emit("advance_wait", c.advance_wait.sum());
+            emit("poll", c.poll.sum());
+            emit("poll_scan", c.poll_scan.sum());
+            emit("poll_fail", c.poll_fail.sum());
+            emit("retired", c.retired.sum());
+            emit("reclaimed", c.reclaimed.sum());
+            emit("pending", s.pending.load(Ordering::Relaxed) as u64);
+            emit(
+                "pending_bytes",
+                s.pending_bytes.load(Ordering::Relaxed) as u64,
+            );
+            emit("backpressure_waits", c.backpressure.sum());
+            emit("cap_overruns", c.cap_overrun.sum());
+            emit("participants", s.participants());
+        });
+        Ok(Smr {
+            inner: Arc::new(Domain {
+                shared,
+                _stats: reg,
+            }),
+        })
+    }
+}
+
+fn register_fence_stats(flavour: Flavour) {
+    static REG: OnceLock<stats::Registration> = OnceLock::new();
+    REG.get_or_init(|| {
+        let m = u64::from(flavour == Flavour::Membarrier);
+        stats::register("smr.fence", move |emit| {
+            emit("membarrier", m);
+            emit("locked_rmw", 1 - m);
+        })
+    });
+}
+
+impl Smr {
+    /// A domain in the default mode with default limits.
+    pub fn new(name: &str) -> Result<Smr, Error> {
+        Smr::builder(name).build()
+    }
+
+    /// A builder for a domain named `name` (the name appears in the stats
+    /// tree as `smr.<name>.*`).
+    pub fn builder(name: &str) -> Builder {
+        Builder {
+            name: name.to_string(),
+            mode: Mode::Default,
+            max_pending: DEFAULT_MAX_PENDING,
+            batch_size: DEFAULT_BATCH,
+        }
+    }
+
+    /// The domain's name.
+    pub fn name(&self) -> &str {
+        &self.inner.shared.name
+    }
+
+    /// The domain's mode.
+    pub fn mode(&self) -> Mode {
+        self.inner.shared.mode
+    }
+
+    #[inline]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// This thread's slot, claimed on first use.
+    #[inline]
+    fn slot(&self) -> SlotRef {
+        let id = self.shared().id;
+        match FAST.try_with(|f| {
+            if f.id.get() == id {
+                f.slot.get()
+            } else {
+                std::ptr::null()
+            }
+        }) {
+            Ok(p) if !p.is_null() => SlotRef {
+                slot: p,
+                ephemeral: false,
+            },
+            _ => self.slot_slow(true).expect("claiming always yields a slot"),
+        }
+    }
+
+    /// The slot lookup's slow path: search this thread's slots, claim one
+    /// if `claim`, refresh the cache.
+    #[cold]
+    fn slot_slow(&self, claim: bool) -> Option<SlotRef> {
+        let shared = &self.inner.shared;
+        let found = OWNED.try_with(|owned| {
+            let mut owned = owned.0.borrow_mut();
+            let hit = owned
+                .iter()
+                .find(|(s, _)| s.id == shared.id)
+                .map(|(_, p)| *p);
+            let p = match hit {
+                Some(p) => p,
+                None if claim => {
+                    // Drop the memory of dead domains this thread once used.
+                    owned.retain(|(s, _)| !s.lock().dead);
+                    let slot = shared.slots.claim();
+                    slot.rmw.set(shared.flavour == Flavour::Rmw);
+                    owned.push((shared.clone(), slot as *const Slot));
+                    slot as *const Slot
+                }
+                None => return None,
+            };
+            let _ = FAST.try_with(|f| {
+                f.id.set(shared.id);
+                f.slot.set(p);
+            });
+            Some(p)
+        });
+        match found {
+            Ok(p) => p.map(|slot| SlotRef {
+                slot,
+                ephemeral: false,
+            }),
+            // The thread is being torn down: borrow a slot for one section.
+            Err(_) if claim => {
+                let slot = shared.slots.claim();
+                slot.rmw.set(shared.flavour == Flavour::Rmw);
+                Some(SlotRef {
+                    slot,
+                    ephemeral: true,
+                })
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Enter a read section (`smr_enter`).
+    ///
+    /// While the returned guard lives, no object retired after the section
+    /// began is reclaimed, so pointers loaded inside stay valid. Sections
+    /// nest (only the outermost one publishes anything). The guard is not
+    /// `Send`: a section belongs to its thread.
+    ///
+    /// Cost: one thread-local load, one shared load and one store to this
+    /// thread's own cache line; no fence, no read-modify-write (with the
+    /// membarrier flavour; see the crate docs).
+    ///
+    /// ```compile_fail
+    /// let smr = percore_smr::Smr::new("not-send").unwrap();
+    /// let g = smr.enter();
+    /// std::thread::spawn(move || drop(g)); // a guard cannot leave its thread
+    /// ```
+    #[inline]
+    pub fn enter(&self) -> Guard<'_> {
+        let r = self.slot();
+        // SAFETY: the slot lives as long as the domain's shared state, which
+        // `self` keeps alive for the guard's lifetime; this thread owns it.
+        let slot = unsafe { &*r.slot };
+        enter_slot(self.shared(), slot);
+        Guard {
+            smr: self,
+            slot,
+            ephemeral: r.ephemeral,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Whether the calling thread is inside a read section of this domain.
+    pub fn in_section(&self) -> bool {
+        let id = self.shared().id;
+        let p = match FAST.try_with(|f| {
+            if f.id.get() == id {
+                f.slot.get()
+            } else {
+                std::ptr::null()
+            }
+        }) {
+            Ok(p) if !p.is_null() => p,
+            _ => match self.slot_slow(false) {
+                Some(r) => r.slot,
+                None => return false,
+            },
+        };
+        // SAFETY: as in `enter`.
+        unsafe { &*p }.local.nesting.get() > 0
+    }
+
+    /// Register the calling thread explicitly and get a handle that enters
+    /// sections without the thread-local lookup. For long-lived workers.
+    ///
+    /// The slot is the same one [`enter`](Smr::enter) would use on this
+    /// thread; it stays the thread's until the thread exits.
+    ///
+    /// ```
+    /// let smr = percore_smr::Smr::new("participant").unwrap();
+    /// let me = smr.register();
+    /// let g = me.enter();
+    /// assert!(smr.in_section());
+    /// drop(g);
+    /// ```
+    pub fn register(&self) -> Participant {
+        let r = self.slot();
+        Participant {
+            smr: self.clone(),
+            slot: r.slot,
+            ephemeral: r.ephemeral,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The current write sequence (`smr_current`).
+    pub fn current(&self) -> Seq {
+        self.shared().current()
+    }
+
+    /// Advance the write sequence and return the goal (`smr_advance`):
+    /// once [`poll`](Smr::poll) says the goal expired, no reader can still
+    /// see anything the caller unlinked before this call.
+    ///
+    /// If `wr_seq` would get too far ahead of the slowest reader, this waits
+    /// for readers first (counted as `advance_wait`), which keeps the wrap
+    /// arithmetic sound. Called inside a read section of this domain it
+    /// cannot wait for itself: it then returns a deferred goal one step
+    /// ahead without bumping, which `poll` handles like a deferred domain's.
+    pub fn advance(&self) -> Seq {
+        // ORDERING: modifications made outside a section must be visible
+        // before the sequence moves (FreeBSD's atomic_thread_fence_rel);
+        // the AcqRel bump carries them too, this covers lazy/deferred paths.
+        crate::loom::fence(Ordering::Release);
+        let shared = self.shared();
+        match shared.mode {
+            Mode::Lazy { .. } => shared.lazy_advance(),
+            Mode::Deferred { limit } => {
+                let r = self.slot();
+                // SAFETY: as in `enter`.
+                let slot = unsafe { &*r.slot };
+                let goal = shared.deferred_advance(slot, limit, slot.local.nesting.get() == 0);
+                if r.ephemeral {
+                    slot.release();
+                }
+                goal
+            }
+            _ => shared.default_advance(!self.in_section()),
+        }
+    }
+
+    /// Whether every reader has observed `goal` (`smr_poll`): true means
+    /// nothing protected by `goal` is reachable any more.
+    ///
+    /// With `wait`, spin (then yield) until it is. Inside a read section of
+    /// this domain waiting could never finish, so `wait` is ignored there
+    /// and the answer is the non-blocking one; use [`wait`](Smr::wait) to
+    /// get an error instead. Lazy domains wait by sleeping tick by tick.
+    pub fn poll(&self, goal: Seq, wait: bool) -> bool {
+        let shared = self.shared();
+        if wait && !self.in_section() {
+            if matches!(shared.mode, Mode::Lazy { .. }) {
+                shared.wait(goal);
+                return true;
+            }
+            return shared.poll(goal, true);
+        }
+        shared.poll(goal, false)
+    }
+
+    /// Wait until `goal` expired (`smr_wait`).
+    ///
+    /// Returns [`Error::InSection`] when called inside a read section of
+    /// this domain, instead of waiting forever.
+    pub fn wait(&self, goal: Seq) -> Result<(), Error> {
+        if self.in_section() {
+            return Err(Error::InSection {
+                domain: self.name().to_string(),
+            });
+        }
+        self.shared().wait(goal);
+        Ok(())
+    }
+
+    /// Wait until every section that began before this call has ended
+    /// (`smr_synchronize`).
+    pub fn synchronize(&self) -> Result<(), Error> {
+        if self.in_section() {
+            return Err(Error::InSection {
+                domain: self.name().to_string(),
+            });
+        }
+        let goal = self.advance();
+        self.shared().wait(goal);
+        Ok(())
+    }
+
+    /// Drop `object` once no reader can see it any more.
+    ///
+    /// The caller must have made it unreachable for new readers first.
+    /// Objects collect in a per-thread batch; a full batch is tagged with one
+    /// `advance` and freed when it expires. See [`Builder::max_pending`] for
+    /// when this blocks.
+    #[inline]
+    pub fn retire<T: Send + 'static>(&self, object: Box<T>) {
+        self.push(Deferred::boxed(object), std::mem::size_of::<T>());
+    }
+
+    /// Call `f` once no reader can see what the caller unlinked before this
+    /// call. Batched exactly like [`retire`](Smr::retire).
+    #[inline]
+    pub fn defer<F: FnOnce() + Send + 'static>(&self, f: F) {
+        self.push(Deferred::closure(f), std::mem::size_of::<F>());
+    }
+
+    #[inline]
+    fn push(&self, d: Deferred, bytes: usize) {
+        let r = self.slot();
+        // SAFETY: as in `enter`.
+        let slot = unsafe { &*r.slot };
+        if r.ephemeral {
+            // Thread teardown: no batch to keep, queue this one object alone.
+            let mut batch = Batch::default();
+            batch.push(d, bytes);
+            self.queue_batch(slot, batch, !in_section());
+            slot.release();
+            return;
+        }
+        // SAFETY: the batch is owner-only and this thread owns the slot; the
+        // borrow ends before anything can re-enter (destructors run later).
+        let full = unsafe {
+            let batch = &mut *slot.local.batch.get();
+            batch.push(d, bytes);
+            batch.len() >= self.shared().batch_size
+        };
+        if full {
+            // SAFETY: as above.
+            let batch = unsafe { (*slot.local.batch.get()).take() };
+            self.queue_batch(slot, batch, slot.local.nesting.get() == 0);
+        }
+    }
+
+    /// Tag `batch` with one advance, queue it, and reclaim what expired.
+    #[cold]
+    fn queue_batch(&self, slot: &Slot, batch: Batch, may_wait: bool) {
+        let shared = self.shared();
+        let tag = match shared.mode {
+            Mode::Lazy { .. } => shared.lazy_advance(),
+            Mode::Deferred { limit } => shared.deferred_advance(slot, limit, may_wait),
+            _ => shared.default_advance(may_wait),
+        };
+        shared.enqueue(Tagged { tag, batch });
+        shared.reclaim(may_wait);
+    }
+
+    /// Tag this thread's partial batch, wait for every batch queued in the
+    /// domain so far, and run them all. Other threads' untagged batches are
+    /// theirs to flush.
+    ///
+    /// Returns [`Error::InSection`] inside a read section of this domain.
+    pub fn flush(&self) -> Result<(), Error> {
+        if self.in_section() {
+            return Err(Error::InSection {
+                domain: self.name().to_string(),
+            });
+        }
+        let r = self.slot();
+        // SAFETY: as in `enter`.
+        let slot = unsafe { &*r.slot };
+        if r.ephemeral {
+            slot.release();
+        } else {
+            // SAFETY: owner-only batch, see `push`.
+            let batch = unsafe { (*slot.local.batch.get()).take() };
+            if batch.len() > 0 {
+                let shared = self.shared();
+                let tag = match shared.mode {
+                    Mode::Lazy { .. } => shared.lazy_advance(),
+                    _ => shared.default_advance(true),
+                };
+                shared.enqueue(Tagged { tag, batch });
+            }
+        }
+        self.shared().drain_queue();
+        Ok(())
+    }
+
+    /// Objects retired into queued batches and not yet reclaimed (this
+    /// thread's and others' untagged batches are not counted).
+    pub fn pending(&self) -> usize {
+        // ORDERING: a statistic.
+        self.shared().pending.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the objects counted by [`pending`](Smr::pending).
+    pub fn pending_bytes(&self) -> usize {
+        // ORDERING: a statistic.
+        self.shared().pending_bytes.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for Smr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.shared();
+        f.debug_struct("Smr")
+            .field("name", &s.name)
+            .field("mode", &s.mode)
+            .field("wr_seq", &s.current())
+            .field("rd_seq", &s.rd_seq())
+            .field("pending", &self.pending())
+            .finish()
+    }
+}
+
+#[inline]
+fn enter_slot(shared: &Shared, slot: &Slot) {
+    let n = slot.local.nesting.get();
+    slot.local.nesting.set(n + 1);
+    if n == 0 {
+        shared.publish(slot);
+    }
+    let _ = FAST.try_with(|f| f.depth.set(f.depth.get() + 1));
+}
+
+#[inline]
+fn exit_slot(slot: &Slot) {
+    let n = slot.local.nesting.get() - 1;
+    slot.local.nesting.set(n);
+    if n == 0 {
+        // ORDERING: Release: every load of the section happens before a
+        // poller that acquires INVALID frees anything (`poll_slot`).
+        slot.c_seq.store(crate::seq::INVALID, Ordering::Release);
+    }
+    let _ = FAST.try_with(|f| f.depth.set(f.depth.get() - 1));
+}
+
+/// A read section of one domain; ends when dropped (`smr_exit`).
+#[must_use = "the section ends as soon as the guard is dropped"]
+pub struct Guard<'a> {
+    smr: &'a Smr,
+    slot: &'a Slot,
+    ephemeral: bool,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Guard<'_> {
+    /// The domain this section belongs to.
+    pub fn smr(&self) -> &Smr {
+        self.smr
+    }
+}
+
+impl Drop for Guard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        exit_slot(self.slot);
+        if self.ephemeral && self.slot.local.nesting.get() == 0 {
+            self.slot.release();
+        }
+    }
+}
+
+impl std::fmt::Debug for Guard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("domain", &self.smr.name())
+            .finish()
+    }
+}
+
+/// A thread's explicit registration with a domain (see [`Smr::register`]).
+/// Not `Send`: it names the registering thread's slot.
+pub struct Participant {
+    smr: Smr,
+    slot: *const Slot,
+    ephemeral: bool,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Participant {
+    /// Enter a read section, like [`Smr::enter`] without the lookup.
+    #[inline]
+    pub fn enter(&self) -> Guard<'_> {
+        // SAFETY: the slot lives as long as the domain, which `self.smr`
+        // keeps alive; `Participant` is `!Send`, so this is its owner.
+        let slot = unsafe { &*self.slot };
+        enter_slot(self.smr.shared(), slot);
+        Guard {
+            smr: &self.smr,
+            slot,
+            ephemeral: false,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The domain.
+    pub fn smr(&self) -> &Smr {
+        &self.smr
+    }
+}
+
+impl Drop for Participant {
+    fn drop(&mut self) {
+        if self.ephemeral {
+            // SAFETY: as in `enter`.
+            let slot = unsafe { &*self.slot };
+            if slot.local.nesting.get() == 0 {
+                slot.release();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Participant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Participant")
+            .field("domain", &self.smr.name())
+            .finish()
+    }
+}
