@@ -316,6 +316,9 @@ impl<T: Send + 'static> Core<T> {
 
     /// The alloc bucket is empty: swap, trade at the depot, or import.
     fn refill(&self, m: &mut Magazine<T>) -> Result<Option<NonNull<T>>, Error> {
+        if let Some(p) = m.alloc.as_mut().and_then(|b| b.pop()) {
+            return Ok(Some(p));
+        }
         if self.grace.is_none() && m.free.as_ref().is_some_and(|b| !b.is_empty()) {
             std::mem::swap(&mut m.alloc, &mut m.free);
             return Ok(m.alloc.as_mut().and_then(|b| b.pop()));

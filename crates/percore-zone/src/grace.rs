@@ -11,7 +11,10 @@
 /// A bucket's tag: the goal that must expire before its items are reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Tag {
+    /// A goal from [`percore_smr::Smr::advance`].
+    Smr(percore_smr::Seq),
     /// A test domain's sequence number.
+    #[cfg(all(test, not(loom)))]
     Fake(u64),
 }
 
@@ -30,6 +33,32 @@ pub(crate) trait Grace: Send + Sync {
     /// Run `f` after a grace period (used when a zone is dropped inside a
     /// read section and cannot wait).
     fn defer(&self, f: Box<dyn FnOnce() + Send>);
+}
+
+impl Grace for percore_smr::Smr {
+    fn advance(&self) -> Tag {
+        Tag::Smr(percore_smr::Smr::advance(self))
+    }
+
+    fn expired(&self, tag: &Tag) -> bool {
+        match *tag {
+            Tag::Smr(goal) => self.poll(goal, false),
+            #[cfg(all(test, not(loom)))]
+            Tag::Fake(_) => false,
+        }
+    }
+
+    fn in_section(&self) -> bool {
+        percore_smr::Smr::in_section(self)
+    }
+
+    fn synchronize(&self) -> bool {
+        percore_smr::Smr::synchronize(self).is_ok()
+    }
+
+    fn defer(&self, f: Box<dyn FnOnce() + Send>) {
+        percore_smr::Smr::defer(self, f)
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -57,8 +86,10 @@ pub(crate) mod fake {
             Tag::Fake(self.wr.fetch_add(1, SeqCst) + 1)
         }
         fn expired(&self, tag: &Tag) -> bool {
-            let Tag::Fake(t) = *tag;
-            t <= self.rd.load(SeqCst)
+            match *tag {
+                Tag::Fake(t) => t <= self.rd.load(SeqCst),
+                Tag::Smr(_) => false,
+            }
         }
         fn in_section(&self) -> bool {
             false

@@ -61,9 +61,13 @@ mod grace;
 mod loom;
 mod participant;
 mod slab;
+mod smr_zone;
+#[cfg(all(test, not(loom)))]
+mod tests;
 mod zone;
 
 pub use error::Error;
+pub use smr_zone::{SmrBox, SmrBuilder, SmrZone};
 pub use zone::{Builder, ZBox, Zone};
 
 /// A snapshot of a zone's counters; see [`Zone::stats`].
