@@ -5,3 +5,6 @@ export RUSTFLAGS="--cfg loom ${RUSTFLAGS:-}"
 export LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2}
 export CARGO_TARGET_DIR=target/loom
 cargo test -p percore-smr --release --test loom_smr
+# percore-zone: the bucket/depot exchange. One test thread: the models share
+# the process-wide participant-index allocator.
+cargo test -p percore-zone --release --test loom_zone -- --test-threads=1

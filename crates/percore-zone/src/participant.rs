@@ -73,7 +73,10 @@ impl Participant {
     fn new() -> Participant {
         let index = {
             let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
-            match free.1.pop() {
+            // The smallest released index first: indices stay dense, and a
+            // loom model sees the same assignment in every execution.
+            let smallest = free.1.iter().enumerate().min_by_key(|&(_, &i)| i).map(|(at, _)| at);
+            match smallest.map(|at| free.1.swap_remove(at)) {
                 Some(i) => i,
                 None => {
                     free.0 += 1;
