@@ -41,7 +41,9 @@
 //! fields are protected by its mutex; `size` is a heuristic read without it.
 
 use crate::grace::Tag;
-use crate::loom::{lock, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError, BUCKET_MAX, BUCKET_MIN};
+use crate::loom::{
+    lock, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError, BUCKET_MAX, BUCKET_MIN,
+};
 use std::collections::VecDeque;
 use std::ptr::NonNull;
 
@@ -57,7 +59,11 @@ pub(crate) struct Bucket<T> {
 impl<T> Bucket<T> {
     /// An empty bucket for `cap` items.
     pub(crate) fn new(cap: usize) -> Box<Bucket<T>> {
-        Box::new(Bucket { len: 0, items: vec![None; cap.max(1)].into_boxed_slice(), tag: None })
+        Box::new(Bucket {
+            len: 0,
+            items: vec![None; cap.max(1)].into_boxed_slice(),
+            tag: None,
+        })
     }
 
     /// Take the most recently pushed item.
@@ -128,6 +134,8 @@ pub(crate) struct DepotInner<T> {
     /// non-decreasing from front to back, untagged buckets at the front.
     pub(crate) full: VecDeque<Box<Bucket<T>>>,
     /// Empty buckets ready for a participant whose free bucket is full.
+    /// Boxed: buckets move between slots and the depot by pointer.
+    #[allow(clippy::vec_box)]
     pub(crate) empty: Vec<Box<Bucket<T>>>,
     /// Items freed by threads without a slot collect here.
     pub(crate) loose: Option<Box<Bucket<T>>>,
@@ -183,7 +191,8 @@ impl<T> Depot<T> {
     pub(crate) fn shrink(&self) {
         let s = self.bucket_size();
         // ORDERING: see `lock`.
-        self.size.store((s / 2).max(BUCKET_MIN.min(self.max)), Ordering::Relaxed);
+        self.size
+            .store((s / 2).max(BUCKET_MIN.min(self.max)), Ordering::Relaxed);
     }
 }
 
@@ -221,7 +230,10 @@ impl<T> DepotInner<T> {
     }
 
     /// Take the head bucket if `usable` says its tag allows reuse.
-    pub(crate) fn take_full(&mut self, usable: impl FnOnce(&Tag) -> bool) -> Option<Box<Bucket<T>>> {
+    pub(crate) fn take_full(
+        &mut self,
+        usable: impl FnOnce(&Tag) -> bool,
+    ) -> Option<Box<Bucket<T>>> {
         let ok = match self.full.front()?.tag.as_ref() {
             None => true,
             Some(tag) => usable(tag),

@@ -76,7 +76,10 @@ pub struct SmrZone<T: Send + Sync + 'static> {
 
 impl<T: Send + Sync + 'static> Clone for SmrZone<T> {
     fn clone(&self) -> Self {
-        SmrZone { core: self.core.clone(), smr: self.smr.clone() }
+        SmrZone {
+            core: self.core.clone(),
+            smr: self.smr.clone(),
+        }
     }
 }
 
@@ -98,7 +101,11 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// let zone = percore_zone::SmrZone::new("doc.smr.new", &smr, || 0u64).unwrap();
     /// assert_eq!(*zone.try_alloc().unwrap(), 0);
     /// ```
-    pub fn new(name: &str, smr: &Smr, init: impl Fn() -> T + Send + Sync + 'static) -> Result<Self, Error> {
+    pub fn new(
+        name: &str,
+        smr: &Smr,
+        init: impl Fn() -> T + Send + Sync + 'static,
+    ) -> Result<Self, Error> {
         Self::builder(name, smr, init).build()
     }
 
@@ -114,8 +121,17 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     ///     .unwrap();
     /// assert_eq!(zone.try_alloc().unwrap().load(Ordering::Relaxed), 1);
     /// ```
-    pub fn builder(name: &str, smr: &Smr, init: impl Fn() -> T + Send + Sync + 'static) -> SmrBuilder<T> {
-        SmrBuilder { common: Common::new(name, Box::new(init)), smr: smr.clone(), ctor: None, dtor: None }
+    pub fn builder(
+        name: &str,
+        smr: &Smr,
+        init: impl Fn() -> T + Send + Sync + 'static,
+    ) -> SmrBuilder<T> {
+        SmrBuilder {
+            common: Common::new(name, Box::new(init)),
+            smr: smr.clone(),
+            ctor: None,
+            dtor: None,
+        }
     }
 
     /// Allocate an item; `Err(Error::Full)` at the item limit (never waits).
@@ -127,7 +143,10 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// ```
     #[inline]
     pub fn try_alloc(&self) -> Result<SmrBox<'_, T>, Error> {
-        Ok(SmrBox { ptr: self.core.alloc(None)?, core: &self.core })
+        Ok(SmrBox {
+            ptr: self.core.alloc(None)?,
+            core: &self.core,
+        })
     }
 
     /// Allocate an item; at the item limit, wait up to `timeout` for freed
@@ -143,7 +162,10 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// assert!(zone.alloc_wait(Duration::from_secs(10)).is_ok());
     /// ```
     pub fn alloc_wait(&self, timeout: Duration) -> Result<SmrBox<'_, T>, Error> {
-        Ok(SmrBox { ptr: self.core.alloc(Some(deadline(timeout)))?, core: &self.core })
+        Ok(SmrBox {
+            ptr: self.core.alloc(Some(deadline(timeout)))?,
+            core: &self.core,
+        })
     }
 
     /// Allocate an item as a raw pointer (for lock-free structures); free it
@@ -208,9 +230,11 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// let p = zone.alloc_raw().unwrap();
     /// // SAFETY: from this zone, freed once.
     /// unsafe { zone.free_raw(p) };
-    /// smr.synchronize().unwrap(); // let the tag expire (reclaim only polls)
+    /// zone.reclaim(); // tags this thread's free bucket: its grace period starts
+    /// assert_eq!(zone.stats().slabs, 1); // not expired yet: nothing unmapped
+    /// smr.synchronize().unwrap(); // every reader moves on (reclaim never waits)
     /// let r = zone.reclaim();
-    /// assert!(r.items <= 1);
+    /// assert_eq!(r.slabs, 1);
     /// ```
     pub fn reclaim(&self) -> Reclaimed {
         self.core.reclaim()
@@ -316,9 +340,11 @@ impl<T: Send + Sync + 'static> SmrBuilder<T> {
         let cfg = self.common.config()?;
         let wrap = |h: Option<RefHook<T>>| -> Option<Hook<T>> {
             let h = h?;
-            // SAFETY (closure): the engine passes a constructed item; only a
-            // shared reference is formed, as readers may hold others.
-            Some(Box::new(move |p: NonNull<T>| h(unsafe { p.as_ref() })))
+            Some(Box::new(move |p: NonNull<T>| {
+                // SAFETY: the engine passes a constructed item; only a shared
+                // reference is formed, as old readers may hold others.
+                h(unsafe { p.as_ref() })
+            }))
         };
         let hooks = Hooks {
             fini: self.common.fini_hook(),
@@ -327,7 +353,10 @@ impl<T: Send + Sync + 'static> SmrBuilder<T> {
             init: self.common.init,
         };
         let grace: Arc<dyn crate::grace::Grace> = Arc::new(self.smr.clone());
-        Ok(SmrZone { core: Core::new(cfg, hooks, Some(grace))?, smr: self.smr })
+        Ok(SmrZone {
+            core: Core::new(cfg, hooks, Some(grace))?,
+            smr: self.smr,
+        })
     }
 }
 

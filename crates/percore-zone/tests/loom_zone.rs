@@ -19,7 +19,9 @@ fn free_all(zone: &Zone<u64>, items: Vec<usize>) {
 }
 
 fn alloc_n(zone: &Zone<u64>, n: usize) -> Vec<usize> {
-    (0..n).map(|_| zone.alloc_raw().unwrap().as_ptr() as usize).collect()
+    (0..n)
+        .map(|_| zone.alloc_raw().unwrap().as_ptr() as usize)
+        .collect()
 }
 
 /// Two threads allocate and free enough to push full buckets into the depot
@@ -27,7 +29,10 @@ fn alloc_n(zone: &Zone<u64>, n: usize) -> Vec<usize> {
 #[test]
 fn exchange_and_exit_drain() {
     loom::model(|| {
-        let zone = Zone::builder("loom.exchange", || 0u64).participants(4).build().unwrap();
+        let zone = Zone::builder("loom.exchange", || 0u64)
+            .participants(4)
+            .build()
+            .unwrap();
         let z2 = zone.clone();
         let t = thread::spawn(move || {
             let mine = alloc_n(&z2, 5);
@@ -54,7 +59,10 @@ fn exchange_and_exit_drain() {
 #[test]
 fn cross_thread_free_and_slotless_thread() {
     loom::model(|| {
-        let zone = Zone::builder("loom.cross", || 0u64).participants(1).build().unwrap();
+        let zone = Zone::builder("loom.cross", || 0u64)
+            .participants(1)
+            .build()
+            .unwrap();
         let handed = alloc_n(&zone, 3);
         let z2 = zone.clone();
         let t = thread::spawn(move || {
