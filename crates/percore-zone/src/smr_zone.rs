@@ -230,11 +230,14 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// let p = zone.alloc_raw().unwrap();
     /// // SAFETY: from this zone, freed once.
     /// unsafe { zone.free_raw(p) };
-    /// zone.reclaim(); // tags this thread's free bucket: its grace period starts
-    /// assert_eq!(zone.stats().slabs, 1); // not expired yet: nothing unmapped
-    /// smr.synchronize().unwrap(); // every reader moves on (reclaim never waits)
+    /// {
+    ///     let _reader = smr.enter(); // a reader that may still see `p`
+    ///     zone.reclaim(); // tags this thread's free bucket; cannot expire yet
+    ///     assert_eq!(zone.stats().slabs, 1); // so nothing is finalised or unmapped
+    /// }
+    /// smr.synchronize().unwrap(); // reclaim itself never waits
     /// let r = zone.reclaim();
-    /// assert_eq!(r.slabs, 1);
+    /// assert_eq!((zone.stats().slabs, r.slabs), (0, 1));
     /// ```
     pub fn reclaim(&self) -> Reclaimed {
         self.core.reclaim()
