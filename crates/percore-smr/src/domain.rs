@@ -168,10 +168,7 @@ impl Shared {
     pub(crate) fn publish(&self, slot: &Slot) {
         let seq = self.current().0;
         if slot.rmw.get() {
-            // ORDERING: the fallback flavour. A locked RMW is a full barrier
-            // on x86-64, so later loads cannot pass this store; the writer's
-            // SeqCst fence before its scan completes the pair.
-            slot.c_seq.swap(seq, Ordering::SeqCst);
+            sys::publish_with_full_fence(&slot.c_seq, seq);
         } else {
             // ORDERING: Relaxed store + compiler fence. The writer's
             // membarrier (sys::heavy_fence) upgrades this to a full fence
