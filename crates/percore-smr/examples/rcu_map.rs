@@ -30,14 +30,8 @@ pub struct RcuMap<V: Send + Sync + 'static> {
 impl<V: Send + Sync + 'static> RcuMap<V> {
     /// A map with `buckets` buckets, reclaiming through `smr`.
     pub fn new(smr: Smr, buckets: usize) -> Self {
-        let buckets = (0..buckets.max(1))
-            .map(|_| AtomicPtr::new(ptr::null_mut()))
-            .collect();
-        RcuMap {
-            smr,
-            buckets,
-            writer: Mutex::new(()),
-        }
+        let buckets = (0..buckets.max(1)).map(|_| AtomicPtr::new(ptr::null_mut())).collect();
+        RcuMap { smr, buckets, writer: Mutex::new(()) }
     }
 
     /// The domain readers must enter.
@@ -73,11 +67,7 @@ impl<V: Send + Sync + 'static> RcuMap<V> {
         loop {
             let p = link.load(Ordering::Acquire);
             if p.is_null() {
-                let node = Box::new(Node {
-                    key,
-                    value,
-                    next: AtomicPtr::new(ptr::null_mut()),
-                });
+                let node = Box::new(Node { key, value, next: AtomicPtr::new(ptr::null_mut()) });
                 link.store(Box::into_raw(node), Ordering::Release);
                 return false;
             }
@@ -86,11 +76,7 @@ impl<V: Send + Sync + 'static> RcuMap<V> {
             let node = unsafe { &*p };
             if node.key == key {
                 let next = node.next.load(Ordering::Acquire);
-                let fresh = Box::new(Node {
-                    key,
-                    value,
-                    next: AtomicPtr::new(next),
-                });
+                let fresh = Box::new(Node { key, value, next: AtomicPtr::new(next) });
                 link.store(Box::into_raw(fresh), Ordering::Release);
                 // SAFETY: `p` is now unlinked and came from Box::into_raw.
                 self.smr.retire(unsafe { Box::from_raw(p) });
@@ -168,8 +154,5 @@ fn main() {
     });
     smr.flush().expect("not in a section");
     let retired = percore_cpu::stats::get("smr.rcu-map-example.retired").unwrap_or(0);
-    println!(
-        "retired {retired} nodes; all reclaimed: {}",
-        smr.pending() == 0
-    );
+    println!("retired {retired} nodes; all reclaimed: {}", smr.pending() == 0);
 }

@@ -29,11 +29,7 @@ impl World {
         Arc::new(World {
             smr,
             head: AtomicUsize::new(0),
-            nodes: [
-                AtomicUsize::new(10),
-                AtomicUsize::new(11),
-                AtomicUsize::new(12),
-            ],
+            nodes: [AtomicUsize::new(10), AtomicUsize::new(11), AtomicUsize::new(12)],
         })
     }
 
@@ -103,24 +99,15 @@ fn blocking_wait_returns_only_after_the_reader_left() {
 #[test]
 fn deferred_reclamation_runs_after_readers() {
     loom::model(|| {
-        let smr = Smr::builder("loom-defer")
-            .batch_size(1)
-            .max_pending(1)
-            .build()
-            .unwrap();
+        let smr = Smr::builder("loom-defer").batch_size(1).max_pending(1).build().unwrap();
         let w = World::new(smr);
         let r = w.clone();
         let reader = thread::spawn(move || r.read());
         let old = w.head.swap(1, Ordering::AcqRel);
         let w2 = w.clone();
-        w.smr
-            .defer(move || w2.nodes[old].store(POISON, Ordering::Relaxed));
+        w.smr.defer(move || w2.nodes[old].store(POISON, Ordering::Relaxed));
         reader.join().unwrap();
         w.smr.flush().unwrap();
-        assert_eq!(
-            w.nodes[old].load(Ordering::Relaxed),
-            POISON,
-            "flush ran the destructor"
-        );
+        assert_eq!(w.nodes[old].load(Ordering::Relaxed), POISON, "flush ran the destructor");
     });
 }

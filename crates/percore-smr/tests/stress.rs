@@ -26,11 +26,7 @@ struct Checked {
 
 impl Checked {
     fn new(key: u64) -> Checked {
-        Checked {
-            magic: AtomicU64::new(ALIVE),
-            key,
-            payload: [key; 4],
-        }
+        Checked { magic: AtomicU64::new(ALIVE), key, payload: [key; 4] }
     }
 }
 
@@ -71,9 +67,7 @@ fn run(smr: Smr, readers: usize, writers: usize) {
                     let g = map.smr().enter();
                     let mut held: Vec<(u64, &Checked)> = Vec::with_capacity(32);
                     for _ in 0..32 {
-                        i = i
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
+                        i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                         let key = (i >> 33) % KEYS;
                         if let Some(v) = map.get(key, &g) {
                             held.push((key, v));
@@ -117,53 +111,29 @@ fn run(smr: Smr, readers: usize, writers: usize) {
     let retired = percore_cpu::stats::get(&format!("smr.{}.retired", smr.name())).unwrap();
     let reclaimed = percore_cpu::stats::get(&format!("smr.{}.reclaimed", smr.name())).unwrap();
     assert_eq!(retired, reclaimed);
-    assert!(
-        retired >= scale(200_000) * writers as u64,
-        "retired {retired}"
-    );
+    assert!(retired >= scale(200_000) * writers as u64, "retired {retired}");
 }
 
 #[test]
 fn readers_never_see_reclaimed_nodes_default_mode() {
-    run(
-        Smr::builder("stress-default")
-            .batch_size(1)
-            .build()
-            .unwrap(),
-        2,
-        1,
-    );
+    run(Smr::builder("stress-default").batch_size(1).build().unwrap(), 2, 1);
 }
 
 #[test]
 fn readers_never_see_reclaimed_nodes_two_writers_small_cap() {
-    run(
-        Smr::builder("stress-cap")
-            .batch_size(4)
-            .max_pending(64)
-            .build()
-            .unwrap(),
-        2,
-        2,
-    );
+    run(Smr::builder("stress-cap").batch_size(4).max_pending(64).build().unwrap(), 2, 2);
 }
 
 #[test]
 fn readers_never_see_reclaimed_nodes_deferred_mode() {
-    let smr = Smr::builder("stress-deferred")
-        .mode(Mode::Deferred { limit: 4 })
-        .batch_size(2)
-        .build()
-        .unwrap();
+    let smr = Smr::builder("stress-deferred").mode(Mode::Deferred { limit: 4 }).batch_size(2).build().unwrap();
     run(smr, 2, 1);
 }
 
 #[test]
 fn readers_never_see_reclaimed_nodes_lazy_mode() {
     let smr = Smr::builder("stress-lazy")
-        .mode(Mode::Lazy {
-            tick: std::time::Duration::from_micros(200),
-        })
+        .mode(Mode::Lazy { tick: std::time::Duration::from_micros(200) })
         .batch_size(8)
         .max_pending(4096)
         .build()
