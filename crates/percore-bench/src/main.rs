@@ -65,11 +65,7 @@ impl Budget {
 fn main() {
     let args = Args::parse();
     let all = [Subsystem::Smr];
-    let chosen: &[Subsystem] = if args.subsystems.is_empty() {
-        &all
-    } else {
-        &args.subsystems
-    };
+    let chosen: &[Subsystem] = if args.subsystems.is_empty() { &all } else { &args.subsystems };
     let budget = Budget { quick: args.quick };
     let mut report = Report::new(args.json);
     for s in chosen {
@@ -78,11 +74,7 @@ fn main() {
         }
     }
     if !report.is_json() {
-        println!(
-            "percore-bench ({} mode, {} CPUs)",
-            if args.quick { "quick" } else { "full" },
-            util::cpus()
-        );
+        println!("percore-bench ({} mode, {} CPUs)", if args.quick { "quick" } else { "full" }, util::cpus());
         print!("{}", report.table());
     }
     if args.stats {

@@ -35,15 +35,7 @@ impl Row {
         unit: &'static str,
         better: Better,
     ) -> Row {
-        Row {
-            bench,
-            imp,
-            metric,
-            value,
-            unit,
-            better,
-            fields: Vec::new(),
-        }
+        Row { bench, imp, metric, value, unit, better, fields: Vec::new() }
     }
 
     pub(crate) fn field(mut self, key: &'static str, value: impl ToString) -> Row {
@@ -72,11 +64,7 @@ impl Row {
     }
 
     fn group(&self) -> String {
-        let fields: Vec<String> = self
-            .fields
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let fields: Vec<String> = self.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
         format!("{} {}", self.metric, fields.join(" "))
     }
 }
@@ -112,24 +100,14 @@ pub(crate) struct Report {
 
 impl Report {
     pub(crate) fn new(json: bool) -> Report {
-        Report {
-            json,
-            rows: Vec::new(),
-        }
+        Report { json, rows: Vec::new() }
     }
 
     pub(crate) fn push(&mut self, row: Row) {
         if self.json {
             println!("{}", row.json());
         } else {
-            eprintln!(
-                "  {} / {} / {}: {:.3} {}",
-                row.bench,
-                row.imp,
-                row.group().trim(),
-                row.value,
-                row.unit
-            );
+            eprintln!("  {} / {} / {}: {:.3} {}", row.bench, row.imp, row.group().trim(), row.value, row.unit);
         }
         self.rows.push(row);
     }
@@ -147,12 +125,8 @@ impl Report {
         }
         for bench in benches {
             writeln!(out, "\n{bench}").expect("infallible");
-            writeln!(
-                out,
-                "  {:<34} {:<22} {:>14} {:<10} {:>14}",
-                "metric", "impl", "value", "unit", "percore vs it"
-            )
-            .expect("infallible");
+            writeln!(out, "  {:<34} {:<22} {:>14} {:<10} {:>14}", "metric", "impl", "value", "unit", "percore vs it")
+                .expect("infallible");
             let rows: Vec<&Row> = self.rows.iter().filter(|r| r.bench == bench).collect();
             let mut groups: Vec<String> = Vec::new();
             for r in &rows {
@@ -162,28 +136,17 @@ impl Report {
             }
             for g in groups {
                 let in_group: Vec<&&Row> = rows.iter().filter(|r| r.group() == g).collect();
-                let percore = in_group
-                    .iter()
-                    .find(|r| r.imp.starts_with("percore"))
-                    .map(|r| r.value);
+                let percore = in_group.iter().find(|r| r.imp == "percore").map(|r| r.value);
                 for r in in_group {
-                    let ratio = match (percore, r.imp.starts_with("percore")) {
+                    let ratio = match (percore, r.imp.starts_with("percore") || r.imp.starts_with("none")) {
                         (Some(p), false) if p > 0.0 && r.value > 0.0 => match r.better {
                             Better::Lower => format!("{:.2}x", r.value / p),
                             Better::Higher => format!("{:.2}x", p / r.value),
                         },
                         _ => String::new(),
                     };
-                    writeln!(
-                        out,
-                        "  {:<34} {:<22} {:>14.3} {:<10} {:>14}",
-                        g.trim(),
-                        r.imp,
-                        r.value,
-                        r.unit,
-                        ratio
-                    )
-                    .expect("infallible");
+                    writeln!(out, "  {:<34} {:<22} {:>14.3} {:<10} {:>14}", g.trim(), r.imp, r.value, r.unit, ratio)
+                        .expect("infallible");
                 }
             }
         }
@@ -201,9 +164,8 @@ mod tests {
 
     #[test]
     fn json_lines_have_the_documented_keys() {
-        let r = Row::new("b", "percore", "ns_per_op", 1.5, "ns", Better::Lower)
-            .field("threads", 2)
-            .field("mode", "warm");
+        let r =
+            Row::new("b", "percore", "ns_per_op", 1.5, "ns", Better::Lower).field("threads", 2).field("mode", "warm");
         assert_eq!(
             r.json(),
             r#"{"bench":"b","impl":"percore","metric":"ns_per_op","value":1.5,"unit":"ns","threads":2,"mode":"warm"}"#

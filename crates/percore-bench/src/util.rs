@@ -1,6 +1,6 @@
 //! Measurement helpers shared by every subsystem's benchmarks.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// CPUs this process may run on.
 pub(crate) fn cpus() -> usize {
@@ -10,11 +10,7 @@ pub(crate) fn cpus() -> usize {
 /// Run `f(iters)` with growing `iters` until one call takes at least
 /// `target`, then return nanoseconds per iteration of the best of `reps`
 /// calls at that size. `f` must do `iters` iterations of the operation.
-pub(crate) fn ns_per_iter(
-    target: Duration,
-    reps: usize,
-    mut f: impl FnMut(u64) -> Duration,
-) -> f64 {
+pub(crate) fn ns_per_iter(target: Duration, reps: usize, mut f: impl FnMut(u64) -> Duration) -> f64 {
     let mut iters = 1_000u64;
     loop {
         let t = f(iters);
@@ -29,11 +25,4 @@ pub(crate) fn ns_per_iter(
         best = best.min(t.as_nanos() as f64 / iters as f64);
     }
     best
-}
-
-/// Time `f`.
-pub(crate) fn time(f: impl FnOnce()) -> Duration {
-    let start = Instant::now();
-    f();
-    start.elapsed()
 }

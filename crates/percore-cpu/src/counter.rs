@@ -38,10 +38,7 @@ impl Counter {
     /// A counter at zero.
     pub fn new() -> Self {
         let n = shard_count();
-        Counter {
-            shards: PerSlot::new(n, |_| AtomicU64::new(0)),
-            mask: n - 1,
-        }
+        Counter { shards: PerSlot::new(n, |_| AtomicU64::new(0)), mask: n - 1 }
     }
 
     /// Add `n`.
@@ -61,10 +58,7 @@ impl Counter {
     /// The total of all adds so far.
     pub fn sum(&self) -> u64 {
         // ORDERING: statistics; see the type's documentation.
-        self.shards
-            .iter()
-            .map(|s| s.load(Ordering::Relaxed))
-            .fold(0, u64::wrapping_add)
+        self.shards.iter().map(|s| s.load(Ordering::Relaxed)).fold(0, u64::wrapping_add)
     }
 }
 

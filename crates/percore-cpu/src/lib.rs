@@ -49,3 +49,8 @@ pub use error::Error;
 pub use per_slot::PerSlot;
 pub use thread_index::thread_index;
 pub use topology::{allowed_cpus, current_cpu, pin_current};
+
+/// The crate README's example, compiled and run as a doc test.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -26,9 +26,7 @@ pub struct PerSlot<T> {
 impl<T> PerSlot<T> {
     /// `n` slots, slot `i` initialised with `init(i)`.
     pub fn new(n: usize, mut init: impl FnMut(usize) -> T) -> Self {
-        PerSlot {
-            slots: (0..n).map(|i| CachePadded::new(init(i))).collect(),
-        }
+        PerSlot { slots: (0..n).map(|i| CachePadded::new(init(i))).collect() }
     }
 
     /// One slot per CPU the process may run on (see [`crate::allowed_cpus`]),

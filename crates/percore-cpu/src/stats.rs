@@ -76,8 +76,7 @@ where
 /// Every value of every registered source, as `("prefix.key", value)`,
 /// ordered by prefix and then in the order each source emits them.
 pub fn snapshot() -> Vec<(String, u64)> {
-    let sources: Vec<(String, Arc<Source>)> =
-        tree().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let sources: Vec<(String, Arc<Source>)> = tree().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut out = Vec::new();
     for (prefix, source) in sources {
         source(&mut |key, value| out.push((format!("{prefix}.{key}"), value)));
@@ -100,10 +99,7 @@ pub fn get(name: &str) -> Option<u64> {
 
 /// Every value whose name starts with `prefix`.
 pub fn with_prefix(prefix: &str) -> Vec<(String, u64)> {
-    snapshot()
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(prefix))
-        .collect()
+    snapshot().into_iter().filter(|(k, _)| k.starts_with(prefix)).collect()
 }
 
 #[cfg(test)]
@@ -130,9 +126,7 @@ mod tests {
     fn a_source_may_read_the_tree_itself() {
         // Sources run outside the lock, so this must not deadlock.
         let _o = register("test.other", |e| e("x", 7));
-        let _r = register("test.reentrant", |e| {
-            e("n", get("test.other.x").unwrap_or(0))
-        });
+        let _r = register("test.reentrant", |e| e("n", get("test.other.x").unwrap_or(0)));
         assert_eq!(get("test.reentrant.n"), Some(7));
     }
 }

@@ -17,9 +17,7 @@ use crate::{sys, Error};
 pub fn allowed_cpus() -> Result<Vec<usize>, Error> {
     let cpus = sys::allowed_cpus().map_err(Error::Affinity)?;
     if cpus.is_empty() {
-        return Err(Error::Affinity(std::io::Error::other(
-            "the affinity mask is empty",
-        )));
+        return Err(Error::Affinity(std::io::Error::other("the affinity mask is empty")));
     }
     Ok(cpus)
 }
@@ -74,10 +72,7 @@ mod tests {
     #[test]
     fn pinning_outside_the_mask_is_an_error() {
         let err = pin_current(100_000).unwrap_err();
-        assert!(
-            matches!(err, Error::CpuNotAllowed { cpu: 100_000, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, Error::CpuNotAllowed { cpu: 100_000, .. }), "{err}");
         assert!(err.to_string().contains("100000"));
     }
 }

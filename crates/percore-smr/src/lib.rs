@@ -120,3 +120,8 @@ pub use smr::{in_section, Builder, Guard, Participant, Smr, DEFAULT_BATCH, DEFAU
 
 #[cfg(test)]
 mod tests;
+
+/// The crate README's example, compiled and run as a doc test.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -8,9 +8,7 @@
 //! by the slot's `state` atomic, which loom does see.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{
-    compiler_fence, fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize,
-};
+pub(crate) use std::sync::atomic::{compiler_fence, fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -32,10 +32,7 @@ impl Deferred {
             // consumed exactly once (`Deferred` runs only in its `Drop`).
             drop(unsafe { Box::from_raw(p.cast::<T>()) });
         }
-        Deferred {
-            data: Box::into_raw(b).cast(),
-            call: drop_box::<T>,
-        }
+        Deferred { data: Box::into_raw(b).cast(), call: drop_box::<T> }
     }
 
     /// Call `f` later.
@@ -46,10 +43,7 @@ impl Deferred {
             let f = unsafe { Box::from_raw(p.cast::<F>()) };
             f();
         }
-        Deferred {
-            data: Box::into_raw(Box::new(f)).cast(),
-            call: call_box::<F>,
-        }
+        Deferred { data: Box::into_raw(Box::new(f)).cast(), call: call_box::<F> }
     }
 }
 

@@ -12,7 +12,7 @@
 //!  Slots.head ─► Segment [slot 0][slot 1] ... [slot 31] next ─► Segment ... ─► null
 //!                 each slot: c_seq (owner writes, scanners read)
 //!                            state (FREE/USED: claimed by CAS, released at thread exit)
-//!                            owner-only: nesting, deferred count, batch
+//!                            owner-only: extra nesting, deferred count, batch
 //! ```
 //!
 //! Who touches what:
@@ -44,7 +44,9 @@ const USED: u32 = 1;
 /// Owner-only state of a participant.
 #[derive(Default)]
 pub(crate) struct Local {
-    /// Read-section nesting depth in this domain.
+    /// Guards of this domain alive on the owner beyond the first one. The
+    /// first guard is recorded by `c_seq` itself (not `INVALID`), so the
+    /// common, unnested section never touches this counter.
     pub(crate) nesting: Cell<u32>,
     /// Deferred mode: advances since the last real one (`c_deferred`).
     pub(crate) deferred: Cell<u32>,
@@ -92,6 +94,14 @@ impl Slot {
         self.state.store(FREE, Ordering::Release);
     }
 
+    /// Whether the owner is inside a section. Owner only: it reads its own
+    /// last store, which coherence always returns.
+    #[inline]
+    pub(crate) fn in_section(&self) -> bool {
+        // ORDERING: the owner's own value; no other thread writes c_seq.
+        self.c_seq.load(Ordering::Relaxed) != INVALID
+    }
+
     pub(crate) fn in_use(&self) -> bool {
         // ORDERING: pairs with `release`, so a FREE slot's fields are settled.
         self.state.load(Ordering::Acquire) == USED
@@ -119,9 +129,7 @@ pub(crate) struct Slots {
 
 impl Slots {
     pub(crate) fn new() -> Slots {
-        Slots {
-            head: Segment::new(),
-        }
+        Slots { head: Segment::new() }
     }
 
     /// Every slot ever created, in a stable order.
@@ -154,10 +162,7 @@ impl Slots {
                     // ORDERING: Acquire pairs with `Slot::release` of the
                     // previous owner (its owner-only fields are settled).
                     if slot.state.load(Ordering::Relaxed) == FREE
-                        && slot
-                            .state
-                            .compare_exchange(FREE, USED, Ordering::Acquire, Ordering::Relaxed)
-                            .is_ok()
+                        && slot.state.compare_exchange(FREE, USED, Ordering::Acquire, Ordering::Relaxed).is_ok()
                     {
                         return slot;
                     }
@@ -173,11 +178,7 @@ impl Slots {
             let fresh = Box::into_raw(Segment::new());
             // ORDERING: AcqRel publishes the new segment's initialised slots
             // (Release) and, on failure, lets us walk the winner's (Acquire).
-            if last
-                .next
-                .compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
+            if last.next.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire).is_err() {
                 // SAFETY: we just made `fresh` and nobody else saw it.
                 drop(unsafe { Box::from_raw(fresh) });
             }

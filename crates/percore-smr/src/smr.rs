@@ -24,8 +24,6 @@ use std::time::Duration;
 static NEXT_ID: StdAtomicU64 = StdAtomicU64::new(1);
 
 struct Fast {
-    /// Read sections this thread is in, over all domains.
-    depth: Cell<u32>,
     /// The domain of the cached slot (0: none).
     id: Cell<u64>,
     slot: Cell<*const Slot>,
@@ -48,7 +46,7 @@ impl Drop for Owned {
 }
 
 smr_thread_local! {
-    static FAST: Fast = const { Fast { depth: Cell::new(0), id: Cell::new(0), slot: Cell::new(std::ptr::null()) } };
+    static FAST: Fast = const { Fast { id: Cell::new(0), slot: Cell::new(std::ptr::null()) } };
 }
 smr_thread_local! {
     static OWNED: Owned = Owned(RefCell::new(Vec::new()));
@@ -69,7 +67,9 @@ smr_thread_local! {
 /// ```
 #[inline]
 pub fn in_section() -> bool {
-    FAST.try_with(|f| f.depth.get() > 0).unwrap_or(false)
+    // SAFETY: each slot lives in the domain kept alive by the Arc beside it,
+    // and this thread owns it.
+    OWNED.try_with(|o| o.0.borrow().iter().any(|(_, s)| unsafe { &**s }.in_section())).unwrap_or(false)
 }
 
 /// A slot reference and whether it must be released at section exit (only
@@ -124,7 +124,10 @@ impl Drop for Domain {
 /// ```
 #[derive(Clone)]
 pub struct Smr {
-    inner: Arc<Domain>,
+    /// The protocol state, one pointer away for the read-side fast path.
+    shared: Arc<Shared>,
+    /// Tears the domain down when the last handle goes.
+    _domain: Arc<Domain>,
 }
 
 /// Configures a [`Smr`] domain.
@@ -139,7 +142,7 @@ pub struct Builder {
 /// Default cap on retired objects waiting in queued batches.
 pub const DEFAULT_MAX_PENDING: usize = 1 << 18;
 /// Default number of retired objects per participant batch.
-pub const DEFAULT_BATCH: usize = 64;
+pub const DEFAULT_BATCH: usize = 128;
 
 impl Builder {
     /// How the write sequence advances (default: [`Mode::Default`]).
@@ -183,12 +186,7 @@ impl Builder {
     /// assert!(matches!(bad, Err(Error::InvalidConfig { .. })));
     /// ```
     pub fn build(self) -> Result<Smr, Error> {
-        let invalid = |reason: &str| {
-            Err(Error::InvalidConfig {
-                domain: self.name.clone(),
-                reason: reason.into(),
-            })
-        };
+        let invalid = |reason: &str| Err(Error::InvalidConfig { domain: self.name.clone(), reason: reason.into() });
         if self.batch_size == 0 || self.batch_size > 1 << 20 {
             return invalid("batch_size must be between 1 and 1,048,576");
         }
@@ -197,19 +195,11 @@ impl Builder {
         }
         match self.mode {
             Mode::Deferred { limit: 0 } => return invalid("deferred limit must be at least 1"),
-            Mode::Lazy { tick } if tick < Duration::from_micros(1) => {
-                return invalid("lazy tick must be at least 1us")
-            }
+            Mode::Lazy { tick } if tick < Duration::from_micros(1) => return invalid("lazy tick must be at least 1us"),
             _ => {}
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let shared = Arc::new(Shared::new(
-            id,
-            self.name.clone(),
-            self.mode,
-            self.max_pending,
-            self.batch_size,
-        ));
+        let shared = Arc::new(Shared::new(id, self.name.clone(), self.mode, self.max_pending, self.batch_size));
         register_fence_stats(shared.flavour);
         let s = shared.clone();
         let reg = stats::register(&format!("smr.{}", self.name), move |emit| {
@@ -222,20 +212,12 @@ impl Builder {
             emit("retired", c.retired.sum());
             emit("reclaimed", c.reclaimed.sum());
             emit("pending", s.pending.load(Ordering::Relaxed) as u64);
-            emit(
-                "pending_bytes",
-                s.pending_bytes.load(Ordering::Relaxed) as u64,
-            );
+            emit("pending_bytes", s.pending_bytes.load(Ordering::Relaxed) as u64);
             emit("backpressure_waits", c.backpressure.sum());
             emit("cap_overruns", c.cap_overrun.sum());
             emit("participants", s.participants());
         });
-        Ok(Smr {
-            inner: Arc::new(Domain {
-                shared,
-                _stats: reg,
-            }),
-        })
+        Ok(Smr { shared: shared.clone(), _domain: Arc::new(Domain { shared, _stats: reg }) })
     }
 }
 
@@ -269,35 +251,31 @@ impl Smr {
 
     /// The domain's name.
     pub fn name(&self) -> &str {
-        &self.inner.shared.name
+        &self.shared.name
     }
 
     /// The domain's mode.
     pub fn mode(&self) -> Mode {
-        self.inner.shared.mode
+        self.shared.mode
     }
 
     #[inline]
     pub(crate) fn shared(&self) -> &Shared {
-        &self.inner.shared
+        &self.shared
     }
 
     /// This thread's slot, claimed on first use.
     #[inline]
     fn slot(&self) -> SlotRef {
         let id = self.shared().id;
-        match FAST.try_with(|f| {
-            if f.id.get() == id {
-                f.slot.get()
-            } else {
-                std::ptr::null()
-            }
-        }) {
-            Ok(p) if !p.is_null() => SlotRef {
-                slot: p,
-                ephemeral: false,
-            },
-            _ => self.slot_slow(true).expect("claiming always yields a slot"),
+        // NOTE: `FAST` has a const initialiser and no destructor, so `with`
+        // never fails and compiles to two %fs-relative loads. A matching id
+        // implies a valid slot (ids are never reused, and `Owned::drop`
+        // clears the id before giving slots back).
+        let hit = FAST.with(|f| if f.id.get() == id { Some(f.slot.get()) } else { None });
+        match hit {
+            Some(slot) => SlotRef { slot, ephemeral: false },
+            None => self.slot_slow(true).expect("claiming always yields a slot"),
         }
     }
 
@@ -305,13 +283,10 @@ impl Smr {
     /// if `claim`, refresh the cache.
     #[cold]
     fn slot_slow(&self, claim: bool) -> Option<SlotRef> {
-        let shared = &self.inner.shared;
+        let shared = &self.shared;
         let found = OWNED.try_with(|owned| {
             let mut owned = owned.0.borrow_mut();
-            let hit = owned
-                .iter()
-                .find(|(s, _)| s.id == shared.id)
-                .map(|(_, p)| *p);
+            let hit = owned.iter().find(|(s, _)| s.id == shared.id).map(|(_, p)| *p);
             let p = match hit {
                 Some(p) => p,
                 None if claim => {
@@ -331,18 +306,12 @@ impl Smr {
             Some(p)
         });
         match found {
-            Ok(p) => p.map(|slot| SlotRef {
-                slot,
-                ephemeral: false,
-            }),
+            Ok(p) => p.map(|slot| SlotRef { slot, ephemeral: false }),
             // The thread is being torn down: borrow a slot for one section.
             Err(_) if claim => {
                 let slot = shared.slots.claim();
                 slot.rmw.set(shared.flavour == Flavour::Rmw);
-                Some(SlotRef {
-                    slot,
-                    ephemeral: true,
-                })
+                Some(SlotRef { slot, ephemeral: true })
             }
             Err(_) => None,
         }
@@ -371,24 +340,13 @@ impl Smr {
         // `self` keeps alive for the guard's lifetime; this thread owns it.
         let slot = unsafe { &*r.slot };
         enter_slot(self.shared(), slot);
-        Guard {
-            smr: self,
-            slot,
-            ephemeral: r.ephemeral,
-            _not_send: PhantomData,
-        }
+        Guard { smr: self, slot, ephemeral: r.ephemeral, _not_send: PhantomData }
     }
 
     /// Whether the calling thread is inside a read section of this domain.
     pub fn in_section(&self) -> bool {
         let id = self.shared().id;
-        let p = match FAST.try_with(|f| {
-            if f.id.get() == id {
-                f.slot.get()
-            } else {
-                std::ptr::null()
-            }
-        }) {
+        let p = match FAST.try_with(|f| if f.id.get() == id { f.slot.get() } else { std::ptr::null() }) {
             Ok(p) if !p.is_null() => p,
             _ => match self.slot_slow(false) {
                 Some(r) => r.slot,
@@ -396,7 +354,7 @@ impl Smr {
             },
         };
         // SAFETY: as in `enter`.
-        unsafe { &*p }.local.nesting.get() > 0
+        unsafe { &*p }.in_section()
     }
 
     /// Register the calling thread explicitly and get a handle that enters
@@ -414,12 +372,7 @@ impl Smr {
     /// ```
     pub fn register(&self) -> Participant {
         let r = self.slot();
-        Participant {
-            smr: self.clone(),
-            slot: r.slot,
-            ephemeral: r.ephemeral,
-            _not_send: PhantomData,
-        }
+        Participant { smr: self.clone(), slot: r.slot, ephemeral: r.ephemeral, _not_send: PhantomData }
     }
 
     /// The current write sequence (`smr_current`).
@@ -448,7 +401,7 @@ impl Smr {
                 let r = self.slot();
                 // SAFETY: as in `enter`.
                 let slot = unsafe { &*r.slot };
-                let goal = shared.deferred_advance(slot, limit, slot.local.nesting.get() == 0);
+                let goal = shared.deferred_advance(slot, limit, !slot.in_section());
                 if r.ephemeral {
                     slot.release();
                 }
@@ -483,9 +436,7 @@ impl Smr {
     /// this domain, instead of waiting forever.
     pub fn wait(&self, goal: Seq) -> Result<(), Error> {
         if self.in_section() {
-            return Err(Error::InSection {
-                domain: self.name().to_string(),
-            });
+            return Err(Error::InSection { domain: self.name().to_string() });
         }
         self.shared().wait(goal);
         Ok(())
@@ -495,9 +446,7 @@ impl Smr {
     /// (`smr_synchronize`).
     pub fn synchronize(&self) -> Result<(), Error> {
         if self.in_section() {
-            return Err(Error::InSection {
-                domain: self.name().to_string(),
-            });
+            return Err(Error::InSection { domain: self.name().to_string() });
         }
         let goal = self.advance();
         self.shared().wait(goal);
@@ -545,7 +494,7 @@ impl Smr {
         if full {
             // SAFETY: as above.
             let batch = unsafe { (*slot.local.batch.get()).take() };
-            self.queue_batch(slot, batch, slot.local.nesting.get() == 0);
+            self.queue_batch(slot, batch, !slot.in_section());
         }
     }
 
@@ -569,9 +518,7 @@ impl Smr {
     /// Returns [`Error::InSection`] inside a read section of this domain.
     pub fn flush(&self) -> Result<(), Error> {
         if self.in_section() {
-            return Err(Error::InSection {
-                domain: self.name().to_string(),
-            });
+            return Err(Error::InSection { domain: self.name().to_string() });
         }
         let r = self.slot();
         // SAFETY: as in `enter`.
@@ -623,24 +570,25 @@ impl std::fmt::Debug for Smr {
 
 #[inline]
 fn enter_slot(shared: &Shared, slot: &Slot) {
-    let n = slot.local.nesting.get();
-    slot.local.nesting.set(n + 1);
-    if n == 0 {
+    if !slot.in_section() {
         shared.publish(slot);
+    } else {
+        slot.local.nesting.set(slot.local.nesting.get() + 1);
     }
-    let _ = FAST.try_with(|f| f.depth.set(f.depth.get() + 1));
 }
 
+/// End one section. Guards may drop in any order: whichever is last
+/// (no extra nesting left) unpublishes.
 #[inline]
 fn exit_slot(slot: &Slot) {
-    let n = slot.local.nesting.get() - 1;
-    slot.local.nesting.set(n);
+    let n = slot.local.nesting.get();
     if n == 0 {
         // ORDERING: Release: every load of the section happens before a
         // poller that acquires INVALID frees anything (`poll_slot`).
         slot.c_seq.store(crate::seq::INVALID, Ordering::Release);
+    } else {
+        slot.local.nesting.set(n - 1);
     }
-    let _ = FAST.try_with(|f| f.depth.set(f.depth.get() - 1));
 }
 
 /// A read section of one domain; ends when dropped (`smr_exit`).
@@ -663,7 +611,7 @@ impl Drop for Guard<'_> {
     #[inline]
     fn drop(&mut self) {
         exit_slot(self.slot);
-        if self.ephemeral && self.slot.local.nesting.get() == 0 {
+        if self.ephemeral && !self.slot.in_section() {
             self.slot.release();
         }
     }
@@ -671,9 +619,7 @@ impl Drop for Guard<'_> {
 
 impl std::fmt::Debug for Guard<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guard")
-            .field("domain", &self.smr.name())
-            .finish()
+        f.debug_struct("Guard").field("domain", &self.smr.name()).finish()
     }
 }
 
@@ -694,12 +640,7 @@ impl Participant {
         // keeps alive; `Participant` is `!Send`, so this is its owner.
         let slot = unsafe { &*self.slot };
         enter_slot(self.smr.shared(), slot);
-        Guard {
-            smr: &self.smr,
-            slot,
-            ephemeral: false,
-            _not_send: PhantomData,
-        }
+        Guard { smr: &self.smr, slot, ephemeral: false, _not_send: PhantomData }
     }
 
     /// The domain.
@@ -713,7 +654,7 @@ impl Drop for Participant {
         if self.ephemeral {
             // SAFETY: as in `enter`.
             let slot = unsafe { &*self.slot };
-            if slot.local.nesting.get() == 0 {
+            if !slot.in_section() {
                 slot.release();
             }
         }
@@ -722,8 +663,6 @@ impl Drop for Participant {
 
 impl std::fmt::Debug for Participant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Participant")
-            .field("domain", &self.smr.name())
-            .finish()
+        f.debug_struct("Participant").field("domain", &self.smr.name()).finish()
     }
 }

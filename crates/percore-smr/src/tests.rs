@@ -52,10 +52,7 @@ fn a_reader_blocks_goals_after_its_entry_until_it_exits() {
     });
     entered.recv().unwrap();
     let goal = smr.advance();
-    assert!(
-        !smr.poll(goal, false),
-        "the reader entered before the advance"
-    );
+    assert!(!smr.poll(goal, false), "the reader entered before the advance");
     assert!(!smr.poll(goal, false));
     to_reader.send(()).unwrap();
     entered.recv().unwrap();
@@ -151,10 +148,7 @@ fn dropping_the_last_handle_runs_everything_pending() {
             smr.retire(Box::new(CountDrop(dropped.clone())));
         }
         drop(smr);
-        assert_eq!(
-            dropped.load(Ordering::SeqCst),
-            4.min(dropped.load(Ordering::SeqCst))
-        );
+        assert_eq!(dropped.load(Ordering::SeqCst), 4.min(dropped.load(Ordering::SeqCst)));
         drop(other);
     }
     assert_eq!(dropped.load(Ordering::SeqCst), 5);
@@ -205,10 +199,7 @@ fn many_threads_get_distinct_slots() {
         })
         .collect();
     barrier.wait();
-    assert_eq!(
-        percore_cpu::stats::get("smr.t-many.participants"),
-        Some(n as u64)
-    );
+    assert_eq!(percore_cpu::stats::get("smr.t-many.participants"), Some(n as u64));
     let goal = smr.advance();
     assert!(!smr.poll(goal, false));
     barrier.wait();
@@ -221,11 +212,7 @@ fn many_threads_get_distinct_slots() {
 #[test]
 fn the_cap_makes_writers_wait_for_a_stalled_reader() {
     let cap = 64;
-    let smr = Smr::builder("t-cap")
-        .batch_size(16)
-        .max_pending(cap)
-        .build()
-        .unwrap();
+    let smr = Smr::builder("t-cap").batch_size(16).max_pending(cap).build().unwrap();
     let (release, stalled) = mpsc::channel::<()>();
     let (ready, is_ready) = mpsc::channel::<()>();
     let s = smr.clone();
@@ -246,10 +233,7 @@ fn the_cap_makes_writers_wait_for_a_stalled_reader() {
     // The writer must get stuck on the cap: wait until it has waited.
     let t0 = std::time::Instant::now();
     while percore_cpu::stats::get("smr.t-cap.backpressure_waits").unwrap_or(0) == 0 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "writer never hit the cap"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(60), "writer never hit the cap");
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(smr.pending() <= cap + 16);
@@ -262,11 +246,7 @@ fn the_cap_makes_writers_wait_for_a_stalled_reader() {
 
 #[test]
 fn retire_inside_a_section_never_waits_for_itself() {
-    let smr = Smr::builder("t-cap-self")
-        .batch_size(4)
-        .max_pending(8)
-        .build()
-        .unwrap();
+    let smr = Smr::builder("t-cap-self").batch_size(4).max_pending(8).build().unwrap();
     let g = smr.enter();
     for i in 0..100u64 {
         smr.retire(Box::new(i)); // over the cap, but must not deadlock
@@ -279,10 +259,7 @@ fn retire_inside_a_section_never_waits_for_itself() {
 
 #[test]
 fn deferred_mode_bumps_every_limit_advances() {
-    let smr = Smr::builder("t-deferred")
-        .mode(Mode::Deferred { limit: 4 })
-        .build()
-        .unwrap();
+    let smr = Smr::builder("t-deferred").mode(Mode::Deferred { limit: 4 }).build().unwrap();
     let start = smr.current();
     let g1 = smr.advance();
     assert_eq!(g1, start.add(INCR), "a deferred goal is one step ahead");
@@ -303,26 +280,17 @@ fn deferred_mode_bumps_every_limit_advances() {
 #[test]
 fn lazy_mode_follows_the_clock() {
     let tick = Duration::from_millis(1);
-    let smr = Smr::builder("t-lazy")
-        .mode(Mode::Lazy { tick })
-        .build()
-        .unwrap();
+    let smr = Smr::builder("t-lazy").mode(Mode::Lazy { tick }).build().unwrap();
     let goal = smr.advance();
     assert!(goal.gt(smr.current()), "lazy goals lie ahead");
     // Without readers, the goal expires once the clock passes it.
     let t0 = std::time::Instant::now();
     while !smr.poll(goal, false) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "lazy clock never reached the goal"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(60), "lazy clock never reached the goal");
         std::thread::sleep(tick);
     }
     let g2 = smr.advance();
-    assert!(
-        smr.poll(g2, true),
-        "a blocking poll sleeps until the clock gets there"
-    );
+    assert!(smr.poll(g2, true), "a blocking poll sleeps until the clock gets there");
     smr.retire(Box::new(5u32));
     smr.flush().unwrap();
     assert_eq!(smr.pending(), 0);
@@ -331,24 +299,10 @@ fn lazy_mode_follows_the_clock() {
 #[test]
 fn bad_configurations_are_errors() {
     let e = |b: Builder| b.build().unwrap_err();
-    assert!(matches!(
-        e(Smr::builder("x").batch_size(0)),
-        Error::InvalidConfig { .. }
-    ));
-    assert!(matches!(
-        e(Smr::builder("x").max_pending(1).batch_size(2)),
-        Error::InvalidConfig { .. }
-    ));
-    assert!(matches!(
-        e(Smr::builder("x").mode(Mode::Deferred { limit: 0 })),
-        Error::InvalidConfig { .. }
-    ));
-    assert!(matches!(
-        e(Smr::builder("x").mode(Mode::Lazy {
-            tick: Duration::ZERO
-        })),
-        Error::InvalidConfig { .. }
-    ));
+    assert!(matches!(e(Smr::builder("x").batch_size(0)), Error::InvalidConfig { .. }));
+    assert!(matches!(e(Smr::builder("x").max_pending(1).batch_size(2)), Error::InvalidConfig { .. }));
+    assert!(matches!(e(Smr::builder("x").mode(Mode::Deferred { limit: 0 })), Error::InvalidConfig { .. }));
+    assert!(matches!(e(Smr::builder("x").mode(Mode::Lazy { tick: Duration::ZERO })), Error::InvalidConfig { .. }));
     let msg = e(Smr::builder("named").batch_size(0)).to_string();
     assert!(msg.contains("named") && msg.contains("batch_size"), "{msg}");
 }
@@ -378,18 +332,12 @@ fn advance_waits_when_readers_fall_too_far_behind() {
         for _ in 0..steps {
             let goal = s.advance();
             let rd = s.shared().rd_seq();
-            assert!(
-                goal.delta(rd) < (MAX_DELTA + INCR) as i32,
-                "delta invariant broken"
-            );
+            assert!(goal.delta(rd) < (MAX_DELTA + INCR) as i32, "delta invariant broken");
         }
     });
     let t0 = std::time::Instant::now();
     while percore_cpu::stats::get("smr.t-maxdelta.advance_wait").unwrap_or(0) == 0 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "advance never waited"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(60), "advance never waited");
         std::thread::sleep(Duration::from_millis(1));
     }
     release.send(()).unwrap();
@@ -402,24 +350,9 @@ fn stats_are_registered_under_the_domain_name() {
     let smr = Smr::new("t-stats").unwrap();
     let g = smr.advance();
     smr.poll(g, false);
-    let names: Vec<String> = percore_cpu::stats::with_prefix("smr.t-stats.")
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    for key in [
-        "advance",
-        "advance_wait",
-        "poll",
-        "poll_scan",
-        "poll_fail",
-        "retired",
-        "reclaimed",
-        "pending",
-    ] {
-        assert!(
-            names.contains(&format!("smr.t-stats.{key}")),
-            "{key} missing from {names:?}"
-        );
+    let names: Vec<String> = percore_cpu::stats::with_prefix("smr.t-stats.").into_iter().map(|(n, _)| n).collect();
+    for key in ["advance", "advance_wait", "poll", "poll_scan", "poll_fail", "retired", "reclaimed", "pending"] {
+        assert!(names.contains(&format!("smr.t-stats.{key}")), "{key} missing from {names:?}");
     }
     assert!(percore_cpu::stats::get("smr.t-stats.advance").unwrap() >= 1);
     let m = percore_cpu::stats::get("smr.fence.membarrier").unwrap();
@@ -436,8 +369,6 @@ fn stats_are_registered_under_the_domain_name() {
 fn a_forgotten_guard_is_cleared_when_its_thread_exits() {
     let smr = Smr::new("t-forget").unwrap();
     let s = smr.clone();
-    std::thread::spawn(move || std::mem::forget(s.enter()))
-        .join()
-        .unwrap();
+    std::thread::spawn(move || std::mem::forget(s.enter())).join().unwrap();
     smr.synchronize().unwrap();
 }

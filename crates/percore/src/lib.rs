@@ -38,3 +38,13 @@ pub use percore_zone as zone;
 pub fn stats() -> Vec<(String, u64)> {
     cpu::stats::snapshot()
 }
+
+/// The repository README's examples, compiled and run as doc tests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
+/// The crate README's example, compiled and run as a doc test.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct CrateReadmeDoctests;

@@ -20,9 +20,7 @@ pub(crate) fn allowed_cpus() -> io::Result<Vec<usize>> {
     }
     let max = 8 * mem::size_of::<libc::cpu_set_t>();
     // SAFETY: CPU_ISSET only reads the set, and `cpu` is below its capacity.
-    Ok((0..max)
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect())
+    Ok((0..max).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect())
 }
 
 /// Restrict the calling thread to `cpu`.

@@ -9,10 +9,7 @@ pub(crate) fn allowed_cpus() -> io::Result<Vec<usize>> {
 }
 
 pub(crate) fn pin_current(_cpu: usize) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "thread pinning is not supported on this platform",
-    ))
+    Err(io::Error::new(io::ErrorKind::Unsupported, "thread pinning is not supported on this platform"))
 }
 
 pub(crate) fn current_cpu() -> Option<usize> {

@@ -7,14 +7,7 @@ const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
 fn membarrier(cmd: libc::c_long) -> libc::c_long {
     // SAFETY: membarrier takes (cmd, flags, cpu_id) integers and touches no
     // memory of ours; an unknown command fails with EINVAL.
-    unsafe {
-        libc::syscall(
-            libc::SYS_membarrier,
-            cmd,
-            0 as libc::c_long,
-            0 as libc::c_long,
-        )
-    }
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_long, 0 as libc::c_long) }
 }
 
 /// Ask the kernel for private expedited membarrier. Returns whether it is
@@ -35,9 +28,5 @@ pub(super) fn private_expedited() {
     // kernel documents no transient errors for it). If it ever did, readers
     // would be unprotected, so we refuse to continue rather than risk a
     // use-after-free.
-    assert!(
-        rc == 0,
-        "membarrier(PRIVATE_EXPEDITED) failed after registration: {}",
-        std::io::Error::last_os_error()
-    );
+    assert!(rc == 0, "membarrier(PRIVATE_EXPEDITED) failed after registration: {}", std::io::Error::last_os_error());
 }

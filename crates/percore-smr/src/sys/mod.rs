@@ -79,3 +79,24 @@ pub(crate) fn heavy_fence(flavour: Flavour) {
         _ => fence(Ordering::SeqCst),
     }
 }
+
+/// The fallback flavour's reader side: publish `seq` with a full barrier
+/// between the store and the section's loads.
+#[inline]
+pub(crate) fn publish_with_full_fence(c_seq: &crate::loom::AtomicU32, seq: u32) {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    {
+        // ORDERING: a locked RMW (`xchg`) is a full barrier on x86-64 (Intel
+        // SDM vol. 3, 8.2.2), so later loads cannot pass this store. The
+        // language model alone would not promise that for an RMW followed by
+        // non-SeqCst loads, hence the fence on other targets; the writer's
+        // SeqCst fence before its scan completes the pair.
+        c_seq.swap(seq, Ordering::SeqCst);
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    {
+        // ORDERING: store, then a full fence, pairing with the writer's.
+        c_seq.store(seq, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+}
