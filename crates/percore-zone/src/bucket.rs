@@ -41,9 +41,7 @@
 //! fields are protected by its mutex; `size` is a heuristic read without it.
 
 use crate::grace::Tag;
-use crate::loom::{
-    lock, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError, BUCKET_MAX, BUCKET_MIN,
-};
+use crate::loom::{lock, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError, BUCKET_MAX, BUCKET_MIN};
 use std::collections::VecDeque;
 use std::ptr::NonNull;
 
@@ -59,11 +57,7 @@ pub(crate) struct Bucket<T> {
 impl<T> Bucket<T> {
     /// An empty bucket for `cap` items.
     pub(crate) fn new(cap: usize) -> Box<Bucket<T>> {
-        Box::new(Bucket {
-            len: 0,
-            items: vec![None; cap.max(1)].into_boxed_slice(),
-            tag: None,
-        })
+        Box::new(Bucket { len: 0, items: vec![None; cap.max(1)].into_boxed_slice(), tag: None })
     }
 
     /// Take the most recently pushed item.
@@ -146,8 +140,8 @@ pub(crate) struct DepotInner<T> {
 }
 
 impl<T> Depot<T> {
-    /// A depot whose buckets start at `BUCKET_MIN` (at most `max`) items.
-    pub(crate) fn new(max: usize) -> Depot<T> {
+    /// A depot whose buckets start at `start` (at most `max`) items.
+    pub(crate) fn new(max: usize, start: usize) -> Depot<T> {
         let max = max.clamp(1, BUCKET_MAX);
         Depot {
             inner: Mutex::new(DepotInner {
@@ -157,7 +151,7 @@ impl<T> Depot<T> {
                 items: 0,
                 tagged: 0,
             }),
-            size: AtomicUsize::new(BUCKET_MIN.min(max)),
+            size: AtomicUsize::new(start.clamp(BUCKET_MIN.min(max), max)),
             max,
         }
     }
@@ -191,8 +185,7 @@ impl<T> Depot<T> {
     pub(crate) fn shrink(&self) {
         let s = self.bucket_size();
         // ORDERING: see `lock`.
-        self.size
-            .store((s / 2).max(BUCKET_MIN.min(self.max)), Ordering::Relaxed);
+        self.size.store((s / 2).max(BUCKET_MIN.min(self.max)), Ordering::Relaxed);
     }
 }
 
@@ -230,10 +223,7 @@ impl<T> DepotInner<T> {
     }
 
     /// Take the head bucket if `usable` says its tag allows reuse.
-    pub(crate) fn take_full(
-        &mut self,
-        usable: impl FnOnce(&Tag) -> bool,
-    ) -> Option<Box<Bucket<T>>> {
+    pub(crate) fn take_full(&mut self, usable: impl FnOnce(&Tag) -> bool) -> Option<Box<Bucket<T>>> {
         let ok = match self.full.front()?.tag.as_ref() {
             None => true,
             Some(tag) => usable(tag),
@@ -278,7 +268,7 @@ mod tests {
 
     #[test]
     fn plain_full_buckets_are_a_stack_and_tagged_ones_a_queue() {
-        let d = Depot::<u8>::new(BUCKET_MAX);
+        let d = Depot::<u8>::new(BUCKET_MAX, BUCKET_MIN);
         let mut items = [1u8, 2, 3];
         let mut g = d.lock();
         for it in items.iter_mut() {
@@ -296,7 +286,7 @@ mod tests {
 
     #[test]
     fn reclaim_shrinks_the_bucket_size_but_not_below_the_minimum() {
-        let d = Depot::<u8>::new(BUCKET_MAX);
+        let d = Depot::<u8>::new(BUCKET_MAX, BUCKET_MIN);
         let start = d.bucket_size();
         d.size.store(start * 4, Ordering::Relaxed);
         d.shrink();

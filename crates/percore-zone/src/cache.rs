@@ -56,7 +56,7 @@
 
 use crate::bucket::{Bucket, Depot};
 use crate::grace::{Grace, Tag};
-use crate::loom::{lock, AtomicUsize, Condvar, Mutex, Ordering, UnsafeCell};
+use crate::loom::{lock, AtomicUsize, Condvar, Mutex, Ordering, UnsafeCell, BUCKET_MIN, SCAN_SLACK, SMR_BUCKET_START};
 use crate::participant;
 use crate::slab::{Geometry, Keg};
 use crate::Error;
@@ -114,10 +114,7 @@ impl StatCell {
     #[inline]
     fn bump(&self) {
         // ORDERING: a statistic with a single writer (the slot's owner).
-        self.0.store(
-            self.0.load(StdOrdering::Relaxed).wrapping_add(1),
-            StdOrdering::Relaxed,
-        );
+        self.0.store(self.0.load(StdOrdering::Relaxed).wrapping_add(1), StdOrdering::Relaxed);
     }
     fn get(&self) -> u64 {
         // ORDERING: a statistic.
@@ -177,22 +174,13 @@ unsafe impl<T: Send + 'static> Send for Core<T> {}
 unsafe impl<T: Send + 'static> Sync for Core<T> {}
 
 impl<T: Send + 'static> Core<T> {
-    pub(crate) fn new(
-        cfg: Config,
-        hooks: Hooks<T>,
-        grace: Option<Arc<dyn Grace>>,
-    ) -> Result<Arc<Self>, Error> {
+    pub(crate) fn new(cfg: Config, hooks: Hooks<T>, grace: Option<Arc<dyn Grace>>) -> Result<Arc<Self>, Error> {
         if cfg.limit == Some(0) {
-            return Err(Error::Config(format!(
-                "zone {}: max_items must be at least 1",
-                cfg.name
-            )));
+            return Err(Error::Config(format!("zone {}: max_items must be at least 1", cfg.name)));
         }
-        let geo = Geometry::new(Layout::new::<T>()).ok_or_else(|| {
-            Error::Config(format!("zone {}: items too large for a slab", cfg.name))
-        })?;
-        let nocache =
-            cfg.nocache || std::env::var_os("PERCORE_ZONE_NOCACHE").is_some_and(|v| v == "1");
+        let geo = Geometry::new(Layout::new::<T>())
+            .ok_or_else(|| Error::Config(format!("zone {}: items too large for a slab", cfg.name)))?;
+        let nocache = cfg.nocache || std::env::var_os("PERCORE_ZONE_NOCACHE").is_some_and(|v| v == "1");
         let cpus = percore_cpu::allowed_cpus().map_or(1, |c| c.len());
         // Limited zones keep buckets small so that little of the limit can
         // sit in private caches (at most 2 buckets per participant).
@@ -210,15 +198,11 @@ impl<T: Send + 'static> Core<T> {
                 name: cfg.name,
                 hooks: Arc::new(hooks),
                 slots: PerSlot::new(nslots, |_| Slot {
-                    mag: UnsafeCell::new(Magazine {
-                        alloc: None,
-                        free: None,
-                        owner: 0,
-                    }),
+                    mag: UnsafeCell::new(Magazine { alloc: None, free: None, owner: 0 }),
                     allocs: StatCell::default(),
                     frees: StatCell::default(),
                 }),
-                depot: Depot::new(bucket_max),
+                depot: Depot::new(bucket_max, if grace.is_some() { SMR_BUCKET_START } else { BUCKET_MIN }),
                 keg: Keg::new(geo),
                 limit: cfg.limit.unwrap_or(usize::MAX),
                 limited: cfg.limit.is_some(),
@@ -228,11 +212,7 @@ impl<T: Send + 'static> Core<T> {
                 wait_mx: Mutex::new(()),
                 wake: Condvar::new(),
                 retired: Mutex::new(VecDeque::new()),
-                stats: Shared {
-                    allocs: Counter::new(),
-                    frees: Counter::new(),
-                    fails: Counter::new(),
-                },
+                stats: Shared { allocs: Counter::new(), frees: Counter::new(), fails: Counter::new() },
                 me: me.clone(),
                 _reg: Some(reg),
             }
@@ -245,9 +225,7 @@ impl<T: Send + 'static> Core<T> {
     pub(crate) fn alloc(&self, deadline: Option<Instant>) -> Result<NonNull<T>, Error> {
         if let Some(slot) = self.slots.get(participant::current()) {
             // SAFETY: the slot is this thread's (participant invariant 1).
-            let hit = slot
-                .mag
-                .with_mut(|m| unsafe { (*m).alloc.as_mut() }.and_then(|b| b.pop()));
+            let hit = slot.mag.with_mut(|m| unsafe { (*m).alloc.as_mut() }.and_then(|b| b.pop()));
             if let Some(p) = hit {
                 slot.allocs.bump();
                 self.ctor(p);
@@ -329,10 +307,7 @@ impl<T: Send + 'static> Core<T> {
             slot.mag.with_mut(|m| {
                 // SAFETY: the slot is this thread's.
                 let m = unsafe { &mut *m };
-                debug_assert!(
-                    m.alloc.is_none() && m.free.is_none(),
-                    "slot inherited buckets"
-                );
+                debug_assert!(m.alloc.is_none() && m.free.is_none(), "slot inherited buckets");
                 m.owner = serial;
             });
         }
@@ -351,7 +326,12 @@ impl<T: Send + 'static> Core<T> {
         let size = self.depot.bucket_size();
         let mut bucket = {
             let mut d = self.depot.lock();
-            if let Some(full) = d.take_full(|t| self.expired(t)) {
+            // SMR: a poll that must scan costs a heavy fence (membarrier),
+            // so poll only once SCAN_SLACK tagged buckets wait: one scan
+            // then moves rd_seq past all but the newest, and their polls
+            // are a load and a compare.
+            let poll = d.tagged >= SCAN_SLACK;
+            if let Some(full) = d.take_full(|t| poll && self.expired(t)) {
                 if let Some(old) = m.alloc.replace(full) {
                     d.put_empty(old);
                 }
@@ -369,6 +349,16 @@ impl<T: Send + 'static> Core<T> {
         };
         let cap = bucket.cap();
         let r = self.import(&mut bucket, cap);
+        if matches!(r, Ok(0)) && self.grace.is_some() {
+            // At the item limit: now a scan is worth its fence.
+            let mut d = self.depot.lock();
+            if let Some(full) = d.take_full(|t| self.expired(t)) {
+                d.put_empty(bucket);
+                drop(d);
+                m.alloc = Some(full);
+                return Ok(m.alloc.as_mut().and_then(|b| b.pop()));
+            }
+        }
         let p = bucket.pop();
         m.alloc = Some(bucket);
         r.map(|_| p)
@@ -381,10 +371,7 @@ impl<T: Send + 'static> Core<T> {
         let got = self
             .keg
             .import(n, self.limit, &mut raw)
-            .map_err(|bytes| Error::OutOfMemory {
-                zone: self.name.clone(),
-                bytes,
-            })?;
+            .map_err(|bytes| Error::OutOfMemory { zone: self.name.clone(), bytes })?;
         for r in raw {
             let p = r.cast::<T>();
             // SAFETY: a raw item of our keg: aligned, sized for `T`, unused.
@@ -508,10 +495,7 @@ impl<T: Send + 'static> Core<T> {
     fn alloc_wait_slow(&self, deadline: Option<Instant>) -> Result<NonNull<T>, Error> {
         let Some(deadline) = deadline else {
             self.stats.fails.inc();
-            return Err(Error::Full {
-                zone: self.name.clone(),
-                limit: self.limit,
-            });
+            return Err(Error::Full { zone: self.name.clone(), limit: self.limit });
         };
         let start = Instant::now();
         // ORDERING: SeqCst pairs with the load in `free_slow`: a free either
@@ -535,9 +519,7 @@ impl<T: Send + 'static> Core<T> {
                 // tag clock starts running for them.
                 self.flush_own_free_bucket();
                 if self.depot.lock().head_tag().is_some() && grace.in_section() {
-                    return Err(Error::InSection {
-                        zone: self.name.clone(),
-                    });
+                    return Err(Error::InSection { zone: self.name.clone() });
                 }
             }
             if let Some(p) = self.alloc_once()? {
@@ -545,19 +527,11 @@ impl<T: Send + 'static> Core<T> {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::Timeout {
-                    zone: self.name.clone(),
-                    limit: self.limit,
-                    timeout: now - start,
-                });
+                return Err(Error::Timeout { zone: self.name.clone(), limit: self.limit, timeout: now - start });
             }
             // SMR: poll the head's tag every millisecond; otherwise frees
             // notify us, and the slice only bounds a missed notification.
-            let slice = if self.grace.is_some() {
-                Duration::from_millis(1)
-            } else {
-                Duration::from_millis(20)
-            };
+            let slice = if self.grace.is_some() { Duration::from_millis(1) } else { Duration::from_millis(20) };
             g = match self.wake.wait_timeout(g, slice.min(deadline - now)) {
                 Ok((g, _)) => g,
                 Err(e) => e.into_inner().0,

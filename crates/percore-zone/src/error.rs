@@ -35,9 +35,7 @@ pub enum Error {
     },
     /// Waiting for a grace period from inside a read section of the zone's
     /// SMR domain would wait for the caller itself, forever.
-    #[error(
-        "zone {zone}: cannot wait for an SMR grace period inside a read section of that domain"
-    )]
+    #[error("zone {zone}: cannot wait for an SMR grace period inside a read section of that domain")]
     InSection {
         /// The zone's name.
         zone: String,

@@ -45,6 +45,11 @@ mod imp {
     pub(crate) const BUCKET_MIN: usize = 16;
     /// Largest bucket capacity the contention heuristic may grow to.
     pub(crate) const BUCKET_MAX: usize = 256;
+    /// SMR zones start with large buckets: one `advance` per bucket of
+    /// frees, and one poll scan per `SCAN_SLACK` buckets.
+    pub(crate) const SMR_BUCKET_START: usize = 128;
+    /// Tagged buckets that must wait in the depot before `alloc` polls.
+    pub(crate) const SCAN_SLACK: usize = 4;
 }
 
 #[cfg(loom)]
@@ -64,6 +69,10 @@ mod imp {
     pub(crate) const BUCKET_MIN: usize = 2;
     /// Shrunk with it.
     pub(crate) const BUCKET_MAX: usize = 3;
+    /// Shrunk with it.
+    pub(crate) const SMR_BUCKET_START: usize = 2;
+    /// Poll at once under loom.
+    pub(crate) const SCAN_SLACK: usize = 1;
 }
 
 pub(crate) use imp::*;

@@ -75,12 +75,7 @@ impl Participant {
             let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
             // The smallest released index first: indices stay dense, and a
             // loom model sees the same assignment in every execution.
-            let smallest = free
-                .1
-                .iter()
-                .enumerate()
-                .min_by_key(|&(_, &i)| i)
-                .map(|(at, _)| at);
+            let smallest = free.1.iter().enumerate().min_by_key(|&(_, &i)| i).map(|(at, _)| at);
             match smallest.map(|at| free.1.swap_remove(at)) {
                 Some(i) => i,
                 None => {
@@ -92,11 +87,7 @@ impl Participant {
         // ORDERING: only uniqueness matters; no other memory is published.
         let serial = SERIAL.fetch_add(1, StdOrdering::Relaxed);
         INDEX.with(|c| c.set(index));
-        Participant {
-            index,
-            serial,
-            zones: RefCell::new(Vec::new()),
-        }
+        Participant { index, serial, zones: RefCell::new(Vec::new()) }
     }
 }
 

@@ -67,10 +67,7 @@ impl Geometry {
     /// Geometry for items of `item` layout; `None` when impossibly large.
     pub(crate) fn new(item: Layout) -> Option<Geometry> {
         let align = item.align().max(align_of::<FreeItem>());
-        let stride = item
-            .size()
-            .max(size_of::<FreeItem>())
-            .checked_next_multiple_of(align)?;
+        let stride = item.size().max(size_of::<FreeItem>()).checked_next_multiple_of(align)?;
         let item_offset = size_of::<SlabHdr>().checked_next_multiple_of(align)?;
         // At least 4 KiB and room for 8 items (UMA picks a slab so that the
         // waste is small; 8 bounds it below 1/8 plus the header).
@@ -78,12 +75,7 @@ impl Geometry {
         let bytes = want.checked_next_power_of_two()?.max(4096);
         let slab = Layout::from_size_align(bytes, bytes.max(align)).ok()?;
         let ipers = (bytes - item_offset) / stride;
-        Some(Geometry {
-            stride,
-            item_offset,
-            ipers,
-            slab,
-        })
+        Some(Geometry { stride, item_offset, ipers, slab })
     }
 }
 
@@ -107,14 +99,7 @@ unsafe impl Send for KegInner {}
 
 impl Keg {
     pub(crate) fn new(geo: Geometry) -> Keg {
-        Keg {
-            geo,
-            inner: Mutex::new(KegInner {
-                slabs: Vec::new(),
-                partial: Vec::new(),
-                items: 0,
-            }),
-        }
+        Keg { geo, inner: Mutex::new(KegInner { slabs: Vec::new(), partial: Vec::new(), items: 0 }) }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, KegInner> {
@@ -124,12 +109,7 @@ impl Keg {
     /// Take up to `n` raw items into `out`, making new slabs as needed, but
     /// never letting `items` exceed `limit`. Returns how many were taken; an
     /// error only when the system refuses memory and nothing was taken.
-    pub(crate) fn import(
-        &self,
-        n: usize,
-        limit: usize,
-        out: &mut Vec<NonNull<u8>>,
-    ) -> Result<usize, usize> {
+    pub(crate) fn import(&self, n: usize, limit: usize, out: &mut Vec<NonNull<u8>>) -> Result<usize, usize> {
         let mut k = self.lock();
         let n = n.min(limit.saturating_sub(k.items));
         let mut got = 0;
@@ -249,14 +229,7 @@ impl Keg {
         // SAFETY: the layout has a non-zero size (at least 4 KiB).
         let p = NonNull::new(unsafe { alloc(self.geo.slab) })?.cast::<SlabHdr>();
         // SAFETY: fresh, aligned memory large enough for the header.
-        unsafe {
-            p.as_ptr().write(SlabHdr {
-                free: None,
-                used: 0,
-                fresh: 0,
-                in_partial: true,
-            })
-        };
+        unsafe { p.as_ptr().write(SlabHdr { free: None, used: 0, fresh: 0, in_partial: true }) };
         Some(p)
     }
 }

@@ -76,10 +76,7 @@ pub struct SmrZone<T: Send + Sync + 'static> {
 
 impl<T: Send + Sync + 'static> Clone for SmrZone<T> {
     fn clone(&self) -> Self {
-        SmrZone {
-            core: self.core.clone(),
-            smr: self.smr.clone(),
-        }
+        SmrZone { core: self.core.clone(), smr: self.smr.clone() }
     }
 }
 
@@ -101,11 +98,7 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// let zone = percore_zone::SmrZone::new("doc.smr.new", &smr, || 0u64).unwrap();
     /// assert_eq!(*zone.try_alloc().unwrap(), 0);
     /// ```
-    pub fn new(
-        name: &str,
-        smr: &Smr,
-        init: impl Fn() -> T + Send + Sync + 'static,
-    ) -> Result<Self, Error> {
+    pub fn new(name: &str, smr: &Smr, init: impl Fn() -> T + Send + Sync + 'static) -> Result<Self, Error> {
         Self::builder(name, smr, init).build()
     }
 
@@ -121,17 +114,8 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     ///     .unwrap();
     /// assert_eq!(zone.try_alloc().unwrap().load(Ordering::Relaxed), 1);
     /// ```
-    pub fn builder(
-        name: &str,
-        smr: &Smr,
-        init: impl Fn() -> T + Send + Sync + 'static,
-    ) -> SmrBuilder<T> {
-        SmrBuilder {
-            common: Common::new(name, Box::new(init)),
-            smr: smr.clone(),
-            ctor: None,
-            dtor: None,
-        }
+    pub fn builder(name: &str, smr: &Smr, init: impl Fn() -> T + Send + Sync + 'static) -> SmrBuilder<T> {
+        SmrBuilder { common: Common::new(name, Box::new(init)), smr: smr.clone(), ctor: None, dtor: None }
     }
 
     /// Allocate an item; `Err(Error::Full)` at the item limit (never waits).
@@ -143,10 +127,7 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// ```
     #[inline]
     pub fn try_alloc(&self) -> Result<SmrBox<'_, T>, Error> {
-        Ok(SmrBox {
-            ptr: self.core.alloc(None)?,
-            core: &self.core,
-        })
+        Ok(SmrBox { ptr: self.core.alloc(None)?, core: &self.core })
     }
 
     /// Allocate an item; at the item limit, wait up to `timeout` for freed
@@ -162,10 +143,7 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// assert!(zone.alloc_wait(Duration::from_secs(10)).is_ok());
     /// ```
     pub fn alloc_wait(&self, timeout: Duration) -> Result<SmrBox<'_, T>, Error> {
-        Ok(SmrBox {
-            ptr: self.core.alloc(Some(deadline(timeout)))?,
-            core: &self.core,
-        })
+        Ok(SmrBox { ptr: self.core.alloc(Some(deadline(timeout)))?, core: &self.core })
     }
 
     /// Allocate an item as a raw pointer (for lock-free structures); free it
@@ -356,10 +334,7 @@ impl<T: Send + Sync + 'static> SmrBuilder<T> {
             init: self.common.init,
         };
         let grace: Arc<dyn crate::grace::Grace> = Arc::new(self.smr.clone());
-        Ok(SmrZone {
-            core: Core::new(cfg, hooks, Some(grace))?,
-            smr: self.smr,
-        })
+        Ok(SmrZone { core: Core::new(cfg, hooks, Some(grace))?, smr: self.smr })
     }
 }
 

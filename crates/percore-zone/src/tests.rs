@@ -53,11 +53,7 @@ fn init_once_ctor_dtor_every_time_fini_on_drop() {
     assert!((1..=crate::loom::BUCKET_MAX).contains(&inits), "{inits}");
     assert_eq!(calls.fini.load(SeqCst), 0);
     drop(zone);
-    assert_eq!(
-        calls.fini.load(SeqCst),
-        inits,
-        "drop runs fini on every constructed item"
-    );
+    assert_eq!(calls.fini.load(SeqCst), inits, "drop runs fini on every constructed item");
 }
 
 #[test]
@@ -88,27 +84,23 @@ fn items_are_unique_and_survive_bucket_exchanges() {
 fn thread_exit_returns_its_buckets_to_the_depot() {
     let calls = Arc::new(Calls::default());
     let zone = counted_zone("t.exit", &calls).build().unwrap();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let v: Vec<_> = (0..10).map(|_| zone.try_alloc().unwrap()).collect();
-            drop(v);
-            assert_eq!(zone.stats().depot_items, 0, "cached privately while alive");
-        });
-    });
+    // NOTE: `join` on a plain thread returns after its thread-local
+    // destructors ran (a scoped thread reports completion before them).
+    let z = zone.clone();
+    std::thread::spawn(move || {
+        let v: Vec<_> = (0..10).map(|_| z.try_alloc().unwrap()).collect();
+        drop(v);
+        assert_eq!(z.stats().depot_items, 0, "cached privately while alive");
+    })
+    .join()
+    .unwrap();
     let s = zone.stats();
-    assert_eq!(
-        s.depot_items, s.items,
-        "every cached item went back to the depot"
-    );
+    assert_eq!(s.depot_items, s.items, "every cached item went back to the depot");
     assert!(s.items >= 10);
     // And the main thread can use them.
     let before = calls.init.load(SeqCst);
     let v: Vec<_> = (0..10).map(|_| zone.try_alloc().unwrap()).collect();
-    assert_eq!(
-        calls.init.load(SeqCst),
-        before,
-        "reused, not constructed again"
-    );
+    assert_eq!(calls.init.load(SeqCst), before, "reused, not constructed again");
     drop(v);
     drop(zone);
     assert_eq!(calls.fini.load(SeqCst), calls.init.load(SeqCst));
@@ -121,8 +113,7 @@ fn cross_thread_frees() {
     std::thread::scope(|s| {
         s.spawn(|| {
             for _ in 0..5000 {
-                tx.send(zone.alloc_raw().unwrap().as_ptr() as usize)
-                    .unwrap();
+                tx.send(zone.alloc_raw().unwrap().as_ptr() as usize).unwrap();
             }
             drop(tx);
         });
@@ -140,29 +131,20 @@ fn cross_thread_frees() {
 
 #[test]
 fn limits_fail_clearly_and_waiters_get_freed_items() {
-    let zone = Zone::builder("t.limit", || 0u32)
-        .max_items(10)
-        .build()
-        .unwrap();
+    let zone = Zone::builder("t.limit", || 0u32).max_items(10).build().unwrap();
     let mut held: Vec<_> = (0..10).map(|_| zone.try_alloc().unwrap()).collect();
     match zone.try_alloc() {
         Err(Error::Full { limit: 10, zone }) => assert_eq!(zone, "t.limit"),
         other => panic!("expected Full, got {other:?}"),
     }
-    assert!(matches!(
-        zone.alloc_wait(Duration::from_millis(5)),
-        Err(Error::Timeout { .. })
-    ));
+    assert!(matches!(zone.alloc_wait(Duration::from_millis(5)), Err(Error::Timeout { .. })));
     assert_eq!(zone.stats().fails, 2);
     std::thread::scope(|s| {
         let waiter = s.spawn(|| zone.alloc_wait(Duration::from_secs(60)).map(|b| *b));
         // Wait (bounded) until the waiter sleeps, then free one item.
         let start = Instant::now();
         while zone.stats().sleepers == 0 {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "waiter never slept"
-            );
+            assert!(start.elapsed() < Duration::from_secs(60), "waiter never slept");
             std::thread::yield_now();
         }
         held.pop();
@@ -196,11 +178,7 @@ fn reclaim_returns_free_slabs_and_runs_fini() {
 #[test]
 fn no_cache_mode_allocates_each_item() {
     let calls = Arc::new(Calls::default());
-    let zone = counted_zone("t.nocache", &calls)
-        .no_cache(true)
-        .max_items(3)
-        .build()
-        .unwrap();
+    let zone = counted_zone("t.nocache", &calls).no_cache(true).max_items(3).build().unwrap();
     let v: Vec<_> = (0..3).map(|_| zone.try_alloc().unwrap()).collect();
     assert!(zone.try_alloc().is_err());
     drop(v);
@@ -211,10 +189,7 @@ fn no_cache_mode_allocates_each_item() {
 
 #[test]
 fn threads_without_a_slot_use_the_depot() {
-    let zone = Zone::builder("t.noslot", || 1u8)
-        .participants(0)
-        .build()
-        .unwrap();
+    let zone = Zone::builder("t.noslot", || 1u8).participants(0).build().unwrap();
     let v: Vec<_> = (0..100).map(|_| zone.try_alloc().unwrap()).collect();
     drop(v);
     let s = zone.stats();
@@ -225,10 +200,7 @@ fn threads_without_a_slot_use_the_depot() {
 #[test]
 fn bad_configuration_is_an_error() {
     assert!(matches!(Zone::new("", || 0u8), Err(Error::Config(_))));
-    assert!(matches!(
-        Zone::builder("t.zero", || 0u8).max_items(0).build(),
-        Err(Error::Config(_))
-    ));
+    assert!(matches!(Zone::builder("t.zero", || 0u8).max_items(0).build(), Err(Error::Config(_))));
 }
 
 #[test]
@@ -236,37 +208,16 @@ fn stats_are_in_the_tree() {
     let zone = Zone::new("t.tree", || 0u8).unwrap();
     drop(zone.try_alloc().unwrap());
     let all = percore_cpu::stats::with_prefix("zone.t.tree.");
-    for key in [
-        "allocs",
-        "frees",
-        "fails",
-        "items",
-        "cached",
-        "slabs",
-        "bucket_size",
-        "smr_waiting",
-    ] {
-        assert!(
-            all.iter().any(|(k, _)| k.ends_with(key)),
-            "{key} missing from {all:?}"
-        );
+    for key in ["allocs", "frees", "fails", "items", "cached", "slabs", "bucket_size", "smr_waiting"] {
+        assert!(all.iter().any(|(k, _)| k.ends_with(key)), "{key} missing from {all:?}");
     }
     drop(zone);
     assert!(percore_cpu::stats::with_prefix("zone.t.tree.").is_empty());
 }
 
-fn fake_core(
-    limit: Option<usize>,
-    grace: &Arc<FakeGrace>,
-    finis: &Arc<AtomicUsize>,
-) -> Arc<Core<u64>> {
+fn fake_core(limit: Option<usize>, grace: &Arc<FakeGrace>, finis: &Arc<AtomicUsize>) -> Arc<Core<u64>> {
     let f = finis.clone();
-    let cfg = Config {
-        name: "t.fake".into(),
-        limit,
-        nocache: false,
-        participants: 8,
-    };
+    let cfg = Config { name: "t.fake".into(), limit, nocache: false, participants: 8 };
     let hooks = Hooks {
         init: Box::new(|| 1),
         fini: Some(Box::new(move |_| {
@@ -293,21 +244,13 @@ fn smr_items_are_not_reused_before_their_tag_expires() {
     assert!(core.stats().smr_waiting > 0);
     // Nothing expired: every allocation is fresh memory.
     let second: Vec<_> = (0..n).map(|_| core.alloc(None).unwrap()).collect();
-    assert!(
-        second
-            .iter()
-            .all(|p| !freed.contains(&(p.as_ptr() as usize))),
-        "reused before expiry"
-    );
+    assert!(second.iter().all(|p| !freed.contains(&(p.as_ptr() as usize))), "reused before expiry");
     // Reclaim must not finalise unexpired items.
     core.reclaim();
     assert_eq!(finis.load(SeqCst), 0);
     grace.expire_all();
     let third = core.alloc(None).unwrap();
-    assert!(
-        freed.contains(&(third.as_ptr() as usize)),
-        "expired bucket reused"
-    );
+    assert!(freed.contains(&(third.as_ptr() as usize)), "expired bucket reused");
     for p in second.into_iter().chain([third]) {
         // SAFETY: allocated above, freed once.
         unsafe { core.free(p) };
@@ -327,10 +270,7 @@ fn smr_limited_zone_waits_for_expiry() {
         unsafe { core.free(p) };
     }
     assert!(matches!(core.alloc(None), Err(Error::Full { .. })));
-    assert!(matches!(
-        core.alloc(Some(Instant::now() + Duration::from_millis(5))),
-        Err(Error::Timeout { .. })
-    ));
+    assert!(matches!(core.alloc(Some(Instant::now() + Duration::from_millis(5))), Err(Error::Timeout { .. })));
     std::thread::scope(|s| {
         s.spawn(|| {
             let start = Instant::now();
@@ -339,9 +279,7 @@ fn smr_limited_zone_waits_for_expiry() {
             }
             grace.expire_all();
         });
-        let p = core
-            .alloc(Some(Instant::now() + Duration::from_secs(60)))
-            .unwrap();
+        let p = core.alloc(Some(Instant::now() + Duration::from_secs(60))).unwrap();
         // SAFETY: allocated above, freed once.
         unsafe { core.free(p) };
     });
@@ -353,17 +291,11 @@ fn smr_limited_zone_waits_for_expiry() {
 #[test]
 fn real_smr_zone_round_trip_and_in_section_wait_is_an_error() {
     let smr = percore_smr::Smr::new("t.smrzone").unwrap();
-    let zone = SmrZone::builder("t.smrzone", &smr, || 3u64)
-        .max_items(1)
-        .build()
-        .unwrap();
+    let zone = SmrZone::builder("t.smrzone", &smr, || 3u64).max_items(1).build().unwrap();
     drop(zone.try_alloc().unwrap());
     {
         let _g = smr.enter();
-        assert!(matches!(
-            zone.alloc_wait(Duration::from_secs(60)),
-            Err(Error::InSection { .. })
-        ));
+        assert!(matches!(zone.alloc_wait(Duration::from_secs(60)), Err(Error::InSection { .. })));
     }
     assert_eq!(*zone.alloc_wait(Duration::from_secs(60)).unwrap(), 3);
 }

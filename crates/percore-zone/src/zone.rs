@@ -38,25 +38,19 @@ pub struct Zone<T: Send + 'static> {
 
 impl<T: Send + 'static> Clone for Zone<T> {
     fn clone(&self) -> Self {
-        Zone {
-            core: self.core.clone(),
-        }
+        Zone { core: self.core.clone() }
     }
 }
 
 impl<T: Send + 'static> fmt::Debug for Zone<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Zone")
-            .field("name", &self.core.name)
-            .field("stats", &self.core.stats())
-            .finish()
+        f.debug_struct("Zone").field("name", &self.core.name).field("stats", &self.core.stats()).finish()
     }
 }
 
 pub(crate) fn deadline(timeout: Duration) -> Instant {
     let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
 }
 
 impl<T: Send + 'static> Zone<T> {
@@ -77,11 +71,7 @@ impl<T: Send + 'static> Zone<T> {
     /// assert_eq!(zone.name(), "doc.builder");
     /// ```
     pub fn builder(name: &str, init: impl Fn() -> T + Send + Sync + 'static) -> Builder<T> {
-        Builder {
-            common: Common::new(name, Box::new(init)),
-            ctor_hook: None,
-            dtor_hook: None,
-        }
+        Builder { common: Common::new(name, Box::new(init)), ctor_hook: None, dtor_hook: None }
     }
 
     /// Allocate an item; `Err(Error::Full)` when the zone is at its limit.
@@ -94,10 +84,7 @@ impl<T: Send + 'static> Zone<T> {
     /// ```
     #[inline]
     pub fn try_alloc(&self) -> Result<ZBox<'_, T>, Error> {
-        Ok(ZBox {
-            ptr: self.core.alloc(None)?,
-            core: &self.core,
-        })
+        Ok(ZBox { ptr: self.core.alloc(None)?, core: &self.core })
     }
 
     /// Allocate an item, waiting up to `timeout` for one to be freed when the
@@ -112,10 +99,7 @@ impl<T: Send + 'static> Zone<T> {
     /// assert!(zone.alloc_wait(Duration::from_secs(10)).is_ok());
     /// ```
     pub fn alloc_wait(&self, timeout: Duration) -> Result<ZBox<'_, T>, Error> {
-        Ok(ZBox {
-            ptr: self.core.alloc(Some(deadline(timeout)))?,
-            core: &self.core,
-        })
+        Ok(ZBox { ptr: self.core.alloc(Some(deadline(timeout)))?, core: &self.core })
     }
 
     /// Allocate an item as a raw pointer, for lock-free structures that
@@ -240,10 +224,7 @@ impl<T: Send + 'static> Common<T> {
             return Err(Error::Config("a zone needs a non-empty name".into()));
         }
         if self.participants > 1 << 16 {
-            return Err(Error::Config(format!(
-                "zone {}: at most 65536 participants",
-                self.name
-            )));
+            return Err(Error::Config(format!("zone {}: at most 65536 participants", self.name)));
         }
         Ok(Config {
             name: self.name.clone(),
@@ -352,9 +333,7 @@ impl<T: Send + 'static> Builder<T> {
             dtor: wrap(self.dtor_hook.take()),
             init: self.common.init,
         };
-        Ok(Zone {
-            core: Core::new(cfg, hooks, None)?,
-        })
+        Ok(Zone { core: Core::new(cfg, hooks, None)? })
     }
 }
 

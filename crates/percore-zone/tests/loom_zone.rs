@@ -19,9 +19,7 @@ fn free_all(zone: &Zone<u64>, items: Vec<usize>) {
 }
 
 fn alloc_n(zone: &Zone<u64>, n: usize) -> Vec<usize> {
-    (0..n)
-        .map(|_| zone.alloc_raw().unwrap().as_ptr() as usize)
-        .collect()
+    (0..n).map(|_| zone.alloc_raw().unwrap().as_ptr() as usize).collect()
 }
 
 /// Two threads allocate and free enough to push full buckets into the depot
@@ -29,10 +27,7 @@ fn alloc_n(zone: &Zone<u64>, n: usize) -> Vec<usize> {
 #[test]
 fn exchange_and_exit_drain() {
     loom::model(|| {
-        let zone = Zone::builder("loom.exchange", || 0u64)
-            .participants(4)
-            .build()
-            .unwrap();
+        let zone = Zone::builder("loom.exchange", || 0u64).participants(4).build().unwrap();
         let z2 = zone.clone();
         let t = thread::spawn(move || {
             let mine = alloc_n(&z2, 5);
@@ -59,10 +54,7 @@ fn exchange_and_exit_drain() {
 #[test]
 fn cross_thread_free_and_slotless_thread() {
     loom::model(|| {
-        let zone = Zone::builder("loom.cross", || 0u64)
-            .participants(1)
-            .build()
-            .unwrap();
+        let zone = Zone::builder("loom.cross", || 0u64).participants(1).build().unwrap();
         let handed = alloc_n(&zone, 3);
         let z2 = zone.clone();
         let t = thread::spawn(move || {

@@ -20,10 +20,7 @@ const LIVE: u64 = 0x5afe_c0de_0000_0001;
 const POISON: u64 = 0xdead_dead_dead_dead;
 
 fn iters(default: usize) -> usize {
-    std::env::var("PERCORE_ZONE_STRESS_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var("PERCORE_ZONE_STRESS_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// A tiny xorshift, so every run does the same operations per thread.
@@ -70,9 +67,7 @@ fn smr_readers_always_see_constructed_items() {
     .dtor(|node| node.in_use.store(false, Release))
     .build()
     .unwrap();
-    let slots: Vec<AtomicPtr<Node>> = (0..SLOTS)
-        .map(|_| AtomicPtr::new(ptr::null_mut()))
-        .collect();
+    let slots: Vec<AtomicPtr<Node>> = (0..SLOTS).map(|_| AtomicPtr::new(ptr::null_mut())).collect();
     let writers_done = AtomicUsize::new(0);
     let bad_reads = AtomicUsize::new(0);
     let reads = AtomicUsize::new(0);
@@ -100,8 +95,7 @@ fn smr_readers_always_see_constructed_items() {
             });
         }
         for rd in 0..2u64 {
-            let (smr, slots, writers_done, bad_reads, reads) =
-                (&smr, &slots, &writers_done, &bad_reads, &reads);
+            let (smr, slots, writers_done, bad_reads, reads) = (&smr, &slots, &writers_done, &bad_reads, &reads);
             s.spawn(move || {
                 let mut r = rng(100 + rd);
                 while writers_done.load(Acquire) < 2 {
@@ -134,11 +128,7 @@ fn smr_readers_always_see_constructed_items() {
         }
     }
     let s = zone.stats();
-    eprintln!(
-        "smr stress: {s:?}, {} reads, {} finis",
-        reads.load(Relaxed),
-        finis.load(Relaxed)
-    );
+    eprintln!("smr stress: {s:?}, {} reads, {} finis", reads.load(Relaxed), finis.load(Relaxed));
     assert_eq!(s.allocs, s.frees);
     assert_eq!(s.allocs as usize, 2 * n);
     // Freed items were reused after their grace period instead of growing
@@ -220,10 +210,7 @@ fn plain_zone_cross_thread_churn_never_double_allocates() {
 fn limited_zone_under_contention_never_exceeds_its_limit() {
     const LIMIT: usize = 16;
     let n = iters(20_000);
-    let zone = Zone::builder("stress.limit", || 0u64)
-        .max_items(LIMIT)
-        .build()
-        .unwrap();
+    let zone = Zone::builder("stress.limit", || 0u64).max_items(LIMIT).build().unwrap();
     let peak = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for t in 0..3u64 {
@@ -248,9 +235,5 @@ fn limited_zone_under_contention_never_exceeds_its_limit() {
             });
         }
     });
-    assert!(
-        peak.load(Relaxed) <= LIMIT,
-        "peak {} > limit",
-        peak.load(Relaxed)
-    );
+    assert!(peak.load(Relaxed) <= LIMIT, "peak {} > limit", peak.load(Relaxed));
 }

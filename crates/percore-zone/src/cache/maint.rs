@@ -26,10 +26,7 @@ impl<T: Send + 'static> Core<T> {
                 Some(p) => p.cast::<T>(),
                 None => {
                     self.keg.uncharge(1);
-                    return Err(Error::OutOfMemory {
-                        zone: self.name.clone(),
-                        bytes: layout.size(),
-                    });
+                    return Err(Error::OutOfMemory { zone: self.name.clone(), bytes: layout.size() });
                 }
             }
         };
@@ -229,12 +226,7 @@ impl<T: Send + 'static> Drop for Core<T> {
         let nocache_items = lock(&self.retired).drain(..).map(|(_, p)| p).collect();
         let geo = self.keg.geo;
         let keg = std::mem::replace(&mut self.keg, crate::slab::Keg::new(geo));
-        let td = Teardown {
-            hooks: self.hooks.clone(),
-            items,
-            nocache_items,
-            keg,
-        };
+        let td = Teardown { hooks: self.hooks.clone(), items, nocache_items, keg };
         match &self.grace {
             None => td.run(),
             Some(g) => {
@@ -252,6 +244,5 @@ type MaybeBucket<T> = Option<Box<crate::bucket::Bucket<T>>>;
 
 fn slot_buckets<T>(slot: &Slot<T>) -> (MaybeBucket<T>, MaybeBucket<T>) {
     // SAFETY: `Drop` has exclusive access to every slot.
-    slot.mag
-        .with_mut(|m| unsafe { ((*m).alloc.take(), (*m).free.take()) })
+    slot.mag.with_mut(|m| unsafe { ((*m).alloc.take(), (*m).free.take()) })
 }
