@@ -12,6 +12,8 @@
 mod report;
 mod smr;
 mod util;
+mod zone;
+mod zone_peer;
 
 use clap::{Parser, ValueEnum};
 use report::Report;
@@ -38,6 +40,9 @@ struct Args {
 enum Subsystem {
     /// Safe memory reclamation: percore-smr against crossbeam-epoch, seize, haphazard.
     Smr,
+    /// Object caches: percore-zone against Box (system allocator, mimalloc), sharded-slab,
+    /// object-pool; SMR zones against crossbeam-epoch.
+    Zone,
 }
 
 /// How long to measure: full runs or `--quick`.
@@ -64,13 +69,14 @@ impl Budget {
 
 fn main() {
     let args = Args::parse();
-    let all = [Subsystem::Smr];
+    let all = [Subsystem::Smr, Subsystem::Zone];
     let chosen: &[Subsystem] = if args.subsystems.is_empty() { &all } else { &args.subsystems };
     let budget = Budget { quick: args.quick };
     let mut report = Report::new(args.json);
     for s in chosen {
         match s {
             Subsystem::Smr => smr::run(budget, &mut report),
+            Subsystem::Zone => zone::run(budget, &mut report),
         }
     }
     if !report.is_json() {

@@ -409,12 +409,17 @@ impl<T: Send + 'static> Core<T> {
         slot.mag.with_mut(|m| {
             // SAFETY: the slot is this thread's.
             let m = unsafe { &mut *m };
-            if !handoff && self.grace.is_none() && m.alloc.as_ref().is_some_and(|b| !b.is_full()) {
-                std::mem::swap(&mut m.alloc, &mut m.free);
-                if let Some(b) = m.free.as_mut() {
-                    let _ = b.push(p);
+            // UMA's cache_free: a plain zone makes the emptier of its two
+            // buckets the free one and pushes there if it can.
+            if !handoff && self.grace.is_none() {
+                if let (Some(a), Some(f)) = (&m.alloc, &m.free) {
+                    if a.len() < f.len() {
+                        std::mem::swap(&mut m.alloc, &mut m.free);
+                    }
                 }
-                return;
+                if m.free.as_mut().is_some_and(|b| b.push(p).is_ok()) {
+                    return;
+                }
             }
             let mut full = m.free.take();
             if let Some(f) = full.as_mut() {
