@@ -139,7 +139,7 @@ fn smr_free(target: Duration, reps: usize, report: &mut Report) {
             },
             &|()| {},
         )
-    }) / 64.0;
+    });
     report.push(row(bench, "crossbeam-epoch-pin64", 1, ns));
 }
 

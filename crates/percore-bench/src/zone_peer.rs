@@ -102,7 +102,8 @@ pub(crate) fn box_alloc(i: u64) -> Box<Obj> {
 }
 
 /// The `Box` peer's three measurements: alloc+free on 1 and 2 threads, and
-/// cross-thread; `(bench, threads, ns_per_pair)`.
+/// cross-thread; `(bench, threads, ns_per_pair)`. Used by the mimalloc helper.
+#[allow(dead_code)]
 pub(crate) fn box_suite(target: Duration, reps: usize) -> Vec<(&'static str, usize, f64)> {
     let free = |b: Box<Obj>| drop(b);
     let mut out = Vec::new();

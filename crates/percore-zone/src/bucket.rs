@@ -104,11 +104,97 @@ impl<T> Bucket<T> {
         self.items.len()
     }
 
+    /// The item array, the fill level and the capacity, for a [`Side`]
+    /// that caches them.
+    fn raw_parts(&mut self) -> (*mut Option<NonNull<T>>, usize, usize) {
+        (self.items.as_mut_ptr(), self.len, self.items.len())
+    }
+
     /// Take every item out.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = NonNull<T>> + '_ {
         let n = std::mem::take(&mut self.len);
         self.tag = None;
         self.items[..n].iter_mut().filter_map(Option::take)
+    }
+}
+
+/// One of a participant's two buckets, with its fill level and item array
+/// cached beside the bucket pointer (UMA's `uma_cache_bucket`: `ucb_cnt`,
+/// `ucb_entries`), so the fast path reads one cache line and the item.
+///
+/// While a bucket is held here, `len` is authoritative and the bucket's own
+/// count is stale; [`Side::take`] writes it back before the bucket leaves.
+pub(crate) struct Side<T> {
+    /// Points into `bucket`'s item array (which a `Box` move does not move);
+    /// null when there is no bucket.
+    items: *mut Option<NonNull<T>>,
+    len: usize,
+    cap: usize,
+    bucket: Option<Box<Bucket<T>>>,
+}
+
+impl<T> Side<T> {
+    /// No bucket.
+    pub(crate) const fn new() -> Side<T> {
+        Side { items: std::ptr::null_mut(), len: 0, cap: 0, bucket: None }
+    }
+
+    /// Take the most recently pushed item.
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<NonNull<T>> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        // SAFETY: `len < cap`, so a bucket is held and `items` points to its
+        // array of `cap` entries; entries below the fill level are always
+        // `Some` (every push writes `Some` before raising the level).
+        unsafe { Some((*self.items.add(self.len)).unwrap_unchecked()) }
+    }
+
+    /// Push `item`; `false` when full or there is no bucket.
+    #[inline]
+    pub(crate) fn push(&mut self, item: NonNull<T>) -> bool {
+        if self.len >= self.cap {
+            return false;
+        }
+        // SAFETY: as in `pop`: `len < cap` entries.
+        unsafe { *self.items.add(self.len) = Some(item) };
+        self.len += 1;
+        true
+    }
+
+    /// Items held.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no item is held (also when there is no bucket).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether a bucket is held.
+    pub(crate) fn has_bucket(&self) -> bool {
+        self.bucket.is_some()
+    }
+
+    /// Give the bucket up, with its count brought up to date.
+    pub(crate) fn take(&mut self) -> Option<Box<Bucket<T>>> {
+        let mut b = self.bucket.take()?;
+        b.len = self.len;
+        *self = Side::new();
+        Some(b)
+    }
+
+    /// Hold `b`, giving back the bucket held before (if any).
+    pub(crate) fn put(&mut self, mut b: Box<Bucket<T>>) -> Option<Box<Bucket<T>>> {
+        let old = self.take();
+        let (items, len, cap) = b.raw_parts();
+        *self = Side { items, len, cap, bucket: Some(b) };
+        old
     }
 }
 

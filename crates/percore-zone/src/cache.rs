@@ -54,7 +54,7 @@
 //! notify the waiters, who re-check under `wait_mx` (so no wakeup is lost
 //! among frees that saw `sleepers`; others are caught by the bounded slices).
 
-use crate::bucket::{Bucket, Depot};
+use crate::bucket::{Bucket, Depot, Side};
 use crate::grace::{Grace, Tag};
 use crate::loom::{lock, AtomicUsize, Condvar, Mutex, Ordering, UnsafeCell, BUCKET_MIN, SCAN_SLACK, SMR_BUCKET_START};
 use crate::participant;
@@ -131,8 +131,8 @@ struct Slot<T> {
 }
 
 struct Magazine<T> {
-    alloc: Option<Box<Bucket<T>>>,
-    free: Option<Box<Bucket<T>>>,
+    alloc: Side<T>,
+    free: Side<T>,
     /// Serial of the thread that registered this zone for its exit drain.
     owner: u64,
 }
@@ -147,7 +147,11 @@ pub(crate) struct Shared {
 /// The zone proper.
 pub(crate) struct Core<T: Send + 'static> {
     pub(crate) name: String,
+    /// `init` and `fini` (shared with a deferred teardown).
     hooks: Arc<Hooks<T>>,
+    /// Moved out of `hooks` so the fast paths test them with one load.
+    ctor: Option<Hook<T>>,
+    dtor: Option<Hook<T>>,
     slots: PerSlot<Slot<T>>,
     depot: Depot<T>,
     keg: Keg,
@@ -174,7 +178,7 @@ unsafe impl<T: Send + 'static> Send for Core<T> {}
 unsafe impl<T: Send + 'static> Sync for Core<T> {}
 
 impl<T: Send + 'static> Core<T> {
-    pub(crate) fn new(cfg: Config, hooks: Hooks<T>, grace: Option<Arc<dyn Grace>>) -> Result<Arc<Self>, Error> {
+    pub(crate) fn new(cfg: Config, mut hooks: Hooks<T>, grace: Option<Arc<dyn Grace>>) -> Result<Arc<Self>, Error> {
         if cfg.limit == Some(0) {
             return Err(Error::Config(format!("zone {}: max_items must be at least 1", cfg.name)));
         }
@@ -196,9 +200,11 @@ impl<T: Send + 'static> Core<T> {
             });
             Core {
                 name: cfg.name,
+                ctor: hooks.ctor.take(),
+                dtor: hooks.dtor.take(),
                 hooks: Arc::new(hooks),
                 slots: PerSlot::new(nslots, |_| Slot {
-                    mag: UnsafeCell::new(Magazine { alloc: None, free: None, owner: 0 }),
+                    mag: UnsafeCell::new(Magazine { alloc: Side::new(), free: Side::new(), owner: 0 }),
                     allocs: StatCell::default(),
                     frees: StatCell::default(),
                 }),
@@ -225,7 +231,7 @@ impl<T: Send + 'static> Core<T> {
     pub(crate) fn alloc(&self, deadline: Option<Instant>) -> Result<NonNull<T>, Error> {
         if let Some(slot) = self.slots.get(participant::current()) {
             // SAFETY: the slot is this thread's (participant invariant 1).
-            let hit = slot.mag.with_mut(|m| unsafe { (*m).alloc.as_mut() }.and_then(|b| b.pop()));
+            let hit = slot.mag.with_mut(|m| unsafe { (*m).alloc.pop() });
             if let Some(p) = hit {
                 slot.allocs.bump();
                 self.ctor(p);
@@ -242,7 +248,7 @@ impl<T: Send + 'static> Core<T> {
     /// afterwards (SMR zones: readers may still read it; see the crate docs).
     #[inline]
     pub(crate) unsafe fn free(&self, p: NonNull<T>) {
-        if let Some(dtor) = &self.hooks.dtor {
+        if let Some(dtor) = &self.dtor {
             dtor(p);
         }
         // ORDERING: a hint; a waiter that raced past it is woken by its own
@@ -251,7 +257,7 @@ impl<T: Send + 'static> Core<T> {
             if let Some(slot) = self.slots.get(participant::current()) {
                 let done = slot.mag.with_mut(|m| {
                     // SAFETY: the slot is this thread's.
-                    unsafe { (*m).free.as_mut() }.is_some_and(|b| b.push(p).is_ok())
+                    unsafe { (*m).free.push(p) }
                 });
                 if done {
                     slot.frees.bump();
@@ -264,7 +270,7 @@ impl<T: Send + 'static> Core<T> {
 
     #[inline]
     fn ctor(&self, p: NonNull<T>) {
-        if let Some(ctor) = &self.hooks.ctor {
+        if let Some(ctor) = &self.ctor {
             ctor(p);
         }
     }
@@ -307,7 +313,7 @@ impl<T: Send + 'static> Core<T> {
             slot.mag.with_mut(|m| {
                 // SAFETY: the slot is this thread's.
                 let m = unsafe { &mut *m };
-                debug_assert!(m.alloc.is_none() && m.free.is_none(), "slot inherited buckets");
+                debug_assert!(!m.alloc.has_bucket() && !m.free.has_bucket(), "slot inherited buckets");
                 m.owner = serial;
             });
         }
@@ -316,12 +322,12 @@ impl<T: Send + 'static> Core<T> {
 
     /// The alloc bucket is empty: swap, trade at the depot, or import.
     fn refill(&self, m: &mut Magazine<T>) -> Result<Option<NonNull<T>>, Error> {
-        if let Some(p) = m.alloc.as_mut().and_then(|b| b.pop()) {
+        if let Some(p) = m.alloc.pop() {
             return Ok(Some(p));
         }
-        if self.grace.is_none() && m.free.as_ref().is_some_and(|b| !b.is_empty()) {
+        if self.grace.is_none() && !m.free.is_empty() {
             std::mem::swap(&mut m.alloc, &mut m.free);
-            return Ok(m.alloc.as_mut().and_then(|b| b.pop()));
+            return Ok(m.alloc.pop());
         }
         let size = self.depot.bucket_size();
         let mut bucket = {
@@ -332,11 +338,11 @@ impl<T: Send + 'static> Core<T> {
             // are a load and a compare.
             let poll = d.tagged >= SCAN_SLACK;
             if let Some(full) = d.take_full(|t| poll && self.expired(t)) {
-                if let Some(old) = m.alloc.replace(full) {
+                if let Some(old) = m.alloc.put(full) {
                     d.put_empty(old);
                 }
                 drop(d);
-                return Ok(m.alloc.as_mut().and_then(|b| b.pop()));
+                return Ok(m.alloc.pop());
             }
             match m.alloc.take() {
                 Some(b) if b.cap() >= size => b,
@@ -354,14 +360,17 @@ impl<T: Send + 'static> Core<T> {
             let mut d = self.depot.lock();
             if let Some(full) = d.take_full(|t| self.expired(t)) {
                 d.put_empty(bucket);
+                if let Some(old) = m.alloc.put(full) {
+                    d.put_empty(old);
+                }
                 drop(d);
-                m.alloc = Some(full);
-                return Ok(m.alloc.as_mut().and_then(|b| b.pop()));
+                return Ok(m.alloc.pop());
             }
         }
-        let p = bucket.pop();
-        m.alloc = Some(bucket);
-        r.map(|_| p)
+        if let Some(old) = m.alloc.put(bucket) {
+            self.depot.lock().put_full(old);
+        }
+        r.map(|_| m.alloc.pop())
     }
 
     /// Fill `bucket` with up to `n` fresh items from the keg, running `init`
@@ -412,12 +421,10 @@ impl<T: Send + 'static> Core<T> {
             // UMA's cache_free: a plain zone makes the emptier of its two
             // buckets the free one and pushes there if it can.
             if !handoff && self.grace.is_none() {
-                if let (Some(a), Some(f)) = (&m.alloc, &m.free) {
-                    if a.len() < f.len() {
-                        std::mem::swap(&mut m.alloc, &mut m.free);
-                    }
+                if m.alloc.has_bucket() && m.free.has_bucket() && m.alloc.len() < m.free.len() {
+                    std::mem::swap(&mut m.alloc, &mut m.free);
                 }
-                if m.free.as_mut().is_some_and(|b| b.push(p).is_ok()) {
+                if m.free.push(p) {
                     return;
                 }
             }
@@ -436,7 +443,9 @@ impl<T: Send + 'static> Core<T> {
                 e.tag = self.tag_of(&e);
                 d.put_full(e);
             } else {
-                m.free = Some(e);
+                if let Some(old) = m.free.put(e) {
+                    d.put_full(old);
+                }
             }
         });
         if handoff {
