@@ -22,6 +22,14 @@
 //!   every owner in the process (the Akaros point: one cache of epoll alarms
 //!   for all epoll sets, so there are never more of them than concurrent
 //!   users, rounded up to a bucket per thread and a slab).
+//! * **SMR zones.** [`SmrZone`] is a zone created with a `percore_smr::Smr`
+//!   domain: frees go to the thread's bucket without running `fini`, a full
+//!   bucket is tagged with `advance()` and queued, and `alloc` reuses it only
+//!   once a non-blocking `poll(tag)` says it expired. Memory is type-stable:
+//!   a reader inside a section may dereference an item freed meanwhile and
+//!   find a constructed `T` (the exact guarantee is on [`SmrZone`]). Only
+//!   items whose tag expired are finalised, and only slabs made of such items
+//!   go back to the system.
 //! * **Stats** live in the percore stats tree under `zone.<name>.*`:
 //!   `allocs`, `frees`, `fails`, `items`, `cached`, `slabs`, `bucket_size`,
 //!   `smr_waiting`.
@@ -108,3 +116,8 @@ pub struct Reclaimed {
     /// Slabs returned to the system.
     pub slabs: usize,
 }
+
+/// The crate README's example, compiled and run as a doc test.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
