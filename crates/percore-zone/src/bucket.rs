@@ -131,12 +131,16 @@ pub(crate) struct Side<T> {
     len: usize,
     cap: usize,
     bucket: Option<Box<Bucket<T>>>,
+    /// `len` when the slot's counters were last settled (see
+    /// `Slot::slow`): the fast paths count nothing, the slow path derives
+    /// their pops and pushes from how far `len` moved.
+    base: usize,
 }
 
 impl<T> Side<T> {
     /// No bucket.
     pub(crate) const fn new() -> Side<T> {
-        Side { items: std::ptr::null_mut(), len: 0, cap: 0, bucket: None }
+        Side { items: std::ptr::null_mut(), len: 0, cap: 0, bucket: None, base: 0 }
     }
 
     /// Take the most recently pushed item.
@@ -176,6 +180,21 @@ impl<T> Side<T> {
         self.len == 0
     }
 
+    /// Items popped since the last `rebase` (an alloc side only pops).
+    pub(crate) fn popped(&self) -> usize {
+        self.base.saturating_sub(self.len)
+    }
+
+    /// Items pushed since the last `rebase` (a free side only pushes).
+    pub(crate) fn pushed(&self) -> usize {
+        self.len.saturating_sub(self.base)
+    }
+
+    /// Start counting afresh from the current level.
+    pub(crate) fn rebase(&mut self) {
+        self.base = self.len;
+    }
+
     /// Whether a bucket is held.
     pub(crate) fn has_bucket(&self) -> bool {
         self.bucket.is_some()
@@ -193,7 +212,7 @@ impl<T> Side<T> {
     pub(crate) fn put(&mut self, mut b: Box<Bucket<T>>) -> Option<Box<Bucket<T>>> {
         let old = self.take();
         let (items, len, cap) = b.raw_parts();
-        *self = Side { items, len, cap, bucket: Some(b) };
+        *self = Side { items, len, cap, bucket: Some(b), base: len };
         old
     }
 }

@@ -21,9 +21,10 @@
 //! `alloc` reads the thread's participant index (one thread-local load), finds
 //! its slot with one bounds check (an unset or dead index is out of range)
 //! and pops from the alloc bucket; `free` pushes on the free bucket. Only the
-//! slot's own cache line is written; the per-slot statistics are plain
-//! single-writer stores. Limited zones also read `sleepers`, a line that is
-//! written only when a thread starts or stops waiting.
+//! slot's own cache line is written, and nothing is counted: the slow path
+//! derives the fast path's allocations and frees from how far each bucket's
+//! fill level moved (`Slot::slow`). Limited zones also read `sleepers`, a
+//! line that is written only when a thread starts or stops waiting.
 //!
 //! # Slow paths
 //!
@@ -106,15 +107,14 @@ pub(crate) struct Config {
 }
 
 /// A single-writer statistics counter: the slot owner adds with a plain
-/// load and store (no RMW); readers sum.
+/// load and store (no RMW), and only on slow paths; readers sum.
 #[derive(Default)]
 struct StatCell(AtomicU64);
 
 impl StatCell {
-    #[inline]
-    fn bump(&self) {
+    fn add(&self, n: usize) {
         // ORDERING: a statistic with a single writer (the slot's owner).
-        self.0.store(self.0.load(StdOrdering::Relaxed).wrapping_add(1), StdOrdering::Relaxed);
+        self.0.store(self.0.load(StdOrdering::Relaxed).wrapping_add(n as u64), StdOrdering::Relaxed);
     }
     fn get(&self) -> u64 {
         // ORDERING: a statistic.
@@ -128,6 +128,29 @@ struct Slot<T> {
     mag: UnsafeCell<Magazine<T>>,
     allocs: StatCell,
     frees: StatCell,
+}
+
+impl<T> Slot<T> {
+    /// Run a slow-path step on the magazine. The fast paths count nothing;
+    /// here the pops and pushes they did since the last step are added to the
+    /// slot's counters first, and the sides re-based after `f`, whose own
+    /// pops and pushes the shared counters count.
+    ///
+    /// # Safety
+    /// The caller holds the slot's participant index, or has exclusive access
+    /// to the zone.
+    unsafe fn slow<R>(&self, f: impl FnOnce(&mut Magazine<T>) -> R) -> R {
+        self.mag.with_mut(|m| {
+            // SAFETY: per the contract, nobody else touches the magazine.
+            let m = unsafe { &mut *m };
+            self.allocs.add(m.alloc.popped());
+            self.frees.add(m.free.pushed());
+            let r = f(m);
+            m.alloc.rebase();
+            m.free.rebase();
+            r
+        })
+    }
 }
 
 struct Magazine<T> {
@@ -233,7 +256,6 @@ impl<T: Send + 'static> Core<T> {
             // SAFETY: the slot is this thread's (participant invariant 1).
             let hit = slot.mag.with_mut(|m| unsafe { (*m).alloc.pop() });
             if let Some(p) = hit {
-                slot.allocs.bump();
                 self.ctor(p);
                 return Ok(p);
             }
@@ -260,7 +282,6 @@ impl<T: Send + 'static> Core<T> {
                     unsafe { (*m).free.push(p) }
                 });
                 if done {
-                    slot.frees.bump();
                     return;
                 }
             }
@@ -293,7 +314,7 @@ impl<T: Send + 'static> Core<T> {
         }
         match self.my_slot() {
             // SAFETY: the slot is this thread's.
-            Some(slot) => slot.mag.with_mut(|m| self.refill(unsafe { &mut *m })),
+            Some(slot) => unsafe { slot.slow(|m| self.refill(m)) },
             None => self.uncached_alloc(),
         }
     }
@@ -415,39 +436,40 @@ impl<T: Send + 'static> Core<T> {
             self.uncached_free(p, handoff);
             return;
         };
-        slot.mag.with_mut(|m| {
-            // SAFETY: the slot is this thread's.
-            let m = unsafe { &mut *m };
-            // UMA's cache_free: a plain zone makes the emptier of its two
-            // buckets the free one and pushes there if it can.
-            if !handoff && self.grace.is_none() {
-                if m.alloc.has_bucket() && m.free.has_bucket() && m.alloc.len() < m.free.len() {
-                    std::mem::swap(&mut m.alloc, &mut m.free);
+        // SAFETY: the slot is this thread's.
+        unsafe {
+            slot.slow(|m| {
+                // UMA's cache_free: a plain zone makes the emptier of its two
+                // buckets the free one and pushes there if it can.
+                if !handoff && self.grace.is_none() {
+                    if m.alloc.has_bucket() && m.free.has_bucket() && m.alloc.len() < m.free.len() {
+                        std::mem::swap(&mut m.alloc, &mut m.free);
+                    }
+                    if m.free.push(p) {
+                        return;
+                    }
                 }
-                if m.free.push(p) {
-                    return;
+                let mut full = m.free.take();
+                if let Some(f) = full.as_mut() {
+                    f.tag = self.tag_of(f);
                 }
-            }
-            let mut full = m.free.take();
-            if let Some(f) = full.as_mut() {
-                f.tag = self.tag_of(f);
-            }
-            let size = self.depot.bucket_size();
-            let mut d = self.depot.lock();
-            if let Some(f) = full {
-                d.put_full(f);
-            }
-            let mut e = d.take_empty(size);
-            let _ = e.push(p);
-            if handoff {
-                e.tag = self.tag_of(&e);
-                d.put_full(e);
-            } else {
-                if let Some(old) = m.free.put(e) {
-                    d.put_full(old);
+                let size = self.depot.bucket_size();
+                let mut d = self.depot.lock();
+                if let Some(f) = full {
+                    d.put_full(f);
                 }
-            }
-        });
+                let mut e = d.take_empty(size);
+                let _ = e.push(p);
+                if handoff {
+                    e.tag = self.tag_of(&e);
+                    d.put_full(e);
+                } else {
+                    if let Some(old) = m.free.put(e) {
+                        d.put_full(old);
+                    }
+                }
+            })
+        };
         if handoff {
             self.wake_waiters();
         }
@@ -560,7 +582,7 @@ impl<T: Send + 'static> Core<T> {
         };
         if let Some(slot) = self.slots.get(index) {
             // SAFETY: the slot is this thread's.
-            let f = slot.mag.with_mut(|m| unsafe { (*m).free.take() });
+            let f = unsafe { slot.slow(|m| m.free.take()) };
             if let Some(mut f) = f {
                 f.tag = self.tag_of(&f);
                 self.depot.lock().put_full(f);
@@ -570,14 +592,15 @@ impl<T: Send + 'static> Core<T> {
 
     /// Empty `slot` into the depot (thread exit, reclaim, drop).
     fn drain_slot(&self, slot: &Slot<T>, forget_owner: bool) {
-        let (a, f) = slot.mag.with_mut(|m| {
-            // SAFETY: called by the slot's owner, or with exclusive access.
-            let m = unsafe { &mut *m };
-            if forget_owner {
-                m.owner = 0;
-            }
-            (m.alloc.take(), m.free.take())
-        });
+        // SAFETY: called by the slot's owner, or with exclusive access.
+        let (a, f) = unsafe {
+            slot.slow(|m| {
+                if forget_owner {
+                    m.owner = 0;
+                }
+                (m.alloc.take(), m.free.take())
+            })
+        };
         // Alloc-bucket items are safe now (they came from an expired or an
         // untagged bucket); free-bucket items start their grace period here.
         let f = f.map(|mut f| {

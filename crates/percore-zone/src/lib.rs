@@ -81,7 +81,10 @@ pub use zone::{Builder, ZBox, Zone};
 /// A snapshot of a zone's counters; see [`Zone::stats`].
 ///
 /// Counters are read without stopping the zone, so a snapshot taken while
-/// other threads work is approximate.
+/// other threads work is approximate. The fast paths count nothing: a
+/// thread's allocations and frees are added up at its bucket exchanges, when
+/// it exits, and when it calls [`Zone::stats`] itself, so a live thread's
+/// latest operations (at most two buckets' worth) may be missing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {

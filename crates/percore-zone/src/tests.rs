@@ -116,6 +116,9 @@ fn cross_thread_frees() {
                 tx.send(zone.alloc_raw().unwrap().as_ptr() as usize).unwrap();
             }
             drop(tx);
+            // Settle this thread's fast-path counts now: a scoped thread's
+            // exit drain may run after the scope ends.
+            let _ = zone.stats();
         });
         s.spawn(|| {
             for p in rx {
@@ -123,6 +126,7 @@ fn cross_thread_frees() {
                 // SAFETY: allocated by the other thread, freed once here.
                 unsafe { zone.free_raw(p) };
             }
+            let _ = zone.stats();
         });
     });
     let s = zone.stats();

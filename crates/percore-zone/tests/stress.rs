@@ -91,6 +91,9 @@ fn smr_readers_always_see_constructed_items() {
                         zone.reclaim();
                     }
                 }
+                // Settle this thread's fast-path counts into the stats now
+                // (a scoped thread's exit drain may run after the join).
+                let _ = zone.stats();
                 writers_done.fetch_add(1, Release);
             });
         }
@@ -177,6 +180,7 @@ fn plain_zone_cross_thread_churn_never_double_allocates() {
                 // SAFETY: allocated here, freed once.
                 unsafe { z.free_raw(p) };
             }
+            let _ = z.stats(); // settle this thread's counts (see above)
         });
         s.spawn(move || {
             let mut r = rng(9);
@@ -198,6 +202,7 @@ fn plain_zone_cross_thread_churn_never_double_allocates() {
                 // SAFETY: as above.
                 unsafe { z.free_raw(p) };
             }
+            let _ = z.stats(); // settle this thread's counts
         });
     });
     assert_eq!(double.load(Relaxed), 0, "an item was handed out twice");

@@ -115,6 +115,12 @@ impl<T: Send + 'static> Core<T> {
 
     /// A snapshot of the zone's counters.
     pub(crate) fn stats(&self) -> Stats {
+        // Settle the caller's own fast-path counts (other live threads'
+        // settle at their next bucket exchange or exit).
+        if let Some(slot) = self.slots.get(crate::participant::current()) {
+            // SAFETY: the slot is this thread's (participant invariant 1).
+            unsafe { slot.slow(|_| ()) };
+        }
         let (mut allocs, mut frees) = (self.stats.allocs.sum(), self.stats.frees.sum());
         for s in self.slots.iter() {
             allocs = allocs.wrapping_add(s.allocs.get());
