@@ -312,10 +312,8 @@ fn advance_waits_when_readers_fall_too_far_behind() {
     // MAX_DELTA / INCR advances with a reader stuck at the start would break
     // the wrap arithmetic; advance must wait for the reader instead.
     let steps = (MAX_DELTA / INCR) as u64 + 8;
-    if steps > 1_000_000 {
-        // Only reachable in the wrap-test configuration (CI runs it).
-        return;
-    }
+    // Unit tests use the wrap-test constants, so this is 40 advances.
+    assert!(steps < 1_000, "unit tests must run with the wrap-test constants");
     let smr = Smr::new("t-maxdelta").unwrap();
     let (release, stalled) = mpsc::channel::<()>();
     let (ready, is_ready) = mpsc::channel::<()>();
@@ -370,5 +368,32 @@ fn a_forgotten_guard_is_cleared_when_its_thread_exits() {
     let smr = Smr::new("t-forget").unwrap();
     let s = smr.clone();
     std::thread::spawn(move || std::mem::forget(s.enter())).join().unwrap();
+    smr.synchronize().unwrap();
+}
+
+#[test]
+fn the_sequence_wraps_and_goals_across_the_wrap_still_compare_right() {
+    // Unit tests run with the INVARIANTS-style constants: a handful of
+    // advances crosses u32::MAX.
+    let smr = Smr::new("t-wrap").unwrap();
+    let start = smr.current();
+    let mut wrapped = false;
+    let mut prev = start;
+    for _ in 0..(MAX_DELTA / INCR) * 3 {
+        let goal = smr.advance();
+        assert!(goal.gt(prev), "{goal:?} must come after {prev:?}");
+        wrapped |= goal.raw() < prev.raw();
+        assert!(smr.poll(goal, false), "no readers: every goal expires");
+        assert!(smr.poll(prev, false), "older goals stay expired");
+        prev = goal;
+    }
+    assert!(wrapped, "the sequence never crossed the wrap point");
+    // Past the wrap, a reader still blocks the goals that follow its entry.
+    let g = smr.enter();
+    let (tx, rx) = mpsc::channel();
+    let s = smr.clone();
+    std::thread::spawn(move || tx.send(s.poll(s.advance(), false)).unwrap());
+    assert!(!rx.recv().unwrap());
+    drop(g);
     smr.synchronize().unwrap();
 }
