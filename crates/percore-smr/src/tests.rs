@@ -397,3 +397,38 @@ fn the_sequence_wraps_and_goals_across_the_wrap_still_compare_right() {
     drop(g);
     smr.synchronize().unwrap();
 }
+
+#[test]
+fn sections_and_retires_in_late_thread_local_destructors_work() {
+    // A thread-local registered before the thread's first SMR use is
+    // destroyed after the SMR registry (destructors run in reverse order),
+    // so its destructor takes the ephemeral-slot path.
+    struct Late(Option<(Smr, Arc<AtomicUsize>)>);
+    impl Drop for Late {
+        fn drop(&mut self) {
+            if let Some((smr, dropped)) = self.0.take() {
+                let g = smr.enter();
+                assert!(smr.in_section());
+                drop(g);
+                smr.retire(Box::new(CountDrop(dropped)));
+                let goal = smr.advance();
+                assert!(smr.poll(goal, true));
+            }
+        }
+    }
+    thread_local! {
+        static LATE: std::cell::RefCell<Late> = const { std::cell::RefCell::new(Late(None)) };
+    }
+    let smr = Smr::new("t-late-tls").unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (s, d) = (smr.clone(), dropped.clone());
+    std::thread::spawn(move || {
+        LATE.with(|l| l.borrow_mut().0 = Some((s.clone(), d)));
+        drop(s.enter()); // registers the SMR thread-locals after LATE
+    })
+    .join()
+    .unwrap();
+    smr.flush().unwrap();
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(percore_cpu::stats::get("smr.t-late-tls.participants"), Some(1), "only this thread keeps a slot");
+}
