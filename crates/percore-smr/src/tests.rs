@@ -432,3 +432,44 @@ fn sections_and_retires_in_late_thread_local_destructors_work() {
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
     assert_eq!(percore_cpu::stats::get("smr.t-late-tls.participants"), Some(1), "only this thread keeps a slot");
 }
+
+#[test]
+fn concurrent_flushes_each_run_everything_queued_before_them() {
+    let smr = Smr::builder("t-flush-race").batch_size(3).build().unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let (reader_smr, stop) = (smr.clone(), &stop);
+        s.spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _g = reader_smr.enter();
+                std::hint::spin_loop();
+            }
+        });
+        let mut writers = Vec::new();
+        for _ in 0..4 {
+            let (smr, dropped) = (smr.clone(), dropped.clone());
+            writers.push(s.spawn(move || {
+                for round in 0..200 {
+                    let before = dropped.load(Ordering::SeqCst);
+                    for _ in 0..7 {
+                        smr.retire(Box::new(CountDrop(dropped.clone())));
+                    }
+                    if round % 3 == 0 {
+                        drop(smr.enter());
+                    }
+                    smr.flush().unwrap();
+                    // Our seven ran, whatever the other threads did.
+                    assert!(dropped.load(Ordering::SeqCst) >= before + 7);
+                }
+            }));
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    smr.flush().unwrap();
+    assert_eq!(dropped.load(Ordering::SeqCst), 4 * 200 * 7);
+    assert_eq!(smr.pending(), 0);
+}
