@@ -461,6 +461,12 @@ fn read_mostly_one(imp: &'static str, readers: usize, dur: Duration, report: &mu
         report.push(
             Row::new("smr_read_mostly", imp, "reader_mops", mops, "Mops/s", Better::Higher).field("readers", readers),
         );
+        // The writer's pace, for context: a slower reclamation scheme also
+        // slows the writer, which keeps the readers' caches hotter.
+        let kops = writes.load(Ordering::Relaxed) as f64 / dur.as_secs_f64() / 1e3;
+        report.push(
+            Row::new("smr_read_mostly", imp, "writer_kops", kops, "Kops/s", Better::Higher).field("readers", readers),
+        );
         scheme.settle();
     }
 }
