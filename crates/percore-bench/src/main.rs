@@ -34,6 +34,10 @@ struct Args {
     /// Print percore's stats tree after the run.
     #[arg(long)]
     stats: bool,
+    /// Also measure scaling: thread counts 1, 2, 4, ... up to the CPUs
+    /// available (meant for a many-core machine).
+    #[arg(long)]
+    scale: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -49,6 +53,8 @@ enum Subsystem {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Budget {
     pub(crate) quick: bool,
+    /// `--scale`: add rows for 1, 2, 4, ... threads up to the CPU count.
+    pub(crate) scale: bool,
 }
 
 impl Budget {
@@ -61,6 +67,27 @@ impl Budget {
         }
     }
 
+    /// Thread counts to measure: `base`, plus powers of two up to the CPU
+    /// count under `--scale`.
+    pub(crate) fn threads(&self, base: &[usize]) -> Vec<usize> {
+        let mut t = base.to_vec();
+        if self.scale {
+            let cpus = util::cpus();
+            let mut n = 1;
+            while n <= cpus {
+                if !t.contains(&n) {
+                    t.push(n);
+                }
+                n *= 2;
+            }
+            if !t.contains(&cpus) {
+                t.push(cpus);
+            }
+        }
+        t.sort_unstable();
+        t
+    }
+
     /// A duration in milliseconds, scaled the same way.
     pub(crate) fn millis(&self, full_ms: u64) -> std::time::Duration {
         std::time::Duration::from_millis(self.scale(full_ms))
@@ -71,7 +98,7 @@ fn main() {
     let args = Args::parse();
     let all = [Subsystem::Smr, Subsystem::Zone];
     let chosen: &[Subsystem] = if args.subsystems.is_empty() { &all } else { &args.subsystems };
-    let budget = Budget { quick: args.quick };
+    let budget = Budget { quick: args.quick, scale: args.scale };
     let mut report = Report::new(args.json);
     for s in chosen {
         match s {

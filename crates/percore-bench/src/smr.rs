@@ -73,7 +73,7 @@ fn on_threads(threads: usize, budget: Budget, op: impl Fn(u64) -> Duration + Syn
 }
 
 fn read_section(budget: Budget, report: &mut Report) {
-    for threads in [1usize, 2] {
+    for threads in budget.threads(&[1, 2]) {
         let row =
             |imp, v| Row::new("smr_read_section", imp, "ns_per_op", v, "ns", Better::Lower).field("threads", threads);
 
@@ -407,14 +407,22 @@ fn xorshift(x: &mut u64) -> usize {
 
 fn read_mostly(budget: Budget, report: &mut Report) {
     let dur = budget.millis(1000);
-    for imp in IMPLS {
+    for readers in budget.threads(&[2]) {
+        for imp in IMPLS {
+            read_mostly_one(imp, readers, dur, report);
+        }
+    }
+}
+
+fn read_mostly_one(imp: &'static str, readers: usize, dur: Duration, report: &mut Report) {
+    {
         let scheme = make(imp, || Smr::new("bench-read-mostly").expect("domain"));
         let stop = AtomicBool::new(false);
         let reads = AtomicU64::new(0);
         let writes = AtomicU64::new(0);
-        let start = Barrier::new(4);
+        let start = Barrier::new(readers + 2);
         std::thread::scope(|s| {
-            for r in 0..2u64 {
+            for r in 0..readers as u64 {
                 let (scheme, stop, reads, start) = (&scheme, &stop, &reads, &start);
                 s.spawn(move || {
                     let mut x = 0x9E37_79B9 + r;
@@ -450,8 +458,15 @@ fn read_mostly(budget: Budget, report: &mut Report) {
             stop.store(true, Ordering::Relaxed);
         });
         let mops = reads.load(Ordering::Relaxed) as f64 / dur.as_secs_f64() / 1e6;
-        report
-            .push(Row::new("smr_read_mostly", imp, "reader_mops", mops, "Mops/s", Better::Higher).field("readers", 2));
+        report.push(
+            Row::new("smr_read_mostly", imp, "reader_mops", mops, "Mops/s", Better::Higher).field("readers", readers),
+        );
+        // The writer's pace, for context: a slower reclamation scheme also
+        // slows the writer, which keeps the readers' caches hotter.
+        let kops = writes.load(Ordering::Relaxed) as f64 / dur.as_secs_f64() / 1e3;
+        report.push(
+            Row::new("smr_read_mostly", imp, "writer_kops", kops, "Kops/s", Better::Higher).field("readers", readers),
+        );
         scheme.settle();
     }
 }

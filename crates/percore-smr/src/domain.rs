@@ -304,13 +304,18 @@ impl Shared {
                 rd = rd.min(Seq(c));
             }
         }
-        let cur = self.rd_seq();
-        if rd.gt(cur) {
+        // Move rd_seq forward to `rd` unless somebody moved it further.
+        // NOTE: FreeBSD tries the compare-and-set once; a concurrent scan
+        // with an older snapshot can then win and leave rd_seq below what we
+        // proved, so a batch we just waited for would not be popped. We
+        // retry until rd_seq is at least `rd`: it only ever moves forward.
+        let mut cur = self.rd_seq();
+        while rd.gt(cur) {
             // ORDERING: AcqRel; pairs with the Acquire loads in `rd_seq`.
-            // Failure means a concurrent scan moved it; ours is still a valid
-            // lower bound for our caller.
-            let _ = self.rd_seq.compare_exchange(cur.0, rd.0, Ordering::AcqRel, Ordering::Relaxed);
-            return rd;
+            match self.rd_seq.compare_exchange_weak(cur.0, rd.0, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return rd,
+                Err(now) => cur = Seq(now),
+            }
         }
         cur
     }
@@ -423,15 +428,15 @@ impl Shared {
     }
 
     /// Wait for and run every batch queued now.
+    ///
+    /// Every tag lies at most `SEQ_ADVANCE` past `wr_seq`, so waiting for
+    /// the newest one expires them all; batches queued later sit behind
+    /// them, so popping from the head gets every one of ours.
     pub(crate) fn drain_queue(&self) {
-        let mut budget = self.lock().batches.len();
-        while budget > 0 {
-            let Some(tag) = self.front_tag() else { return };
-            self.wait(tag);
-            let before = self.lock().batches.len();
+        let newest = self.lock().batches.iter().map(|t| t.tag).reduce(Seq::max);
+        if let Some(goal) = newest {
+            self.wait(goal);
             self.pop_expired();
-            let after = self.lock().batches.len();
-            budget = budget.saturating_sub(before.saturating_sub(after).max(1));
         }
     }
 

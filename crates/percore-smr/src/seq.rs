@@ -9,7 +9,8 @@
 //! All valid sequence numbers are odd (the start is odd, the increment even),
 //! so 0 is free to mean "not in a read section" ([`INVALID`]).
 //!
-//! With the `wrap-test` feature (and under loom) the sequence starts 100,000
+//! With the `wrap-test` feature (and in this crate's unit tests, and under
+//! loom) the sequence starts 100,000
 //! below the wrap point with an increment of `u32::MAX / 10000`, and the
 //! maximum delta is only 32 increments, as FreeBSD's INVARIANTS kernels do:
 //! every test run wraps the counter and hits the advance-wait path.
@@ -118,7 +119,7 @@ impl std::fmt::Debug for Seq {
 /// "Not in a read section" (`SMR_SEQ_INVALID`). Never a valid sequence.
 pub(crate) const INVALID: u32 = 0;
 
-#[cfg(not(any(loom, feature = "wrap-test")))]
+#[cfg(not(any(loom, test, feature = "wrap-test")))]
 mod constants {
     /// Where every domain starts. Odd: all valid sequences are odd.
     pub(crate) const INIT: u32 = 1;
@@ -132,7 +133,7 @@ mod constants {
     pub(crate) const MAX_ADVANCE: u32 = MAX_DELTA - 1024;
 }
 
-#[cfg(any(loom, feature = "wrap-test"))]
+#[cfg(any(loom, test, feature = "wrap-test"))]
 mod constants {
     /// 100,000 below the wrap point: the first few advances wrap.
     pub(crate) const INIT: u32 = u32::MAX - 100_000;

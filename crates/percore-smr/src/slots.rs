@@ -62,6 +62,9 @@ pub(crate) struct Slot {
     state: AtomicU32,
     /// Readers publish with a locked RMW (the fallback flavour).
     pub(crate) rmw: Cell<bool>,
+    /// Claimed during thread teardown, after the thread's registry was
+    /// destroyed: released as soon as its owner is outside a section.
+    pub(crate) ephemeral: Cell<bool>,
     pub(crate) local: Local,
 }
 
@@ -78,12 +81,14 @@ impl Slot {
             c_seq: AtomicU32::new(INVALID),
             state: AtomicU32::new(FREE),
             rmw: Cell::new(false),
+            ephemeral: Cell::new(false),
             local: Local::default(),
         }
     }
 
     /// Give the slot up. The caller is its owner and is not in a section.
     pub(crate) fn release(&self) {
+        self.ephemeral.set(false);
         self.local.nesting.set(0);
         self.local.deferred.set(0);
         // ORDERING: a forgotten guard may have left a sequence published;

@@ -72,14 +72,6 @@ pub fn in_section() -> bool {
     OWNED.try_with(|o| o.0.borrow().iter().any(|(_, s)| unsafe { &**s }.in_section())).unwrap_or(false)
 }
 
-/// A slot reference and whether it must be released at section exit (only
-/// during thread teardown, after `OWNED` is gone).
-#[derive(Clone, Copy)]
-struct SlotRef {
-    slot: *const Slot,
-    ephemeral: bool,
-}
-
 struct Domain {
     shared: Arc<Shared>,
     _stats: stats::Registration,
@@ -266,7 +258,7 @@ impl Smr {
 
     /// This thread's slot, claimed on first use.
     #[inline]
-    fn slot(&self) -> SlotRef {
+    fn slot(&self) -> *const Slot {
         let id = self.shared().id;
         // NOTE: `FAST` has a const initialiser and no destructor, so `with`
         // never fails and compiles to two %fs-relative loads. A matching id
@@ -274,7 +266,7 @@ impl Smr {
         // clears the id before giving slots back).
         let hit = FAST.with(|f| if f.id.get() == id { Some(f.slot.get()) } else { None });
         match hit {
-            Some(slot) => SlotRef { slot, ephemeral: false },
+            Some(slot) => slot,
             None => self.slot_slow(true).expect("claiming always yields a slot"),
         }
     }
@@ -282,7 +274,7 @@ impl Smr {
     /// The slot lookup's slow path: search this thread's slots, claim one
     /// if `claim`, refresh the cache.
     #[cold]
-    fn slot_slow(&self, claim: bool) -> Option<SlotRef> {
+    fn slot_slow(&self, claim: bool) -> Option<*const Slot> {
         let shared = &self.shared;
         let found = OWNED.try_with(|owned| {
             let mut owned = owned.0.borrow_mut();
@@ -306,15 +298,36 @@ impl Smr {
             Some(p)
         });
         match found {
-            Ok(p) => p.map(|slot| SlotRef { slot, ephemeral: false }),
-            // The thread is being torn down: borrow a slot for one section.
+            Ok(p) => p,
+            // The thread is being torn down: borrow a slot until the owner
+            // leaves its section (see `release_ephemeral`). Caching it in
+            // `FAST` makes nested sections and `in_section` see it.
             Err(_) if claim => {
                 let slot = shared.slots.claim();
                 slot.rmw.set(shared.flavour == Flavour::Rmw);
-                Some(SlotRef { slot, ephemeral: true })
+                slot.ephemeral.set(true);
+                FAST.with(|f| {
+                    f.id.set(shared.id);
+                    f.slot.set(slot);
+                });
+                Some(slot as *const Slot)
             }
             Err(_) => None,
         }
+    }
+
+    /// Give back a teardown-time slot once its owner is outside a section.
+    #[cold]
+    fn release_ephemeral(&self, slot: &Slot) {
+        if slot.in_section() {
+            return;
+        }
+        FAST.with(|f| {
+            if std::ptr::eq(f.slot.get(), slot) {
+                f.id.set(0);
+            }
+        });
+        self.shared.release_participant(slot);
     }
 
     /// Enter a read section (`smr_enter`).
@@ -335,12 +348,11 @@ impl Smr {
     /// ```
     #[inline]
     pub fn enter(&self) -> Guard<'_> {
-        let r = self.slot();
         // SAFETY: the slot lives as long as the domain's shared state, which
         // `self` keeps alive for the guard's lifetime; this thread owns it.
-        let slot = unsafe { &*r.slot };
+        let slot = unsafe { &*self.slot() };
         enter_slot(self.shared(), slot);
-        Guard { smr: self, slot, ephemeral: r.ephemeral, _not_send: PhantomData }
+        Guard { smr: self, slot, _not_send: PhantomData }
     }
 
     /// Whether the calling thread is inside a read section of this domain.
@@ -349,7 +361,7 @@ impl Smr {
         let p = match FAST.try_with(|f| if f.id.get() == id { f.slot.get() } else { std::ptr::null() }) {
             Ok(p) if !p.is_null() => p,
             _ => match self.slot_slow(false) {
-                Some(r) => r.slot,
+                Some(p) => p,
                 None => return false,
             },
         };
@@ -371,8 +383,7 @@ impl Smr {
     /// drop(g);
     /// ```
     pub fn register(&self) -> Participant {
-        let r = self.slot();
-        Participant { smr: self.clone(), slot: r.slot, ephemeral: r.ephemeral, _not_send: PhantomData }
+        Participant { smr: self.clone(), slot: self.slot(), _not_send: PhantomData }
     }
 
     /// The current write sequence (`smr_current`).
@@ -398,12 +409,11 @@ impl Smr {
         match shared.mode {
             Mode::Lazy { .. } => shared.lazy_advance(),
             Mode::Deferred { limit } => {
-                let r = self.slot();
                 // SAFETY: as in `enter`.
-                let slot = unsafe { &*r.slot };
+                let slot = unsafe { &*self.slot() };
                 let goal = shared.deferred_advance(slot, limit, !slot.in_section());
-                if r.ephemeral {
-                    slot.release();
+                if slot.ephemeral.get() {
+                    self.release_ephemeral(slot);
                 }
                 goal
             }
@@ -473,17 +483,8 @@ impl Smr {
 
     #[inline]
     fn push(&self, d: Deferred, bytes: usize) {
-        let r = self.slot();
         // SAFETY: as in `enter`.
-        let slot = unsafe { &*r.slot };
-        if r.ephemeral {
-            // Thread teardown: no batch to keep, queue this one object alone.
-            let mut batch = Batch::default();
-            batch.push(d, bytes);
-            self.queue_batch(slot, batch, !in_section());
-            slot.release();
-            return;
-        }
+        let slot = unsafe { &*self.slot() };
         // SAFETY: the batch is owner-only and this thread owns the slot; the
         // borrow ends before anything can re-enter (destructors run later).
         let full = unsafe {
@@ -495,6 +496,11 @@ impl Smr {
             // SAFETY: as above.
             let batch = unsafe { (*slot.local.batch.get()).take() };
             self.queue_batch(slot, batch, !slot.in_section());
+        }
+        if slot.ephemeral.get() {
+            // Thread teardown: queue the batch with the slot now (or at
+            // section exit), there is no later retire to do it.
+            self.release_ephemeral(slot);
         }
     }
 
@@ -520,11 +526,10 @@ impl Smr {
         if self.in_section() {
             return Err(Error::InSection { domain: self.name().to_string() });
         }
-        let r = self.slot();
         // SAFETY: as in `enter`.
-        let slot = unsafe { &*r.slot };
-        if r.ephemeral {
-            slot.release();
+        let slot = unsafe { &*self.slot() };
+        if slot.ephemeral.get() {
+            self.release_ephemeral(slot);
         } else {
             // SAFETY: owner-only batch, see `push`.
             let batch = unsafe { (*slot.local.batch.get()).take() };
@@ -596,7 +601,6 @@ fn exit_slot(slot: &Slot) {
 pub struct Guard<'a> {
     smr: &'a Smr,
     slot: &'a Slot,
-    ephemeral: bool,
     _not_send: PhantomData<*mut ()>,
 }
 
@@ -611,8 +615,8 @@ impl Drop for Guard<'_> {
     #[inline]
     fn drop(&mut self) {
         exit_slot(self.slot);
-        if self.ephemeral && !self.slot.in_section() {
-            self.slot.release();
+        if self.slot.ephemeral.get() {
+            self.smr.release_ephemeral(self.slot);
         }
     }
 }
@@ -628,7 +632,6 @@ impl std::fmt::Debug for Guard<'_> {
 pub struct Participant {
     smr: Smr,
     slot: *const Slot,
-    ephemeral: bool,
     _not_send: PhantomData<*mut ()>,
 }
 
@@ -640,7 +643,7 @@ impl Participant {
         // keeps alive; `Participant` is `!Send`, so this is its owner.
         let slot = unsafe { &*self.slot };
         enter_slot(self.smr.shared(), slot);
-        Guard { smr: &self.smr, slot, ephemeral: false, _not_send: PhantomData }
+        Guard { smr: &self.smr, slot, _not_send: PhantomData }
     }
 
     /// The domain.
@@ -651,12 +654,10 @@ impl Participant {
 
 impl Drop for Participant {
     fn drop(&mut self) {
-        if self.ephemeral {
-            // SAFETY: as in `enter`.
-            let slot = unsafe { &*self.slot };
-            if !slot.in_section() {
-                slot.release();
-            }
+        // SAFETY: as in `enter`.
+        let slot = unsafe { &*self.slot };
+        if slot.ephemeral.get() {
+            self.smr.release_ephemeral(slot);
         }
     }
 }

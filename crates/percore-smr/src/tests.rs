@@ -312,10 +312,8 @@ fn advance_waits_when_readers_fall_too_far_behind() {
     // MAX_DELTA / INCR advances with a reader stuck at the start would break
     // the wrap arithmetic; advance must wait for the reader instead.
     let steps = (MAX_DELTA / INCR) as u64 + 8;
-    if steps > 1_000_000 {
-        // Only reachable in the wrap-test configuration (CI runs it).
-        return;
-    }
+    // Unit tests use the wrap-test constants, so this is 40 advances.
+    assert!(steps < 1_000, "unit tests must run with the wrap-test constants");
     let smr = Smr::new("t-maxdelta").unwrap();
     let (release, stalled) = mpsc::channel::<()>();
     let (ready, is_ready) = mpsc::channel::<()>();
@@ -371,4 +369,107 @@ fn a_forgotten_guard_is_cleared_when_its_thread_exits() {
     let s = smr.clone();
     std::thread::spawn(move || std::mem::forget(s.enter())).join().unwrap();
     smr.synchronize().unwrap();
+}
+
+#[test]
+fn the_sequence_wraps_and_goals_across_the_wrap_still_compare_right() {
+    // Unit tests run with the INVARIANTS-style constants: a handful of
+    // advances crosses u32::MAX.
+    let smr = Smr::new("t-wrap").unwrap();
+    let start = smr.current();
+    let mut wrapped = false;
+    let mut prev = start;
+    for _ in 0..(MAX_DELTA / INCR) * 3 {
+        let goal = smr.advance();
+        assert!(goal.gt(prev), "{goal:?} must come after {prev:?}");
+        wrapped |= goal.raw() < prev.raw();
+        assert!(smr.poll(goal, false), "no readers: every goal expires");
+        assert!(smr.poll(prev, false), "older goals stay expired");
+        prev = goal;
+    }
+    assert!(wrapped, "the sequence never crossed the wrap point");
+    // Past the wrap, a reader still blocks the goals that follow its entry.
+    let g = smr.enter();
+    let (tx, rx) = mpsc::channel();
+    let s = smr.clone();
+    std::thread::spawn(move || tx.send(s.poll(s.advance(), false)).unwrap());
+    assert!(!rx.recv().unwrap());
+    drop(g);
+    smr.synchronize().unwrap();
+}
+
+#[test]
+fn sections_and_retires_in_late_thread_local_destructors_work() {
+    // A thread-local registered before the thread's first SMR use is
+    // destroyed after the SMR registry (destructors run in reverse order),
+    // so its destructor takes the ephemeral-slot path.
+    struct Late(Option<(Smr, Arc<AtomicUsize>)>);
+    impl Drop for Late {
+        fn drop(&mut self) {
+            if let Some((smr, dropped)) = self.0.take() {
+                let g = smr.enter();
+                assert!(smr.in_section());
+                drop(g);
+                smr.retire(Box::new(CountDrop(dropped)));
+                let goal = smr.advance();
+                assert!(smr.poll(goal, true));
+            }
+        }
+    }
+    thread_local! {
+        static LATE: std::cell::RefCell<Late> = const { std::cell::RefCell::new(Late(None)) };
+    }
+    let smr = Smr::new("t-late-tls").unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (s, d) = (smr.clone(), dropped.clone());
+    std::thread::spawn(move || {
+        LATE.with(|l| l.borrow_mut().0 = Some((s.clone(), d)));
+        drop(s.enter()); // registers the SMR thread-locals after LATE
+    })
+    .join()
+    .unwrap();
+    smr.flush().unwrap();
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(percore_cpu::stats::get("smr.t-late-tls.participants"), Some(1), "only this thread keeps a slot");
+}
+
+#[test]
+fn concurrent_flushes_each_run_everything_queued_before_them() {
+    let smr = Smr::builder("t-flush-race").batch_size(3).build().unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let (reader_smr, stop) = (smr.clone(), &stop);
+        s.spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _g = reader_smr.enter();
+                std::hint::spin_loop();
+            }
+        });
+        let mut writers = Vec::new();
+        for _ in 0..4 {
+            let (smr, dropped) = (smr.clone(), dropped.clone());
+            writers.push(s.spawn(move || {
+                for round in 0..200 {
+                    let before = dropped.load(Ordering::SeqCst);
+                    for _ in 0..7 {
+                        smr.retire(Box::new(CountDrop(dropped.clone())));
+                    }
+                    if round % 3 == 0 {
+                        drop(smr.enter());
+                    }
+                    smr.flush().unwrap();
+                    // Our seven ran, whatever the other threads did.
+                    assert!(dropped.load(Ordering::SeqCst) >= before + 7);
+                }
+            }));
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    smr.flush().unwrap();
+    assert_eq!(dropped.load(Ordering::SeqCst), 4 * 200 * 7);
+    assert_eq!(smr.pending(), 0);
 }
