@@ -54,12 +54,14 @@ impl PerCpuPool {
         let builder = Builder::new().priority(pri).name(format!("p@{}", label(pri)));
         builder.validated()?;
         let inner = PERCPU.get(pri, || create(&builder))?;
+        inner.pools.iter().for_each(|(_, p)| p.publish());
         Ok(PerCpuPool { handle: Arc::new(Handle { inner, shared: Some(pri) }) })
     }
 
     pub(crate) fn from_builder(builder: &Builder) -> Result<PerCpuPool, Error> {
         builder.validated()?;
         let inner = Arc::new(create(builder)?);
+        inner.pools.iter().for_each(|(_, p)| p.publish());
         Ok(PerCpuPool { handle: Arc::new(Handle { inner, shared: None }) })
     }
 
@@ -104,7 +106,7 @@ fn create(builder: &Builder) -> Result<PerCpuInner, Error> {
     let mut pools = Vec::with_capacity(cpus.len());
     for cpu in cpus {
         let b = builder.clone().name(format!("{}-c{cpu}", builder.base_name())).on_cpu(cpu);
-        pools.push((cpu, b.build()?));
+        pools.push((cpu, ThreadPool::from_pool(b.start()?)));
     }
     Ok(PerCpuInner { pools })
 }

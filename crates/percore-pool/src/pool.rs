@@ -12,7 +12,7 @@ use crate::job::Job;
 use crate::spawn::JoinHandle;
 use crate::stats::{PoolStats, Stats};
 use crate::Error;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// No priority: pool threads keep the process's scheduling priority.
@@ -100,16 +100,22 @@ impl<V> Registry<V> {
 /// A started pool and its stats registration; dropping it shuts it down.
 pub(crate) struct Pool {
     pub(crate) core: Arc<Core>,
-    _reg: percore_cpu::stats::Registration,
+    /// Set by [`Pool::publish`]: only the winner of a creation race appears
+    /// in the stats tree, so a shared pool's name never gets a `#2` suffix.
+    reg: OnceLock<percore_cpu::stats::Registration>,
 }
 
 impl Pool {
     pub(crate) fn start(cfg: Config) -> Result<Pool, Error> {
         let stats = Arc::new(PoolStats::default());
-        let reg = stats.register(&cfg.name);
         let core = Arc::new(Core::new(cfg, stats));
         core.start()?;
-        Ok(Pool { core, _reg: reg })
+        Ok(Pool { core, reg: OnceLock::new() })
+    }
+
+    /// Register the pool's stats (once).
+    pub(crate) fn publish(&self) {
+        self.reg.get_or_init(|| self.core.stats.register(&self.core.cfg.name));
     }
 }
 
@@ -170,6 +176,7 @@ impl ThreadPool {
     pub fn get(pri: i32) -> Result<ThreadPool, Error> {
         check_pri(pri)?;
         let pool = UNBOUND.get(pri, || Builder::new().priority(pri).name(format!("u@{}", label(pri))).start())?;
+        pool.publish();
         Ok(ThreadPool { handle: Arc::new(Handle { pool, shared: Some(pri) }) })
     }
 
@@ -185,8 +192,12 @@ impl ThreadPool {
     /// A private pool around a core that has no threads (the loom model).
     #[cfg(loom)]
     pub(crate) fn from_core(core: Arc<Core>) -> ThreadPool {
-        let reg = core.stats.register(&core.cfg.name);
-        ThreadPool::from_pool(Pool { core, _reg: reg })
+        ThreadPool::from_pool(Pool { core, reg: OnceLock::new() })
+    }
+
+    /// Register the pool's stats (once; see [`Pool::publish`]).
+    pub(crate) fn publish(&self) {
+        self.handle.pool.publish();
     }
 
     pub(crate) fn core(&self) -> &Arc<Core> {
@@ -371,7 +382,9 @@ impl Builder {
 
     /// Create a private pool with these settings.
     pub fn build(&self) -> Result<ThreadPool, Error> {
-        Ok(ThreadPool::from_pool(self.start()?))
+        let pool = ThreadPool::from_pool(self.start()?);
+        pool.publish();
+        Ok(pool)
     }
 
     /// Create a private per-CPU pool with these settings: one pool per CPU
