@@ -69,6 +69,14 @@ impl Condvar {
     }
 }
 
+/// Let another thread run (loom: a scheduling point).
+pub(crate) fn yield_now() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+}
+
 /// Catch a panic, under loom too (loom's threads propagate panics, but a job
 /// that panics inside a model must be caught exactly as outside one).
 pub(crate) fn catch_unwind<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {

@@ -208,3 +208,22 @@ fn an_idle_pool_has_every_worker_asleep() {
         s.busy_threads == 0 && s.idle_threads == s.threads
     });
 }
+
+#[test]
+fn issue_shutdown_does_not_wait_for_the_idle_timeout() {
+    // Regression: a worker that was spinning (not yet on the idle stack)
+    // when the pool began dying went to sleep for its whole idle timeout,
+    // and the drop waited for it. With an hour-long timeout the drop must
+    // still return promptly; a bounded join fails loudly instead of hanging.
+    for round in 0..20 {
+        let pool = ThreadPool::builder().name(format!("no-wait{round}")).idle_timeout(Duration::from_secs(3600)).build().unwrap();
+        let hs: Vec<_> = (0..4).map(|_| pool.spawn(|| ())).collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(pool);
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(LONG).expect("the pool's drop hung");
+    }
+}

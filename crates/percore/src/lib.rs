@@ -9,9 +9,10 @@
 //! | --- | --- | --- |
 //! | [`cpu`] | topology, pinning, per-CPU storage, sharded counters, stats tree | `counter(9)`, `zpcpu` |
 //! | [`smr`] | safe memory reclamation with fence-free readers | FreeBSD GUS, `smr(9)` |
+//! | [`pool`] | thread pools and jobs, per-CPU pools, spawn, delayed jobs | NetBSD `threadpool(9)` |
 //!
-//! Object caches, thread pools, light-weight threads and event queues are
-//! not in this release yet; see the repository's README for the plan.
+//! Object caches, light-weight threads and event queues are not in this
+//! release yet; see the repository's README for the plan.
 //!
 //! ```
 //! use percore::smr::Smr;
@@ -26,6 +27,7 @@
 //! ```
 
 pub use percore_cpu as cpu;
+pub use percore_pool as pool;
 pub use percore_smr as smr;
 
 /// Every counter of every percore subsystem in this process, as
