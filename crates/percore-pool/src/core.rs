@@ -124,7 +124,6 @@ pub(crate) struct State {
     /// Workers polling `queued` before they go idle.
     spinning: usize,
     pub(crate) threads: usize,
-    busy: usize,
     pub(crate) pending: usize,
     started: u64,
     kicked: bool,
@@ -173,7 +172,6 @@ impl Core {
                 waking: 0,
                 spinning: 0,
                 threads: 0,
-                busy: 0,
                 pending: 0,
                 started: 0,
                 kicked: false,
@@ -375,14 +373,10 @@ impl Core {
         loop {
             if let Some((entry, wake)) = self.pop_locked(&mut st) {
                 spun = false;
-                st.busy += 1;
-                self.stats.set_busy(st.busy);
                 drop(st);
                 self.signal(wake);
                 self.run_entry(entry);
                 st = self.state.lock();
-                st.busy -= 1;
-                self.stats.set_busy(st.busy);
                 self.finish_locked(&mut st);
                 continue;
             }

@@ -336,8 +336,9 @@ mod cache {
 
     /// Free cells a thread keeps for itself.
     const MAGAZINE: usize = 64;
-    /// Full magazines kept in the global depot.
-    const DEPOT: usize = 32;
+    /// Full magazines kept in the global depot (up to 16K cells, about
+    /// 2 MiB: a flood of spawns then recycles instead of calling malloc).
+    const DEPOT: usize = 256;
 
     thread_local! {
         static LOCAL: RefCell<Vec<Arc<Cell>>> = const { RefCell::new(Vec::new()) };

@@ -24,7 +24,6 @@ pub(crate) struct PoolStats {
     priority_refused: Counter,
     threads: AtomicUsize,
     idle: AtomicUsize,
-    busy: AtomicUsize,
 }
 
 impl PoolStats {
@@ -32,10 +31,6 @@ impl PoolStats {
     // racily; they pair with nothing.
     pub(crate) fn set_idle(&self, n: usize) {
         self.idle.store(n, Ordering::Relaxed);
-    }
-
-    pub(crate) fn set_busy(&self, n: usize) {
-        self.busy.store(n, Ordering::Relaxed);
     }
 
     pub(crate) fn set_threads(&self, n: usize) {
@@ -52,6 +47,8 @@ impl PoolStats {
 
     /// A copy of every value.
     pub(crate) fn snapshot(&self) -> Stats {
+        let threads = self.threads.load(Ordering::Relaxed);
+        let idle = self.idle.load(Ordering::Relaxed);
         Stats {
             jobs_run: self.jobs_run.sum(),
             panics: self.panics.sum(),
@@ -64,9 +61,9 @@ impl PoolStats {
             shutdown_cancelled: self.shutdown_cancelled.sum(),
             priority_applied: self.priority_applied.sum(),
             priority_refused: self.priority_refused.sum(),
-            threads: self.threads.load(Ordering::Relaxed) as u64,
-            idle_threads: self.idle.load(Ordering::Relaxed) as u64,
-            busy_threads: self.busy.load(Ordering::Relaxed) as u64,
+            threads: threads as u64,
+            idle_threads: idle as u64,
+            busy_threads: threads.saturating_sub(idle) as u64,
         }
     }
 
@@ -127,7 +124,9 @@ pub struct Stats {
     pub threads: u64,
     /// Workers asleep waiting for work.
     pub idle_threads: u64,
-    /// Workers running a job.
+    /// Workers not asleep (running a job, or looking for one): `threads -
+    /// idle_threads`. Not tracked per job, to keep the hot path free of
+    /// shared writes.
     pub busy_threads: u64,
 }
 
