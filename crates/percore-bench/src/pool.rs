@@ -85,12 +85,6 @@ impl Submit for StdThread {
 
 pub(crate) fn run(budget: Budget, report: &mut Report) {
     let cpus = crate::util::cpus();
-    if std::env::var("TPONLY").as_deref() == Ok("percore-only") {
-        if let Ok(p) = percore::pool::ThreadPool::builder().name("bench").build() {
-            bench(Percore(p), budget, report);
-        }
-        return;
-    }
     match percore::pool::ThreadPool::builder().name("bench").build() {
         Ok(p) => bench(Percore(p), budget, report),
         Err(e) => eprintln!("percore pool: {e}"),
@@ -108,10 +102,6 @@ pub(crate) fn run(budget: Budget, report: &mut Report) {
 fn bench<S: Submit>(s: S, budget: Budget, report: &mut Report) {
     // Warm up: threads exist, code and caches are hot.
     wait_all(&s, 200);
-    if std::env::var("TPONLY").is_ok() {
-        for _ in 0..3 { throughput(&s, 1_000_000, report); }
-        return;
-    }
     dispatch(&s, "warm", budget.scale(2000) as usize, Duration::ZERO, report);
     let idle_gap = if budget.quick { Duration::from_millis(20) } else { Duration::from_millis(50) };
     dispatch(&s, "idle", budget.scale(40).max(5) as usize, idle_gap, report);
@@ -188,7 +178,7 @@ fn throughput<S: Submit>(s: &S, jobs: u64, report: &mut Report) {
         return;
     }
     let ns = start.elapsed().as_nanos() as f64 / jobs as f64;
-    report.push(Row::new("pool_throughput", S::NAME, "ns_per_job", ns, "ns", Better::Lower).field("jobs", jobs));
+    report.push(Row::new("pool_throughput", S::NAME, "ns_per_job", ns, "ns", Better::Lower));
 }
 
 fn idle_cpu<S: Submit>(s: &S, window: Duration, report: &mut Report) {
@@ -221,5 +211,5 @@ fn trickle<S: Submit>(s: &S, window: Duration, report: &mut Report) {
     }
     let used = process_cpu_time().saturating_sub(before);
     let us = used.as_secs_f64() * 1e6 / sent.max(1) as f64;
-    report.push(Row::new("pool_trickle_cpu", S::NAME, "cpu_us_per_job", us, "us", Better::Lower).field("jobs", sent));
+    report.push(Row::new("pool_trickle_cpu", S::NAME, "cpu_us_per_job", us, "us", Better::Lower));
 }

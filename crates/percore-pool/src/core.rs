@@ -104,6 +104,7 @@ pub(crate) struct Config {
     pub(crate) max_threads: usize,
     pub(crate) eager_threads: usize,
     pub(crate) stall: Duration,
+    pub(crate) spin: Duration,
 }
 
 /// One sleeping worker's wake-up channel (the seed's `tpt_cv`).
@@ -398,24 +399,27 @@ impl Core {
         self.exit_locked(st);
     }
 
-    /// Poll the queue briefly before going to sleep: a job that arrives
-    /// within a few microseconds is taken without a futex wake on either
-    /// side. Bounded (about 127 pause instructions and two yields), so an
-    /// idle pool still costs nothing; pushers see `spinning` and wake nobody.
+    /// Poll the queue briefly (`cfg.spin`, a few tens of microseconds)
+    /// before going to sleep: a job that arrives meanwhile is taken without
+    /// a futex wake on either side. Bounded, so an idle pool still costs
+    /// nothing; pushers see `spinning` and wake nobody.
     fn spin<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        if self.cfg.spin.is_zero() {
+            return st;
+        }
         st.spinning += 1;
         drop(st);
-        'poll: for step in 0..9u32 {
-            if step < 7 {
-                for _ in 0..(1u32 << step) {
+        let start = Instant::now();
+        let mut round = 0u32;
+        // ORDERING: a hint; see `publish_len`.
+        while self.queued.load(Ordering::Relaxed) == 0 && start.elapsed() < self.cfg.spin {
+            round += 1;
+            if round % 8 == 0 {
+                crate::sync::yield_now();
+            } else {
+                for _ in 0..32 {
                     std::hint::spin_loop();
                 }
-            } else {
-                crate::sync::yield_now();
-            }
-            // ORDERING: a hint; see `publish_len`.
-            if self.queued.load(Ordering::Relaxed) > 0 {
-                break 'poll;
             }
         }
         let mut st = self.state.lock();

@@ -143,6 +143,7 @@ pub mod __loom {
                 max_threads: 1,
                 eager_threads: 1,
                 stall: Duration::from_millis(1),
+                spin: Duration::ZERO,
             };
             let stats = Arc::new(crate::stats::PoolStats::default());
             let pool = crate::ThreadPool::from_core(Arc::new(Core::new(cfg, stats)));
