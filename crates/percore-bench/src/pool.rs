@@ -165,19 +165,22 @@ fn throughput<S: Submit>(s: &S, jobs: u64, report: &mut Report) {
     let jobs = jobs.max(100);
     let (tx, rx) = mpsc::sync_channel::<()>(1);
     let fin: &'static Finish = Box::leak(Box::new(Finish { done: AtomicU64::new(0), jobs, tx: tx.into() }));
-    let start = Instant::now();
-    for _ in 0..jobs {
-        s.submit(move || {
-            if fin.done.fetch_add(1, Ordering::AcqRel) + 1 == fin.jobs {
-                let _ = fin.tx.lock().map(|tx| tx.send(()));
-            }
-        });
-    }
-    if rx.recv_timeout(Duration::from_secs(600)).is_err() {
+    let mut finished = true;
+    let took = crate::util::time(|| {
+        for _ in 0..jobs {
+            s.submit(move || {
+                if fin.done.fetch_add(1, Ordering::AcqRel) + 1 == fin.jobs {
+                    let _ = fin.tx.lock().map(|tx| tx.send(()));
+                }
+            });
+        }
+        finished = rx.recv_timeout(Duration::from_secs(600)).is_ok();
+    });
+    if !finished {
         eprintln!("{}: throughput run did not finish", S::NAME);
         return;
     }
-    let ns = start.elapsed().as_nanos() as f64 / jobs as f64;
+    let ns = took.as_nanos() as f64 / jobs as f64;
     report.push(Row::new("pool_throughput", S::NAME, "ns_per_job", ns, "ns", Better::Lower));
 }
 

@@ -164,7 +164,8 @@ mod tests {
 
     #[test]
     fn json_lines_have_the_documented_keys() {
-        let r = Row::new("b", "percore", "ns_per_op", 1.5, "ns", Better::Lower).field("threads", 2).field("mode", "warm");
+        let r =
+            Row::new("b", "percore", "ns_per_op", 1.5, "ns", Better::Lower).field("threads", 2).field("mode", "warm");
         assert_eq!(
             r.json(),
             r#"{"bench":"b","impl":"percore","metric":"ns_per_op","value":1.5,"unit":"ns","threads":2,"mode":"warm"}"#

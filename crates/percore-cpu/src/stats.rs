@@ -76,8 +76,7 @@ where
 /// Every value of every registered source, as `("prefix.key", value)`,
 /// ordered by prefix and then in the order each source emits them.
 pub fn snapshot() -> Vec<(String, u64)> {
-    let sources: Vec<(String, Arc<Source>)> =
-        tree().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let sources: Vec<(String, Arc<Source>)> = tree().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut out = Vec::new();
     for (prefix, source) in sources {
         source(&mut |key, value| out.push((format!("{prefix}.{key}"), value)));

@@ -39,6 +39,13 @@
 //! finds more work wakes the next (a chain), so a burst of tiny jobs does not
 //! wake every thread.
 //!
+//! A worker that runs out of work first *spins* for `cfg.spin` (10 us by
+//! default), polling `queued`, a relaxed copy of the queue length written
+//! under the lock. While any worker spins, pushers wake nobody: the spinner
+//! re-checks the queue under the lock before it sleeps, so nothing is lost.
+//! Back-to-back jobs then cost no futex wake on either side; an idle pool
+//! pays the spin once after its last job, and nothing afterwards.
+//!
 //! The overseer creates a worker when work is queued and nobody is idle or
 //! waking, at once while the pool has fewer workers than CPUs, and beyond
 //! that only when no job has started for a `stall` interval (all workers are
@@ -51,6 +58,8 @@
 //!   and not yet finished. `drain` waits for it to reach zero.
 //! * A worker is in `idle` iff it sleeps and nobody has woken it; waking
 //!   removes it and sets its `woken` flag, then `waking += 1` until it runs.
+//! * A push wakes nobody while `waking > 0` or `spinning > 0`; both kinds of
+//!   worker look at the queue under the lock before they could sleep.
 //! * Once `dying` is set no new entry is accepted (promoted delayed entries
 //!   aside); workers drain the queue, the overseer cancels delayed entries
 //!   (their owners are told) and keeps creating workers while work remains.
@@ -255,7 +264,9 @@ impl Core {
         let mut st = self.state.lock();
         // XXX: linear in the queue length; cancellation is rare next to
         // scheduling, and an index per entry would cost every push.
-        let Some(i) = st.queue.iter().position(|e| e.is(task, ticket)) else { return false };
+        let Some(i) = st.queue.iter().position(|e| e.is(task, ticket)) else {
+            return false;
+        };
         let entry = st.queue.remove(i);
         self.publish_len(&st);
         self.finish_locked(&mut st);
@@ -267,7 +278,9 @@ impl Core {
     /// Take a delayed entry out (cancel). False if the overseer popped it.
     pub(crate) fn remove_delayed(&self, key: DelayKey) -> bool {
         let mut st = self.state.lock();
-        let Some(entry) = st.delayed.remove(&key) else { return false };
+        let Some(entry) = st.delayed.remove(&key) else {
+            return false;
+        };
         self.finish_locked(&mut st);
         drop(st);
         drop(entry);
@@ -348,7 +361,9 @@ impl Core {
     #[cfg(loom)]
     pub(crate) fn step(self: &Arc<Self>) -> bool {
         let mut st = self.state.lock();
-        let Some((entry, wake)) = self.pop_locked(&mut st) else { return false };
+        let Some((entry, wake)) = self.pop_locked(&mut st) else {
+            return false;
+        };
         drop(st);
         self.signal(wake);
         self.run_entry(entry);

@@ -381,7 +381,9 @@ impl<'a, T: Send + 'static> JobLock<'a, T> {
 
     /// Wait on the job's condition variable once.
     fn wait(&mut self, timeout: Option<Duration>) {
-        let Some(mut g) = self.guard.take() else { return };
+        let Some(mut g) = self.guard.take() else {
+            return;
+        };
         g.proto.waiters += 1;
         g = match timeout {
             None => self.job.cv.wait(g),
@@ -459,7 +461,9 @@ fn schedule_locked<T: Send + 'static>(
         }
         Some(d) => {
             let deadline = Instant::now().checked_add(d).unwrap_or_else(far_future);
-            let Some(key) = core.push_delayed(deadline, entry) else { return false };
+            let Some(key) = core.push_delayed(deadline, entry) else {
+                return false;
+            };
             proto.state = State::Delayed { core: core.clone(), ticket, key };
         }
     }

@@ -92,7 +92,9 @@ impl<V> Registry<V> {
     /// Drop one reference; the registry's own `Arc` goes when it was the last.
     pub(crate) fn put(&self, pri: i32, obj: &Arc<V>) {
         let mut list = self.entries();
-        let Some(i) = list.iter().position(|e| e.0 == pri && Arc::ptr_eq(&e.1, obj)) else { return };
+        let Some(i) = list.iter().position(|e| e.0 == pri && Arc::ptr_eq(&e.1, obj)) else {
+            return;
+        };
         list[i].2 -= 1;
         let removed = (list[i].2 == 0).then(|| list.swap_remove(i));
         drop(list);

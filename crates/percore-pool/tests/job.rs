@@ -256,7 +256,8 @@ fn the_worker_thread_is_named_after_the_job_while_it_runs() {
 #[test]
 fn a_job_cancelling_itself_is_refused_not_deadlocked() {
     let pool = ThreadPool::builder().name("job-self-cancel").build().unwrap();
-    let me: Arc<Mutex<Option<Arc<Job<Option<Error>>>>>> = Arc::default();
+    type Slot = Mutex<Option<Arc<Job<Option<Error>>>>>;
+    let me: Arc<Slot> = Arc::default();
     let m = me.clone();
     let job = Arc::new(Job::new("selfish", None, move |run| {
         let this = m.lock().unwrap().take().expect("set before scheduling");

@@ -27,6 +27,7 @@ fn invalid_configurations_are_errors() {
         b().max_threads(0),
         b().idle_timeout(Duration::ZERO),
         b().stall_interval(Duration::ZERO),
+        b().spin(Duration::from_secs(1)),
         b().name(""),
         b().name("a.b"),
         b().name("nul\0"),
@@ -216,7 +217,11 @@ fn issue_shutdown_does_not_wait_for_the_idle_timeout() {
     // and the drop waited for it. With an hour-long timeout the drop must
     // still return promptly; a bounded join fails loudly instead of hanging.
     for round in 0..20 {
-        let pool = ThreadPool::builder().name(format!("no-wait{round}")).idle_timeout(Duration::from_secs(3600)).build().unwrap();
+        let pool = ThreadPool::builder()
+            .name(format!("no-wait{round}"))
+            .idle_timeout(Duration::from_secs(3600))
+            .build()
+            .unwrap();
         let hs: Vec<_> = (0..4).map(|_| pool.spawn(|| ())).collect();
         hs.into_iter().for_each(|h| h.join().unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
