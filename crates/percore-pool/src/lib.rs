@@ -182,3 +182,8 @@ pub mod __loom {
         }
     }
 }
+
+/// The README's example runs as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
