@@ -21,15 +21,16 @@
 //! pops it, instead of being unlinked twice.
 //!
 //! ```text
-//!  schedule(job)            worker                      overseer
-//!  -------------            ------                      --------
-//!  job lock                 pool lock                   pool lock
-//!   pool lock                pop entry ------------.     queue non-empty, nobody idle?
-//!    push entry              (none: go idle, wait)  |     -> create a worker
-//!    idle worker? wake it   pool unlock             |    due delayed entry?
-//!    else kick overseer     job lock: ticket live?  |     -> pool unlock, job lock,
-//!   pool unlock              yes: Running, run fn   |        re-check, queue it
-//!  job unlock                no: drop the entry <---'
+//!  schedule(job)            worker                        overseer
+//!  -------------            ------                        --------
+//!  job lock                 ready lock                    pool lock
+//!   pool lock                pop ready, or (pool lock)     queue non-empty, nobody idle?
+//!    push on queue            move all of queue to ready    -> create a worker
+//!    idle worker? wake it   unlock                        due delayed entry?
+//!    else kick overseer     none: spin, then go idle        -> pool unlock, job lock,
+//!   pool unlock             job lock: ticket live? <--.        re-check, queue it
+//!  job unlock                yes: Running, run fn     |
+//!                            no: drop the entry ------'
 //! ```
 //!
 //! Wake-ups are targeted: each idle worker sleeps on its own condition
@@ -38,6 +39,20 @@
 //! timeout. At most one worker is *waking* at a time; a woken worker that
 //! finds more work wakes the next (a chain), so a burst of tiny jobs does not
 //! wake every thread.
+//!
+//! # Two queues
+//!
+//! Producers append to `queue` under the pool lock. Workers do not pop it
+//! one entry at a time (that would hand the pool lock's cache line between
+//! producer and worker on every job): a worker whose `ready` list is empty
+//! moves the whole of `queue` into `ready` in one step, under both locks,
+//! and then pops `ready` under the `ready` lock alone. `ready` is shared by
+//! all workers, so a long job never hides the entries behind it: a worker
+//! that moves more than one entry wakes a helper, and the overseer counts
+//! `ready` as backlog. Entries only enter `ready` under the pool lock, so a
+//! worker that finds both empty under the pool lock may sleep. Workers
+//! settle `pending` for the entries they ran whenever they next take the
+//! pool lock (at the latest, right after `ready` runs dry).
 //!
 //! A worker that runs out of work first *spins* for `cfg.spin` (10 us by
 //! default), polling `queued`, a relaxed copy of the queue length written
@@ -54,8 +69,8 @@
 //!
 //! # Invariants (all under the pool lock)
 //!
-//! * `pending` = entries in `queue` + entries in `delayed` + entries popped
-//!   and not yet finished. `drain` waits for it to reach zero.
+//! * `pending` = entries in `queue` + in `ready` + in `delayed` + entries
+//!   popped and not yet settled. `drain` waits for it to reach zero.
 //! * A worker is in `idle` iff it sleeps and nobody has woken it; waking
 //!   removes it and sets its `woken` flag, then `waking += 1` until it runs.
 //! * A push wakes nobody while `waking > 0` or `spinning > 0`; both kinds of
@@ -68,7 +83,7 @@
 //!   no spinning, no periodic wake-ups.
 
 use crate::stats::PoolStats;
-use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard};
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::CString;
@@ -135,7 +150,6 @@ pub(crate) struct State {
     spinning: usize,
     pub(crate) threads: usize,
     pub(crate) pending: usize,
-    started: u64,
     kicked: bool,
     pub(crate) dying: bool,
     overseer_alive: bool,
@@ -154,6 +168,14 @@ pub(crate) struct Core {
     /// `queue.len()`, written under the pool lock, read by spinning workers
     /// without it (a hint: they re-check under the lock).
     queued: AtomicUsize,
+    /// Entries a worker moved out of `queue` in one step (see "Two queues").
+    /// Lock order: job, then `ready`, then the pool lock.
+    ready: Mutex<VecDeque<Entry>>,
+    /// `ready.len()`, written under the `ready` lock. It only grows under the
+    /// pool lock too, so read under the pool lock it is never too small.
+    ready_len: AtomicUsize,
+    /// Entries taken by workers so far (the overseer's progress signal).
+    started: AtomicU64,
 }
 
 thread_local! {
@@ -183,7 +205,6 @@ impl Core {
                 spinning: 0,
                 threads: 0,
                 pending: 0,
-                started: 0,
                 kicked: false,
                 dying: false,
                 overseer_alive: false,
@@ -195,6 +216,9 @@ impl Core {
             stats,
             base_name,
             queued: AtomicUsize::new(0),
+            ready: Mutex::new(VecDeque::new()),
+            ready_len: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
         }
     }
 
@@ -219,6 +243,20 @@ impl Core {
         drop(st);
         self.signal(wake);
         true
+    }
+
+    #[inline]
+    fn publish_ready(&self, ready: &VecDeque<Entry>) {
+        // ORDERING: a hint, like `queued`; see the `ready_len` field.
+        self.ready_len.store(ready.len(), Ordering::Relaxed);
+    }
+
+    /// Whether `ready` holds entries. Exact (never a false "empty") when
+    /// called with the pool lock held; see the `ready_len` field.
+    #[inline]
+    fn ready_nonempty(&self) -> bool {
+        // ORDERING: see `publish_ready`.
+        self.ready_len.load(Ordering::Relaxed) > 0
     }
 
     #[inline]
@@ -261,7 +299,17 @@ impl Core {
     /// Take `(task, ticket)` out of the queue if it is still there (cancel).
     /// False if a worker popped it first: that worker drops it.
     pub(crate) fn remove_queued(&self, task: *const (), ticket: u64) -> bool {
+        let mut ready = self.ready.lock();
+        if let Some(i) = ready.iter().position(|e| e.is(task, ticket)) {
+            let entry = ready.remove(i);
+            self.publish_ready(&ready);
+            drop(ready);
+            self.finish();
+            drop(entry);
+            return true;
+        }
         let mut st = self.state.lock();
+        drop(ready);
         // XXX: linear in the queue length; cancellation is rare next to
         // scheduling, and an index per entry would cost every push.
         let Some(i) = st.queue.iter().position(|e| e.is(task, ticket)) else {
@@ -326,7 +374,13 @@ impl Core {
     /// One entry is gone for good (ran, dropped or cancelled).
     #[inline]
     pub(crate) fn finish_locked(&self, st: &mut State) {
-        st.pending -= 1;
+        self.finish_many_locked(st, 1);
+    }
+
+    /// `n` entries are gone for good.
+    #[inline]
+    fn finish_many_locked(&self, st: &mut State, n: usize) {
+        st.pending -= n;
         if st.pending == 0 && st.drain_waiters > 0 {
             self.drain_cv.notify_all();
         }
@@ -340,14 +394,54 @@ impl Core {
 
     // ----- the worker -----
 
-    /// Pop the next entry for a worker, counting it as started.
-    #[inline]
+    /// Pop the next entry for the loom model's worker step.
+    #[cfg(loom)]
     fn pop_locked(&self, st: &mut State) -> Option<(Entry, Wake)> {
         let entry = st.queue.pop_front()?;
         self.publish_len(st);
-        st.started += 1;
+        // ORDERING: a progress counter for the overseer; orders nothing.
+        self.started.fetch_add(1, Ordering::Relaxed);
         let wake = if st.queue.is_empty() { Wake::None } else { self.wake_locked(st) };
         Some((entry, wake))
+    }
+
+    /// Take and run one entry: from `ready`, or else move all of `queue` to
+    /// `ready` in one step (waking a helper when there is more than one).
+    /// `done` counts entries run since `pending` was last settled; it is
+    /// settled whenever the pool lock is taken here. False: no work.
+    #[inline]
+    fn take_work(self: &Arc<Self>, done: &mut usize) -> bool {
+        let mut ready = self.ready.lock();
+        if let Some(entry) = ready.pop_front() {
+            self.publish_ready(&ready);
+            drop(ready);
+            return self.run_taken(entry, done);
+        }
+        let mut st = self.state.lock();
+        if *done > 0 {
+            self.finish_many_locked(&mut st, std::mem::take(done));
+        }
+        if st.queue.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut st.queue, &mut *ready);
+        self.publish_len(&st);
+        let Some(entry) = ready.pop_front() else { return false };
+        let wake = if ready.is_empty() { Wake::None } else { self.wake_locked(&mut st) };
+        self.publish_ready(&ready);
+        drop(st);
+        drop(ready);
+        self.signal(wake);
+        self.run_taken(entry, done)
+    }
+
+    #[inline]
+    fn run_taken(self: &Arc<Self>, entry: Entry, done: &mut usize) -> bool {
+        // ORDERING: a progress counter for the overseer; orders nothing.
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.run_entry(entry);
+        *done += 1;
+        true
     }
 
     /// Run one popped entry and account for it (the worker's inner step, and
@@ -384,34 +478,34 @@ impl Core {
 
     fn worker_main(self: Arc<Self>, me: Arc<Parker>) {
         self.setup_thread();
-        let mut st = self.state.lock();
         let mut spun = false;
+        let mut done = 0;
         loop {
-            if let Some((entry, wake)) = self.pop_locked(&mut st) {
+            if self.take_work(&mut done) {
                 spun = false;
-                drop(st);
-                self.signal(wake);
-                self.run_entry(entry);
-                st = self.state.lock();
-                self.finish_locked(&mut st);
                 continue;
             }
+            // `take_work` found both queues empty and settled `done`.
+            let st = self.state.lock();
+            if !st.queue.is_empty() || self.ready_nonempty() {
+                continue; // work arrived meanwhile
+            }
             if st.dying {
-                break;
+                self.exit_locked(st);
+                return;
             }
             if !spun {
-                // Look again after spinning: the queue, then `dying`.
-                st = self.spin(st);
+                // Look again after spinning: the queues, then `dying`.
+                drop(self.spin(st));
                 spun = true;
                 continue;
             }
             spun = false;
-            st = match self.idle_slow(st, &me) {
-                Some(st) => st,
+            match self.idle_slow(st, &me) {
+                Some(st) => drop(st),
                 None => return,
-            };
+            }
         }
-        self.exit_locked(st);
     }
 
     /// Poll the queue briefly (`cfg.spin`, a few tens of microseconds)
@@ -427,7 +521,7 @@ impl Core {
         let start = Instant::now();
         let mut round = 0u32;
         // ORDERING: a hint; see `publish_len`.
-        while self.queued.load(Ordering::Relaxed) == 0 && start.elapsed() < self.cfg.spin {
+        while self.queued.load(Ordering::Relaxed) == 0 && !self.ready_nonempty() && start.elapsed() < self.cfg.spin {
             round += 1;
             if round % 8 == 0 {
                 crate::sync::yield_now();
@@ -476,7 +570,10 @@ impl Core {
         self.stats.set_threads(st.threads);
         self.stats.threads_exited.inc();
         if st.dying {
+            // The destroyer waits for the threads; the overseer, once the
+            // pool is dying, for the queues to empty before it leaves.
             self.drain_cv.notify_all();
+            self.overseer_cv.notify_one();
         }
         drop(st);
         CURRENT.with(|c| c.set(0));
@@ -522,18 +619,21 @@ impl Core {
                 st = self.promote_slow(st, now);
                 continue;
             }
-            if st.dying && st.queue.is_empty() {
+            let work = !st.queue.is_empty() || self.ready_nonempty();
+            if st.dying && !work {
                 break;
             }
-            let backlog = !st.queue.is_empty() && st.idle.is_empty() && st.waking == 0;
+            let backlog = work && st.idle.is_empty() && st.waking == 0 && st.spinning == 0;
+            // ORDERING: a progress counter; see `run_taken`.
+            let started = self.started.load(Ordering::Relaxed);
             if backlog && st.threads < self.cfg.max_threads {
-                if st.threads < self.cfg.eager_threads || seen_started == Some(st.started) {
+                if st.threads < self.cfg.eager_threads || seen_started == Some(started) {
                     seen_started = None;
                     st = self.spawn_worker_slow(st);
                 } else {
                     // Workers are busy and making progress: look again after
                     // a stall interval (only while work is queued).
-                    seen_started = Some(st.started);
+                    seen_started = Some(started);
                     st = self.overseer_cv.wait_timeout(st, self.cfg.stall);
                 }
                 continue;

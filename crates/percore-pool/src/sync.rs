@@ -18,7 +18,7 @@ use std::sync as imp;
 
 use std::time::Duration;
 
-pub(crate) use imp::atomic::{AtomicBool, AtomicUsize};
+pub(crate) use imp::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 pub(crate) use imp::MutexGuard;
 
 /// A mutex whose `lock` ignores poisoning (see the module documentation).
