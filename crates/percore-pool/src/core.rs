@@ -394,17 +394,6 @@ impl Core {
 
     // ----- the worker -----
 
-    /// Pop the next entry for the loom model's worker step.
-    #[cfg(loom)]
-    fn pop_locked(&self, st: &mut State) -> Option<(Entry, Wake)> {
-        let entry = st.queue.pop_front()?;
-        self.publish_len(st);
-        // ORDERING: a progress counter for the overseer; orders nothing.
-        self.started.fetch_add(1, Ordering::Relaxed);
-        let wake = if st.queue.is_empty() { Wake::None } else { self.wake_locked(st) };
-        Some((entry, wake))
-    }
-
     /// Take and run one entry: from `ready`, or else move all of `queue` to
     /// `ready` in one step (waking a helper when there is more than one).
     /// `done` counts entries run since `pending` was last settled; it is
@@ -451,18 +440,17 @@ impl Core {
         self.stats.jobs_run.inc();
     }
 
-    /// The loom model's worker step: run one queued entry, if any.
+    /// The loom model's worker step: run one entry, if any, through the
+    /// workers' own path (`take_work`), and settle it.
     #[cfg(loom)]
     pub(crate) fn step(self: &Arc<Self>) -> bool {
-        let mut st = self.state.lock();
-        let Some((entry, wake)) = self.pop_locked(&mut st) else {
-            return false;
-        };
-        drop(st);
-        self.signal(wake);
-        self.run_entry(entry);
-        self.finish();
-        true
+        let mut done = 0;
+        let ran = self.take_work(&mut done);
+        if done > 0 {
+            let mut st = self.state.lock();
+            self.finish_many_locked(&mut st, done);
+        }
+        ran
     }
 
     /// The loom model's overseer step: promote every delayed entry now.

@@ -1,7 +1,8 @@
 //! Loom model of the job state machine: schedule, the hand-off to a worker
 //! (and the overseer's promotion of delayed entries), run, done, re-arm,
 //! cancel and destroy, against the real `job.rs` and `core.rs` code. The
-//! test plays the worker and overseer threads itself through the hidden
+//! test plays the worker (through the workers' own `take_work` path) and
+//! the overseer itself, through the hidden
 //! `__loom::Model` (a pool core without OS threads). Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p percore-pool --release --test loom_pool`
 //! (see `ci/loom.sh`).
