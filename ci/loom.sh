@@ -8,3 +8,4 @@ cargo test -p percore-smr --release --test loom_smr
 # percore-zone: the bucket/depot exchange. One test thread: the models share
 # the process-wide participant-index allocator.
 cargo test -p percore-zone --release --test loom_zone -- --test-threads=1
+cargo test -p percore-pool --release --test loom_pool

@@ -9,6 +9,7 @@
 //! the whole run takes well under a minute (CI's smoke test); `--json` prints
 //! one JSON object per line instead of tables (DESIGN.md §6).
 
+mod pool;
 mod report;
 mod smr;
 mod util;
@@ -47,6 +48,8 @@ enum Subsystem {
     /// Object caches: percore-zone against Box (system allocator, mimalloc), sharded-slab,
     /// object-pool; SMR zones against crossbeam-epoch.
     Zone,
+    /// Thread pools: percore-pool against rayon, threadpool, tokio spawn_blocking, blocking, std::thread.
+    Pool,
 }
 
 /// How long to measure: full runs or `--quick`.
@@ -96,7 +99,7 @@ impl Budget {
 
 fn main() {
     let args = Args::parse();
-    let all = [Subsystem::Smr, Subsystem::Zone];
+    let all = [Subsystem::Smr, Subsystem::Zone, Subsystem::Pool];
     let chosen: &[Subsystem] = if args.subsystems.is_empty() { &all } else { &args.subsystems };
     let budget = Budget { quick: args.quick, scale: args.scale };
     let mut report = Report::new(args.json);
@@ -104,6 +107,7 @@ fn main() {
         match s {
             Subsystem::Smr => smr::run(budget, &mut report),
             Subsystem::Zone => zone::run(budget, &mut report),
+            Subsystem::Pool => pool::run(budget, &mut report),
         }
     }
     if !report.is_json() {

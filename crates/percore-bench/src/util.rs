@@ -1,6 +1,6 @@
 //! Measurement helpers shared by every subsystem's benchmarks.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// CPUs this process may run on.
 pub(crate) fn cpus() -> usize {
@@ -25,4 +25,24 @@ pub(crate) fn ns_per_iter(target: Duration, reps: usize, mut f: impl FnMut(u64) 
         best = best.min(t.as_nanos() as f64 / iters as f64);
     }
     best
+}
+
+/// Time `f`.
+pub(crate) fn time(f: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}
+
+/// CPU time (user + system) used by the whole process so far.
+pub(crate) fn process_cpu_time() -> Duration {
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage; RUSAGE_SELF is always valid.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }

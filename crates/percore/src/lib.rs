@@ -10,9 +10,10 @@
 //! | [`cpu`] | topology, pinning, per-CPU storage, sharded counters, stats tree | `counter(9)`, `zpcpu` |
 //! | [`smr`] | safe memory reclamation with fence-free readers | FreeBSD GUS, `smr(9)` |
 //! | [`zone`] | object caches with per-thread buckets, slabs, limits; type-stable SMR zones | UMA, `kmem_cache`, `UMA_ZONE_SMR` |
+//! | [`pool`] | thread pools and jobs, per-CPU pools, spawn, delayed jobs | NetBSD `threadpool(9)` |
 //!
-//! Thread pools, light-weight threads and event queues are
-//! not in this release yet; see the repository's README for the plan.
+//! Light-weight threads and event queues are not in this release yet;
+//! see the repository's README for the plan.
 //!
 //! ```
 //! use percore::smr::Smr;
@@ -27,6 +28,7 @@
 //! ```
 
 pub use percore_cpu as cpu;
+pub use percore_pool as pool;
 pub use percore_smr as smr;
 pub use percore_zone as zone;
 

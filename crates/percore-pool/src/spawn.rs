@@ -1,0 +1,404 @@
+//! `spawn`: one-shot closures, their cells taken from a cache, and the
+//! handle that waits for the result.
+//!
+//! # Mechanism
+//!
+//! A spawned closure travels in a type-erased [`Cell`] whose life is one
+//! atomic state word:
+//!
+//! ```text
+//!   FREE --spawn--> PENDING --worker CAS--> RUNNING --worker swap--> FINISHED --join--> (taken)
+//!                      |
+//!                      `--cancel CAS--> CANCELLED      (+ WAITER bit: a joiner sleeps)
+//! ```
+//!
+//! | state | who may touch `thunk` / `result` |
+//! | --- | --- |
+//! | `FREE` | the one owner (cache, then `spawn`) |
+//! | `PENDING` | nobody (the entry is in flight) |
+//! | `RUNNING` | the worker that won the CAS |
+//! | `FINISHED` | the handle (reads `result`) |
+//! | `CANCELLED` | the handle that won the cancel CAS (drops `thunk`) |
+//!
+//! The `WAITER` bit is set by a joiner before it sleeps on the cell's
+//! condition variable; the worker that finishes swaps the state, and only if
+//! the bit was set takes the cell's mutex and notifies (the joiner re-checks
+//! the state under that mutex, so the wake-up cannot be lost). A job that
+//! nobody waits for costs no lock at all.
+//!
+//! `users` counts the parties still to touch the cell (the handle and the
+//! pool's entry, so 2 at first). Whoever brings it to zero gives the cell
+//! back to the cache; neither party touches the cell after its decrement, so
+//! a recycled cell is never seen by its former users.
+//!
+//! The cache is a Bonwick magazine layer: each thread keeps up to
+//! `MAGAZINE` free cells in a thread-local vector, and full magazines are
+//! exchanged through a small global depot, so neither spawning nor
+//! recycling takes a shared lock in the common case. It stands in for a
+//! percore-zone cache, which does not exist yet.
+//! XXX: switch to a `percore_zone::Zone<Cell>` once that crate lands.
+//! XXX: the cell's `UnsafeCell`s are `std`'s, so the loom model does not
+//! cover this module; its protocol is the table above.
+
+use crate::core::{Core, Entry, Task};
+use crate::error::{Error, PanicPayload};
+use crate::sync::{AtomicUsize, Condvar, Mutex};
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Thunk = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
+type Outcome = Result<Box<dyn Any + Send>, PanicPayload>;
+
+const FREE: usize = 0;
+const PENDING: usize = 1;
+const RUNNING: usize = 2;
+const FINISHED: usize = 3;
+const CANCELLED: usize = 4;
+/// The state proper, without the `WAITER` bit.
+const MASK: usize = 7;
+/// A joiner sleeps (or is about to) on `cv`.
+const WAITER: usize = 8;
+
+/// A spawned closure's home, recycled through the cache.
+pub(crate) struct Cell {
+    users: AtomicUsize,
+    state: AtomicUsize,
+    /// See the ownership table in the module documentation.
+    thunk: UnsafeCell<Option<Thunk>>,
+    /// See the ownership table in the module documentation.
+    result: UnsafeCell<Option<Outcome>>,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+// SAFETY: `thunk` and `result` are only touched by the one party the state
+// word names (module documentation), every hand-over of that right is an
+// Acquire/Release pair on `state` or the pool lock, and their contents are
+// `Send`.
+unsafe impl Sync for Cell {}
+
+impl Cell {
+    fn new() -> Cell {
+        Cell {
+            users: AtomicUsize::new(0),
+            state: AtomicUsize::new(FREE),
+            thunk: UnsafeCell::new(None),
+            result: UnsafeCell::new(None),
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// One party is done with the cell; the last one recycles it.
+    fn release(self: Arc<Self>) {
+        // ORDERING: AcqRel so that the party that recycles sees every write
+        // of the other (pairs with the other party's decrement).
+        if self.users.fetch_sub(1, Ordering::AcqRel) == 1 {
+            cache::free(self);
+        }
+    }
+
+    /// Back to `FREE`, dropping leftovers. Caller: the last user.
+    fn reset(&self) {
+        // SAFETY: `users` reached zero: nobody else can touch the cell.
+        let (thunk, result) = unsafe { ((*self.thunk.get()).take(), (*self.result.get()).take()) };
+        drop((thunk, result));
+        // ORDERING: the cell is private to its owner until the pool lock
+        // publishes it again.
+        self.state.store(FREE, Ordering::Relaxed);
+    }
+
+    /// Move from `PENDING` to `to`, keeping the `WAITER` bit; false if the
+    /// cell was not pending (cancelled, or already taken by the worker).
+    fn leave_pending(&self, to: usize) -> bool {
+        // ORDERING: Acquire pairs with the publication of the thunk (the
+        // pool lock for the worker; program order for the handle).
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            if s & MASK != PENDING {
+                return false;
+            }
+            match self.state.compare_exchange_weak(s, to | (s & WAITER), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Enter a final state and wake a joiner if one registered.
+    fn finish(&self, to: usize) {
+        // ORDERING: Release publishes `result` to the joiner's Acquire load.
+        let prev = self.state.swap(to, Ordering::AcqRel);
+        if prev & WAITER != 0 {
+            // The joiner checks the state under this mutex before it sleeps.
+            drop(self.lock.lock());
+            self.cv.notify_all();
+        }
+    }
+
+    fn is_final(&self) -> bool {
+        // ORDERING: Acquire pairs with the Release swap in `finish`.
+        matches!(self.state.load(Ordering::Acquire) & MASK, FINISHED | CANCELLED)
+    }
+}
+
+impl Task for Cell {
+    fn run(self: Arc<Self>, _ticket: u64, core: &Arc<Core>) {
+        if self.leave_pending(RUNNING) {
+            // SAFETY: RUNNING and we won the CAS: the thunk is ours.
+            let thunk = unsafe { (*self.thunk.get()).take() };
+            if let Some(f) = thunk {
+                let outcome = crate::sync::catch_unwind(f).map_err(|p| {
+                    core.stats.panics.inc();
+                    PanicPayload::new(p)
+                });
+                // SAFETY: still RUNNING: the result slot is ours until `finish`.
+                unsafe { *self.result.get() = Some(outcome) };
+            }
+            self.finish(FINISHED);
+        }
+        self.release();
+    }
+
+    fn promote(self: Arc<Self>, ticket: u64, core: &Arc<Core>) -> bool {
+        // Spawned closures are never delayed; a promoted one just runs.
+        core.push_promoted(Entry { task: self, ticket });
+        true
+    }
+
+    fn shutdown(self: Arc<Self>, _ticket: u64) {
+        cancel(&self);
+        self.release();
+    }
+}
+
+/// `PENDING` -> `CANCELLED`, dropping the closure. True if it never runs.
+fn cancel(cell: &Cell) -> bool {
+    if !cell.leave_pending(CANCELLED) {
+        // ORDERING: Acquire, as in `is_final`.
+        return cell.state.load(Ordering::Acquire) & MASK == CANCELLED;
+    }
+    // SAFETY: we won the cancel CAS: no worker will take the thunk, and the
+    // handle is the only other party.
+    let thunk = unsafe { (*cell.thunk.get()).take() };
+    drop(thunk);
+    cell.finish(CANCELLED);
+    true
+}
+
+pub(crate) fn spawn<F, R>(core: &Arc<Core>, f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let cell = cache::alloc();
+    let thunk: Thunk = Box::new(move || Box::new(f()) as Box<dyn Any + Send>);
+    // SAFETY: the cell is FREE and ours alone (fresh, or from the cache).
+    unsafe { *cell.thunk.get() = Some(thunk) };
+    // ORDERING (both): the pool lock taken by `push` publishes them.
+    cell.state.store(PENDING, Ordering::Relaxed);
+    cell.users.store(2, Ordering::Relaxed);
+    if !core.push(Entry { task: cell.clone(), ticket: 0 }) {
+        // The pool is shutting down (a job spawning onto its dying pool):
+        // the closure will not run, and the handle says so.
+        cell.users.store(1, Ordering::Relaxed);
+        cancel(&cell);
+    }
+    JoinHandle { cell, _result: PhantomData }
+}
+
+/// The handle of a spawned closure: wait for its result, or cancel it.
+///
+/// Dropping the handle detaches the closure (it still runs).
+///
+/// ```
+/// use percore_pool::{Error, ThreadPool};
+/// let pool = ThreadPool::builder().name("doc-join").max_threads(1).build().unwrap();
+/// let (tx, rx) = std::sync::mpsc::channel::<()>();
+/// let blocker = pool.spawn(move || rx.recv().is_ok());
+/// let queued = pool.spawn(|| 1);
+/// // With one worker busy, `queued` may not have started yet.
+/// let cancelled = queued.cancel();
+/// tx.send(()).unwrap();
+/// assert!(blocker.join().unwrap());
+/// match queued.join() {
+///     Ok(v) => assert!(!cancelled && v == 1),
+///     Err(Error::Cancelled) => assert!(cancelled),
+///     Err(e) => panic!("{e}"),
+/// }
+/// ```
+pub struct JoinHandle<R> {
+    cell: Arc<Cell>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R: Send + 'static> JoinHandle<R> {
+    /// Wait for the closure and return its result: [`Error::Panicked`] if
+    /// it panicked, [`Error::Cancelled`] if it was cancelled before it ran.
+    pub fn join(self) -> Result<R, Error> {
+        self.wait(None);
+        self.take()
+    }
+
+    /// Wait at most `timeout` for the closure to finish (or be cancelled);
+    /// true if it has. Then [`join`](JoinHandle::join) returns at once.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait(Some(timeout))
+    }
+
+    /// Whether the closure has finished (or was cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.cell.is_final()
+    }
+
+    /// Cancel the closure if it has not started: true if it never will run
+    /// (`join` then returns [`Error::Cancelled`]), false if it is running or
+    /// has finished.
+    pub fn cancel(&self) -> bool {
+        cancel(&self.cell)
+    }
+
+    fn wait(&self, timeout: Option<Duration>) -> bool {
+        let start = Instant::now();
+        loop {
+            if self.cell.is_final() {
+                return true;
+            }
+            // Register as a waiter (keeping the state), then sleep under
+            // the mutex after re-checking.
+            // ORDERING: Acquire, as in `is_final`.
+            let s = self.cell.state.load(Ordering::Acquire);
+            if s & WAITER == 0
+                && self.cell.state.compare_exchange(s, s | WAITER, Ordering::AcqRel, Ordering::Acquire).is_err()
+            {
+                continue;
+            }
+            let g = self.cell.lock.lock();
+            if self.cell.is_final() {
+                return true;
+            }
+            match timeout {
+                None => drop(self.cell.cv.wait(g)),
+                Some(t) => {
+                    let left = t.saturating_sub(start.elapsed());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    drop(self.cell.cv.wait_timeout(g, left));
+                }
+            }
+        }
+    }
+
+    fn take(&self) -> Result<R, Error> {
+        // ORDERING: Acquire, as in `is_final`.
+        if self.cell.state.load(Ordering::Acquire) & MASK != FINISHED {
+            return Err(Error::Cancelled);
+        }
+        // SAFETY: FINISHED: the worker is done with the result slot, and
+        // `join` consumed the only handle.
+        let outcome = unsafe { (*self.cell.result.get()).take() };
+        match outcome {
+            Some(Ok(v)) => match v.downcast::<R>() {
+                Ok(v) => Ok(*v),
+                // NOTE: unreachable: the thunk was built by `spawn::<F, R>`.
+                Err(_) => Err(Error::Cancelled),
+            },
+            Some(Err(p)) => Err(Error::Panicked(p)),
+            None => Err(Error::Cancelled),
+        }
+    }
+}
+
+impl<R> Drop for JoinHandle<R> {
+    fn drop(&mut self) {
+        self.cell.clone().release();
+    }
+}
+
+impl<R> std::fmt::Debug for JoinHandle<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JoinHandle")
+    }
+}
+
+/// The cell cache (see the module documentation). Under loom there is no
+/// cache: cells are allocated and freed, which the model does not care about.
+#[cfg(not(loom))]
+mod cache {
+    use super::Cell;
+    use std::cell::RefCell;
+    use std::sync::{Arc, Mutex};
+
+    /// Free cells a thread keeps for itself.
+    const MAGAZINE: usize = 64;
+    /// Full magazines kept in the global depot (up to 16K cells, about
+    /// 2 MiB: a flood of spawns then recycles instead of calling malloc).
+    const DEPOT: usize = 256;
+
+    thread_local! {
+        static LOCAL: RefCell<Vec<Arc<Cell>>> = const { RefCell::new(Vec::new()) };
+    }
+    static DEPOT_LIST: Mutex<Vec<Vec<Arc<Cell>>>> = Mutex::new(Vec::new());
+
+    #[inline]
+    pub(super) fn alloc() -> Arc<Cell> {
+        let local = LOCAL.try_with(|l| l.borrow_mut().pop()).ok().flatten();
+        local.or_else(alloc_slow).unwrap_or_else(|| Arc::new(Cell::new()))
+    }
+
+    /// The magazine is empty: take a full one from the depot.
+    #[cold]
+    fn alloc_slow() -> Option<Arc<Cell>> {
+        let mut full = DEPOT_LIST.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+        let cell = full.pop();
+        let _ = LOCAL.try_with(|l| {
+            let mut l = l.borrow_mut();
+            if l.is_empty() {
+                *l = full;
+            }
+        });
+        cell
+    }
+
+    #[inline]
+    pub(super) fn free(cell: Arc<Cell>) {
+        cell.reset();
+        let _ = LOCAL.try_with(|l| {
+            let mut l = l.borrow_mut();
+            l.push(cell);
+            if l.len() >= 2 * MAGAZINE {
+                let full: Vec<Arc<Cell>> = l.drain(..MAGAZINE).collect();
+                free_slow(full);
+            }
+        });
+    }
+
+    /// The magazine overflowed: hand a full one to the depot (or free it).
+    #[cold]
+    fn free_slow(full: Vec<Arc<Cell>>) {
+        let mut depot = DEPOT_LIST.lock().unwrap_or_else(|e| e.into_inner());
+        if depot.len() < DEPOT {
+            depot.push(full);
+        }
+    }
+}
+
+#[cfg(loom)]
+mod cache {
+    use super::Cell;
+    use std::sync::Arc;
+
+    pub(super) fn alloc() -> Arc<Cell> {
+        Arc::new(Cell::new())
+    }
+
+    pub(super) fn free(cell: Arc<Cell>) {
+        cell.reset();
+        drop(cell);
+    }
+}
