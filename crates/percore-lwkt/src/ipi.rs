@@ -35,10 +35,10 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 /// Slots per ring.
 #[cfg(not(loom))]
-pub(crate) const CAPACITY: usize = 256;
+pub const CAPACITY: usize = 256;
 /// Slots per ring (shrunk under loom).
 #[cfg(loom)]
-pub(crate) const CAPACITY: usize = 2;
+pub const CAPACITY: usize = 2;
 
 /// A bounded single-producer single-consumer FIFO.
 pub struct Ring<T> {

@@ -9,9 +9,10 @@
 //! | --- | --- | --- |
 //! | [`cpu`] | topology, pinning, per-CPU storage, sharded counters, stats tree | `counter(9)`, `zpcpu` |
 //! | [`smr`] | safe memory reclamation with fence-free readers | FreeBSD GUS, `smr(9)` |
+//! | [`lwkt`] | per-CPU workers, stackful light-weight threads, IPIs, tokens, `tsleep`/`wakeup`, ports | DragonFly LWKT |
 //!
-//! Object caches, thread pools, light-weight threads and event queues are
-//! not in this release yet; see the repository's README for the plan.
+//! Object caches, thread pools and event queues are not in this release
+//! yet; see the repository's README for the plan.
 //!
 //! ```
 //! use percore::smr::Smr;
@@ -26,6 +27,14 @@
 //! ```
 
 pub use percore_cpu as cpu;
+pub use percore_lwkt as lwkt;
+/// The runtime: per-CPU workers running uthreads ([`lwkt::Runtime`]).
+///
+/// ```
+/// let rt = percore::Runtime::builder().workers(1).build().unwrap();
+/// assert_eq!(rt.block_on(|| 40 + 2).unwrap(), 42);
+/// ```
+pub use percore_lwkt::Runtime;
 pub use percore_smr as smr;
 
 /// Every counter of every percore subsystem in this process, as
