@@ -115,3 +115,33 @@ impl Idle {
         true
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_blocks_sleep_and_is_consumed() {
+        let i = Idle::new();
+        assert!(!i.peek_pending());
+        assert!(!i.notify()); // awake: no system call
+        assert!(i.peek_pending());
+        assert!(!i.sleep(None)); // pending: refuses to sleep
+        assert!(i.take_pending());
+        assert!(!i.take_pending());
+        assert!(i.sleep(Some(Duration::from_millis(1)))); // times out
+    }
+
+    #[test]
+    fn notify_wakes_a_sleeper() {
+        let i = std::sync::Arc::new(Idle::new());
+        let j = i.clone();
+        let t = std::thread::spawn(move || {
+            while !j.take_pending() {
+                j.sleep(Some(Duration::from_secs(60)));
+            }
+        });
+        i.notify();
+        t.join().unwrap();
+    }
+}

@@ -157,3 +157,49 @@ impl<T> std::fmt::Debug for Ring<T> {
         f.debug_struct("Ring").field("head", &self.head.load(Relaxed)).field("tail", &self.tail.load(Relaxed)).finish()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_full_and_wraparound() {
+        let r = Ring::new();
+        for round in 0..3 {
+            for i in 0..CAPACITY {
+                // SAFETY: single-threaded test: one producer.
+                assert!(unsafe { r.push(round * 1000 + i) }.is_ok());
+            }
+            // SAFETY: as above.
+            assert_eq!(unsafe { r.push(9) }, Err(9));
+            for i in 0..CAPACITY {
+                // SAFETY: single-threaded test: one consumer.
+                assert_eq!(unsafe { r.pop() }, Some(round * 1000 + i));
+            }
+            // SAFETY: as above.
+            assert_eq!(unsafe { r.pop() }, None);
+        }
+    }
+
+    #[test]
+    fn cross_thread_order() {
+        let r = std::sync::Arc::new(Ring::new());
+        let p = r.clone();
+        let n = 100_000u64;
+        let t = std::thread::spawn(move || {
+            for i in 0..n {
+                // SAFETY: the only producer.
+                assert!(unsafe { p.push_wait(i, || true) });
+            }
+        });
+        let mut next = 0;
+        while next < n {
+            // SAFETY: the only consumer.
+            if let Some(v) = unsafe { r.pop() } {
+                assert_eq!(v, next);
+                next += 1;
+            }
+        }
+        t.join().unwrap();
+    }
+}

@@ -103,3 +103,26 @@ impl RunQueue {
         self.levels.iter_mut().flat_map(|q| q.drain(..)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Runtime;
+
+    #[test]
+    fn head_is_best_and_equal_priorities_rotate() {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let shared = rt.handle().shared.clone();
+        let mk = |id, pri| Arc::new(Thread::new(id, None, shared.clone(), 0, pri));
+        let mut q = RunQueue::default();
+        q.push(mk(1, 5), 5, false);
+        q.push(mk(2, 9), 9, false);
+        q.push(mk(3, 5), 5, false);
+        q.push(mk(4, 5), 5, true);
+        assert_eq!(q.top(), Some(9));
+        let order: Vec<u64> = (0..4).map(|_| q.remove_nth(0).unwrap().id).collect();
+        assert_eq!(order, vec![2, 4, 1, 3]);
+        assert_eq!(q.len(), 0);
+        assert_eq!(q.top(), None);
+    }
+}

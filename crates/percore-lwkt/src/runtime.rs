@@ -113,9 +113,9 @@ impl RuntimeBuilder {
     /// Whether uthread stacks get a `PROT_NONE` guard page (default `true`).
     /// A guarded stack costs two kernel mappings and `vm.max_map_count`
     /// (65,530 by default) then limits a process to about 32,700 uthreads;
-    /// without guards the limit roughly doubles (and adjacent stacks may
-    /// merge into one mapping), but a stack overflow corrupts memory
-    /// silently instead of faulting.
+    /// an unguarded stack is one mapping, and adjacent ones usually merge
+    /// into one, so only memory limits them, but a stack overflow then
+    /// corrupts memory silently instead of faulting.
     pub fn guard_pages(mut self, guard: bool) -> Self {
         self.cfg.guard = guard;
         self

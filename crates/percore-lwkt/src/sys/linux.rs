@@ -54,8 +54,8 @@ fn page_size() -> usize {
 ///
 /// A guarded stack is two kernel mappings (VMAs); the process limit
 /// `vm.max_map_count` (65,530 by default) therefore caps guarded stacks at
-/// about 32,700. Unguarded stacks are one mapping each and adjacent ones may
-/// even merge, at the price of silent memory corruption on overflow.
+/// about 32,700. Unguarded stacks are one mapping each and adjacent ones
+/// usually merge, at the price of silent memory corruption on overflow.
 #[derive(Debug)]
 pub(crate) struct Stack {
     base: usize,

@@ -6,11 +6,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// Generous: the machine is shared and may be loaded.
-pub const LIMIT: Duration = Duration::from_secs(120);
+pub(crate) const LIMIT: Duration = Duration::from_secs(120);
 
 /// Run `f` on its own thread; panic if it does not finish within `LIMIT`,
 /// and re-raise its panic if it panics.
-pub fn watchdog<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) fn watchdog<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
     let h = std::thread::Builder::new()
         .name(name.into())
@@ -30,7 +30,7 @@ pub fn watchdog<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 's
 }
 
 /// Scale a stress size down in debug builds.
-pub fn scaled(release: usize) -> usize {
+pub(crate) fn scaled(release: usize) -> usize {
     if cfg!(debug_assertions) {
         (release / 10).max(1)
     } else {
