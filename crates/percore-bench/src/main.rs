@@ -9,6 +9,7 @@
 //! the whole run takes well under a minute (CI's smoke test); `--json` prints
 //! one JSON object per line instead of tables (DESIGN.md §6).
 
+mod lwkt;
 mod report;
 mod smr;
 mod util;
@@ -38,6 +39,8 @@ struct Args {
 enum Subsystem {
     /// Safe memory reclamation: percore-smr against crossbeam-epoch, seize, haphazard.
     Smr,
+    /// Light-weight threads: percore-lwkt against tokio and raw corosensei.
+    Lwkt,
 }
 
 /// How long to measure: full runs or `--quick`.
@@ -64,13 +67,14 @@ impl Budget {
 
 fn main() {
     let args = Args::parse();
-    let all = [Subsystem::Smr];
+    let all = [Subsystem::Smr, Subsystem::Lwkt];
     let chosen: &[Subsystem] = if args.subsystems.is_empty() { &all } else { &args.subsystems };
     let budget = Budget { quick: args.quick };
     let mut report = Report::new(args.json);
     for s in chosen {
         match s {
             Subsystem::Smr => smr::run(budget, &mut report),
+            Subsystem::Lwkt => lwkt::run(budget, &mut report),
         }
     }
     if !report.is_json() {
