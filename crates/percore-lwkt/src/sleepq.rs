@@ -67,7 +67,11 @@ impl Unlink<'_> {
 
 impl Drop for Unlink<'_> {
     fn drop(&mut self) {
-        self.finish();
+        // ORDERING: acquire pairs with the waker's release store; `true` means
+        // the waker already unlinked us and will not touch the entry again.
+        if !self.woken.load(Acquire) {
+            self.finish();
+        }
     }
 }
 
@@ -95,6 +99,7 @@ pub fn tsleep<T: ?Sized>(chan: &T, timeout: Option<Duration>) -> Result<(), Erro
     bucket(chan).push(Entry { chan, waiter: Waiter::current(), woken: &woken });
     let link = Unlink { chan, woken: &woken };
     loop {
+        wait_once(deadline)?;
         // ORDERING: acquire pairs with the waker's release store (made under
         // the bucket lock) so its prior writes are visible.
         if woken.load(Acquire) {
@@ -103,12 +108,12 @@ pub fn tsleep<T: ?Sized>(chan: &T, timeout: Option<Duration>) -> Result<(), Erro
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return if link.finish() { Ok(()) } else { Err(Error::TimedOut) };
         }
-        wait_once(deadline)?;
     }
 }
 
 fn wake(chan: usize, max: usize) -> usize {
-    let mut woken = Vec::new();
+    // NOTE: most wake-ups find one sleeper: no allocation for up to 4.
+    let mut woken = Woken::default();
     {
         let mut b = bucket(chan);
         let mut i = 0;
@@ -124,10 +129,36 @@ fn wake(chan: usize, max: usize) -> usize {
             }
         }
     }
-    for w in &woken {
-        w.wake();
+    woken.wake_all()
+}
+
+#[derive(Default)]
+struct Woken {
+    inline: [Option<Waiter>; 4],
+    n: usize,
+    more: Vec<Waiter>,
+}
+
+impl Woken {
+    fn push(&mut self, w: Waiter) {
+        if self.n < self.inline.len() {
+            self.inline[self.n] = Some(w);
+        } else {
+            self.more.push(w);
+        }
+        self.n += 1;
     }
-    woken.len()
+
+    fn len(&self) -> usize {
+        self.n
+    }
+
+    fn wake_all(self) -> usize {
+        for w in self.inline.iter().flatten().chain(self.more.iter()) {
+            w.wake();
+        }
+        self.n
+    }
 }
 
 /// Wake every sleeper on `chan`; returns how many were woken.

@@ -29,7 +29,7 @@ use crate::token::TokenList;
 use corosensei::{Coroutine, Yielder};
 use std::cell::UnsafeCell;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -98,6 +98,9 @@ pub(crate) struct Thread {
     park: AtomicU32,
     pri: AtomicU8,
     holds: AtomicUsize,
+    /// The armed timer: `(worker << 48) | seq` of its heap entry, 0 if none.
+    /// Written by the uthread itself, read by the worker holding the entry.
+    timer: AtomicU64,
     pub(crate) port: Port,
     sched: UnsafeCell<Sched>,
 }
@@ -118,6 +121,7 @@ impl Thread {
             park: AtomicU32::new(EMPTY),
             pri: AtomicU8::new(pri),
             holds: AtomicUsize::new(0),
+            timer: AtomicU64::new(0),
             port: Port::default(),
             sched: UnsafeCell::new(Sched {
                 coro: None,
@@ -148,6 +152,20 @@ impl Thread {
 
     pub(crate) fn set_pri_mirror(&self, p: u8) {
         self.pri.store(p, Relaxed);
+    }
+
+    pub(crate) fn arm_timer(&self, worker: usize, seq: u64) {
+        // ORDERING: relaxed: a stale read only costs a spurious unpark, which
+        // every waiter tolerates, or keeps a stale entry until it expires.
+        self.timer.store(((worker as u64) << 48) | (seq & ((1 << 48) - 1)), Relaxed);
+    }
+
+    pub(crate) fn timer_armed(&self, worker: usize, seq: u64) -> bool {
+        self.timer.load(Relaxed) == ((worker as u64) << 48) | (seq & ((1 << 48) - 1))
+    }
+
+    pub(crate) fn disarm_timer(&self) {
+        self.timer.store(0, Relaxed);
     }
 
     /// Wake the uthread if it is parked (any thread may call this).

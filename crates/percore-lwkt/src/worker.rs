@@ -111,7 +111,11 @@ pub(crate) struct Worker {
     shutting_down: Cell<bool>,
     /// A uthread of higher priority than the current one is queued.
     resched: Cell<bool>,
-    slice_start: Cell<Instant>,
+    /// When the current uthread's slice began; set lazily by the first
+    /// `maybe_yield` (an `Instant::now` per switch would double its cost).
+    slice_start: Cell<Option<Instant>>,
+    /// Heap size at which stale timers are swept out.
+    timer_sweep_at: Cell<usize>,
 }
 
 thread_local! {
@@ -209,9 +213,7 @@ pub(crate) fn park_current(deadline: Option<Instant>) -> Result<(), Error> {
         return Ok(());
     }
     if let Some(at) = deadline {
-        if at <= Instant::now() {
-            return Ok(());
-        }
+        // A deadline already past fires at the next scheduling pass.
         w.add_timer(at, t);
     }
     if !t.prepare_park() {
@@ -219,6 +221,9 @@ pub(crate) fn park_current(deadline: Option<Instant>) -> Result<(), Error> {
     }
     w.switch_out(t, Intent::Block);
     t.finish_park();
+    if deadline.is_some() {
+        t.disarm_timer();
+    }
     Ok(())
 }
 
@@ -236,7 +241,8 @@ impl Worker {
             crit: Cell::new(0),
             shutting_down: Cell::new(false),
             resched: Cell::new(false),
-            slice_start: Cell::new(Instant::now()),
+            slice_start: Cell::new(None),
+            timer_sweep_at: Cell::new(1024),
         }
     }
 
@@ -276,7 +282,13 @@ impl Worker {
 
     /// Whether the scheduler clock says the current uthread's slice is over.
     pub(crate) fn slice_expired(&self, quantum: Duration) -> bool {
-        self.slice_start.get().elapsed() >= quantum
+        match self.slice_start.get() {
+            Some(t) => t.elapsed() >= quantum,
+            None => {
+                self.slice_start.set(Some(Instant::now()));
+                false
+            }
+        }
     }
 
     /// Switch from the running uthread `t` to the scheduler.
@@ -294,15 +306,23 @@ impl Worker {
         unsafe { (*y).suspend(()) };
     }
 
+    /// Arm `t`'s timer (one per uthread: arming replaces the previous one,
+    /// whose heap entry becomes stale and is skipped or swept).
     pub(crate) fn add_timer(&self, at: Instant, t: &Thread) {
-        let seq = self.timer_seq.get();
-        self.timer_seq.set(seq + 1);
+        let seq = self.timer_seq.get() + 1;
+        self.timer_seq.set(seq);
+        t.arm_timer(self.idx, seq);
         // SAFETY: `t` is alive (it is running); we take a strong reference.
         let thread = unsafe {
             Arc::increment_strong_count(t);
             Arc::from_raw(t)
         };
-        self.timers.borrow_mut().push(Reverse(Timer { at, seq, thread }));
+        let mut tm = self.timers.borrow_mut();
+        tm.push(Reverse(Timer { at, seq, thread }));
+        if tm.len() >= self.timer_sweep_at.get() {
+            tm.retain(|Reverse(x)| x.thread.timer_armed(self.idx, x.seq));
+            self.timer_sweep_at.set((tm.len() * 2).max(1024));
+        }
     }
 
     /// Take a cached stack of `size` usable bytes, if any.
@@ -443,12 +463,16 @@ impl Worker {
             let due = {
                 let mut tm = self.timers.borrow_mut();
                 match tm.peek() {
-                    Some(Reverse(top)) if top.at <= Instant::now() => tm.pop().map(|Reverse(t)| t.thread),
+                    Some(Reverse(top)) if top.at <= Instant::now() => tm.pop().map(|Reverse(t)| (t.thread, t.seq)),
                     _ => None,
                 }
             };
             match due {
-                Some(t) => t.unpark(),
+                Some((t, seq)) => {
+                    if t.timer_armed(self.idx, seq) {
+                        t.unpark();
+                    }
+                }
                 None => return,
             }
         }
@@ -479,7 +503,7 @@ impl Worker {
     fn run_one(&self, t: Arc<Thread>) {
         self.current.set(Arc::as_ptr(&t));
         self.resched.set(false);
-        self.slice_start.set(Instant::now());
+        self.slice_start.set(None);
         self.ws().stats.switches.bump();
         let mut coro = {
             // SAFETY: `t` belongs to this worker and does not run yet.
