@@ -49,6 +49,10 @@ pub enum Error {
     /// a critical section).
     #[error("cannot block inside an SMR read section")]
     InSmrSection,
+    /// A function run on a worker by [`cpusync`](crate::Runtime::cpusync)
+    /// panicked (the worker caught it and goes on).
+    #[error("a cpusync function panicked on a worker")]
+    IpiPanicked,
     /// The timeout passed before a wake-up.
     #[error("timed out")]
     TimedOut,

@@ -22,9 +22,29 @@ use std::time::{Duration, Instant};
 type Reply = Option<Box<dyn Any + Send>>;
 
 /// A uthread's port. Internal: reached through [`Uthread`] and [`wait_msg`].
+/// Closed when its uthread exits: queued and later messages are dropped, so
+/// their callers get [`Error::NoReply`] instead of waiting forever.
 #[derive(Default)]
 pub(crate) struct Port {
-    q: Mutex<VecDeque<Message>>,
+    q: Mutex<PortQ>,
+}
+
+#[derive(Default)]
+struct PortQ {
+    msgs: VecDeque<Message>,
+    closed: bool,
+}
+
+impl Port {
+    /// The owner exited: drop what is queued, refuse what comes.
+    pub(crate) fn close(&self) {
+        let msgs = {
+            let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+            q.closed = true;
+            std::mem::take(&mut q.msgs)
+        };
+        drop(msgs); // outside the lock: replies wake callers
+    }
 }
 
 /// A message: a typed payload and, for [`Uthread::call`], a reply slot.
@@ -87,11 +107,23 @@ impl std::fmt::Debug for Message {
 
 impl Uthread {
     fn post(&self, m: Message) {
-        self.0.port.q.lock().unwrap_or_else(|e| e.into_inner()).push_back(m);
-        self.0.unpark();
+        let refused = {
+            let mut q = self.0.port.q.lock().unwrap_or_else(|e| e.into_inner());
+            if q.closed {
+                Some(m)
+            } else {
+                q.msgs.push_back(m);
+                None
+            }
+        };
+        match refused {
+            Some(m) => drop(m), // the uthread is gone: NoReply
+            None => self.0.unpark(),
+        }
     }
 
     /// Send `msg` to this uthread's port without waiting (`lwkt_sendmsg`).
+    /// A message to a uthread that has exited is dropped.
     ///
     /// ```
     /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
@@ -105,7 +137,8 @@ impl Uthread {
 
     /// Send `msg` and wait for the reply (`lwkt_domsg`), from a uthread or a
     /// foreign thread. [`Error::NoReply`] if the message is dropped
-    /// unanswered or answered with another type than `R`.
+    /// unanswered (including when the uthread exits first) or answered with
+    /// another type than `R`.
     ///
     /// ```
     /// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
@@ -140,7 +173,7 @@ pub fn wait_msg(timeout: Option<Duration>) -> Result<Message, Error> {
     crate::worker::check_may_block()?;
     let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
     loop {
-        if let Some(m) = me.0.port.q.lock().unwrap_or_else(|e| e.into_inner()).pop_front() {
+        if let Some(m) = me.0.port.q.lock().unwrap_or_else(|e| e.into_inner()).msgs.pop_front() {
             return Ok(m);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -276,6 +276,11 @@ impl Runtime {
 
     /// Run `f` on every worker (in a critical section, at its next
     /// scheduling point) and wait until all have (see [`Handle::cpusync`]).
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
+    /// rt.cpusync(|worker| assert_eq!(percore_lwkt::worker_index(), Some(worker))).unwrap();
+    /// ```
     pub fn cpusync<F: Fn(usize) + Send + Sync + 'static>(&self, f: F) -> Result<(), Error> {
         self.handle.cpusync(f)
     }
@@ -343,7 +348,15 @@ impl Handle {
     /// Run `f(worker_index)` on every worker and wait until all have
     /// (`lwkt_cpusync`). `f` runs as an IPI handler: in a critical section,
     /// so it must not block. From a uthread the caller blocks meanwhile;
-    /// refused inside a critical or SMR section.
+    /// refused inside a critical or SMR section. If `f` panics on a worker,
+    /// the panic is caught there and `cpusync` returns
+    /// [`Error::IpiPanicked`] once every worker is done.
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
+    /// let e = rt.handle().cpusync(|w| if w == 1 { panic!("no") }).unwrap_err();
+    /// assert!(matches!(e, percore_lwkt::Error::IpiPanicked));
+    /// ```
     pub fn cpusync<F: Fn(usize) + Send + Sync + 'static>(&self, f: F) -> Result<(), Error> {
         worker::check_may_block()?;
         if self.shared.is_shutdown() {
@@ -391,7 +404,7 @@ impl Handle {
         }
         s.done.wait()?;
         if s.failed.load(Relaxed) {
-            return Err(Error::Shutdown);
+            return Err(if self.shared.is_shutdown() { Error::Shutdown } else { Error::IpiPanicked });
         }
         Ok(())
     }

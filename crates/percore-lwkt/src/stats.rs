@@ -49,6 +49,8 @@ pub(crate) struct WorkerStats {
     pub(crate) wakeups: Stat,
     /// Uthreads skipped because a token was contended.
     pub(crate) token_contended: Stat,
+    /// IPI functions that panicked (caught).
+    pub(crate) ipi_panics: Stat,
     /// Run-queue length at the last scheduling decision.
     pub(crate) runq_len: Stat,
     /// Stacks in the cache.
@@ -69,6 +71,7 @@ pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::
                 ("idle_sleeps", s.idle_sleeps.get()),
                 ("wakeups", s.wakeups.get()),
                 ("token_contended", s.token_contended.get()),
+                ("ipi_panics", s.ipi_panics.get()),
                 ("runq_len", s.runq_len.get()),
                 ("cached_stacks", s.cached_stacks.get()),
             ] {

@@ -388,7 +388,13 @@ impl Worker {
                 }
                 self.set_pri_local(&t, p);
             }
-            Msg::Run(f) => f(),
+            Msg::Run(f) => {
+                // A panicking IPI function must not take the worker down;
+                // `cpusync` reports it (its part is dropped unfinished).
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+                    self.ws().stats.ipi_panics.bump();
+                }
+            }
         }
     }
 
@@ -546,6 +552,7 @@ impl Worker {
             CoroutineResult::Return(()) => {
                 s.state = RunState::Dead;
                 self.unadopt(&t);
+                t.port.close();
                 if let Some(c) = coro {
                     self.reap(c.into_stack());
                 }
@@ -634,6 +641,7 @@ impl Worker {
                 s.coro.take()
             };
             drop(coro);
+            t.port.close();
             self.current.set(std::ptr::null());
         }
         drop(all);

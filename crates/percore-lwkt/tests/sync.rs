@@ -224,3 +224,21 @@ fn ports_send_call_reply() {
         assert_eq!(server.join().unwrap(), 102);
     });
 }
+
+/// A caller never waits forever on a uthread that exits without answering.
+#[test]
+fn call_to_an_exited_uthread_gets_no_reply() {
+    watchdog("port_closed", || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let quitter = rt.spawn(|| percore_lwkt::sleep(Duration::from_millis(5)).unwrap()).unwrap();
+        let u = quitter.uthread().clone();
+        // Queued before the exit, or posted after: either way NoReply.
+        let caller = std::thread::spawn(move || u.call::<_, u32>(1u32));
+        quitter.join().unwrap();
+        assert!(matches!(caller.join().unwrap(), Err(Error::NoReply)));
+        let u = rt.spawn(|| ()).unwrap();
+        let t = u.uthread().clone();
+        u.join().unwrap();
+        assert!(matches!(t.call::<_, u32>(2u32), Err(Error::NoReply)));
+    });
+}
