@@ -49,6 +49,24 @@ impl RunQueue {
         self.len += 1;
     }
 
+    /// Hot path of the pick: the head, if it holds no token.
+    #[inline]
+    pub(crate) fn pop_if_free(&mut self) -> Option<Arc<Thread>> {
+        let p = self.top()? as usize;
+        let q = &mut self.levels[p];
+        // SAFETY: queued uthreads belong to the worker that owns this queue
+        // (our caller) and do not run.
+        if !unsafe { q.front()?.sched() }.tokens.is_empty() {
+            return None;
+        }
+        let t = q.pop_front();
+        if q.is_empty() {
+            self.mask &= !(1 << p);
+        }
+        self.len -= 1;
+        t
+    }
+
     /// The `i`-th uthread in scheduling order (for the contended-token scan).
     pub(crate) fn nth(&self, mut i: usize) -> Option<(&Arc<Thread>, u8)> {
         let mut m = self.mask;

@@ -555,7 +555,7 @@ impl Builder {
             }
         });
         // SAFETY: nobody else has seen `thread` yet.
-        unsafe { thread.sched() }.coro = Some(coro);
+        *unsafe { thread.coro() } = Some(coro);
         let handle = JoinHandle { packet, thread: Uthread(thread.clone()) };
         worker::send(shared, target, Msg::Spawn(thread));
         Ok(handle)

@@ -71,8 +71,6 @@ pub(crate) enum Intent {
 
 /// Owner-only scheduling state.
 pub(crate) struct Sched {
-    /// The coroutine; taken out by the scheduler while it runs.
-    pub(crate) coro: Option<Coro>,
     /// Set by the coroutine body when it starts; valid while it lives.
     pub(crate) yielder: *const Yielder<(), ()>,
     pub(crate) state: RunState,
@@ -103,6 +101,10 @@ pub(crate) struct Thread {
     timer: AtomicU64,
     pub(crate) port: Port,
     sched: UnsafeCell<Sched>,
+    /// The coroutine. Owner-only like `sched`, but a separate cell: the
+    /// scheduler holds it mutably across `resume` while the uthread uses
+    /// `sched`.
+    coro: UnsafeCell<Option<Coro>>,
 }
 
 // SAFETY: `sched` is only touched by the owning worker's OS thread (see the
@@ -123,8 +125,8 @@ impl Thread {
             holds: AtomicUsize::new(0),
             timer: AtomicU64::new(0),
             port: Port::default(),
+            coro: UnsafeCell::new(None),
             sched: UnsafeCell::new(Sched {
-                coro: None,
                 yielder: std::ptr::null(),
                 state: RunState::New,
                 resched: false,
@@ -148,6 +150,18 @@ impl Thread {
     pub(crate) unsafe fn sched(&self) -> &mut Sched {
         // SAFETY: forwarded from the caller.
         unsafe { &mut *self.sched.get() }
+    }
+
+    /// The coroutine slot.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Thread::sched`], for the `coro` cell.
+    #[allow(clippy::mut_from_ref)]
+    #[inline]
+    pub(crate) unsafe fn coro(&self) -> &mut Option<Coro> {
+        // SAFETY: forwarded from the caller.
+        unsafe { &mut *self.coro.get() }
     }
 
     pub(crate) fn set_pri_mirror(&self, p: u8) {
@@ -209,7 +223,7 @@ impl Thread {
 
 impl Drop for Thread {
     fn drop(&mut self) {
-        if let Some(c) = self.sched.get_mut().coro.take() {
+        if let Some(c) = self.coro.get_mut().take() {
             if c.started() && !c.done() {
                 // NOTE: a suspended coroutine is only ever dropped by its
                 // owner at shutdown (it is unwound there). Should one escape,

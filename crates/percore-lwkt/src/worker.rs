@@ -490,8 +490,12 @@ impl Worker {
 
     /// Pick the best runnable uthread whose tokens can all be taken
     /// (`lwkt_switch`'s hot path, then its contended scan).
+    #[inline]
     fn pick(&self) -> Option<Arc<Thread>> {
         let mut rq = self.runq.borrow_mut();
+        if let Some(t) = rq.pop_if_free() {
+            return Some(t);
+        }
         let mut i = 0;
         while let Some((t, _)) = rq.nth(i) {
             // SAFETY: queued uthreads belong to this worker and are not running.
@@ -511,49 +515,47 @@ impl Worker {
         self.resched.set(false);
         self.slice_start.set(None);
         self.ws().stats.switches.bump();
-        let mut coro = {
-            // SAFETY: `t` belongs to this worker and does not run yet.
-            let s = unsafe { t.sched() };
-            s.state = RunState::Running;
-            s.coro.take()
-        };
-        let result = match coro.as_mut() {
+        // SAFETY: `t` belongs to this worker and does not run yet.
+        unsafe { t.sched() }.state = RunState::Running;
+        // SAFETY: only this worker touches the coroutine cell, and the
+        // uthread itself never does; the reference ends with the resume.
+        let result = match unsafe { t.coro() } {
             Some(c) => c.resume(()),
             None => CoroutineResult::Return(()),
         };
         self.current.set(std::ptr::null());
         // SAFETY: the uthread is switched out; its state is ours again.
         let s = unsafe { t.sched() };
-        s.tokens.release_all();
+        if !s.tokens.is_empty() {
+            s.tokens.release_all();
+        }
         match result {
-            CoroutineResult::Yield(()) => {
-                s.coro = coro;
-                match s.intent {
-                    Intent::Yield => self.enqueue(t, false),
-                    Intent::YieldFront => self.enqueue(t, true),
-                    Intent::Block => {
-                        if std::mem::take(&mut s.resched) {
-                            self.enqueue(t, false);
-                        } else {
-                            s.state = RunState::Blocked;
-                        }
-                    }
-                    Intent::Migrate(to) => {
-                        s.state = RunState::Migrating;
-                        s.resched = false;
-                        self.unadopt(&t);
-                        // ORDERING: release publishes the switched-out state
-                        // to the new owner, with the ring's own release.
-                        t.owner.store(to, Release);
-                        send(&self.shared.clone(), to, Msg::MigrateIn(t));
+            CoroutineResult::Yield(()) => match s.intent {
+                Intent::Yield => self.enqueue(t, false),
+                Intent::YieldFront => self.enqueue(t, true),
+                Intent::Block => {
+                    if std::mem::take(&mut s.resched) {
+                        self.enqueue(t, false);
+                    } else {
+                        s.state = RunState::Blocked;
                     }
                 }
-            }
+                Intent::Migrate(to) => {
+                    s.state = RunState::Migrating;
+                    s.resched = false;
+                    self.unadopt(&t);
+                    // ORDERING: release publishes the switched-out state
+                    // to the new owner, with the ring's own release.
+                    t.owner.store(to, Release);
+                    send(&self.shared.clone(), to, Msg::MigrateIn(t));
+                }
+            },
             CoroutineResult::Return(()) => {
                 s.state = RunState::Dead;
                 self.unadopt(&t);
                 t.port.close();
-                if let Some(c) = coro {
+                // SAFETY: as above; the coroutine has finished.
+                if let Some(c) = unsafe { t.coro() }.take() {
                     self.reap(c.into_stack());
                 }
             }
@@ -638,7 +640,7 @@ impl Worker {
                 let s = t.sched();
                 s.cancelled = true;
                 s.state = RunState::Dead;
-                s.coro.take()
+                t.coro().take()
             };
             drop(coro);
             t.port.close();
