@@ -7,7 +7,8 @@
 //! * `lwkt_yield`: yield ping-pong between two uthreads / tasks on one
 //!   worker, ns per yield.
 //! * `lwkt_handoff`: block / wake hand-off between two uthreads on one worker
-//!   (percore: `tsleep` / `wakeup`; tokio: `Notify`), ns per hand-off.
+//!   (percore: `park` / `unpark`, and `tsleep` / `wakeup` as
+//!   `percore-tsleep`; tokio: `Notify`), ns per hand-off.
 //! * `lwkt_spawn_join`: spawn an empty uthread / task and join it, from a
 //!   uthread / task on the same worker.
 
@@ -110,6 +111,38 @@ pub(crate) fn run(budget: Budget, report: &mut Report) {
                 // got the worker back), so wake it, then sleep on PONG.
                 lwkt::wakeup(&PING);
                 let _ = lwkt::tsleep(&PONG, Some(Duration::from_secs(10)));
+            }
+            let d = t.elapsed();
+            peer.join().expect("join");
+            d
+        })
+        .expect("block_on")
+    });
+    report.push(row("lwkt_handoff", "percore-tsleep", ns));
+    let ns = ns_per_iter(target, reps, |iters| {
+        rt.block_on(move || {
+            let rounds = iters / 2;
+            let turn = Arc::new(AtomicBool::new(false)); // true: the peer's turn
+            let me = lwkt::current().expect("uthread");
+            let tp = turn.clone();
+            let peer = lwkt::spawn(move || {
+                for _ in 0..rounds {
+                    while !tp.load(SeqCst) {
+                        let _ = lwkt::park();
+                    }
+                    tp.store(false, SeqCst);
+                    me.unpark();
+                }
+            })
+            .expect("spawn");
+            let pu = peer.uthread().clone();
+            let t = Instant::now();
+            for _ in 0..rounds {
+                turn.store(true, SeqCst);
+                pu.unpark();
+                while turn.load(SeqCst) {
+                    let _ = lwkt::park();
+                }
             }
             let d = t.elapsed();
             peer.join().expect("join");

@@ -17,6 +17,7 @@
 //! | `lwkt_cpusync` | [`Runtime::cpusync`] |
 //! | `lwkt_token` | [`Token`]: released when its uthread blocks, re-taken before it runs |
 //! | `tsleep` / `wakeup` | [`tsleep`], [`wakeup`], [`wakeup_one`] on any address |
+//! | `lwkt_deschedule_self` + switch / `lwkt_schedule` | [`park`] / [`Uthread::unpark`] |
 //! | `lwkt_msgport` | [`Uthread::send`], [`Uthread::call`], [`Message::reply`], [`wait_msg`] |
 //! | `lwkt_setcpu_self`, `lwkt_setpri_self` | [`migrate`], [`set_priority`] |
 //! | `lwkt_hold` / `lwkt_rele` | [`Uthread::hold`] / [`Uthread::release`] |
@@ -116,8 +117,8 @@ pub use runtime::{
 };
 #[cfg(not(loom))]
 pub use sched::{
-    crit_enter, crit_exit, critical, current, in_critical, maybe_yield, migrate, set_priority, sleep, worker_index,
-    yield_now, CritGuard, QUANTUM,
+    crit_enter, crit_exit, critical, current, in_critical, maybe_yield, migrate, park, park_timeout, set_priority,
+    sleep, worker_index, yield_now, CritGuard, QUANTUM,
 };
 #[cfg(not(loom))]
 pub use sleepq::{tsleep, wakeup, wakeup_one};

@@ -100,6 +100,40 @@ pub fn sleep(d: Duration) -> Result<(), Error> {
     }
 }
 
+/// Block the calling uthread until [`Uthread::unpark`] (the hand-off pair of
+/// `lwkt_deschedule_self` + `lwkt_switch` / `lwkt_schedule`). Like
+/// [`std::thread::park`]: an unpark that came first makes it return at once,
+/// and spurious returns are possible, so wait for a condition in a loop. On a
+/// foreign thread it parks the OS thread. Refused inside a critical or SMR
+/// section.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+/// use std::sync::Arc;
+/// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
+/// let flag = Arc::new(AtomicBool::new(false));
+/// let f = flag.clone();
+/// let h = rt.spawn(move || while !f.load(SeqCst) { percore_lwkt::park().unwrap() }).unwrap();
+/// flag.store(true, SeqCst);
+/// h.uthread().unpark();
+/// h.join().unwrap();
+/// ```
+pub fn park() -> Result<(), Error> {
+    worker::check_may_block()?;
+    wait_once(None)
+}
+
+/// [`park`], at most `timeout`.
+///
+/// ```
+/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+/// rt.block_on(|| percore_lwkt::park_timeout(std::time::Duration::from_millis(1))).unwrap().unwrap();
+/// ```
+pub fn park_timeout(timeout: Duration) -> Result<(), Error> {
+    worker::check_may_block()?;
+    wait_once(Instant::now().checked_add(timeout))
+}
+
 /// Move the calling uthread to worker `to` (`lwkt_migratecpu`). When this
 /// returns it runs there: its tokens were released and re-taken, and
 /// `thread_local!` values are now the new worker's. Refused inside a

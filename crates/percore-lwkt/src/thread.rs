@@ -412,6 +412,12 @@ impl Uthread {
         self.0.holds.load(Relaxed)
     }
 
+    /// Wake the uthread if it is [`park`](crate::park)ed, or make its next
+    /// `park` return at once (`lwkt_schedule`). Any thread may call it.
+    pub fn unpark(&self) {
+        self.0.unpark();
+    }
+
     /// Change the uthread's priority (`lwkt_setpri`). Takes effect when its
     /// owner next processes IPIs; it does not force a switch.
     pub fn set_priority(&self, pri: u8) -> Result<(), Error> {
