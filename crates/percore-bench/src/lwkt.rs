@@ -11,6 +11,10 @@
 //!   `percore-tsleep`; tokio: `Notify`), ns per hand-off.
 //! * `lwkt_spawn_join`: spawn an empty uthread / task and join it, from a
 //!   uthread / task on the same worker.
+//! * `lwkt_remote_wake`: a uthread on worker 0 unparks one parked on worker 1,
+//!   which is either busy (another uthread there keeps yielding) or asleep
+//!   (idle in its futex); median and p99 latency until the woken one runs.
+//!   tokio: a multi_thread runtime with two workers and a `Notify`.
 
 use crate::report::{Better, Report, Row};
 use crate::util::ns_per_iter;
@@ -197,4 +201,126 @@ pub(crate) fn run(budget: Budget, report: &mut Report) {
         })
     });
     report.push(row("lwkt_spawn_join", "tokio", ns));
+    drop(rt);
+    remote_wake(budget, report);
+}
+
+fn percentiles(mut v: Vec<u64>) -> (f64, f64) {
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+    (at(0.5), at(0.99))
+}
+
+fn push_wake(report: &mut Report, imp: &'static str, target: &str, v: Vec<u64>) {
+    let (p50, p99) = percentiles(v);
+    for (metric, x) in [("median_us", p50), ("p99_us", p99)] {
+        report.push(Row::new("lwkt_remote_wake", imp, metric, x, "us", Better::Lower).field("target", target));
+    }
+}
+
+fn remote_wake(budget: Budget, report: &mut Report) {
+    use std::sync::atomic::AtomicU64;
+    let n = budget.scale(2_000) as usize;
+    let rt = Runtime::builder().workers(2).name("bench-wake").build().expect("runtime");
+    for busy in [true, false] {
+        let samples = Builder::new()
+            .worker(0)
+            .spawn_on(rt.handle(), move || {
+                let base = Instant::now();
+                let stop = Arc::new(AtomicBool::new(false));
+                let spinner = busy.then(|| {
+                    let stop = stop.clone();
+                    Builder::new()
+                        .worker(1)
+                        .spawn(move || {
+                            while !stop.load(SeqCst) {
+                                lwkt::yield_now();
+                            }
+                        })
+                        .expect("spawn")
+                });
+                let go = Arc::new(AtomicBool::new(false));
+                let sent_at = Arc::new(AtomicU64::new(0));
+                let (g, at) = (go.clone(), sent_at.clone());
+                let sleeper = Builder::new()
+                    .worker(1)
+                    .spawn(move || {
+                        let mut v = Vec::with_capacity(n);
+                        for _ in 0..n {
+                            while !g.load(SeqCst) {
+                                let _ = lwkt::park();
+                            }
+                            v.push(base.elapsed().as_nanos() as u64 - at.load(SeqCst));
+                            g.store(false, SeqCst);
+                        }
+                        v
+                    })
+                    .expect("spawn");
+                let peer = sleeper.uthread().clone();
+                for _ in 0..n {
+                    // Give the target time to park (and, if idle, to fall
+                    // asleep in its futex).
+                    let _ = lwkt::sleep(Duration::from_micros(if busy { 20 } else { 300 }));
+                    sent_at.store(base.elapsed().as_nanos() as u64, SeqCst);
+                    go.store(true, SeqCst);
+                    peer.unpark();
+                    while go.load(SeqCst) {
+                        std::hint::spin_loop();
+                    }
+                }
+                stop.store(true, SeqCst);
+                if let Some(s) = spinner {
+                    s.join().expect("join");
+                }
+                sleeper.join().expect("join")
+            })
+            .expect("spawn")
+            .join()
+            .expect("join");
+        push_wake(report, "percore", if busy { "busy" } else { "asleep" }, samples);
+    }
+    drop(rt);
+    let trt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().expect("tokio");
+    for busy in [true, false] {
+        let samples = trt.block_on(async move {
+            let base = Instant::now();
+            let stop = Arc::new(AtomicBool::new(false));
+            let spinner = busy.then(|| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    while !stop.load(SeqCst) {
+                        tokio::task::yield_now().await;
+                    }
+                })
+            });
+            let notify = Arc::new(tokio::sync::Notify::new());
+            let sent_at = Arc::new(AtomicU64::new(0));
+            let go = Arc::new(AtomicBool::new(false));
+            let (nt, at, g) = (notify.clone(), sent_at.clone(), go.clone());
+            let sleeper = tokio::spawn(async move {
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    nt.notified().await;
+                    v.push(base.elapsed().as_nanos() as u64 - at.load(SeqCst));
+                    g.store(false, SeqCst);
+                }
+                v
+            });
+            for _ in 0..n {
+                tokio::time::sleep(Duration::from_micros(if busy { 20 } else { 300 })).await;
+                go.store(true, SeqCst);
+                sent_at.store(base.elapsed().as_nanos() as u64, SeqCst);
+                notify.notify_one();
+                while go.load(SeqCst) {
+                    tokio::task::yield_now().await;
+                }
+            }
+            stop.store(true, SeqCst);
+            if let Some(s) = spinner {
+                s.await.expect("join");
+            }
+            sleeper.await.expect("join")
+        });
+        push_wake(report, "tokio", if busy { "busy" } else { "asleep" }, samples);
+    }
 }
