@@ -102,6 +102,8 @@ mod sys;
 #[cfg(not(loom))]
 mod thread;
 #[cfg(not(loom))]
+mod timer;
+#[cfg(not(loom))]
 mod token;
 #[cfg(not(loom))]
 mod worker;

@@ -48,10 +48,9 @@ use crate::runq::RunQueue;
 use crate::runtime::Shared;
 use crate::sys::Stack;
 use crate::thread::{Intent, RunState, Thread};
+use crate::timer::Timers;
 use corosensei::CoroutineResult;
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,29 +72,6 @@ pub(crate) enum Msg {
     Run(Box<dyn FnOnce() + Send>),
 }
 
-struct Timer {
-    at: Instant,
-    seq: u64,
-    thread: Arc<Thread>,
-}
-
-impl PartialEq for Timer {
-    fn eq(&self, o: &Timer) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Timer {}
-impl PartialOrd for Timer {
-    fn partial_cmp(&self, o: &Timer) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Timer {
-    fn cmp(&self, o: &Timer) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(o.at, o.seq))
-    }
-}
-
 /// A worker's private state. Lives on its OS thread's stack; reached through
 /// a thread-local pointer by the uthreads it runs.
 pub(crate) struct Worker {
@@ -103,8 +79,7 @@ pub(crate) struct Worker {
     pub(crate) shared: Arc<Shared>,
     runq: RefCell<RunQueue>,
     allq: RefCell<Vec<Arc<Thread>>>,
-    timers: RefCell<BinaryHeap<Reverse<Timer>>>,
-    timer_seq: Cell<u64>,
+    timers: RefCell<Timers>,
     stacks: RefCell<Vec<Stack>>,
     current: Cell<*const Thread>,
     pub(crate) crit: Cell<u32>,
@@ -114,8 +89,6 @@ pub(crate) struct Worker {
     /// When the current uthread's slice began; set lazily by the first
     /// `maybe_yield` (an `Instant::now` per switch would double its cost).
     slice_start: Cell<Option<Instant>>,
-    /// Heap size at which stale timers are swept out.
-    timer_sweep_at: Cell<usize>,
 }
 
 thread_local! {
@@ -235,14 +208,12 @@ impl Worker {
             runq: RefCell::default(),
             allq: RefCell::default(),
             timers: RefCell::default(),
-            timer_seq: Cell::new(0),
             stacks: RefCell::default(),
             current: Cell::new(std::ptr::null()),
             crit: Cell::new(0),
             shutting_down: Cell::new(false),
             resched: Cell::new(false),
             slice_start: Cell::new(None),
-            timer_sweep_at: Cell::new(1024),
         }
     }
 
@@ -272,7 +243,9 @@ impl Worker {
     /// Whether a yield would find someone else to run.
     #[inline]
     pub(crate) fn yield_wanted(&self, t: &Thread) -> bool {
-        if self.ws().idle.peek_pending() || self.resched.get() {
+        // NOTE: at shutdown, switch out so the loop can see it: a uthread
+        // that spins on `yield_now` alone must not keep `Runtime::drop` waiting.
+        if self.ws().idle.peek_pending() || self.resched.get() || self.shared.is_shutdown() {
             return true;
         }
         // SAFETY: `t` is our current uthread.
@@ -306,23 +279,14 @@ impl Worker {
         unsafe { (*y).suspend(()) };
     }
 
-    /// Arm `t`'s timer (one per uthread: arming replaces the previous one,
-    /// whose heap entry becomes stale and is skipped or swept).
+    /// Arm `t`'s timer for `at` (see `timer.rs`).
     pub(crate) fn add_timer(&self, at: Instant, t: &Thread) {
-        let seq = self.timer_seq.get() + 1;
-        self.timer_seq.set(seq);
-        t.arm_timer(self.idx, seq);
         // SAFETY: `t` is alive (it is running); we take a strong reference.
         let thread = unsafe {
             Arc::increment_strong_count(t);
             Arc::from_raw(t)
         };
-        let mut tm = self.timers.borrow_mut();
-        tm.push(Reverse(Timer { at, seq, thread }));
-        if tm.len() >= self.timer_sweep_at.get() {
-            tm.retain(|Reverse(x)| x.thread.timer_armed(self.idx, x.seq));
-            self.timer_sweep_at.set((tm.len() * 2).max(1024));
-        }
+        self.timers.borrow_mut().add(self.idx, at, thread);
     }
 
     /// Take a cached stack of `size` usable bytes, if any.
@@ -466,26 +430,16 @@ impl Worker {
 
     fn fire_timers(&self) {
         loop {
-            let due = {
-                let mut tm = self.timers.borrow_mut();
-                match tm.peek() {
-                    Some(Reverse(top)) if top.at <= Instant::now() => tm.pop().map(|Reverse(t)| (t.thread, t.seq)),
-                    _ => None,
-                }
-            };
+            let due = self.timers.borrow_mut().pop_due(self.idx, Instant::now());
             match due {
-                Some((t, seq)) => {
-                    if t.timer_armed(self.idx, seq) {
-                        t.unpark();
-                    }
-                }
+                Some(t) => t.unpark(),
                 None => return,
             }
         }
     }
 
     fn next_deadline(&self) -> Option<Duration> {
-        self.timers.borrow().peek().map(|Reverse(t)| t.at.saturating_duration_since(Instant::now()))
+        self.timers.borrow().next().map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     /// Pick the best runnable uthread whose tokens can all be taken

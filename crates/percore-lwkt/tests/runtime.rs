@@ -192,3 +192,27 @@ fn handle_after_drop_is_refused() {
         assert!(matches!(h.cpusync(|_| ()), Err(Error::Shutdown)));
     });
 }
+
+/// A uthread spinning on `yield_now` with nothing else runnable still lets
+/// the runtime shut down (yield switches out once shutdown is signalled).
+#[test]
+fn drop_with_a_yield_spinner() {
+    watchdog("yield_spinner", || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let started = Arc::new(AtomicUsize::new(0));
+        let s = started.clone();
+        let h = rt
+            .spawn(move || {
+                s.store(1, SeqCst);
+                loop {
+                    percore_lwkt::yield_now();
+                }
+            })
+            .unwrap();
+        while started.load(SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        drop(rt);
+        assert!(matches!(h.join(), Err(JoinError::Cancelled)));
+    });
+}
