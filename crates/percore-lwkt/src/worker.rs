@@ -190,6 +190,7 @@ pub(crate) fn park_current(deadline: Option<Instant>) -> Result<(), Error> {
         w.add_timer(at, t);
     }
     if !t.prepare_park() {
+        t.disarm_timer();
         return Ok(());
     }
     w.switch_out(t, Intent::Block);
