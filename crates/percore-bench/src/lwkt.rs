@@ -15,6 +15,8 @@
 //!   which is either busy (another uthread there keeps yielding) or asleep
 //!   (idle in its futex); median and p99 latency until the woken one runs.
 //!   tokio: a multi_thread runtime with two workers and a `Notify`.
+//! * `lwkt_parked_memory`: RSS growth per parked uthread / task, 10,000 of
+//!   them (uthreads in `tsleep`, tasks on a `Notify`).
 
 use crate::report::{Better, Report, Row};
 use crate::util::ns_per_iter;
@@ -203,6 +205,59 @@ pub(crate) fn run(budget: Budget, report: &mut Report) {
     report.push(row("lwkt_spawn_join", "tokio", ns));
     drop(rt);
     remote_wake(budget, report);
+    parked_memory(report);
+}
+
+/// Resident set size of the process in bytes.
+fn rss() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = s.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+/// 10,000 parked uthreads / tasks: RSS growth divided by count.
+fn parked_memory(report: &mut Report) {
+    const N: usize = 10_000;
+    static CHAN: u8 = 0;
+    let rt = Runtime::builder().workers(1).name("bench-mem").stack_cache(0).build().expect("runtime");
+    rt.block_on(|| ()).expect("warm up");
+    let before = rss();
+    let hs: Vec<_> =
+        (0..N).map(|_| rt.spawn(|| lwkt::tsleep(&CHAN, Some(Duration::from_secs(60)))).expect("spawn")).collect();
+    rt.block_on(|| ()).expect("all parked"); // FIFO: every sleeper ran first
+    let per = rss().saturating_sub(before) as f64 / N as f64;
+    let mut woken = 0;
+    while woken < N {
+        woken += lwkt::wakeup(&CHAN);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    hs.into_iter().for_each(|h| drop(h.join()));
+    report.push(Row::new("lwkt_parked_memory", "percore", "bytes_per_uthread", per, "B", Better::Lower));
+    drop(rt);
+    let trt = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
+    let per = trt.block_on(async {
+        let n = Arc::new(tokio::sync::Notify::new());
+        let before = rss();
+        let hs: Vec<_> = (0..N)
+            .map(|_| {
+                let n = n.clone();
+                tokio::spawn(async move { n.notified().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        let per = rss().saturating_sub(before) as f64 / N as f64;
+        for h in hs {
+            // A task not yet registered on the Notify misses a wake-up:
+            // repeat until this one is done.
+            while !h.is_finished() {
+                n.notify_waiters();
+                tokio::task::yield_now().await;
+            }
+            h.await.expect("join");
+        }
+        per
+    });
+    report.push(Row::new("lwkt_parked_memory", "tokio", "bytes_per_uthread", per, "B", Better::Lower));
 }
 
 fn percentiles(mut v: Vec<u64>) -> (f64, f64) {
