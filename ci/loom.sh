@@ -9,3 +9,5 @@ cargo test -p percore-smr --release --test loom_smr
 # the process-wide participant-index allocator.
 cargo test -p percore-zone --release --test loom_zone -- --test-threads=1
 cargo test -p percore-pool --release --test loom_pool
+cargo test -p percore-lwkt --release --test loom_ipi
+cargo test -p percore-lwkt --release --test loom_idle

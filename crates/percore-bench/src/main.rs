@@ -9,6 +9,7 @@
 //! the whole run takes well under a minute (CI's smoke test); `--json` prints
 //! one JSON object per line instead of tables (DESIGN.md §6).
 
+mod lwkt;
 mod pool;
 mod report;
 mod smr;
@@ -50,6 +51,8 @@ enum Subsystem {
     Zone,
     /// Thread pools: percore-pool against rayon, threadpool, tokio spawn_blocking, blocking, std::thread.
     Pool,
+    /// Light-weight threads: percore-lwkt against tokio and raw corosensei.
+    Lwkt,
 }
 
 /// How long to measure: full runs or `--quick`.
@@ -99,7 +102,7 @@ impl Budget {
 
 fn main() {
     let args = Args::parse();
-    let all = [Subsystem::Smr, Subsystem::Zone, Subsystem::Pool];
+    let all = [Subsystem::Smr, Subsystem::Zone, Subsystem::Pool, Subsystem::Lwkt];
     let chosen: &[Subsystem] = if args.subsystems.is_empty() { &all } else { &args.subsystems };
     let budget = Budget { quick: args.quick, scale: args.scale };
     let mut report = Report::new(args.json);
@@ -108,6 +111,7 @@ fn main() {
             Subsystem::Smr => smr::run(budget, &mut report),
             Subsystem::Zone => zone::run(budget, &mut report),
             Subsystem::Pool => pool::run(budget, &mut report),
+            Subsystem::Lwkt => lwkt::run(budget, &mut report),
         }
     }
     if !report.is_json() {

@@ -11,9 +11,10 @@
 //! | [`smr`] | safe memory reclamation with fence-free readers | FreeBSD GUS, `smr(9)` |
 //! | [`zone`] | object caches with per-thread buckets, slabs, limits; type-stable SMR zones | UMA, `kmem_cache`, `UMA_ZONE_SMR` |
 //! | [`pool`] | thread pools and jobs, per-CPU pools, spawn, delayed jobs | NetBSD `threadpool(9)` |
+//! | [`lwkt`] | per-CPU workers, stackful light-weight threads, IPIs, tokens, `tsleep`/`wakeup`, ports | DragonFly LWKT |
 //!
-//! Light-weight threads and event queues are not in this release yet;
-//! see the repository's README for the plan.
+//! Event queues (and the memcached-compatible server) are not in this
+//! release yet; see the repository's README for the plan.
 //!
 //! ```
 //! use percore::smr::Smr;
@@ -28,6 +29,14 @@
 //! ```
 
 pub use percore_cpu as cpu;
+pub use percore_lwkt as lwkt;
+/// The runtime: per-CPU workers running uthreads ([`lwkt::Runtime`]).
+///
+/// ```
+/// let rt = percore::Runtime::builder().workers(1).build().unwrap();
+/// assert_eq!(rt.block_on(|| 40 + 2).unwrap(), 42);
+/// ```
+pub use percore_lwkt::Runtime;
 pub use percore_pool as pool;
 pub use percore_smr as smr;
 pub use percore_zone as zone;

@@ -1,0 +1,124 @@
+use std::any::Any;
+use std::fmt;
+use std::io;
+
+/// Errors of the LWKT runtime.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A runtime needs at least one worker.
+    #[error("a runtime needs at least one worker")]
+    NoWorkers,
+    /// Reading the affinity mask or pinning a worker failed.
+    #[error("worker CPU setup failed: {0}")]
+    Cpu(#[from] percore_cpu::Error),
+    /// The OS refused a worker thread.
+    #[error("cannot start worker thread: {0}")]
+    WorkerThread(#[source] io::Error),
+    /// The OS refused a new uthread stack: the mapping limit
+    /// (`vm.max_map_count`, about two mappings per guarded stack) or memory.
+    #[error(
+        "the OS refused a {size}-byte uthread stack ({source}); too many uthreads for vm.max_map_count? \
+         Builder::guard_pages(false) halves the mappings per stack"
+    )]
+    StackExhausted {
+        /// The stack size asked for.
+        size: usize,
+        /// What `mmap` said.
+        #[source]
+        source: io::Error,
+    },
+    /// A worker index outside `0..workers`.
+    #[error("worker {worker} does not exist (the runtime has {workers})")]
+    NoSuchWorker {
+        /// The index asked for.
+        worker: usize,
+        /// How many workers there are.
+        workers: usize,
+    },
+    /// A priority above [`MAX_PRIORITY`](crate::MAX_PRIORITY).
+    #[error("priority {0} is above the maximum {max}", max = crate::MAX_PRIORITY)]
+    BadPriority(u8),
+    /// The operation needs the calling code to run on a uthread.
+    #[error("not called from a uthread")]
+    NotUthread,
+    /// The operation would block (switch away) inside a critical section.
+    #[error("cannot block inside a critical section")]
+    InCritical,
+    /// The operation would block inside an SMR read section (which counts as
+    /// a critical section).
+    #[error("cannot block inside an SMR read section")]
+    InSmrSection,
+    /// A function run on a worker by [`cpusync`](crate::Runtime::cpusync)
+    /// panicked (the worker caught it and goes on).
+    #[error("a cpusync function panicked on a worker")]
+    IpiPanicked,
+    /// The timeout passed before a wake-up.
+    #[error("timed out")]
+    TimedOut,
+    /// The runtime is shutting down or gone.
+    #[error("the runtime is shut down")]
+    Shutdown,
+    /// A [`call`](crate::Uthread::call) got no reply of the expected type (the
+    /// message was dropped, or answered with another type).
+    #[error("no reply (message dropped or answered with another type)")]
+    NoReply,
+    /// An exclusive token was asked for by a uthread holding it shared only.
+    #[error("cannot upgrade a shared token to exclusive")]
+    TokenUpgrade,
+}
+
+/// Why [`JoinHandle::join`](crate::JoinHandle::join) returned no value.
+#[non_exhaustive]
+pub enum JoinError {
+    /// The uthread panicked; the payload is the panic's.
+    Panicked(Box<dyn Any + Send + 'static>),
+    /// The runtime shut down before the uthread finished: it was cancelled
+    /// (its stack unwound, never resumed normally).
+    Cancelled,
+    /// Waiting was refused (for example from inside a critical section).
+    Wait(Error),
+}
+
+impl JoinError {
+    /// The panic message, when the payload is a string.
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            JoinError::Panicked(p) => {
+                p.downcast_ref::<&str>().copied().or_else(|| p.downcast_ref::<String>().map(|s| s.as_str()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the uthread panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, JoinError::Panicked(_))
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Panicked(_) => {
+                write!(f, "Panicked({:?})", self.panic_message().unwrap_or("<non-string payload>"))
+            }
+            JoinError::Cancelled => write!(f, "Cancelled"),
+            JoinError::Wait(e) => write!(f, "Wait({e:?})"),
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Panicked(_) => {
+                write!(f, "uthread panicked: {}", self.panic_message().unwrap_or("<non-string payload>"))
+            }
+            JoinError::Cancelled => write!(f, "uthread cancelled by runtime shutdown"),
+            JoinError::Wait(e) => write!(f, "cannot wait for the uthread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}

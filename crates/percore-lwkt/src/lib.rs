@@ -1,0 +1,143 @@
+//! # percore-lwkt: per-CPU workers and light-weight threads after DragonFly
+//!
+//! DragonFly BSD runs one self-contained scheduler per CPU, the LWKT
+//! ("light weight kernel thread") scheduler of `sys/kern/lwkt_thread.c`
+//! (Matthew Dillon, 2003-2011). Each CPU owns its run queue; other CPUs never
+//! touch it, they send it inter-processor interrupts (IPIs) instead, so
+//! scheduling needs no locks, only *critical sections* (a per-thread counter
+//! that holds off switches and IPIs). This crate is that design in userspace:
+//!
+//! | kernel | here |
+//! | --- | --- |
+//! | CPU, `globaldata` | a **worker**: an OS thread pinned to a CPU ([`Runtime`]) |
+//! | LWKT thread | a **uthread**: a stackful coroutine on a guard-paged stack ([`spawn`], [`Builder`]) |
+//! | `lwkt_switch`, run queue | fixed priorities `0..=31`, round robin within one; the head is the best choice |
+//! | IPI queues | one bounded ring per (sender worker, target worker), one queue for foreign threads; a futex wakes a sleeping target |
+//! | `crit_enter` / `crit_exit` | [`crit_enter`], [`crit_exit`], [`critical`]; an SMR read section counts as one |
+//! | `lwkt_cpusync` | [`Runtime::cpusync`] |
+//! | `lwkt_token` | [`Token`]: released when its uthread blocks, re-taken before it runs |
+//! | `tsleep` / `wakeup` | [`tsleep`], [`wakeup`], [`wakeup_one`] on any address |
+//! | `lwkt_deschedule_self` + switch / `lwkt_schedule` | [`park`] / [`Uthread::unpark`] |
+//! | `lwkt_msgport` | [`Uthread::send`], [`Uthread::call`], [`Message::reply`], [`wait_msg`] |
+//! | `lwkt_setcpu_self`, `lwkt_setpri_self` | [`migrate`], [`set_priority`] |
+//! | `lwkt_hold` / `lwkt_rele` | [`Uthread::hold`] / [`Uthread::release`] |
+//! | thread cache, `lwkt_exit` reaping | per-worker stack cache, stacks reaped after the switch |
+//!
+//! ## How a switch works
+//!
+//! Each worker runs a scheduler loop on its own stack (`worker.rs` holds the
+//! essay). A uthread runs until it yields, blocks, migrates or returns; it
+//! then switches back to the loop, which releases its tokens, requeues,
+//! parks, sends or reaps it, drains IPIs, fires timers, and resumes the best
+//! runnable uthread whose tokens it can take. Scheduling is cooperative: a
+//! uthread that never reaches a scheduling point (a yield, a blocking call,
+//! [`maybe_yield`]) keeps its worker. A woken higher-priority uthread runs at
+//! the current one's next scheduling point.
+//!
+//! ## Wake-ups
+//!
+//! Every blocking operation parks the uthread on its park word
+//! (`thread.rs`); a waker on any thread swaps in `NOTIFIED` and, if the
+//! uthread was parked, sends its owner a *schedule* IPI. IPIs ride per-pair
+//! rings (`ipi.rs`, a loom-checked SPSC FIFO) and a one-word idle protocol
+//! (`idle.rs`, loom-checked: no lost wake-up) decides whether the target must
+//! be woken from its futex sleep. Inboxes are drained at every scheduling
+//! point and at the outermost `crit_exit`, so uthreads that keep yielding
+//! never starve a remote wake-up.
+//!
+//! ## Thread-locals
+//!
+//! Code on a uthread runs on its worker's OS thread: `thread_local!` gives
+//! the *worker's* value, shared with every uthread of that worker, and a
+//! uthread that [`migrate`]s sees the new worker's values afterwards. Do not
+//! keep a reference to a thread-local across a call that may switch.
+//!
+//! ## Absent in this release
+//!
+//! * `block_in_pool` (needs percore-pool, not yet merged).
+//! * `giveaway` / `acquire` of a descheduled uthread by another worker; only
+//!   self-migration ([`migrate`]) exists.
+//! * Preemption: no uthread is ever switched out except at its own
+//!   scheduling points, hence no preempt hit/miss counters.
+//! * Platforms other than Linux.
+//!
+//! ## Example
+//!
+//! ```
+//! use percore_lwkt::{Runtime, Builder};
+//!
+//! let rt = Runtime::builder().workers(2).build().unwrap();
+//! let total = rt.block_on(|| {
+//!     let hs: Vec<_> = (0..8u64)
+//!         .map(|i| Builder::new().rotate().spawn(move || { percore_lwkt::yield_now(); i }).unwrap())
+//!         .collect();
+//!     hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+//! }).unwrap();
+//! assert_eq!(total, 28);
+//! ```
+
+#![warn(missing_docs)]
+
+#[cfg(not(loom))]
+mod error;
+// NOTE: `pub` items inside are reached by the loom models only (`__loom`).
+#[allow(unreachable_pub)]
+mod idle;
+#[allow(unreachable_pub)]
+mod ipi;
+mod loom;
+#[cfg(not(loom))]
+mod port;
+#[cfg(not(loom))]
+mod runq;
+#[cfg(not(loom))]
+mod runtime;
+#[cfg(not(loom))]
+mod sched;
+#[cfg(not(loom))]
+mod sleepq;
+#[cfg(not(loom))]
+mod stats;
+mod sys;
+#[cfg(not(loom))]
+mod thread;
+#[cfg(not(loom))]
+mod timer;
+#[cfg(not(loom))]
+mod token;
+#[cfg(not(loom))]
+mod worker;
+
+#[cfg(not(loom))]
+pub use error::{Error, JoinError};
+#[cfg(not(loom))]
+pub use port::{wait_msg, Message};
+#[cfg(not(loom))]
+pub use runtime::{
+    spawn, Builder, Handle, Runtime, RuntimeBuilder, DEFAULT_PRIORITY, DEFAULT_STACK_CACHE, DEFAULT_STACK_SIZE,
+    MAX_PRIORITY,
+};
+#[cfg(not(loom))]
+pub use sched::{
+    crit_enter, crit_exit, critical, current, in_critical, maybe_yield, migrate, park, park_timeout, set_priority,
+    sleep, worker_index, yield_now, CritGuard, QUANTUM,
+};
+#[cfg(not(loom))]
+pub use sleepq::{tsleep, wakeup, wakeup_one};
+#[cfg(not(loom))]
+pub use thread::{JoinHandle, Uthread};
+#[cfg(not(loom))]
+pub use token::{Token, TokenGuard};
+
+/// The protocol cores, exposed to the loom models in `tests/loom_*.rs` only.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod __loom {
+    pub use crate::idle::Idle;
+    pub use crate::ipi::{Ring, CAPACITY};
+}
+
+/// The crate README's example, compiled and run as a doc test.
+#[cfg(all(doctest, not(loom)))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

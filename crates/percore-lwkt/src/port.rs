@@ -1,0 +1,184 @@
+//! # Message ports (`lwkt_msgport`)
+//!
+//! Every uthread owns a port: a mutex-protected FIFO of [`Message`]s. Anyone
+//! may [`send`](Uthread::send) to it (fire and forget) or
+//! [`call`](Uthread::call) it (send and wait for the reply, `lwkt_domsg`);
+//! only its uthread receives, with [`wait_msg`]. A message dropped without a
+//! reply answers its caller with [`Error::NoReply`], so no caller waits
+//! forever on a lost message.
+//!
+//! Waking the receiver uses the uthread's park word: the sender pushes under
+//! the port lock, then unparks; the receiver checks the queue under the lock
+//! before parking, and a wake-up that lands in between leaves the park word
+//! `NOTIFIED`, so its park returns at once.
+
+use crate::error::Error;
+use crate::thread::{wait_once, Oneshot, Uthread};
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Reply = Option<Box<dyn Any + Send>>;
+
+/// A uthread's port. Internal: reached through [`Uthread`] and [`wait_msg`].
+/// Closed when its uthread exits: queued and later messages are dropped, so
+/// their callers get [`Error::NoReply`] instead of waiting forever.
+#[derive(Default)]
+pub(crate) struct Port {
+    q: Mutex<PortQ>,
+}
+
+#[derive(Default)]
+struct PortQ {
+    msgs: VecDeque<Message>,
+    closed: bool,
+}
+
+impl Port {
+    /// The owner exited: drop what is queued, refuse what comes.
+    pub(crate) fn close(&self) {
+        let msgs = {
+            let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+            q.closed = true;
+            std::mem::take(&mut q.msgs)
+        };
+        drop(msgs); // outside the lock: replies wake callers
+    }
+}
+
+/// A message: a typed payload and, for [`Uthread::call`], a reply slot.
+pub struct Message {
+    payload: Option<Box<dyn Any + Send>>,
+    reply: Option<Arc<Oneshot<Reply>>>,
+    from: Option<Uthread>,
+}
+
+impl Message {
+    /// The payload, if it is an `M`.
+    pub fn get<M: Any>(&self) -> Option<&M> {
+        self.payload.as_ref()?.downcast_ref()
+    }
+
+    /// Take the payload out as an `M` (the message stays, for the reply).
+    pub fn take<M: Any>(&mut self) -> Option<M> {
+        let p = self.payload.take()?;
+        match p.downcast::<M>() {
+            Ok(m) => Some(*m),
+            Err(p) => {
+                self.payload = Some(p);
+                None
+            }
+        }
+    }
+
+    /// The sending uthread, when the sender was one.
+    pub fn sender(&self) -> Option<&Uthread> {
+        self.from.as_ref()
+    }
+
+    /// Whether the sender waits for a reply.
+    pub fn wants_reply(&self) -> bool {
+        self.reply.is_some()
+    }
+
+    /// Answer the caller (`lwkt_replymsg`); a no-op for a message sent
+    /// without [`Uthread::call`].
+    pub fn reply<R: Any + Send>(mut self, r: R) {
+        if let Some(slot) = self.reply.take() {
+            slot.complete(Some(Box::new(r)));
+        }
+    }
+}
+
+impl Drop for Message {
+    fn drop(&mut self) {
+        if let Some(slot) = self.reply.take() {
+            slot.complete(None);
+        }
+    }
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message").field("wants_reply", &self.wants_reply()).field("from", &self.from).finish()
+    }
+}
+
+impl Uthread {
+    fn post(&self, m: Message) {
+        let refused = {
+            let mut q = self.0.port.q.lock().unwrap_or_else(|e| e.into_inner());
+            if q.closed {
+                Some(m)
+            } else {
+                q.msgs.push_back(m);
+                None
+            }
+        };
+        match refused {
+            Some(m) => drop(m), // the uthread is gone: NoReply
+            None => self.0.unpark(),
+        }
+    }
+
+    /// Send `msg` to this uthread's port without waiting (`lwkt_sendmsg`).
+    /// A message to a uthread that has exited is dropped.
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+    /// let rx = rt.spawn(|| percore_lwkt::wait_msg(None).unwrap().take::<u32>()).unwrap();
+    /// rx.uthread().send(7u32);
+    /// assert_eq!(rx.join().unwrap(), Some(7));
+    /// ```
+    pub fn send<M: Any + Send>(&self, msg: M) {
+        self.post(Message { payload: Some(Box::new(msg)), reply: None, from: crate::current() });
+    }
+
+    /// Send `msg` and wait for the reply (`lwkt_domsg`), from a uthread or a
+    /// foreign thread. [`Error::NoReply`] if the message is dropped
+    /// unanswered (including when the uthread exits first) or answered with
+    /// another type than `R`.
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
+    /// let server = rt.spawn(|| {
+    ///     let mut m = percore_lwkt::wait_msg(None).unwrap();
+    ///     let x = m.take::<u64>().unwrap();
+    ///     m.reply(x + 1);
+    /// }).unwrap();
+    /// assert_eq!(server.uthread().call::<_, u64>(41u64).unwrap(), 42);
+    /// ```
+    pub fn call<M: Any + Send, R: Any>(&self, msg: M) -> Result<R, Error> {
+        crate::worker::check_may_block()?;
+        let slot = Arc::new(Oneshot::new());
+        self.post(Message { payload: Some(Box::new(msg)), reply: Some(slot.clone()), from: crate::current() });
+        match slot.wait()? {
+            Some(r) => r.downcast::<R>().map(|b| *b).map_err(|_| Error::NoReply),
+            None => Err(Error::NoReply),
+        }
+    }
+}
+
+/// Wait for the next message on the current uthread's port (`lwkt_waitport`),
+/// at most `timeout`.
+///
+/// ```
+/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+/// let r = rt.block_on(|| percore_lwkt::wait_msg(Some(std::time::Duration::from_millis(1))).map(|_| ()));
+/// assert!(matches!(r.unwrap(), Err(percore_lwkt::Error::TimedOut)));
+/// ```
+pub fn wait_msg(timeout: Option<Duration>) -> Result<Message, Error> {
+    let me = crate::current().ok_or(Error::NotUthread)?;
+    crate::worker::check_may_block()?;
+    let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
+    loop {
+        if let Some(m) = me.0.port.q.lock().unwrap_or_else(|e| e.into_inner()).msgs.pop_front() {
+            return Ok(m);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::TimedOut);
+        }
+        wait_once(deadline)?;
+    }
+}

@@ -1,0 +1,563 @@
+//! The runtime: its workers, its builder, spawning and `cpusync`.
+
+use crate::error::{Error, JoinError};
+use crate::idle::Idle;
+use crate::ipi::Ring;
+use crate::stats::WorkerStats;
+use crate::sys::Stack;
+use crate::thread::{Completer, JoinHandle, Oneshot, Thread, Uthread};
+use crate::worker::{self, Msg, Worker};
+use crossbeam_utils::CachePadded;
+use percore_cpu::Counter;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::{Arc, Barrier, Mutex};
+
+/// Default usable stack size of a uthread: 64 KiB (committed lazily).
+pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
+/// Default number of cached stacks per worker.
+pub const DEFAULT_STACK_CACHE: usize = 64;
+/// The highest priority (`0` is the lowest).
+pub const MAX_PRIORITY: u8 = (crate::runq::LEVELS - 1) as u8;
+/// The priority uthreads get unless told otherwise.
+pub const DEFAULT_PRIORITY: u8 = 16;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) stack_size: usize,
+    pub(crate) guard: bool,
+    pub(crate) stack_cache: usize,
+}
+
+/// What other threads may touch of one worker.
+pub(crate) struct WorkerShared {
+    pub(crate) idle: CachePadded<Idle>,
+    /// Inbound IPI rings, indexed by the sending worker.
+    pub(crate) rings: Box<[Ring<Msg>]>,
+    /// Inbound IPIs from foreign threads.
+    pub(crate) foreign: Mutex<Vec<Msg>>,
+    pub(crate) stats: WorkerStats,
+    pub(crate) cpu: usize,
+}
+
+/// State shared by a runtime's workers, its uthreads and its handles.
+pub(crate) struct Shared {
+    pub(crate) workers: Box<[WorkerShared]>,
+    pub(crate) cfg: Config,
+    pub(crate) foreign_sent: Counter,
+    pub(crate) barrier: Barrier,
+    shutdown: AtomicBool,
+    stopping: AtomicBool,
+    rotor: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Acquire)
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Acquire)
+    }
+
+    pub(crate) fn set_stopping(&self) {
+        self.stopping.store(true, Release);
+    }
+}
+
+/// Configures and starts a [`Runtime`].
+///
+/// ```
+/// use percore_lwkt::Runtime;
+/// let rt = Runtime::builder().workers(2).name("doc").stack_size(32 * 1024).build().unwrap();
+/// assert_eq!(rt.workers(), 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RuntimeBuilder {
+    workers: Option<usize>,
+    name: String,
+    pin: bool,
+    cfg: Config,
+}
+
+impl RuntimeBuilder {
+    /// Number of workers (default: one per CPU of the affinity mask). With
+    /// more workers than CPUs, CPUs are reused round robin.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// The runtime's name in the stats tree (`lwkt.<name>.w<i>.*`).
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+
+    /// Whether to pin each worker to its CPU (default `true`).
+    pub fn pin(mut self, pin: bool) -> Self {
+        self.pin = pin;
+        self
+    }
+
+    /// Default usable stack size of uthreads (rounded up to pages, at least
+    /// 16 KiB). Memory is committed only as the stack grows.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.cfg.stack_size = bytes.max(16 * 1024).next_multiple_of(4096);
+        self
+    }
+
+    /// Whether uthread stacks get a `PROT_NONE` guard page (default `true`).
+    /// A guarded stack costs two kernel mappings and `vm.max_map_count`
+    /// (65,530 by default) then limits a process to about 32,700 uthreads;
+    /// an unguarded stack is one mapping, and adjacent ones usually merge
+    /// into one, so only memory limits them, but a stack overflow then
+    /// corrupts memory silently instead of faulting.
+    pub fn guard_pages(mut self, guard: bool) -> Self {
+        self.cfg.guard = guard;
+        self
+    }
+
+    /// Stacks of exited uthreads each worker keeps for reuse (default 64).
+    pub fn stack_cache(mut self, n: usize) -> Self {
+        self.cfg.stack_cache = n;
+        self
+    }
+
+    /// Start the workers.
+    pub fn build(self) -> Result<Runtime, Error> {
+        let cpus = percore_cpu::allowed_cpus()?;
+        let n = self.workers.unwrap_or(cpus.len());
+        if n == 0 || cpus.is_empty() {
+            return Err(Error::NoWorkers);
+        }
+        let workers: Box<[WorkerShared]> = (0..n)
+            .map(|i| WorkerShared {
+                idle: CachePadded::new(Idle::new()),
+                rings: (0..n).map(|_| Ring::new()).collect(),
+                foreign: Mutex::new(Vec::new()),
+                stats: WorkerStats::default(),
+                cpu: cpus[i % cpus.len()],
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            workers,
+            cfg: self.cfg,
+            foreign_sent: Counter::new(),
+            barrier: Barrier::new(n),
+            shutdown: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            rotor: AtomicUsize::new(0),
+        });
+        let stats = crate::stats::register(&self.name, &shared);
+        let mut threads = Vec::with_capacity(n);
+        let (tx, rx) = std::sync::mpsc::channel::<Result<(), Error>>();
+        for i in 0..n {
+            let sh = shared.clone();
+            let tx = tx.clone();
+            let pin = self.pin;
+            let spawned = std::thread::Builder::new().name(format!("lwkt-{}-{i}", self.name)).spawn(move || {
+                let r = if pin { percore_cpu::pin_current(sh.workers[i].cpu).map_err(Error::from) } else { Ok(()) };
+                let _ = tx.send(r);
+                // NOTE: a worker that failed to pin still runs its loop: the
+                // runtime is then dropped at once, and shutdown needs every
+                // worker at its barriers.
+                Worker::new(i, sh).run();
+            });
+            match spawned {
+                Ok(h) => threads.push(h),
+                Err(e) => {
+                    // XXX: the workers already started wait at the shutdown
+                    // barrier for all `n` and are leaked (detached), not joined.
+                    shared.shutdown.store(true, Release);
+                    for w in shared.workers.iter() {
+                        w.idle.notify();
+                    }
+                    return Err(Error::WorkerThread(e));
+                }
+            }
+        }
+        drop(tx);
+        let mut first_err = None;
+        for _ in 0..n {
+            match rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => first_err = first_err.or(Some(e)),
+                Err(_) => first_err = first_err.or(Some(Error::NoWorkers)),
+            }
+        }
+        let rt = Runtime { handle: Handle { shared }, threads, _stats: stats };
+        match first_err {
+            None => Ok(rt),
+            Some(e) => Err(e), // dropping `rt` stops the started workers
+        }
+    }
+}
+
+/// A set of per-CPU workers running uthreads.
+///
+/// Dropping the runtime shuts it down: every worker stops at its next
+/// scheduling point (a uthread that never yields delays this), and uthreads
+/// that have not finished are cancelled, never resumed normally: a started
+/// one has its stack unwound (its destructors run, and any blocking call made
+/// from them returns [`Error::Shutdown`] at once) and freed, an unstarted one
+/// is dropped. Their [`JoinHandle`]s report [`JoinError::Cancelled`]. Dropped
+/// from one of its own uthreads, the runtime only signals the shutdown and
+/// does not wait for its workers.
+///
+/// ```
+/// use percore_lwkt::Runtime;
+/// let rt = Runtime::builder().workers(2).build().unwrap();
+/// let sum = rt.block_on(|| {
+///     let hs: Vec<_> = (0..10u64).map(|i| percore_lwkt::spawn(move || i * i).unwrap()).collect();
+///     hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+/// });
+/// assert_eq!(sum.unwrap(), 285);
+/// ```
+pub struct Runtime {
+    handle: Handle,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    _stats: percore_cpu::stats::Registration,
+}
+
+impl Runtime {
+    /// A builder with the defaults: one pinned worker per allowed CPU,
+    /// 64 KiB guarded stacks.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            workers: None,
+            name: format!("rt{}", NEXT_ID.fetch_add(1, Relaxed)),
+            pin: true,
+            cfg: Config { stack_size: DEFAULT_STACK_SIZE, guard: true, stack_cache: DEFAULT_STACK_CACHE },
+        }
+    }
+
+    /// A runtime with the defaults.
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::new().unwrap();
+    /// assert!(rt.workers() >= 1);
+    /// ```
+    pub fn new() -> Result<Runtime, Error> {
+        Self::builder().build()
+    }
+
+    /// A cloneable handle for spawning from anywhere.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.handle.workers()
+    }
+
+    /// Spawn a uthread (see [`Handle::spawn`]).
+    pub fn spawn<F, T>(&self, f: F) -> Result<JoinHandle<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.handle.spawn(f)
+    }
+
+    /// Run `f` on a uthread and wait for its result from the calling (foreign)
+    /// thread; a panic in `f` comes back as [`JoinError::Panicked`].
+    pub fn block_on<F, T>(&self, f: F) -> Result<T, JoinError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.handle.spawn(f).map_err(JoinError::Wait)?.join()
+    }
+
+    /// Run `f` on every worker (in a critical section, at its next
+    /// scheduling point) and wait until all have (see [`Handle::cpusync`]).
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
+    /// rt.cpusync(|worker| assert_eq!(percore_lwkt::worker_index(), Some(worker))).unwrap();
+    /// ```
+    pub fn cpusync<F: Fn(usize) + Send + Sync + 'static>(&self, f: F) -> Result<(), Error> {
+        self.handle.cpusync(f)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let shared = &self.handle.shared;
+        shared.shutdown.store(true, Release);
+        for w in shared.workers.iter() {
+            w.idle.notify();
+        }
+        let own = worker::current_worker().is_some_and(|w| Arc::ptr_eq(&w.shared, shared));
+        if !own {
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("workers", &self.workers()).finish()
+    }
+}
+
+/// A cloneable reference to a runtime, usable from any thread. It does not
+/// keep the workers alive: once the [`Runtime`] is dropped, spawning through
+/// a handle returns [`Error::Shutdown`].
+///
+/// ```
+/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+/// let h = rt.handle().clone();
+/// let j = std::thread::spawn(move || h.spawn(|| 1).unwrap().join().unwrap());
+/// assert_eq!(j.join().unwrap(), 1);
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// The handle of the runtime running the calling uthread.
+    pub fn current() -> Option<Handle> {
+        worker::current_worker().map(|w| Handle { shared: w.shared.clone() })
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.shared.workers.len()
+    }
+
+    /// Spawn a uthread with the defaults of [`Builder`]: on the calling
+    /// worker when called from one of this runtime's uthreads, else on the
+    /// next worker in rotation.
+    pub fn spawn<F, T>(&self, f: F) -> Result<JoinHandle<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        Builder::new().spawn_on(self, f)
+    }
+
+    /// Run `f(worker_index)` on every worker and wait until all have
+    /// (`lwkt_cpusync`). `f` runs as an IPI handler: in a critical section,
+    /// so it must not block. From a uthread the caller blocks meanwhile;
+    /// refused inside a critical or SMR section. If `f` panics on a worker,
+    /// the panic is caught there and `cpusync` returns
+    /// [`Error::IpiPanicked`] once every worker is done.
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
+    /// let e = rt.handle().cpusync(|w| if w == 1 { panic!("no") }).unwrap_err();
+    /// assert!(matches!(e, percore_lwkt::Error::IpiPanicked));
+    /// ```
+    pub fn cpusync<F: Fn(usize) + Send + Sync + 'static>(&self, f: F) -> Result<(), Error> {
+        worker::check_may_block()?;
+        if self.shared.is_shutdown() {
+            return Err(Error::Shutdown);
+        }
+        struct Sync {
+            left: AtomicUsize,
+            failed: AtomicBool,
+            done: Oneshot<()>,
+        }
+        struct Part(Option<Arc<Sync>>);
+        impl Part {
+            fn finish(&mut self, ok: bool) {
+                if let Some(s) = self.0.take() {
+                    if !ok {
+                        s.failed.store(true, Relaxed);
+                    }
+                    // ORDERING: AcqRel: the last one sees every other's
+                    // effects and publishes them to the waiter.
+                    if s.left.fetch_sub(1, AcqRel) == 1 {
+                        s.done.complete(());
+                    }
+                }
+            }
+        }
+        impl Drop for Part {
+            fn drop(&mut self) {
+                self.finish(false); // dropped unrun (shutdown)
+            }
+        }
+        let n = self.workers();
+        let s = Arc::new(Sync { left: AtomicUsize::new(n), failed: AtomicBool::new(false), done: Oneshot::new() });
+        let f = Arc::new(f);
+        for i in 0..n {
+            let mut part = Part(Some(s.clone()));
+            let f = f.clone();
+            worker::send(
+                &self.shared,
+                i,
+                Msg::Run(Box::new(move || {
+                    f(i);
+                    part.finish(true);
+                })),
+            );
+        }
+        s.done.wait()?;
+        if s.failed.load(Relaxed) {
+            return Err(if self.shared.is_shutdown() { Error::Shutdown } else { Error::IpiPanicked });
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").field("workers", &self.workers()).finish()
+    }
+}
+
+/// Spawn a uthread on the caller's runtime (the caller must be a uthread).
+///
+/// ```
+/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+/// let v = rt.block_on(|| percore_lwkt::spawn(|| "hi").unwrap().join().unwrap()).unwrap();
+/// assert_eq!(v, "hi");
+/// ```
+pub fn spawn<F, T>(f: F) -> Result<JoinHandle<T>, Error>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new().spawn(f)
+}
+
+/// Options for a new uthread (`lwkt_create`): name, priority, worker, stack.
+///
+/// ```
+/// use percore_lwkt::{Builder, Runtime};
+/// let rt = Runtime::builder().workers(2).build().unwrap();
+/// let h = Builder::new().name("pinger").priority(20).worker(1).spawn_on(rt.handle(), || {
+///     let me = percore_lwkt::current().unwrap();
+///     (me.name().map(String::from), me.priority(), me.worker())
+/// }).unwrap();
+/// assert_eq!(h.join().unwrap(), (Some("pinger".into()), 20, 1));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    name: Option<String>,
+    priority: Option<u8>,
+    worker: Option<usize>,
+    rotate: bool,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// Defaults: no name, [`DEFAULT_PRIORITY`], the calling worker (or the
+    /// rotator from outside), the runtime's stack size.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// A name, shown by [`Uthread::name`].
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The priority, `0..=MAX_PRIORITY`; higher runs first.
+    pub fn priority(mut self, pri: u8) -> Self {
+        self.priority = Some(pri);
+        self
+    }
+
+    /// Run on this worker.
+    pub fn worker(mut self, worker: usize) -> Self {
+        self.worker = Some(worker);
+        self
+    }
+
+    /// Run on the next worker in rotation (`lwkt_alloc_thread` with cpu -1).
+    pub fn rotate(mut self) -> Self {
+        self.rotate = true;
+        self
+    }
+
+    /// Usable stack size in bytes (rounded up to pages, at least 16 KiB).
+    /// Only stacks of the runtime's default size are cached.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes.max(16 * 1024).next_multiple_of(4096));
+        self
+    }
+
+    /// Spawn on the calling uthread's runtime.
+    pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let h = Handle::current().ok_or(Error::NotUthread)?;
+        self.spawn_on(&h, f)
+    }
+
+    /// Spawn on the runtime of `handle`, from any thread. Fails with
+    /// [`Error::StackExhausted`] when the OS refuses a stack.
+    pub fn spawn_on<F, T>(self, handle: &Handle, f: F) -> Result<JoinHandle<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let shared = &handle.shared;
+        if shared.is_shutdown() {
+            return Err(Error::Shutdown);
+        }
+        let n = shared.workers.len();
+        let pri = self.priority.unwrap_or(DEFAULT_PRIORITY);
+        if pri > MAX_PRIORITY {
+            return Err(Error::BadPriority(pri));
+        }
+        let here = worker::current_worker().filter(|w| Arc::ptr_eq(&w.shared, shared));
+        let target = match (self.worker, here) {
+            (Some(i), _) if i >= n => return Err(Error::NoSuchWorker { worker: i, workers: n }),
+            (Some(i), _) => i,
+            (None, Some(w)) if !self.rotate => w.idx,
+            _ => shared.rotor.fetch_add(1, Relaxed) % n,
+        };
+        let size = self.stack_size.unwrap_or(shared.cfg.stack_size);
+        let stack = match here.and_then(|w| w.take_stack(size)) {
+            Some(s) => s,
+            None => Stack::new(size, shared.cfg.guard).map_err(|source| Error::StackExhausted { size, source })?,
+        };
+        let id = NEXT_ID.fetch_add(1, Relaxed);
+        let thread = Arc::new(Thread::new(id, self.name.map(Into::into), shared.clone(), target, pri));
+        let packet = Arc::new(Oneshot::new());
+        let completer = Completer(Some(packet.clone()));
+        let coro = crate::thread::Coro::with_stack(stack, move |y: &corosensei::Yielder<(), ()>, ()| {
+            let completer = completer;
+            let me = worker::current_worker().and_then(|w| w.current_ptr()).map(|t| t as *const Thread);
+            if let Some(t) = me {
+                // SAFETY: we are the uthread `t`, running on its owner.
+                unsafe { (*t).sched() }.yielder = y;
+            }
+            match catch_unwind(AssertUnwindSafe(f)) {
+                Ok(v) => completer.complete(Ok(v)),
+                Err(p) => {
+                    // SAFETY: as above; re-fetched, we may have migrated.
+                    let cancelled = worker::current_worker()
+                        .and_then(|w| w.current_ptr())
+                        .is_some_and(|t| unsafe { t.sched() }.cancelled);
+                    if cancelled {
+                        // The runtime's forced unwind: let it reach the root
+                        // (the completer reports `Cancelled` as it drops).
+                        resume_unwind(p);
+                    }
+                    completer.complete(Err(JoinError::Panicked(p)));
+                }
+            }
+        });
+        // SAFETY: nobody else has seen `thread` yet.
+        *unsafe { thread.coro() } = Some(coro);
+        let handle = JoinHandle { packet, thread: Uthread(thread.clone()) };
+        worker::send(shared, target, Msg::Spawn(thread));
+        Ok(handle)
+    }
+}

@@ -1,0 +1,82 @@
+//! Per-worker counters, published in the stats tree as
+//! `lwkt.<runtime>.w<i>.<counter>` and `lwkt.<runtime>.foreign_ipis`.
+
+use crate::runtime::Shared;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// A counter written by one thread (its worker) and read by anyone: a plain
+/// load and store, no read-modify-write.
+#[derive(Debug, Default)]
+pub(crate) struct Stat(AtomicU64);
+
+impl Stat {
+    #[inline]
+    pub(crate) fn bump(&self) {
+        self.add(1);
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        // ORDERING: relaxed: a statistic; single writer, so load + store
+        // loses nothing.
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// One worker's counters; every field is written by that worker only.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerStats {
+    /// Uthreads resumed.
+    pub(crate) switches: Stat,
+    /// IPIs this worker pushed on other workers' rings.
+    pub(crate) ipis_sent: Stat,
+    /// IPIs this worker drained (from workers and foreign threads).
+    pub(crate) ipis_received: Stat,
+    /// Futex sleeps of the idle loop.
+    pub(crate) idle_sleeps: Stat,
+    /// Blocked uthreads made runnable here.
+    pub(crate) wakeups: Stat,
+    /// Uthreads skipped because a token was contended.
+    pub(crate) token_contended: Stat,
+    /// IPI functions that panicked (caught).
+    pub(crate) ipi_panics: Stat,
+    /// Run-queue length at the last scheduling decision.
+    pub(crate) runq_len: Stat,
+    /// Stacks in the cache.
+    pub(crate) cached_stacks: Stat,
+}
+
+pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::Registration {
+    let weak = Arc::downgrade(shared);
+    percore_cpu::stats::register(&format!("lwkt.{name}"), move |emit| {
+        let Some(sh) = weak.upgrade() else { return };
+        emit("foreign_ipis", sh.foreign_sent.sum());
+        for (i, w) in sh.workers.iter().enumerate() {
+            let s = &w.stats;
+            for (k, v) in [
+                ("switches", s.switches.get()),
+                ("ipis_sent", s.ipis_sent.get()),
+                ("ipis_received", s.ipis_received.get()),
+                ("idle_sleeps", s.idle_sleeps.get()),
+                ("wakeups", s.wakeups.get()),
+                ("token_contended", s.token_contended.get()),
+                ("ipi_panics", s.ipi_panics.get()),
+                ("runq_len", s.runq_len.get()),
+                ("cached_stacks", s.cached_stacks.get()),
+            ] {
+                emit(&format!("w{i}.{k}"), v);
+            }
+        }
+    })
+}

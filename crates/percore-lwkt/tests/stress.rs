@@ -1,0 +1,97 @@
+//! Bounded stress: 100,000 uthreads ping-ponging across two workers (10,000
+//! in debug builds), and migration under load.
+mod common;
+use common::{scaled, watchdog};
+use percore_lwkt::{Builder, Runtime};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+
+/// Pairs of uthreads, one on each worker, bounce a message `ROUNDS` times
+/// through their ports (every round trip is two cross-worker IPIs and two
+/// block / wake-ups). Waves of 1,000 pairs keep the number of live stacks
+/// far below the mapping limit.
+#[test]
+fn hundred_thousand_uthreads_ping_pong() {
+    watchdog("ping_pong", || {
+        const ROUNDS: u64 = 4;
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let total = scaled(100_000);
+        let wave = 2_000.min(total);
+        let mut spawned = 0;
+        let sum = Arc::new(AtomicU64::new(0));
+        while spawned < total {
+            let mut joins = Vec::new();
+            for _ in 0..wave / 2 {
+                let pong = Builder::new()
+                    .worker(1)
+                    .spawn_on(rt.handle(), || {
+                        for _ in 0..ROUNDS {
+                            let mut m = percore_lwkt::wait_msg(None).unwrap();
+                            let x = m.take::<u64>().unwrap();
+                            m.reply(x + 1);
+                        }
+                    })
+                    .unwrap();
+                let peer = pong.uthread().clone();
+                let s = sum.clone();
+                let ping = Builder::new()
+                    .worker(0)
+                    .spawn_on(rt.handle(), move || {
+                        let mut x = 0u64;
+                        for _ in 0..ROUNDS {
+                            x = peer.call::<_, u64>(x).unwrap();
+                        }
+                        s.fetch_add(x, SeqCst);
+                    })
+                    .unwrap();
+                joins.push(pong);
+                joins.push(ping);
+            }
+            spawned += joins.len();
+            for j in joins {
+                j.join().unwrap();
+            }
+        }
+        assert_eq!(sum.load(SeqCst), (spawned as u64 / 2) * ROUNDS);
+        let stats = percore_cpu::stats::snapshot();
+        let sent: u64 = stats.iter().filter(|(n, _)| n.ends_with("ipis_sent")).map(|(_, v)| *v).sum();
+        assert!(sent > 0);
+    });
+}
+
+/// Half the uthreads hop between workers while the other half yield and
+/// sleep; every hop lands where asked and no uthread is lost.
+#[test]
+fn migration_under_load() {
+    watchdog("migration_under_load", || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let hops = Arc::new(AtomicU64::new(0));
+        let n = scaled(2_000);
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let hops = hops.clone();
+                Builder::new()
+                    .rotate()
+                    .spawn_on(rt.handle(), move || {
+                        for k in 0..20usize {
+                            if i % 2 == 0 {
+                                let to = (i + k) % 2;
+                                percore_lwkt::migrate(to).unwrap();
+                                assert_eq!(percore_lwkt::worker_index(), Some(to));
+                                hops.fetch_add(1, SeqCst);
+                            } else if k % 5 == 0 {
+                                percore_lwkt::sleep(std::time::Duration::from_micros(10)).unwrap();
+                            } else {
+                                percore_lwkt::yield_now();
+                            }
+                        }
+                    })
+                    .unwrap()
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(hops.load(SeqCst), n.div_ceil(2) as u64 * 20);
+    });
+}
