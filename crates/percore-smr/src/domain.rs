@@ -26,6 +26,7 @@ use crate::slots::{Slot, Slots};
 use crate::sys::{self, Flavour};
 use crossbeam_utils::CachePadded;
 use percore_cpu::Counter;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -88,12 +89,38 @@ pub(crate) struct Shared {
     // reader loads on entry (`id`, `flavour`): false sharing there measured
     // 25% of read-mostly throughput.
     pub(crate) queue: CachePadded<Mutex<Queue>>,
+    /// Held while popped batches run, so that `flush` can wait for batches
+    /// another thread popped but has not finished running.
+    runner: Mutex<()>,
     /// Objects in queued (tagged) batches.
     pub(crate) pending: CachePadded<AtomicUsize>,
     pub(crate) pending_bytes: CachePadded<AtomicUsize>,
     pub(crate) max_pending: usize,
     pub(crate) batch_size: usize,
     pub(crate) counters: Counters,
+}
+
+crate::loom::smr_thread_local! {
+    /// This thread is running popped batches (see `pop_expired`).
+    static RUNNING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Holds `runner` and marks the thread as running batches.
+struct Running<'a>(MutexGuard<'a, ()>);
+
+impl<'a> Running<'a> {
+    fn enter(runner: &'a Mutex<()>) -> Running<'a> {
+        // The guarded data is `()`: a poisoned lock is as good as any.
+        let g = runner.lock().unwrap_or_else(|e| e.into_inner());
+        RUNNING.with(|r| r.set(true));
+        Running(g)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        RUNNING.with(|r| r.set(false));
+    }
 }
 
 /// Batches that may wait before a retirer scans for expired ones.
@@ -121,6 +148,7 @@ impl Shared {
             rd_seq: CachePadded::new(AtomicU32::new(INIT)),
             slots: Slots::new(),
             queue: CachePadded::new(Mutex::new(Queue { batches: VecDeque::new(), dead: false })),
+            runner: Mutex::new(()),
             pending: CachePadded::new(AtomicUsize::new(0)),
             pending_bytes: CachePadded::new(AtomicUsize::new(0)),
             max_pending,
@@ -346,6 +374,13 @@ impl Shared {
     /// Pop every batch at the head of the queue whose tag has expired and
     /// run it (outside the lock). Returns how many objects ran.
     fn pop_expired(&self) -> usize {
+        // A destructor that retires (or flushes) must not run batches
+        // itself: it would take `runner` twice. Its objects wait for the
+        // next reclaim.
+        if RUNNING.with(Cell::get) {
+            return 0;
+        }
+        let _running = Running::enter(&self.runner);
         let rd = self.rd_seq();
         let mut ready: Vec<Batch> = Vec::new();
         {
@@ -364,6 +399,14 @@ impl Shared {
         n
     }
 
+    /// Wait until no other thread is running batches it popped: after this,
+    /// everything popped before has run (`flush`'s promise).
+    fn wait_for_runners(&self) {
+        if !RUNNING.with(Cell::get) {
+            drop(Running::enter(&self.runner));
+        }
+    }
+
     fn front_tag(&self) -> Option<Seq> {
         self.lock().batches.front().map(|t| t.tag)
     }
@@ -377,6 +420,11 @@ impl Shared {
     /// up to the oldest active reader) typically frees all but the newest.
     /// Batches that an earlier scan already expired are freed at once.
     pub(crate) fn reclaim(&self, may_wait: bool) {
+        if RUNNING.with(Cell::get) {
+            // Called from a destructor we are running: leave the queue to
+            // the next reclaim (see `pop_expired`).
+            return;
+        }
         while let Some(tag) = self.front_tag() {
             if tag.le(self.rd_seq()) {
                 self.pop_expired();
@@ -438,6 +486,8 @@ impl Shared {
             self.wait(goal);
             self.pop_expired();
         }
+        // Batches another thread popped just before us may still be running.
+        self.wait_for_runners();
     }
 
     /// Teardown: the last handle is gone, so no reader is in a section and

@@ -438,7 +438,16 @@ fn concurrent_flushes_each_run_everything_queued_before_them() {
     let smr = Smr::builder("t-flush-race").batch_size(3).build().unwrap();
     let dropped = Arc::new(AtomicUsize::new(0));
     let stop = std::sync::atomic::AtomicBool::new(false);
+    // Stop the reader even when a writer's assertion fails, so that a
+    // failure fails the test instead of hanging the scope.
+    struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|s| {
+        let _stop_reader = StopOnDrop(&stop);
         let (reader_smr, stop) = (smr.clone(), &stop);
         s.spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -467,9 +476,21 @@ fn concurrent_flushes_each_run_everything_queued_before_them() {
         for w in writers {
             w.join().unwrap();
         }
-        stop.store(true, Ordering::Relaxed);
     });
     smr.flush().unwrap();
     assert_eq!(dropped.load(Ordering::SeqCst), 4 * 200 * 7);
     assert_eq!(smr.pending(), 0);
+}
+
+#[test]
+fn destructors_may_retire_into_the_same_domain() {
+    let smr = Smr::builder("t-reentrant").batch_size(2).build().unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    for _ in 0..10 {
+        let (s, d) = (smr.clone(), dropped.clone());
+        smr.defer(move || s.retire(Box::new(CountDrop(d))));
+    }
+    smr.flush().unwrap(); // runs the closures, which retire more
+    smr.flush().unwrap(); // runs what they retired
+    assert_eq!(dropped.load(Ordering::SeqCst), 10);
 }
