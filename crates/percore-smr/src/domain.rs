@@ -105,8 +105,9 @@ crate::loom::smr_thread_local! {
     static RUNNING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Holds `runner` and marks the thread as running batches.
-struct Running<'a>(MutexGuard<'a, ()>);
+/// Holds `runner` (the field is only held, never read) and marks the thread
+/// as running batches.
+struct Running<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
 
 impl<'a> Running<'a> {
     fn enter(runner: &'a Mutex<()>) -> Running<'a> {
