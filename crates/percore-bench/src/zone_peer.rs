@@ -15,7 +15,7 @@ pub(crate) type Obj = [u64; 8];
 const BATCH: usize = 256;
 
 /// Nanoseconds per iteration: grow `iters` until one call of `f` takes a
-/// quarter of `target`, then the best of `reps` calls (as `util::ns_per_iter`).
+/// quarter of `target`, then the best of `reps` calls. Every bench uses this one (`util` re-exports it).
 pub(crate) fn ns_per_iter(target: Duration, reps: usize, mut f: impl FnMut(u64) -> Duration) -> f64 {
     let mut iters = 1_000u64;
     loop {
