@@ -66,6 +66,13 @@ pub enum Error {
     /// An exclusive token was asked for by a uthread holding it shared only.
     #[error("cannot upgrade a shared token to exclusive")]
     TokenUpgrade,
+    /// [`Handle::driver`](crate::Handle::driver) asked for a driver of another
+    /// type than the one already installed.
+    #[error("the runtime already has a driver of another type")]
+    DriverMismatch,
+    /// A worker's epoll instance or its eventfd could not be created.
+    #[error("cannot create a worker's epoll instance: {0}")]
+    Poller(#[source] io::Error),
 }
 
 /// Why [`JoinHandle::join`](crate::JoinHandle::join) returned no value.

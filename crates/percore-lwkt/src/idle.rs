@@ -9,6 +9,7 @@
 //! | --- | --- | --- | --- |
 //! | 0 | `PENDING` | a sender, after pushing a message | the worker, before draining |
 //! | 1 | `SLEEPING` | the worker, about to sleep | the worker, after waking |
+//! | 2 | `POLLING` | the worker, with `SLEEPING`, when it sleeps in its kernel epoll instead of the futex | the worker, after waking |
 //!
 //! * Sender ([`Idle::notify`]): push the message, then `fetch_or(PENDING)`.
 //!   If the old value was `SLEEPING` without `PENDING`, this sender is the
@@ -34,6 +35,16 @@
 //! sender's `fetch_or`, whose release orders the push before it (acquire on
 //! the swap). `tests/loom_idle.rs` checks exactly this.
 //!
+//! ## Two ways to sleep
+//!
+//! Without an I/O driver (`driver.rs`) a worker sleeps on the futex. With
+//! one, it sleeps in `epoll_wait` on its own epoll instance, so that I/O
+//! readiness wakes it too; it then sets `SLEEPING | POLLING` in the same
+//! `compare_exchange`, and the sender that sees exactly that value must kick
+//! the worker's eventfd instead of the futex ([`Notified::Poller`]). Which
+//! primitive to wake is thus read from the same word as whether to wake, so
+//! a worker that switches from one to the other cannot miss a wake-up.
+//!
 //! The worker spins a bounded number of rounds before it sleeps
 //! (`worker::SPIN_ROUNDS`): a message that arrives during the spin costs no
 //! system call on either side.
@@ -45,6 +56,18 @@ use std::time::Duration;
 
 const PENDING: u32 = 1;
 const SLEEPING: u32 = 2;
+const POLLING: u32 = 4;
+
+/// What [`Idle::notify`] did, or left for its caller to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notified {
+    /// The worker was awake (or another sender wakes it): nothing to do.
+    Awake,
+    /// The worker slept on the futex; this call woke it.
+    Futex,
+    /// The worker sleeps in its epoll instance: the caller must kick it.
+    Poller,
+}
 
 /// The per-worker sleep / pending word and its futex.
 #[derive(Debug)]
@@ -65,19 +88,22 @@ impl Idle {
         Idle { state: AtomicU32::new(0), futex: Futex::new() }
     }
 
-    /// Sender side: a message was pushed; wake the worker if it sleeps.
-    /// Returns whether this call issued the wake-up.
+    /// Sender side: a message was pushed; wake the worker if it sleeps on
+    /// the futex, or tell the caller to kick its poller.
     #[inline]
-    pub fn notify(&self) -> bool {
+    pub fn notify(&self) -> Notified {
         // ORDERING: release publishes the message pushed before this call to
         // the worker's acquire `swap` in `take_pending`; acquire is not
         // needed, but an RMW is (see the module essay), so AcqRel.
         let prev = self.state.fetch_or(PENDING, AcqRel);
         if prev == SLEEPING {
             self.futex.wake(&self.state);
-            return true;
+            return Notified::Futex;
         }
-        false
+        if prev == SLEEPING | POLLING {
+            return Notified::Poller;
+        }
+        Notified::Awake
     }
 
     /// Worker side: whether messages may be pending (and if so, the flag is
@@ -114,6 +140,21 @@ impl Idle {
         self.state.fetch_and(!SLEEPING, Acquire);
         true
     }
+
+    /// Worker side: like [`Idle::sleep`], but the sleep itself is `wait`
+    /// (an `epoll_wait` that a sender ends by kicking the worker's eventfd
+    /// after [`Notified::Poller`]). Returns `false` without calling `wait`
+    /// when a message is already pending.
+    pub fn sleep_polling(&self, wait: impl FnOnce()) -> bool {
+        // ORDERING: as in `sleep`.
+        if self.state.compare_exchange(0, SLEEPING | POLLING, Relaxed, Relaxed).is_err() {
+            return false;
+        }
+        wait();
+        // ORDERING: as in `sleep`.
+        self.state.fetch_and(!(SLEEPING | POLLING), Acquire);
+        true
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -124,12 +165,22 @@ mod tests {
     fn pending_blocks_sleep_and_is_consumed() {
         let i = Idle::new();
         assert!(!i.peek_pending());
-        assert!(!i.notify()); // awake: no system call
+        assert_eq!(i.notify(), Notified::Awake); // awake: no system call
         assert!(i.peek_pending());
         assert!(!i.sleep(None)); // pending: refuses to sleep
         assert!(i.take_pending());
         assert!(!i.take_pending());
         assert!(i.sleep(Some(Duration::from_millis(1)))); // times out
+    }
+
+    #[test]
+    fn polling_sleeper_asks_for_a_kick() {
+        let i = Idle::new();
+        let mut seen = None;
+        assert!(i.sleep_polling(|| seen = Some(i.notify())));
+        assert_eq!(seen, Some(Notified::Poller));
+        assert!(!i.sleep_polling(|| unreachable!("pending: must not wait")));
+        assert!(i.take_pending());
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! | `lwkt_setcpu_self`, `lwkt_setpri_self` | [`migrate`], [`set_priority`] |
 //! | `lwkt_hold` / `lwkt_rele` | [`Uthread::hold`] / [`Uthread::release`] |
 //! | thread cache, `lwkt_exit` reaping | per-worker stack cache, stacks reaped after the switch |
+//! | device interrupts into the scheduler | [`Driver`]: a per-worker poll hook and the worker's own kernel epoll instance, for crates above (percore-evq) |
 //!
 //! ## How a switch works
 //!
@@ -79,6 +80,8 @@
 #![warn(missing_docs)]
 
 #[cfg(not(loom))]
+mod driver;
+#[cfg(not(loom))]
 mod error;
 // NOTE: `pub` items inside are reached by the loom models only (`__loom`).
 #[allow(unreachable_pub)]
@@ -109,6 +112,8 @@ mod token;
 mod worker;
 
 #[cfg(not(loom))]
+pub use driver::{Driver, IoEvent, IO_POLL_EVERY};
+#[cfg(not(loom))]
 pub use error::{Error, JoinError};
 #[cfg(not(loom))]
 pub use port::{wait_msg, Message};
@@ -133,7 +138,7 @@ pub use token::{Token, TokenGuard};
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod __loom {
-    pub use crate::idle::Idle;
+    pub use crate::idle::{Idle, Notified};
     pub use crate::ipi::{Ring, CAPACITY};
 }
 

@@ -41,6 +41,22 @@ pub(crate) struct WorkerShared {
     pub(crate) foreign: Mutex<Vec<Msg>>,
     pub(crate) stats: WorkerStats,
     pub(crate) cpu: usize,
+    /// The worker's kernel epoll instance (`driver.rs`).
+    pub(crate) poller: crate::sys::Poller,
+    /// Whether any descriptor was ever registered on `poller` (else a busy
+    /// worker skips its periodic non-blocking poll).
+    pub(crate) has_io: AtomicBool,
+}
+
+impl WorkerShared {
+    /// Wake the worker after pushing a message, through whichever primitive
+    /// it sleeps on.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        if self.idle.notify() == crate::idle::Notified::Poller {
+            self.poller.kick();
+        }
+    }
 }
 
 /// State shared by a runtime's workers, its uthreads and its handles.
@@ -49,6 +65,8 @@ pub(crate) struct Shared {
     pub(crate) cfg: Config,
     pub(crate) foreign_sent: Counter,
     pub(crate) barrier: Barrier,
+    /// The driver, once one is installed (`driver.rs`).
+    pub(crate) driver: std::sync::OnceLock<crate::driver::Installed>,
     shutdown: AtomicBool,
     stopping: AtomicBool,
     rotor: AtomicUsize,
@@ -135,19 +153,24 @@ impl RuntimeBuilder {
             return Err(Error::NoWorkers);
         }
         let workers: Box<[WorkerShared]> = (0..n)
-            .map(|i| WorkerShared {
-                idle: CachePadded::new(Idle::new()),
-                rings: (0..n).map(|_| Ring::new()).collect(),
-                foreign: Mutex::new(Vec::new()),
-                stats: WorkerStats::default(),
-                cpu: cpus[i % cpus.len()],
+            .map(|i| {
+                Ok(WorkerShared {
+                    idle: CachePadded::new(Idle::new()),
+                    rings: (0..n).map(|_| Ring::new()).collect(),
+                    foreign: Mutex::new(Vec::new()),
+                    stats: WorkerStats::default(),
+                    cpu: cpus[i % cpus.len()],
+                    poller: crate::sys::Poller::new().map_err(Error::Poller)?,
+                    has_io: AtomicBool::new(false),
+                })
             })
-            .collect();
+            .collect::<Result<_, Error>>()?;
         let shared = Arc::new(Shared {
             workers,
             cfg: self.cfg,
             foreign_sent: Counter::new(),
             barrier: Barrier::new(n),
+            driver: std::sync::OnceLock::new(),
             shutdown: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             rotor: AtomicUsize::new(0),
@@ -174,7 +197,7 @@ impl RuntimeBuilder {
                     // barrier for all `n` and are leaked (detached), not joined.
                     shared.shutdown.store(true, Release);
                     for w in shared.workers.iter() {
-                        w.idle.notify();
+                        w.notify();
                     }
                     return Err(Error::WorkerThread(e));
                 }
@@ -291,7 +314,7 @@ impl Drop for Runtime {
         let shared = &self.handle.shared;
         shared.shutdown.store(true, Release);
         for w in shared.workers.iter() {
-            w.idle.notify();
+            w.notify();
         }
         let own = worker::current_worker().is_some_and(|w| Arc::ptr_eq(&w.shared, shared));
         if !own {

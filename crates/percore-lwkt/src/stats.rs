@@ -43,7 +43,7 @@ pub(crate) struct WorkerStats {
     pub(crate) ipis_sent: Stat,
     /// IPIs this worker drained (from workers and foreign threads).
     pub(crate) ipis_received: Stat,
-    /// Futex sleeps of the idle loop.
+    /// Sleeps of the idle loop (on the futex, or in epoll with a driver).
     pub(crate) idle_sleeps: Stat,
     /// Blocked uthreads made runnable here.
     pub(crate) wakeups: Stat,
@@ -55,6 +55,8 @@ pub(crate) struct WorkerStats {
     pub(crate) runq_len: Stat,
     /// Stacks in the cache.
     pub(crate) cached_stacks: Stat,
+    /// Readiness events from the worker's epoll instance handed to the driver.
+    pub(crate) io_events: Stat,
 }
 
 pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::Registration {
@@ -74,6 +76,7 @@ pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::
                 ("ipi_panics", s.ipi_panics.get()),
                 ("runq_len", s.runq_len.get()),
                 ("cached_stacks", s.cached_stacks.get()),
+                ("io_events", s.io_events.get()),
             ] {
                 emit(&format!("w{i}.{k}"), v);
             }

@@ -51,7 +51,7 @@ use crate::thread::{Intent, RunState, Thread};
 use crate::timer::Timers;
 use corosensei::CoroutineResult;
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,10 @@ pub(crate) struct Worker {
     /// When the current uthread's slice began; set lazily by the first
     /// `maybe_yield` (an `Instant::now` per switch would double its cost).
     slice_start: Cell<Option<Instant>>,
+    /// The driver's next deadline, from its last `poll` (`driver.rs`).
+    driver_at: Cell<Option<Instant>>,
+    /// Scheduling passes until the next non-blocking epoll poll.
+    io_countdown: Cell<u32>,
 }
 
 thread_local! {
@@ -159,7 +163,7 @@ pub(crate) fn send(shared: &Arc<Shared>, target: usize, msg: Msg) {
             // this ring.
             let sent = unsafe {
                 ring.push_wait(msg, || {
-                    ws.idle.notify();
+                    ws.notify();
                     w.drain();
                     !shared.stopping()
                 })
@@ -174,7 +178,7 @@ pub(crate) fn send(shared: &Arc<Shared>, target: usize, msg: Msg) {
             shared.foreign_sent.inc();
         }
     }
-    ws.idle.notify();
+    ws.notify();
 }
 
 /// Park the current uthread once (until unparked or `deadline`).
@@ -215,6 +219,8 @@ impl Worker {
             shutting_down: Cell::new(false),
             resched: Cell::new(false),
             slice_start: Cell::new(None),
+            driver_at: Cell::new(None),
+            io_countdown: Cell::new(crate::driver::IO_POLL_EVERY),
         }
     }
 
@@ -525,6 +531,47 @@ impl Worker {
         }
     }
 
+    /// The driver's part of a scheduling pass: its poll hook, and every
+    /// `IO_POLL_EVERY` passes a non-blocking look at the epoll instance.
+    #[inline]
+    fn driver_pass(&self, d: &dyn crate::driver::Driver) {
+        self.crit.set(self.crit.get() + 1);
+        self.driver_at.set(d.poll(self.idx));
+        let c = self.io_countdown.get();
+        if c > 1 {
+            self.io_countdown.set(c - 1);
+        } else {
+            self.io_countdown.set(crate::driver::IO_POLL_EVERY);
+            if self.ws().has_io.load(Relaxed) {
+                self.poll_io(d, Some(Duration::ZERO));
+            }
+        }
+        self.crit.set(self.crit.get() - 1);
+    }
+
+    /// Wait for I/O at most `timeout` and hand the events to the driver.
+    fn poll_io(&self, d: &dyn crate::driver::Driver, timeout: Option<Duration>) {
+        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let n = self.ws().poller.wait(&mut buf, timeout);
+        self.dispatch_io(d, &buf[..n]);
+    }
+
+    fn dispatch_io(&self, d: &dyn crate::driver::Driver, evs: &[libc::epoll_event]) {
+        let mut out = [crate::driver::IoEvent { token: 0, events: 0 }; 64];
+        let mut k = 0;
+        for e in evs {
+            let (token, events) = (e.u64, e.events);
+            if token != crate::sys::KICK_TOKEN {
+                out[k] = crate::driver::IoEvent { token, events };
+                k += 1;
+            }
+        }
+        if k > 0 {
+            self.ws().stats.io_events.add(k as u64);
+            d.ready(self.idx, &out[..k]);
+        }
+    }
+
     fn idle(&self) {
         let ws = self.ws();
         for _ in 0..SPIN_ROUNDS {
@@ -535,12 +582,28 @@ impl Worker {
                 std::hint::spin_loop();
             }
         }
-        let timeout = self.next_deadline();
+        let mut timeout = self.next_deadline();
+        let driver = self.shared.driver.get().map(|i| &*i.driver);
+        if let Some(at) = self.driver_at.get().filter(|_| driver.is_some()) {
+            let d = at.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        }
         if timeout == Some(Duration::ZERO) {
             return;
         }
-        if ws.idle.sleep(timeout) {
+        let Some(d) = driver else {
+            if ws.idle.sleep(timeout) {
+                ws.stats.idle_sleeps.bump();
+            }
+            return;
+        };
+        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let mut n = 0;
+        if ws.idle.sleep_polling(|| n = ws.poller.wait(&mut buf, timeout)) {
             ws.stats.idle_sleeps.bump();
+            self.crit.set(self.crit.get() + 1);
+            self.dispatch_io(d, &buf[..n]);
+            self.crit.set(self.crit.get() - 1);
         }
     }
 
@@ -553,6 +616,9 @@ impl Worker {
             self.poll_ipis();
             if !self.timers.borrow().is_empty() {
                 self.fire_timers();
+            }
+            if let Some(d) = self.shared.driver.get() {
+                self.driver_pass(&*d.driver);
             }
             ws.stats.runq_len.set(self.runq.borrow().len() as u64);
             match self.pick() {

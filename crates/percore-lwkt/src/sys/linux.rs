@@ -128,3 +128,82 @@ unsafe impl corosensei::stack::Stack for Stack {
         corosensei::stack::StackPointer::new(self.base - self.len).expect("mapping is not at address 0")
     }
 }
+
+/// A worker's kernel epoll instance and the eventfd that kicks it out of
+/// `epoll_wait` (the `Notified::Poller` wake-up of the idle protocol).
+#[derive(Debug)]
+pub(crate) struct Poller {
+    epfd: std::os::fd::OwnedFd,
+    kick: std::os::fd::OwnedFd,
+}
+
+/// The epoll token of the kick eventfd; drivers may not use it.
+pub(crate) const KICK_TOKEN: u64 = u64::MAX;
+
+impl Poller {
+    pub(crate) fn new() -> io::Result<Poller> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain system calls; the results are checked and owned.
+        let (epfd, kick) = unsafe {
+            let e = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+            if e < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let epfd = std::os::fd::OwnedFd::from_raw_fd(e);
+            let k = libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
+            if k < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            (epfd, std::os::fd::OwnedFd::from_raw_fd(k))
+        };
+        let p = Poller { epfd, kick };
+        use std::os::fd::AsRawFd;
+        p.ctl(libc::EPOLL_CTL_ADD, p.kick.as_raw_fd(), libc::EPOLLIN as u32, KICK_TOKEN)?;
+        Ok(p)
+    }
+
+    /// `epoll_ctl(op, fd, events, token)`.
+    pub(crate) fn ctl(&self, op: i32, fd: i32, events: u32, token: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: `ev` outlives the call; the kernel validates `fd`.
+        let r = unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Wait at most `timeout` (`None`: forever) for events; fills `buf` and
+    /// returns how many. The kick eventfd is reset here and reported with
+    /// [`KICK_TOKEN`]. Interrupted waits return 0.
+    pub(crate) fn wait(&self, buf: &mut [libc::epoll_event], timeout: Option<Duration>) -> usize {
+        use std::os::fd::AsRawFd;
+        let ms = match timeout {
+            None => -1,
+            // NOTE: round up, so a 0.3 ms deadline is not a busy poll.
+            Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
+        };
+        // SAFETY: `buf` is valid for `buf.len()` events.
+        let n = unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), buf.as_mut_ptr(), buf.len() as i32, ms) };
+        if n <= 0 {
+            return 0;
+        }
+        let n = n as usize;
+        if buf[..n].iter().any(|e| e.u64 == KICK_TOKEN) {
+            let mut v = 0u64;
+            // SAFETY: reads 8 bytes into `v`; a nonblocking eventfd.
+            unsafe { libc::read(self.kick.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        }
+        n
+    }
+
+    /// Wake a thread blocked in [`Poller::wait`].
+    pub(crate) fn kick(&self) {
+        use std::os::fd::AsRawFd;
+        let v = 1u64;
+        // SAFETY: writes 8 bytes from `v`; EAGAIN (counter full) means a kick
+        // is pending already.
+        unsafe { libc::write(self.kick.as_raw_fd(), (&v as *const u64).cast(), 8) };
+    }
+}
