@@ -124,12 +124,19 @@ impl crate::Handle {
     /// assert!(matches!(rt.handle().driver(|| B), Err(Error::DriverMismatch)));
     /// ```
     pub fn driver<D: Driver>(&self, init: impl FnOnce() -> D) -> Result<Arc<D>, Error> {
-        let installed = self.shared.driver.get_or_init(|| Installed::new(init()));
+        let mut fresh = false;
+        let installed = self.shared.driver.get_or_init(|| {
+            fresh = true;
+            Installed::new(init())
+        });
         let d = installed.downcast::<D>()?;
-        // NOTE: workers asleep on their futex must move to epoll_wait now
-        // that there is a driver; an empty IPI makes them pass their loop.
-        for i in 0..self.workers() {
-            crate::worker::send(&self.shared, i, crate::worker::Msg::Run(Box::new(|| {})));
+        if fresh {
+            // NOTE: workers asleep on their futex must move to epoll_wait
+            // now that there is a driver; an empty IPI makes them pass
+            // their loop.
+            for i in 0..self.workers() {
+                crate::worker::send(&self.shared, i, crate::worker::Msg::Run(Box::new(|| {})));
+            }
         }
         Ok(d)
     }
@@ -195,5 +202,19 @@ impl crate::Handle {
         self.shared.workers.get(worker).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("worker {worker} does not exist ({})", self.workers()))
         })
+    }
+}
+
+impl crate::Handle {
+    /// Whether both handles name the same runtime.
+    ///
+    /// ```
+    /// let a = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+    /// let b = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+    /// assert!(a.handle().same(&a.handle().clone()));
+    /// assert!(!a.handle().same(b.handle()));
+    /// ```
+    pub fn same(&self, other: &crate::Handle) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 }

@@ -1,0 +1,438 @@
+//! # Alarms: per-worker timers whose cancel waits for a firing in flight
+//!
+//! An alarm, armed for an instant, posts one [`Event`] to *its own*
+//! [`EventQueue`] when that instant passes. This is the Akaros `ep_alarm` of
+//! seed 004 ("epoll: Give every waiter their own event queue"): a timed
+//! waiter blocks on the queue it really waits for *and* on its own alarm's
+//! queue, so no waiter can ever consume another's timeout, and a waiter
+//! woken by a real event cancels its alarm and, if the alarm is already
+//! firing, waits until that firing completes before the alarm object is
+//! reused.
+//!
+//! ## Where alarms live
+//!
+//! Every worker of a runtime has a timer set (`Wheel`: an ordered map from
+//! `(deadline, sequence)` to the alarm, behind a mutex taken by its worker
+//! and by whoever arms or cancels there) and an atomic copy of its earliest
+//! deadline, read without the lock at every scheduling pass through the
+//! runtime's driver (`percore_lwkt::Driver::poll`). An alarm is armed on the
+//! caller's worker (worker 0 for a foreign thread, which then kicks it with
+//! an IPI if the new deadline is its earliest). Expired alarms fire on their
+//! worker's OS thread, between uthreads, with no extra thread.
+//!
+//! ## Alarm objects: one shared SMR zone
+//!
+//! The alarm objects (`Cell`: state word, lock, own queue) come from one
+//! [`SmrZone`](percore_zone::SmrZone) per runtime, shared by every user
+//! (epoll sets, sockets, sleepers), so there are never more of them than
+//! concurrent timed waiters, and each keeps its constructed queue across
+//! reuses, as the seed wants from its `kmem_cache`. The firing worker may
+//! still touch an alarm after its owner saw the firing complete and freed it
+//! (it unlocks the cell and reads its queue handle); the zone hands a freed
+//! cell out again only after a grace period of the driver's SMR domain, and
+//! a worker fires inside a read section of that domain. That closes the
+//! seed's "TODO: (RCU/SLAB) it's not safe to reap the objects".
+//!
+//! ## The state word
+//!
+//! | state | meaning | set by |
+//! | --- | --- | --- |
+//! | `IDLE` | not armed (never, or fired, or cancelled) | owner (cancel), worker (end of firing) |
+//! | `ARMED` | in its worker's wheel | owner (`set`) |
+//! | `FIRING` | taken by its worker, posting its event | worker |
+//!
+//! The word also carries a generation, bumped by every `set`, so a wheel
+//! entry of an earlier arming is recognised as stale. Transitions:
+//!
+//! * `set`: `IDLE -> ARMED(g+1)`, then insert into the wheel (under the
+//!   cell's lock, which orders it before any firing's bookkeeping).
+//! * fire: `ARMED(g) -> FIRING(g)` by compare-and-swap (losing means it was
+//!   cancelled), post the event, then under the cell's lock `FIRING(g) ->
+//!   IDLE(g)` and take the canceller waiting for it, if any, to wake it.
+//! * cancel: `ARMED(g) -> IDLE(g)` by compare-and-swap, then remove the
+//!   wheel entry: cancelled before firing. If the swap fails the alarm is
+//!   `FIRING`: under the cell's lock the canceller links itself and blocks
+//!   until the firing ends (`tests/loom_alarm.rs` models exactly this).
+//!
+//! Precision: a sleeping worker's `epoll_wait` counts whole milliseconds
+//! (rounded up), so an alarm fires up to about 1 ms late, never early.
+
+use crate::driver::{self, EvqDriver};
+use crate::error::Error;
+use crate::queue::{Event, EventQueue};
+use crate::stats::stats;
+use crate::waiter::{self, Waiter};
+use crossbeam_utils::CachePadded;
+use percore_lwkt::Handle;
+use std::collections::BTreeMap;
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The [`Event::kind`] an alarm posts to its own queue; the payload is the
+/// arming's generation.
+pub const ALARM_EVENT: u32 = u32::MAX;
+
+const IDLE: u64 = 0;
+const ARMED: u64 = 1;
+const FIRING: u64 = 2;
+const STATE_MASK: u64 = 3;
+
+fn word(gen: u64, st: u64) -> u64 {
+    (gen << 2) | st
+}
+
+type Key = (u64, u64);
+
+/// Owner-and-firer bookkeeping of a cell, under its lock.
+#[derive(Default)]
+struct CellInner {
+    /// The wheel entry of the current arming: `(worker, key)`.
+    key: Option<(usize, Key)>,
+    /// A canceller blocked until the firing in flight ends.
+    canceller: Option<Waiter>,
+}
+
+/// An alarm object: an item of the runtime's alarm [`SmrZone`]; reached by
+/// `&Cell` only (type-stable memory), so every field is a thread-safe cell.
+///
+/// [`SmrZone`]: percore_zone::SmrZone
+pub(crate) struct Cell {
+    state: AtomicU64,
+    inner: Mutex<CellInner>,
+    queue: EventQueue,
+}
+
+impl Cell {
+    pub(crate) fn new() -> Cell {
+        Cell { state: AtomicU64::new(0), inner: Mutex::default(), queue: EventQueue::new() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CellInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Ptr(NonNull<Cell>);
+// SAFETY: a `Cell` is `Sync`; the pointer is only dereferenced as `&Cell`
+// inside a read section of the zone's domain (see the module essay).
+unsafe impl Send for Ptr {}
+
+#[derive(Default)]
+struct Wheel {
+    map: BTreeMap<Key, (Ptr, u64)>,
+    seq: u64,
+}
+
+/// The timer sets of a runtime's workers.
+pub(crate) struct Wheels {
+    wheels: Box<[CachePadded<(Mutex<Wheel>, AtomicU64)>]>,
+    epoch: Instant,
+}
+
+impl Wheels {
+    pub(crate) fn new(workers: usize) -> Wheels {
+        Wheels {
+            wheels: (0..workers).map(|_| CachePadded::new((Mutex::default(), AtomicU64::new(u64::MAX)))).collect(),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos().min(u64::MAX as u128 - 1) as u64
+    }
+
+    fn lock(&self, w: usize) -> MutexGuard<'_, Wheel> {
+        self.wheels[w].0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish_earliest(&self, w: usize, wheel: &Wheel) {
+        let e = wheel.map.keys().next().map_or(u64::MAX, |k| k.0);
+        // ORDERING: release/acquire with `poll`: a worker that reads the new
+        // earliest deadline then locks the wheel anyway before firing.
+        self.wheels[w].1.store(e, Release);
+    }
+
+    /// Insert; returns the key and whether it is now the earliest.
+    fn insert(&self, w: usize, at: Instant, p: Ptr, gen: u64) -> (Key, bool) {
+        let mut wheel = self.lock(w);
+        wheel.seq += 1;
+        let key = (self.nanos(at), wheel.seq);
+        let first = wheel.map.keys().next().is_none_or(|k| key < *k);
+        wheel.map.insert(key, (p, gen));
+        if first {
+            self.publish_earliest(w, &wheel);
+        }
+        (key, first)
+    }
+
+    fn remove(&self, w: usize, key: Key) {
+        let mut wheel = self.lock(w);
+        let first = wheel.map.keys().next() == Some(&key);
+        wheel.map.remove(&key);
+        if first {
+            self.publish_earliest(w, &wheel);
+        }
+    }
+
+    /// Worker `w`'s pass: fire every expired alarm; return the next deadline.
+    pub(crate) fn poll(&self, w: usize, smr: &percore_smr::Smr) -> Option<Instant> {
+        // ORDERING: acquire pairs with `publish_earliest`.
+        let e = self.wheels[w].1.load(Acquire);
+        if e == u64::MAX {
+            return None;
+        }
+        let now = self.nanos(Instant::now());
+        if now < e {
+            return Some(self.epoch + Duration::from_nanos(e));
+        }
+        // NOTE: the section covers taking entries out of the wheel too: an
+        // entry's cell may be cancelled and freed the moment the lock drops.
+        let _g = smr.enter();
+        loop {
+            let mut due = [None; 32];
+            let mut n = 0;
+            {
+                let mut wheel = self.lock(w);
+                while n < due.len() {
+                    match wheel.map.first_key_value() {
+                        Some((k, _)) if k.0 <= now => {
+                            let (_, v) = wheel.map.pop_first().expect("checked non-empty");
+                            due[n] = Some(v);
+                            n += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                self.publish_earliest(w, &wheel);
+            }
+            for (p, gen) in due.iter().flatten() {
+                // SAFETY: `p` was in the wheel inside this read section, so
+                // it points to a constructed cell (type-stable zone memory).
+                fire(unsafe { p.0.as_ref() }, *gen);
+            }
+            if n < due.len() {
+                break;
+            }
+        }
+        let e = self.wheels[w].1.load(Acquire);
+        (e != u64::MAX).then(|| self.epoch + Duration::from_nanos(e))
+    }
+}
+
+/// Fire the arming `gen` of `cell`, unless it was cancelled.
+fn fire(cell: &Cell, gen: u64) {
+    // ORDERING: acquire pairs with the release `set` of `ARMED`, so the
+    // event queue and bookkeeping of this arming are visible.
+    if cell.state.compare_exchange(word(gen, ARMED), word(gen, FIRING), Acquire, Relaxed).is_err() {
+        return; // cancelled (or re-armed) meanwhile
+    }
+    cell.lock().key = None;
+    // NOTE: the queue is the cell's own and never closed.
+    let _ = cell.queue.post(Event::new(ALARM_EVENT, gen));
+    stats().alarms_fired.inc();
+    let canceller = {
+        let mut inner = cell.lock();
+        // ORDERING: release publishes the posted event to the owner that
+        // sees `IDLE` (it may then clear the queue and free the cell).
+        cell.state.store(word(gen, IDLE), Release);
+        inner.canceller.take()
+    };
+    if let Some(c) = canceller {
+        c.wake();
+    }
+}
+
+/// A one-shot timer that posts [`ALARM_EVENT`] to its own
+/// [`queue`](Alarm::queue) when it expires; re-armable; cancel waits for a
+/// firing in flight (see the module docs). The object comes from the
+/// runtime's shared alarm zone and returns there on drop.
+///
+/// ```
+/// use percore_evq::Alarm;
+/// use std::time::{Duration, Instant};
+///
+/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+/// rt.block_on(|| {
+///     let mut a = Alarm::new().unwrap();
+///     let t0 = Instant::now();
+///     a.set_after(Duration::from_millis(5)).unwrap();
+///     a.wait(None).unwrap(); // blocks this uthread, not the worker
+///     assert!(t0.elapsed() >= Duration::from_millis(5));
+///     a.set_after(Duration::from_secs(60)).unwrap();
+///     assert!(a.cancel()); // stopped before it fired
+/// }).unwrap();
+/// ```
+pub struct Alarm {
+    cell: NonNull<Cell>,
+    gen: u64,
+    driver: Arc<EvqDriver>,
+    handle: Handle,
+}
+
+// SAFETY: the cell is only used through `&Cell` (thread-safe fields); the
+// rest is `Send + Sync`.
+unsafe impl Send for Alarm {}
+// SAFETY: as above; mutation needs `&mut Alarm`.
+unsafe impl Sync for Alarm {}
+
+impl std::fmt::Debug for Alarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Alarm").field("armed", &self.is_armed()).finish()
+    }
+}
+
+impl Alarm {
+    /// An unarmed alarm of the calling uthread's runtime
+    /// ([`Error::NoRuntime`] elsewhere: use [`Alarm::new_in`]).
+    pub fn new() -> Result<Alarm, Error> {
+        let h = Handle::current().ok_or(Error::NoRuntime)?;
+        Self::new_in(&h)
+    }
+
+    /// An unarmed alarm of the runtime of `handle`.
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+    /// let mut a = percore_evq::Alarm::new_in(rt.handle()).unwrap();
+    /// a.set_after(std::time::Duration::from_millis(1)).unwrap();
+    /// a.wait(None).unwrap(); // a foreign thread blocks too
+    /// ```
+    pub fn new_in(handle: &Handle) -> Result<Alarm, Error> {
+        let driver = driver::get(handle)?;
+        let cell = driver.alarm_zone()?.alloc_raw()?;
+        // SAFETY: freshly allocated from the zone: a constructed cell.
+        let gen = unsafe { cell.as_ref() }.state.load(Acquire) >> 2;
+        Ok(Alarm { cell, gen, driver, handle: handle.clone() })
+    }
+
+    fn cell(&self) -> &Cell {
+        // SAFETY: we own the allocation until drop.
+        unsafe { self.cell.as_ref() }
+    }
+
+    /// The alarm's own queue: each firing posts
+    /// `Event { kind: ALARM_EVENT, payload: generation }` to it. Block on it
+    /// together with other queues ([`wait_any`](crate::wait_any)).
+    pub fn queue(&self) -> &EventQueue {
+        &self.cell().queue
+    }
+
+    /// Whether it is armed and has not fired yet.
+    pub fn is_armed(&self) -> bool {
+        self.cell().state.load(Acquire) & STATE_MASK != IDLE
+    }
+
+    /// Arm for `at` (an instant already past fires at the worker's next
+    /// pass). An armed alarm is cancelled first, and an event of an earlier
+    /// firing still in the queue is dropped, so after `set` the queue holds
+    /// only this arming's event, once it fires.
+    pub fn set(&mut self, at: Instant) -> Result<(), Error> {
+        self.cancel();
+        self.cell().queue.clear();
+        let w = percore_lwkt::worker_index().filter(|_| Handle::current().is_some_and(|h| h.same(&self.handle)));
+        let wi = w.unwrap_or(0);
+        self.gen += 1;
+        let cell = self.cell();
+        let mut inner = cell.lock();
+        // ORDERING: release publishes the cleared queue to the firing worker
+        // (its acquire compare-and-swap).
+        cell.state.store(word(self.gen, ARMED), Release);
+        let (key, first) = self.driver.wheels.insert(wi, at, Ptr(self.cell), self.gen);
+        inner.key = Some((wi, key));
+        drop(inner);
+        stats().alarms_set.inc();
+        if first && w.is_none() {
+            // A foreign thread armed worker 0's earliest alarm: make it
+            // recompute its sleep.
+            let _ = self.handle.run_on(0, || {});
+        }
+        Ok(())
+    }
+
+    /// [`set`](Alarm::set) for `d` from now.
+    pub fn set_after(&mut self, d: Duration) -> Result<(), Error> {
+        let at = waiter::deadline(Some(d)).ok_or_else(|| Error::Invalid("bad duration".into()))?;
+        self.set(at)
+    }
+
+    /// Disarm. Returns `true` if the alarm was armed and is now stopped
+    /// before firing; `false` if it was not armed or has fired (its event is
+    /// then in [`queue`](Alarm::queue) unless taken). If its worker is
+    /// firing it right now, waits until that firing completes: afterwards no
+    /// worker touches this arming any more.
+    pub fn cancel(&mut self) -> bool {
+        let cell = self.cell();
+        let armed = word(self.gen, ARMED);
+        // ORDERING: AcqRel: acquire so that, on failure, the `FIRING` value
+        // read orders the wait below; release is not needed but harmless.
+        if cell.state.compare_exchange(armed, word(self.gen, IDLE), AcqRel, Acquire).is_ok() {
+            let key = cell.lock().key.take();
+            if let Some((w, k)) = key {
+                self.driver.wheels.remove(w, k);
+            }
+            stats().alarms_cancelled.inc();
+            return true;
+        }
+        let mut waited = false;
+        loop {
+            {
+                let mut inner = cell.lock();
+                if cell.state.load(Acquire) != word(self.gen, FIRING) {
+                    break;
+                }
+                inner.canceller = Some(Waiter::current());
+            }
+            waited = true;
+            // NOTE: the firing is a few instructions on another worker; if
+            // blocking is refused here (a critical section), spin instead.
+            if waiter::block(None).is_err() {
+                std::hint::spin_loop();
+            }
+        }
+        if waited {
+            stats().alarms_cancel_waits.inc();
+        }
+        false
+    }
+
+    /// Block until the alarm fires ([`Error::TimedOut`] after `timeout`;
+    /// returns at once if it already fired and its event is still queued).
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        loop {
+            let e = self.cell().queue.recv(timeout)?;
+            if e.kind == ALARM_EVENT && e.payload == self.gen {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        self.cancel();
+        self.cell().queue.clear();
+        if let Ok(z) = self.driver.alarm_zone() {
+            // SAFETY: allocated from this zone by `new_in`, freed once; it is
+            // in no wheel (cancelled, or fired) and the firing worker is done
+            // with it but for reads inside its SMR section.
+            unsafe { z.free_raw(self.cell) };
+        }
+    }
+}
+
+/// Block the calling uthread (or foreign thread) for `d` on an alarm of its
+/// runtime.
+///
+/// ```
+/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+/// rt.block_on(|| percore_evq::sleep(std::time::Duration::from_millis(2))).unwrap().unwrap();
+/// ```
+pub fn sleep(d: Duration) -> Result<(), Error> {
+    let mut a = Alarm::new()?;
+    a.set_after(d)?;
+    a.wait(None)
+}

@@ -1,0 +1,319 @@
+//! # `Epoll`: an epoll interest set that many uthreads wait on at once
+//!
+//! Akaros's user-level epoll gathers kernel readiness on a CEQ and lets
+//! uthreads block on it; its bug (seed 004) was that timed waiters shared one
+//! alarm queue and consumed each other's timeouts. Here:
+//!
+//! * The interest set is a kernel epoll instance of its own (the *inner*
+//!   one), so readable / writable / edge-triggered / one-shot / hang-up /
+//!   error semantics are exactly the kernel's, and each kernel event is
+//!   returned by exactly one `epoll_wait` call.
+//! * The inner instance's descriptor is itself registered (edge triggered)
+//!   on the epoll instance of a worker (`io.rs`); when it becomes readable
+//!   the worker posts to the set's wake queue, a one-id [`Ceq`], so wake-ups
+//!   coalesce and each one wakes one waiter.
+//! * [`Epoll::wait`] polls the inner instance without blocking; if nothing
+//!   is ready it blocks on the wake queue **and on an alarm of its own**
+//!   (from the runtime's shared alarm zone, see `alarm.rs`). Woken by the
+//!   wake queue it polls again; woken by its alarm it returns 0. Before it
+//!   returns it cancels its alarm, which waits for a firing in flight, so the
+//!   alarm object goes back to the zone with no event in flight: the seed's
+//!   protocol, with the grace period the seed left as a TODO.
+//! * A waiter that got a full buffer (more may be ready) or a level-triggered
+//!   event (still ready for the others) hands the wake-up on to the next
+//!   waiter, as the kernel wakes every waiter of a level-triggered source.
+//!
+//! ## Closing a registered descriptor
+//!
+//! The kernel drops a descriptor from an epoll set when the last descriptor
+//! of its open file is closed; so does this set, at the next
+//! [`add`](Epoll::add) of the same number or [`delete`](Epoll::delete). If
+//! the file stays open through a `dup`, the kernel keeps reporting it under
+//! the closed number: [`delete`](Epoll::delete) before closing, as with
+//! epoll(7).
+
+use crate::alarm::Alarm;
+use crate::error::Error;
+use crate::io::Registration;
+use crate::queue::{wait_any, Ceq, Coalesce};
+use crate::stats::stats;
+use percore_lwkt::Handle;
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Interest and event bits (the kernel's `EPOLL*` values).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Interest(u32);
+
+impl Interest {
+    /// Readable (`EPOLLIN`).
+    pub const READABLE: Interest = Interest(libc::EPOLLIN as u32);
+    /// Writable (`EPOLLOUT`).
+    pub const WRITABLE: Interest = Interest(libc::EPOLLOUT as u32);
+    /// Urgent data (`EPOLLPRI`).
+    pub const PRIORITY: Interest = Interest(libc::EPOLLPRI as u32);
+    /// The peer shut down its writing half (`EPOLLRDHUP`).
+    pub const READ_HANGUP: Interest = Interest(libc::EPOLLRDHUP as u32);
+    /// Hang-up (`EPOLLHUP`): always reported, needs no interest.
+    pub const HANGUP: Interest = Interest(libc::EPOLLHUP as u32);
+    /// Error (`EPOLLERR`): always reported, needs no interest.
+    pub const ERROR: Interest = Interest(libc::EPOLLERR as u32);
+    /// Edge triggered (`EPOLLET`): report transitions only.
+    pub const EDGE: Interest = Interest(libc::EPOLLET as u32);
+    /// One-shot (`EPOLLONESHOT`): disarm after one event until
+    /// [`modify`](Epoll::modify).
+    pub const ONESHOT: Interest = Interest(libc::EPOLLONESHOT as u32);
+
+    /// The raw bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// From raw `EPOLL*` bits.
+    pub const fn from_bits(bits: u32) -> Interest {
+        Interest(bits)
+    }
+
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: Interest) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether any bit of `other` is set.
+    pub const fn intersects(self, other: Interest) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl std::ops::BitOr for Interest {
+    type Output = Interest;
+    fn bitor(self, o: Interest) -> Interest {
+        Interest(self.0 | o.0)
+    }
+}
+
+/// One ready descriptor, as [`Epoll::wait`] reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EpollEvent {
+    /// What is ready ([`Interest::READABLE`], [`Interest::HANGUP`], ...).
+    pub events: Interest,
+    /// The value given to [`Epoll::add`] / [`Epoll::modify`].
+    pub data: u64,
+}
+
+struct Entry {
+    data: u64,
+    interest: Interest,
+}
+
+#[derive(Default)]
+struct Table {
+    slots: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    by_fd: HashMap<RawFd, usize>,
+}
+
+/// An epoll interest set for uthreads (see the module docs): any number of
+/// uthreads (and foreign threads) may [`wait`](Epoll::wait) on it at once,
+/// each with its own timeout.
+///
+/// ```
+/// use percore_evq::{Epoll, EpollEvent, Interest};
+/// use std::io::Write;
+/// use std::time::Duration;
+///
+/// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
+/// let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// let n = rt.block_on(move || {
+///     let ep = Epoll::new().unwrap();
+///     ep.add(&a, Interest::READABLE, 7).unwrap();
+///     let mut evs = [EpollEvent::default(); 8];
+///     assert_eq!(ep.wait(&mut evs, Some(Duration::from_millis(5))).unwrap(), 0); // timed out
+///     b.write_all(b"x").unwrap();
+///     let n = ep.wait(&mut evs, None).unwrap();
+///     assert!(evs[0].events.contains(Interest::READABLE));
+///     (n, evs[0].data)
+/// }).unwrap();
+/// assert_eq!(n, (1, 7));
+/// ```
+pub struct Epoll {
+    // NOTE: field order is drop order: deregister before closing `epfd`.
+    _reg: Registration,
+    wake: Ceq,
+    table: Mutex<Table>,
+    handle: Handle,
+    epfd: OwnedFd,
+}
+
+impl std::fmt::Debug for Epoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Epoll").field("epfd", &self.epfd.as_raw_fd()).finish()
+    }
+}
+
+impl Epoll {
+    /// A new, empty set on the calling uthread's runtime.
+    pub fn new() -> Result<Epoll, Error> {
+        let h = Handle::current().ok_or(Error::NoRuntime)?;
+        Self::new_in(&h)
+    }
+
+    /// A new, empty set on `handle`'s runtime (usable from any thread).
+    pub fn new_in(handle: &Handle) -> Result<Epoll, Error> {
+        // SAFETY: a plain system call; the result is checked and owned.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        // SAFETY: `fd` is a fresh descriptor we own.
+        let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let wake = Ceq::new(1, Coalesce::Or);
+        let reg = Registration::new(handle, fd, libc::EPOLLIN as u32, Some((wake.clone(), 0)))?;
+        Ok(Epoll { _reg: reg, wake, table: Mutex::default(), handle: handle.clone(), epfd })
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ctl(&self, op: i32, fd: RawFd, interest: Interest, slot: usize) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: interest.0, u64: slot as u64 };
+        // SAFETY: `ev` outlives the call; the kernel checks `fd`.
+        if unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Add `fd` with `interest`; events report `data`. `AlreadyExists` if
+    /// it is in the set; the kernel's errors otherwise (`EPERM` for regular
+    /// files, `EBADF`...).
+    pub fn add(&self, fd: &impl AsRawFd, interest: Interest, data: u64) -> io::Result<()> {
+        let fd = fd.as_raw_fd();
+        let mut t = self.table();
+        let slot = t.free.pop().unwrap_or_else(|| {
+            t.slots.push(None);
+            t.slots.len() - 1
+        });
+        if let Err(e) = self.ctl(libc::EPOLL_CTL_ADD, fd, interest, slot) {
+            t.free.push(slot);
+            return Err(e);
+        }
+        // A stale entry under this number: its descriptor was closed.
+        if let Some(old) = t.by_fd.insert(fd, slot) {
+            t.slots[old] = None;
+            t.free.push(old);
+        }
+        t.slots[slot] = Some(Entry { data, interest });
+        Ok(())
+    }
+
+    /// Change `fd`'s interest and data (re-arms a one-shot registration).
+    pub fn modify(&self, fd: &impl AsRawFd, interest: Interest, data: u64) -> io::Result<()> {
+        let fd = fd.as_raw_fd();
+        let mut t = self.table();
+        let slot = *t.by_fd.get(&fd).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        self.ctl(libc::EPOLL_CTL_MOD, fd, interest, slot)?;
+        t.slots[slot] = Some(Entry { data, interest });
+        Ok(())
+    }
+
+    /// Remove `fd`. `NotFound` if it is not in the set.
+    pub fn delete(&self, fd: &impl AsRawFd) -> io::Result<()> {
+        let fd = fd.as_raw_fd();
+        let mut t = self.table();
+        let slot = t.by_fd.remove(&fd).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        t.slots[slot] = None;
+        t.free.push(slot);
+        match self.ctl(libc::EPOLL_CTL_DEL, fd, Interest(0), 0) {
+            // Closed meanwhile: the kernel dropped it already.
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) || e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Take ready events without blocking.
+    fn poll(&self, out: &mut [EpollEvent]) -> usize {
+        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let max = out.len().min(buf.len());
+        // SAFETY: `buf` holds `max` events.
+        let n = unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), buf.as_mut_ptr(), max as i32, 0) };
+        if n <= 0 {
+            return 0;
+        }
+        let n = n as usize;
+        let t = self.table();
+        let mut k = 0;
+        let mut level = false;
+        for e in &buf[..n] {
+            let (slot, events) = (e.u64 as usize, e.events);
+            if let Some(Some(en)) = t.slots.get(slot) {
+                out[k] = EpollEvent { events: Interest(events), data: en.data };
+                level |= !en.interest.intersects(Interest::EDGE | Interest::ONESHOT);
+                k += 1;
+            }
+        }
+        drop(t);
+        if n == max || level {
+            self.wake.kick_if_waiting(0);
+        }
+        k
+    }
+
+    /// Wait for events: fills `events` from the front and returns how many;
+    /// `0` when `timeout` passed first (`Some(Duration::ZERO)` only polls).
+    /// Each kernel event goes to exactly one caller; level-triggered ones
+    /// again to the next caller while still ready. Refused inside a critical
+    /// or SMR section; `Invalid` for an empty `events`.
+    pub fn wait(&self, events: &mut [EpollEvent], timeout: Option<Duration>) -> Result<usize, Error> {
+        if events.is_empty() {
+            return Err(Error::Invalid("Epoll::wait needs room for at least one event".into()));
+        }
+        stats().epoll_waits.inc();
+        let n = self.poll(events);
+        if n > 0 || timeout == Some(Duration::ZERO) {
+            return Ok(n);
+        }
+        let mut alarm = match timeout {
+            Some(d) => {
+                let mut a = Alarm::new_in(&self.handle)?;
+                a.set_after(d)?;
+                Some(a)
+            }
+            None => None,
+        };
+        let r = loop {
+            let woke = match &alarm {
+                Some(a) => wait_any(&[&self.wake, a.queue()], None),
+                None => wait_any(&[&self.wake], None),
+            };
+            match woke {
+                Ok((_, 0)) => {
+                    let n = self.poll(events);
+                    if n > 0 {
+                        break Ok(n);
+                    }
+                }
+                Ok(_) => break Ok(self.poll(events)), // our own alarm fired
+                Err(e) => break Err(e),
+            }
+        };
+        if let Some(a) = alarm.as_mut() {
+            // The seed's protocol: cancel, and if it was already firing,
+            // wait for that to finish before the object goes back.
+            a.cancel();
+        }
+        drop(alarm);
+        r
+    }
+}
+
+impl AsRawFd for Epoll {
+    /// The inner kernel epoll instance (for nesting it elsewhere).
+    fn as_raw_fd(&self) -> RawFd {
+        self.epfd.as_raw_fd()
+    }
+}

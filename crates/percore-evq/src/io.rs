@@ -1,0 +1,222 @@
+//! # I/O sources: readiness from a worker's epoll instance to blocked uthreads
+//!
+//! Every descriptor a uthread does I/O on (a socket, an [`Epoll`]'s own
+//! kernel epoll instance) is non-blocking and registered once, edge
+//! triggered, on the epoll instance of the worker that created it, with the
+//! address of its [`Source`] as the token. The worker hands readiness to
+//! `Source::on_ready` (`driver.rs`), which records it and wakes the uthreads
+//! waiting for that direction; they retry their system call.
+//!
+//! ## Not losing an edge
+//!
+//! The readiness word holds the `EPOLL*` bits seen so far and, above them, a
+//! tick bumped by every event. An operation snapshots the word, tries the
+//! system call, and on `EAGAIN` clears its direction's bits only if the
+//! tick did not move (compare-and-swap against the snapshot), because an
+//! edge that arrived during the call must not be erased. It then links itself
+//! as a waiter under the source's lock and re-checks the bits before
+//! blocking; the worker sets the bits before taking that lock to wake
+//! waiters, so one of the two always sees the other.
+//!
+//! ## Freeing
+//!
+//! Dropping a [`Registration`] removes the descriptor from the epoll
+//! instance, then retires the source through the driver's SMR domain: an
+//! event the worker already took out of the kernel may still name it, and
+//! the worker dispatches inside a read section.
+//!
+//! [`Epoll`]: crate::Epoll
+
+use crate::driver::{self, EvqDriver};
+use crate::error::Error;
+use crate::queue::Ceq;
+use crate::waiter::{self, Waiter};
+use percore_lwkt::Handle;
+use std::io;
+use std::os::fd::RawFd;
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+const TICK: u64 = 1 << 32;
+const BITS: u64 = TICK - 1;
+
+/// Which way an operation goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Read,
+    Write,
+}
+
+impl Dir {
+    /// The readiness bits that let an operation of this direction proceed
+    /// (errors and hang-ups included: the retried call reports them).
+    fn mask(self) -> u64 {
+        let m = match self {
+            Dir::Read => libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLPRI,
+            Dir::Write => libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR,
+        };
+        m as u32 as u64
+    }
+}
+
+#[derive(Default)]
+struct Waiters {
+    read: Vec<Waiter>,
+    write: Vec<Waiter>,
+}
+
+/// A registered descriptor's readiness and waiters.
+pub(crate) struct Source {
+    ready: AtomicU64,
+    waiters: Mutex<Waiters>,
+    /// Also post readiness here (an [`Epoll`](crate::Epoll)'s wake queue).
+    notify: Option<(Ceq, u32)>,
+}
+
+impl Source {
+    /// Worker side: `events` arrived.
+    pub(crate) fn on_ready(&self, events: u32) {
+        let bits = events as u64;
+        // ORDERING: AcqRel: release publishes the bits to an operation's
+        // snapshot; the tick makes its clearing compare-and-swap fail.
+        let mut cur = self.ready.load(Relaxed);
+        loop {
+            let new = (cur & !BITS).wrapping_add(TICK) | (cur & BITS) | bits;
+            match self.ready.compare_exchange_weak(cur, new, AcqRel, Relaxed) {
+                Ok(_) => break,
+                Err(c) => cur = c,
+            }
+        }
+        let woken = {
+            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            let mut out = Vec::new();
+            if bits & Dir::Read.mask() != 0 {
+                out.append(&mut w.read);
+            }
+            if bits & Dir::Write.mask() != 0 {
+                out.append(&mut w.write);
+            }
+            out
+        };
+        for w in woken {
+            w.wake();
+        }
+        if let Some((q, id)) = &self.notify {
+            let _ = q.post(*id, bits);
+        }
+    }
+
+    /// Clear `dir`'s bits if no event came since `snap`; returns whether
+    /// they were cleared (else the caller retries at once).
+    fn clear(&self, dir: Dir, snap: u64) -> bool {
+        // ORDERING: acquire: a failed swap means a new event, whose bits
+        // the retry must see.
+        self.ready.compare_exchange(snap, snap & !dir.mask(), AcqRel, Acquire).is_ok()
+    }
+
+    /// Block until `dir` may be ready, or `deadline` passes.
+    fn wait(&self, dir: Dir, deadline: Option<Instant>) -> Result<(), Error> {
+        let me = Waiter::current();
+        {
+            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            // ORDERING: acquire: the worker sets the bits before it takes
+            // this lock (see the module essay).
+            if self.ready.load(Acquire) & dir.mask() != 0 {
+                return Ok(());
+            }
+            let list = if dir == Dir::Read { &mut w.read } else { &mut w.write };
+            list.push(me.clone());
+        }
+        let r = waiter::block(deadline);
+        let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let list = if dir == Dir::Read { &mut w.read } else { &mut w.write };
+        list.retain(|x| !x.same(&me));
+        r
+    }
+}
+
+/// A descriptor registered on a worker's epoll instance (see the module
+/// docs). Drop it *before* closing the descriptor.
+pub(crate) struct Registration {
+    src: NonNull<Source>,
+    fd: RawFd,
+    worker: usize,
+    handle: Handle,
+    driver: Arc<EvqDriver>,
+}
+
+// SAFETY: the source is only used through `&Source` (thread-safe fields).
+unsafe impl Send for Registration {}
+// SAFETY: as above.
+unsafe impl Sync for Registration {}
+
+impl Registration {
+    /// Register `fd` (already non-blocking) edge triggered for `events` on
+    /// the calling uthread's worker (worker 0 of `handle` from elsewhere).
+    pub(crate) fn new(handle: &Handle, fd: RawFd, events: u32, notify: Option<(Ceq, u32)>) -> Result<Self, Error> {
+        let driver = driver::get(handle)?;
+        let worker = percore_lwkt::worker_index().filter(|_| Handle::current().is_some_and(|h| h.same(handle)));
+        let worker = worker.unwrap_or(0);
+        // NOTE: start "ready both ways": the first operation just tries.
+        let all = (Dir::Read.mask() | Dir::Write.mask()) & !(libc::EPOLLERR | libc::EPOLLHUP) as u32 as u64;
+        let src = Box::new(Source { ready: AtomicU64::new(all), waiters: Mutex::default(), notify });
+        let src = NonNull::from(Box::leak(src));
+        let token = src.as_ptr() as usize as u64;
+        if let Err(e) = handle.io_register(worker, fd, events | libc::EPOLLET as u32, token) {
+            // SAFETY: never published (registration failed).
+            drop(unsafe { Box::from_raw(src.as_ptr()) });
+            return Err(e.into());
+        }
+        Ok(Registration { src, fd, worker, handle: handle.clone(), driver })
+    }
+
+    /// [`Registration::new`] on the calling uthread's runtime.
+    pub(crate) fn current(fd: RawFd, events: u32) -> Result<Self, Error> {
+        let h = Handle::current().ok_or(Error::NoRuntime)?;
+        Self::new(&h, fd, events, None)
+    }
+
+    pub(crate) fn source(&self) -> &Source {
+        // SAFETY: owned until drop.
+        unsafe { self.src.as_ref() }
+    }
+
+    /// Run the non-blocking `op` until it does not return `WouldBlock`,
+    /// waiting for `dir` readiness in between; `TimedOut` after `deadline`.
+    pub(crate) fn io<R>(
+        &self,
+        dir: Dir,
+        deadline: Option<Instant>,
+        mut op: impl FnMut() -> io::Result<R>,
+    ) -> io::Result<R> {
+        let src = self.source();
+        loop {
+            let snap = src.ready.load(Acquire);
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+            if !src.clear(dir, snap) {
+                continue;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+            }
+            src.wait(dir, deadline).map_err(io::Error::from)?;
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let _ = self.handle.io_deregister(self.worker, self.fd);
+        // SAFETY: created by `Box::leak` in `new`; now unreachable for new
+        // events (deregistered); in-flight dispatches are SMR readers.
+        let src = unsafe { Box::from_raw(self.src.as_ptr()) };
+        self.driver.smr.retire(src);
+    }
+}

@@ -1,0 +1,55 @@
+//! # percore-evq: event queues, alarms, epoll for uthreads, sockets
+//!
+//! After Akaros: every asynchronous notification is a small message on an
+//! event queue, and a uthread blocks on one or several queues at once. On top
+//! of that, an epoll for uthreads in which *every timed waiter has its own
+//! alarm and its own queue for it* (seed 004): no waiter can take another's
+//! event or timeout.
+//!
+//! | Akaros | here |
+//! | --- | --- |
+//! | `event_queue`, `uth_blockon_evqs` | [`EventQueue`], [`wait_any`] |
+//! | CEQ (coalescing event queue) | [`Ceq`], [`Coalesce`] |
+//! | alarms, `ep_alarm` from a `kmem_cache` | [`Alarm`]: per-worker timer sets, objects from one SMR zone per runtime |
+//! | epoll on CEQs | [`Epoll`] |
+//! | blocking sockets over async syscalls | [`net`]: `TcpListener`, `TcpStream`, `UdpSocket`, `UnixStream`, `UnixListener` |
+//!
+//! Everything runs on the runtime's workers (percore-lwkt): alarms fire and
+//! I/O readiness is collected in each worker's scheduler loop, through its
+//! own kernel epoll instance; there are no extra threads.
+//!
+//! ```
+//! use percore_evq::{wait_any, Alarm, Event, EventQueue};
+//! use std::time::Duration;
+//!
+//! let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
+//! let q = EventQueue::new();
+//! let q2 = q.clone();
+//! let got = rt.spawn(move || {
+//!     // Wait for an event on `q`, with our own alarm as the timeout.
+//!     let mut alarm = Alarm::new().unwrap();
+//!     alarm.set_after(Duration::from_secs(30)).unwrap();
+//!     let r = wait_any(&[&q2, alarm.queue()], None).unwrap();
+//!     alarm.cancel(); // waits for a firing in flight, if any
+//!     r
+//! }).unwrap();
+//! q.post(Event::new(7, 1)).unwrap();
+//! assert_eq!(got.join().unwrap(), (Event::new(7, 1), 0));
+//! ```
+
+#![warn(missing_docs)]
+
+mod alarm;
+mod driver;
+mod epoll;
+mod error;
+mod io;
+pub mod net;
+mod queue;
+mod stats;
+mod waiter;
+
+pub use alarm::{sleep, Alarm, ALARM_EVENT};
+pub use epoll::{Epoll, EpollEvent, Interest};
+pub use error::Error;
+pub use queue::{wait_any, Ceq, Coalesce, Event, EventQueue, Queue};

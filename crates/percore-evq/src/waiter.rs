@@ -1,0 +1,61 @@
+//! Something that blocks and is woken: a uthread or a foreign OS thread.
+
+use crate::error::Error;
+use percore_lwkt::Uthread;
+use std::time::Instant;
+
+/// A blocked party: woken with [`Waiter::wake`], blocks with [`block`].
+#[derive(Clone, Debug)]
+pub(crate) enum Waiter {
+    U(Uthread),
+    Os(std::thread::Thread),
+}
+
+impl Waiter {
+    /// The caller.
+    pub(crate) fn current() -> Waiter {
+        match percore_lwkt::current() {
+            Some(u) => Waiter::U(u),
+            None => Waiter::Os(std::thread::current()),
+        }
+    }
+
+    /// Wake it (a wake-up that comes first makes its next block return).
+    pub(crate) fn wake(&self) {
+        match self {
+            Waiter::U(u) => u.unpark(),
+            Waiter::Os(t) => t.unpark(),
+        }
+    }
+
+    /// Whether both name the same thread.
+    pub(crate) fn same(&self, o: &Waiter) -> bool {
+        match (self, o) {
+            (Waiter::U(a), Waiter::U(b)) => a == b,
+            (Waiter::Os(a), Waiter::Os(b)) => a.id() == b.id(),
+            _ => false,
+        }
+    }
+}
+
+/// Block the caller once, until woken or `deadline`; spurious returns are
+/// possible, callers loop on their condition. Refused (an error) inside a
+/// critical or SMR section.
+pub(crate) fn block(deadline: Option<Instant>) -> Result<(), Error> {
+    match deadline {
+        None => percore_lwkt::park()?,
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                percore_lwkt::park_timeout(left)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `now + timeout`, saturating far in the future instead of overflowing.
+pub(crate) fn deadline(timeout: Option<std::time::Duration>) -> Option<Instant> {
+    let now = Instant::now();
+    timeout.map(|d| now.checked_add(d).unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 86_400)))
+}
