@@ -127,9 +127,13 @@ struct Wheel {
     seq: u64,
 }
 
+/// One worker's timer set and its earliest deadline (ns since `epoch`,
+/// `u64::MAX` if empty).
+type PerWorker = CachePadded<(Mutex<Wheel>, AtomicU64)>;
+
 /// The timer sets of a runtime's workers.
 pub(crate) struct Wheels {
-    wheels: Box<[CachePadded<(Mutex<Wheel>, AtomicU64)>]>,
+    wheels: Box<[PerWorker]>,
     epoch: Instant,
 }
 

@@ -173,10 +173,9 @@ impl Registration {
         Ok(Registration { src, fd, worker, handle: handle.clone(), driver })
     }
 
-    /// [`Registration::new`] on the calling uthread's runtime.
-    pub(crate) fn current(fd: RawFd, events: u32) -> Result<Self, Error> {
-        let h = Handle::current().ok_or(Error::NoRuntime)?;
-        Self::new(&h, fd, events, None)
+    /// The runtime it is registered with.
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
     }
 
     pub(crate) fn source(&self) -> &Source {
