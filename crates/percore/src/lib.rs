@@ -12,9 +12,10 @@
 //! | [`zone`] | object caches with per-thread buckets, slabs, limits; type-stable SMR zones | UMA, `kmem_cache`, `UMA_ZONE_SMR` |
 //! | [`pool`] | thread pools and jobs, per-CPU pools, spawn, delayed jobs | NetBSD `threadpool(9)` |
 //! | [`lwkt`] | per-CPU workers, stackful light-weight threads, IPIs, tokens, `tsleep`/`wakeup`, ports | DragonFly LWKT |
+//! | [`evq`] | event queues, coalescing queues, per-worker alarms, epoll for uthreads, sockets | Akaros event queues and epoll |
 //!
-//! Event queues (and the memcached-compatible server) are not in this
-//! release yet; see the repository's README for the plan.
+//! The memcached-compatible server is not in this release yet; see the
+//! repository's README for the plan.
 //!
 //! ```
 //! use percore::smr::Smr;
@@ -29,6 +30,7 @@
 //! ```
 
 pub use percore_cpu as cpu;
+pub use percore_evq as evq;
 pub use percore_lwkt as lwkt;
 /// The runtime: per-CPU workers running uthreads ([`lwkt::Runtime`]).
 ///
