@@ -1,0 +1,159 @@
+//! Sockets: timeouts, resets, partial I/O and errors surface as
+//! `std::io::Error` kinds; blocking parks the uthread, not the worker.
+
+use percore_evq::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::time::Duration;
+
+fn rt(workers: usize) -> percore_lwkt::Runtime {
+    percore_lwkt::Runtime::builder().workers(workers).build().unwrap()
+}
+
+#[test]
+fn read_timeout_is_timed_out_and_worker_keeps_running() {
+    let rt = rt(1);
+    rt.block_on(|| {
+        let (a, _b) = UnixStream::pair().unwrap();
+        a.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        // Another uthread on the same (only) worker runs while we wait.
+        let other = percore_lwkt::spawn(|| 5).unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!((&a).read(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+        assert_eq!(other.join().unwrap(), 5);
+        assert!(a.set_read_timeout(Some(Duration::ZERO)).is_err());
+        assert_eq!(a.read_timeout(), Some(Duration::from_millis(20)));
+    })
+    .unwrap();
+}
+
+#[test]
+fn reset_by_peer() {
+    let rt = rt(2);
+    rt.block_on(|| {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let (s, _) = l.accept().unwrap();
+        // SO_LINGER 0: close sends RST instead of FIN.
+        socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+        let mut buf = [0u8; 8];
+        let e = loop {
+            match (&c).read(&mut buf) {
+                Err(e) => break e,
+                Ok(0) => panic!("expected a reset, got end of stream"),
+                Ok(_) => {}
+            }
+        };
+        assert_eq!(e.kind(), ErrorKind::ConnectionReset);
+    })
+    .unwrap();
+}
+
+#[test]
+fn partial_writes_then_timeout_when_peer_does_not_read() {
+    let rt = rt(1);
+    rt.block_on(|| {
+        let (a, _b) = UnixStream::pair().unwrap();
+        a.set_write_timeout(Some(Duration::from_millis(20))).unwrap();
+        let chunk = vec![0u8; 1 << 16];
+        let mut total = 0usize;
+        let e = loop {
+            match (&a).write(&chunk) {
+                Ok(n) => {
+                    assert!(n > 0 && n <= chunk.len());
+                    total += n;
+                }
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        assert!(total > 0, "some bytes fit in the socket buffer first");
+    })
+    .unwrap();
+}
+
+#[test]
+fn broken_pipe_and_eof() {
+    let rt = rt(1);
+    rt.block_on(|| {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        b.shutdown(Shutdown::Write).unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(a.read(&mut buf).unwrap(), 0);
+        drop(b);
+        let e = loop {
+            if let Err(e) = a.write(b"data") {
+                break e;
+            }
+        };
+        assert_eq!(e.kind(), ErrorKind::BrokenPipe);
+        assert_eq!(a.read_exact(&mut buf).unwrap_err().kind(), ErrorKind::UnexpectedEof);
+    })
+    .unwrap();
+}
+
+#[test]
+fn connect_refused_and_no_runtime() {
+    let rt = rt(1);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    let e = rt.block_on(move || TcpStream::connect(addr).unwrap_err()).unwrap();
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+    // Outside a runtime the constructors say so.
+    let e = TcpListener::bind("127.0.0.1:0").unwrap_err();
+    assert!(e.to_string().contains("not called from a uthread"), "{e}");
+}
+
+#[test]
+fn udp_timeout_and_connected_send() {
+    let rt = rt(2);
+    rt.block_on(|| {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(a.recv_from(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+        b.connect(a.local_addr().unwrap()).unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        b.send(b"abc").unwrap();
+        assert_eq!(a.recv(&mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"abc");
+    })
+    .unwrap();
+}
+
+#[test]
+fn many_readers_one_socket_each_gets_its_bytes() {
+    // Two uthreads read the same stream; every byte is delivered once.
+    let rt = rt(2);
+    rt.block_on(|| {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let a = std::sync::Arc::new(a);
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let a = a.clone();
+                percore_lwkt::Builder::new()
+                    .rotate()
+                    .spawn(move || {
+                        let mut got = 0;
+                        let mut buf = [0u8; 1];
+                        while got < 500 {
+                            got += (&*a).read(&mut buf).unwrap();
+                        }
+                        got
+                    })
+                    .unwrap()
+            })
+            .collect();
+        for _ in 0..1000 {
+            b.write_all(b"z").unwrap();
+        }
+        let total: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
+        assert_eq!(total, 1000);
+    })
+    .unwrap();
+}
