@@ -53,3 +53,8 @@ pub use alarm::{sleep, Alarm, ALARM_EVENT};
 pub use epoll::{Epoll, EpollEvent, Interest};
 pub use error::Error;
 pub use queue::{wait_any, Ceq, Coalesce, Event, EventQueue, Queue};
+
+/// The crate README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
