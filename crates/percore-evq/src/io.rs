@@ -158,8 +158,7 @@ impl Registration {
     /// the calling uthread's worker (worker 0 of `handle` from elsewhere).
     pub(crate) fn new(handle: &Handle, fd: RawFd, events: u32, notify: Option<(Ceq, u32)>) -> Result<Self, Error> {
         let driver = driver::get(handle)?;
-        let worker = percore_lwkt::worker_index().filter(|_| Handle::current().is_some_and(|h| h.same(handle)));
-        let worker = worker.unwrap_or(0);
+        let worker = handle.local_worker().unwrap_or(0);
         // NOTE: start "ready both ways": the first operation just tries.
         let all = (Dir::Read.mask() | Dir::Write.mask()) & !(libc::EPOLLERR | libc::EPOLLHUP) as u32 as u64;
         let src = Box::new(Source { ready: AtomicU64::new(all), waiters: Mutex::default(), notify });

@@ -218,3 +218,19 @@ impl crate::Handle {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 }
+
+impl crate::Handle {
+    /// The index of the worker running the caller if it is one of this
+    /// runtime's workers (cheaper than comparing [`Handle::current`]).
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+    /// assert_eq!(rt.handle().local_worker(), None); // a foreign thread
+    /// let h = rt.handle().clone();
+    /// assert_eq!(rt.block_on(move || h.local_worker()).unwrap(), Some(0));
+    /// ```
+    pub fn local_worker(&self) -> Option<usize> {
+        let w = crate::worker::current_worker()?;
+        Arc::ptr_eq(&w.shared, &self.shared).then_some(w.idx)
+    }
+}
