@@ -203,9 +203,7 @@ impl crate::Handle {
             io::Error::new(io::ErrorKind::InvalidInput, format!("worker {worker} does not exist ({})", self.workers()))
         })
     }
-}
 
-impl crate::Handle {
     /// Whether both handles name the same runtime.
     ///
     /// ```
@@ -217,9 +215,7 @@ impl crate::Handle {
     pub fn same(&self, other: &crate::Handle) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
-}
 
-impl crate::Handle {
     /// The index of the worker running the caller if it is one of this
     /// runtime's workers (cheaper than comparing [`Handle::current`]).
     ///
