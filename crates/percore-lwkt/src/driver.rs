@@ -39,7 +39,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Scheduling passes between two non-blocking polls of a busy worker's epoll
 /// instance (a prime, as tokio's 61 event-loop ticks).
@@ -85,6 +85,54 @@ pub trait Driver: Send + Sync + 'static {
     /// On worker `worker`'s thread: readiness events of descriptors
     /// registered on its epoll instance.
     fn ready(&self, worker: usize, events: &[IoEvent]);
+}
+
+/// The worker loop's driver calls (`worker.rs` calls them).
+impl crate::worker::Worker {
+    /// The driver's part of a scheduling pass: its poll hook, and every
+    /// `IO_POLL_EVERY` passes a non-blocking look at the epoll instance.
+    #[inline]
+    pub(crate) fn driver_pass(&self, d: &dyn crate::driver::Driver) {
+        self.crit.set(self.crit.get() + 1);
+        self.driver_at.set(d.poll(self.idx));
+        let c = self.io_countdown.get();
+        if c > 1 {
+            self.io_countdown.set(c - 1);
+        } else {
+            self.io_countdown.set(crate::driver::IO_POLL_EVERY);
+            if self.ws().has_io.load(Relaxed) {
+                self.poll_io(d, Some(Duration::ZERO));
+            }
+        }
+        self.crit.set(self.crit.get() - 1);
+    }
+
+    /// Wait for I/O at most `timeout` and hand the events to the driver.
+    /// Returns how many events (the kick included) the kernel reported.
+    pub(crate) fn poll_io(&self, d: &dyn crate::driver::Driver, timeout: Option<Duration>) -> usize {
+        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let n = self.ws().poller.wait(&mut buf, timeout);
+        self.crit.set(self.crit.get() + 1);
+        self.dispatch_io(d, &buf[..n]);
+        self.crit.set(self.crit.get() - 1);
+        n
+    }
+
+    pub(crate) fn dispatch_io(&self, d: &dyn crate::driver::Driver, evs: &[libc::epoll_event]) {
+        let mut out = [crate::driver::IoEvent { token: 0, events: 0 }; 64];
+        let mut k = 0;
+        for e in evs {
+            let (token, events) = (e.u64, e.events);
+            if token != crate::sys::KICK_TOKEN {
+                out[k] = crate::driver::IoEvent { token, events };
+                k += 1;
+            }
+        }
+        if k > 0 {
+            self.ws().stats.io_events.add(k as u64);
+            d.ready(self.idx, &out[..k]);
+        }
+    }
 }
 
 /// The installed driver, as the trait object the workers call and as `Any`

@@ -90,9 +90,9 @@ pub(crate) struct Worker {
     /// `maybe_yield` (an `Instant::now` per switch would double its cost).
     slice_start: Cell<Option<Instant>>,
     /// The driver's next deadline, from its last `poll` (`driver.rs`).
-    driver_at: Cell<Option<Instant>>,
+    pub(crate) driver_at: Cell<Option<Instant>>,
     /// Scheduling passes until the next non-blocking epoll poll.
-    io_countdown: Cell<u32>,
+    pub(crate) io_countdown: Cell<u32>,
 }
 
 thread_local! {
@@ -224,7 +224,7 @@ impl Worker {
         }
     }
 
-    fn ws(&self) -> &crate::runtime::WorkerShared {
+    pub(crate) fn ws(&self) -> &crate::runtime::WorkerShared {
         &self.shared.workers[self.idx]
     }
 
@@ -531,52 +531,19 @@ impl Worker {
         }
     }
 
-    /// The driver's part of a scheduling pass: its poll hook, and every
-    /// `IO_POLL_EVERY` passes a non-blocking look at the epoll instance.
-    #[inline]
-    fn driver_pass(&self, d: &dyn crate::driver::Driver) {
-        self.crit.set(self.crit.get() + 1);
-        self.driver_at.set(d.poll(self.idx));
-        let c = self.io_countdown.get();
-        if c > 1 {
-            self.io_countdown.set(c - 1);
-        } else {
-            self.io_countdown.set(crate::driver::IO_POLL_EVERY);
-            if self.ws().has_io.load(Relaxed) {
-                self.poll_io(d, Some(Duration::ZERO));
-            }
-        }
-        self.crit.set(self.crit.get() - 1);
-    }
-
-    /// Wait for I/O at most `timeout` and hand the events to the driver.
-    fn poll_io(&self, d: &dyn crate::driver::Driver, timeout: Option<Duration>) {
-        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; 64];
-        let n = self.ws().poller.wait(&mut buf, timeout);
-        self.dispatch_io(d, &buf[..n]);
-    }
-
-    fn dispatch_io(&self, d: &dyn crate::driver::Driver, evs: &[libc::epoll_event]) {
-        let mut out = [crate::driver::IoEvent { token: 0, events: 0 }; 64];
-        let mut k = 0;
-        for e in evs {
-            let (token, events) = (e.u64, e.events);
-            if token != crate::sys::KICK_TOKEN {
-                out[k] = crate::driver::IoEvent { token, events };
-                k += 1;
-            }
-        }
-        if k > 0 {
-            self.ws().stats.io_events.add(k as u64);
-            d.ready(self.idx, &out[..k]);
-        }
-    }
-
     fn idle(&self) {
         let ws = self.ws();
-        for _ in 0..SPIN_ROUNDS {
+        let io = self.shared.driver.get().map(|i| &*i.driver).filter(|_| ws.has_io.load(Relaxed));
+        for round in 0..SPIN_ROUNDS {
             if ws.idle.peek_pending() || self.shared.is_shutdown() {
                 return;
+            }
+            // NOTE: I/O that arrives while we spin must not wait for the
+            // spin to end: look every 16 rounds (a system call each).
+            if let Some(d) = io.filter(|_| round % 16 == 15) {
+                if self.poll_io(d, Some(Duration::ZERO)) > 0 {
+                    return;
+                }
             }
             for _ in 0..32 {
                 std::hint::spin_loop();
