@@ -54,7 +54,7 @@ impl Event {
     }
 }
 
-use sealed::Slot;
+use sealed::{Slot, Take};
 
 impl Slot {
     fn claim(&self) -> bool {
@@ -101,10 +101,17 @@ mod sealed {
         pub(super) claimed: std::sync::atomic::AtomicBool,
     }
 
+    /// What [`Sealed::take_or_link`] did.
+    pub enum Take {
+        Event(super::Event),
+        Closed,
+        Linked,
+    }
+
     pub trait Sealed {
-        /// Link `slot` unless an event (or the close) is there already:
-        /// returns `false` then.
-        fn link(&self, slot: &std::sync::Arc<Slot>) -> bool;
+        /// Under one lock: take an event, or report the queue closed, or
+        /// link `slot` as a waiter.
+        fn take_or_link(&self, slot: &std::sync::Arc<Slot>) -> Take;
         fn unlink(&self, slot: &std::sync::Arc<Slot>);
         /// Wake one waiter if events are left (the hand-on).
         fn hand_on(&self);
@@ -257,13 +264,18 @@ impl Queue for EventQueue {
 }
 
 impl sealed::Sealed for EventQueue {
-    fn link(&self, slot: &Arc<Slot>) -> bool {
+    fn take_or_link(&self, slot: &Arc<Slot>) -> Take {
         let mut s = self.lock();
-        if !s.events.is_empty() || s.closed {
-            return false;
+        if let Some(e) = s.events.pop_front() {
+            drop(s);
+            stats().delivered.inc();
+            return Take::Event(e);
+        }
+        if s.closed {
+            return Take::Closed;
         }
         s.waiters.0.push_back(slot.clone());
-        true
+        Take::Linked
     }
 
     fn unlink(&self, slot: &Arc<Slot>) {
@@ -444,13 +456,20 @@ impl Queue for Ceq {
 }
 
 impl sealed::Sealed for Ceq {
-    fn link(&self, slot: &Arc<Slot>) -> bool {
+    fn take_or_link(&self, slot: &Arc<Slot>) -> Take {
         let mut s = self.lock();
-        if !s.ring.is_empty() || s.closed {
-            return false;
+        if let Some(id) = s.ring.pop_front() {
+            s.queued[id as usize] = false;
+            let v = std::mem::take(&mut s.values[id as usize]);
+            drop(s);
+            stats().delivered.inc();
+            return Take::Event(Event { kind: id, payload: v });
+        }
+        if s.closed {
+            return Take::Closed;
         }
         s.waiters.0.push_back(slot.clone());
-        true
+        Take::Linked
     }
 
     fn unlink(&self, slot: &Arc<Slot>) {
@@ -497,70 +516,117 @@ pub fn wait_any(queues: &[&dyn Queue], timeout: Option<Duration>) -> Result<(Eve
         return Err(Error::Invalid("wait_any needs at least one queue".into()));
     }
     let deadline = waiter::deadline(timeout);
-    let mut slot: Option<Arc<Slot>> = None;
-    let r = loop {
-        for (i, q) in queues.iter().enumerate() {
-            if let Some(e) = q.try_recv() {
-                break_out(queues, &slot);
-                return Ok((e, i));
-            }
+    let mut claimed_before = false;
+    let mut slot = SlotCache::take();
+    loop {
+        if !SlotCache::reset(&mut slot) {
+            slot = Arc::new(Slot { waiter: Waiter::current(), claimed: AtomicBool::new(false) });
         }
-        if queues.iter().all(|q| q.is_closed()) {
-            break Err(Error::Closed);
-        }
-        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-            break Err(Error::TimedOut);
-        }
-        // NOTE: a fresh slot per round: an old one may be claimed already,
-        // and a claimed slot is skipped by posts.
-        if let Some(old) = slot.take() {
-            for q in queues {
-                q.unlink(&old);
-            }
-        }
-        let s = Arc::new(Slot { waiter: Waiter::current(), claimed: AtomicBool::new(false) });
         let mut linked = 0;
-        let mut ready = false;
-        for q in queues {
-            if !q.link(&s) {
-                ready = true;
+        for (i, q) in queues.iter().enumerate() {
+            match q.take_or_link(&slot) {
+                Take::Event(e) => {
+                    leave(queues, i, &slot, claimed_before);
+                    SlotCache::put(slot);
+                    return Ok((e, i));
+                }
+                Take::Linked => linked += 1,
+                Take::Closed => {}
+            }
+        }
+        if linked == 0 {
+            SlotCache::put(slot);
+            return Err(Error::Closed);
+        }
+        let mut timed_out = false;
+        // ORDERING: acquire pairs with the AcqRel claim of the poster.
+        while !slot.claimed.load(Acquire) {
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                timed_out = true;
                 break;
             }
-            linked += 1;
-        }
-        slot = Some(s.clone());
-        if ready {
-            for q in &queues[..linked] {
-                q.unlink(&s);
-            }
-            slot = None;
-            continue;
-        }
-        // ORDERING: acquire pairs with the AcqRel claim of the poster.
-        while !s.claimed.load(Acquire) {
             if let Err(e) = waiter::block(deadline) {
-                break_out(queues, &slot);
+                leave(queues, queues.len(), &slot, claimed_before);
                 return Err(e);
             }
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                break;
+        }
+        // A post that claims us pops our slot from its queue; the others
+        // still hold it.
+        if queues.len() > 1 || !slot.claimed.load(Acquire) {
+            for q in queues {
+                q.unlink(&slot);
             }
         }
-    };
-    break_out(queues, &slot);
-    r
+        claimed_before |= slot.claimed.load(Acquire);
+        if timed_out {
+            // One last look: an event posted as the time ran out is ours.
+            SlotCache::put(slot);
+            for (i, q) in queues.iter().enumerate() {
+                if let Some(e) = q.try_recv() {
+                    hand_on(queues, claimed_before);
+                    return Ok((e, i));
+                }
+            }
+            hand_on(queues, claimed_before);
+            return Err(Error::TimedOut);
+        }
+    }
 }
 
-/// Leave: unlink our slot everywhere; if a post claimed us, hand on a
-/// wake-up for whatever events we leave behind.
-fn break_out(queues: &[&dyn Queue], slot: &Option<Arc<Slot>>) {
-    let Some(s) = slot else { return };
-    for q in queues {
-        q.unlink(s);
+/// One spare waiter slot per OS thread (a worker's uthreads share it), so
+/// that a blocking wait does not allocate. A slot is reusable once no queue
+/// holds it (`Arc::get_mut` succeeds): waiters unlink it before they leave,
+/// and a post that claims it drops its reference under the queue's lock.
+struct SlotCache;
+
+thread_local! {
+    static SLOT: std::cell::Cell<Option<Arc<Slot>>> = const { std::cell::Cell::new(None) };
+}
+
+impl SlotCache {
+    /// A slot for the caller: the cached one if any, else a new one.
+    fn take() -> Arc<Slot> {
+        // NOTE: taken out and put back around the wait, never borrowed
+        // across a switch (a uthread may migrate to another OS thread).
+        SLOT.with(|c| c.take())
+            .unwrap_or_else(|| Arc::new(Slot { waiter: Waiter::current(), claimed: AtomicBool::new(false) }))
     }
-    // ORDERING: acquire pairs with the claim; unclaimed slots never took a
-    // wake-up from anyone, so nothing needs handing on.
-    if s.claimed.load(Acquire) {
+
+    /// Make `slot` fresh for the caller; `false` if some queue still holds it.
+    fn reset(slot: &mut Arc<Slot>) -> bool {
+        match Arc::get_mut(slot) {
+            Some(s) => {
+                *s.claimed.get_mut() = false;
+                s.waiter = Waiter::current();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn put(slot: Arc<Slot>) {
+        if Arc::strong_count(&slot) == 1 {
+            SLOT.with(|c| c.set(Some(slot)));
+        }
+    }
+}
+
+/// Leave with the queues before `linked` holding our slot: unlink it there,
+/// and hand on wake-ups.
+fn leave(queues: &[&dyn Queue], linked: usize, slot: &Arc<Slot>, claimed_before: bool) {
+    for q in &queues[..linked] {
+        q.unlink(slot);
+    }
+    // ORDERING: acquire pairs with a poster's claim.
+    hand_on(queues, claimed_before || slot.claimed.load(Acquire));
+}
+
+/// A waiter that a post claimed but that leaves without that post's event
+/// (it took another queue's, or timed out) passes the wake-up on: every
+/// queue it waited on that still holds events wakes one of its waiters.
+/// Unclaimed waiters took no wake-up from anyone: nothing to pass on.
+fn hand_on(queues: &[&dyn Queue], claimed: bool) {
+    if claimed && queues.len() > 1 {
         for q in queues {
             q.hand_on();
         }

@@ -56,6 +56,7 @@ pub(crate) fn block(deadline: Option<Instant>) -> Result<(), Error> {
 
 /// `now + timeout`, saturating far in the future instead of overflowing.
 pub(crate) fn deadline(timeout: Option<std::time::Duration>) -> Option<Instant> {
+    let d = timeout?;
     let now = Instant::now();
-    timeout.map(|d| now.checked_add(d).unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 86_400)))
+    Some(now.checked_add(d).unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 86_400)))
 }
