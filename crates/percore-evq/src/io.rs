@@ -13,7 +13,11 @@
 //! tick bumped by every event. An operation snapshots the word, tries the
 //! system call, and on `EAGAIN` clears its direction's bits only if the
 //! tick did not move (compare-and-swap against the snapshot), because an
-//! edge that arrived during the call must not be erased. It then links itself
+//! edge that arrived during the call must not be erased. A short read or
+//! write clears them the same way (the socket is most likely drained, as
+//! tokio assumes too), and an operation whose bits are clear waits without
+//! trying the system call. Hang-up and error bits are never cleared: no new
+//! edge would bring them back. It then links itself
 //! as a waiter under the source's lock and re-checks the bits before
 //! blocking; the worker sets the bits before taking that lock to wake
 //! waiters, so one of the two always sees the other.
@@ -110,11 +114,14 @@ impl Source {
     }
 
     /// Clear `dir`'s bits if no event came since `snap`; returns whether
-    /// they were cleared (else the caller retries at once).
+    /// they were cleared (else the caller retries at once). Hang-up and
+    /// error bits are sticky: no later edge would set them again, and the
+    /// system call reports them every time (end of stream, an error).
     fn clear(&self, dir: Dir, snap: u64) -> bool {
+        let sticky = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 as u64;
         // ORDERING: acquire: a failed swap means a new event, whose bits
         // the retry must see.
-        self.ready.compare_exchange(snap, snap & !dir.mask(), AcqRel, Acquire).is_ok()
+        self.ready.compare_exchange(snap, snap & !(dir.mask() & !sticky), AcqRel, Acquire).is_ok()
     }
 
     /// Block until `dir` may be ready, or `deadline` passes.
@@ -184,22 +191,36 @@ impl Registration {
 
     /// Run the non-blocking `op` until it does not return `WouldBlock`,
     /// waiting for `dir` readiness in between; `TimedOut` after `deadline`.
+    /// When `drained` says a result shows the socket drained (a partial
+    /// read or write), the direction's readiness is cleared at once, so the
+    /// next call waits for an edge instead of paying for an `EAGAIN`
+    /// system call (tokio does the same).
     pub(crate) fn io<R>(
         &self,
         dir: Dir,
         deadline: Option<Instant>,
+        drained: impl Fn(&R) -> bool,
         mut op: impl FnMut() -> io::Result<R>,
     ) -> io::Result<R> {
         let src = self.source();
         loop {
             let snap = src.ready.load(Acquire);
-            match op() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r,
-            }
-            if !src.clear(dir, snap) {
-                continue;
+            if snap & dir.mask() != 0 {
+                match op() {
+                    Ok(r) => {
+                        if drained(&r) {
+                            src.clear(dir, snap);
+                        }
+                        return Ok(r);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if !src.clear(dir, snap) {
+                            continue;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));

@@ -103,16 +103,26 @@ impl<S: AsRawFd> Sock<S> {
         Ok(Sock { reg, sock, read_to: Timeout::default(), write_to: Timeout::default() })
     }
 
-    fn read_with<R>(&self, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
-        self.read_until(self.read_to.deadline(), op)
+    /// A read-direction operation that may wait (`read_to` applies).
+    fn read_with<R>(&self, mut op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
+        self.reg.io(Dir::Read, self.read_to.deadline(), |_| false, || op(&self.sock))
     }
 
-    fn read_until<R>(&self, deadline: Option<Instant>, mut op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
-        self.reg.io(Dir::Read, deadline, || op(&self.sock))
-    }
-
+    /// A write-direction operation that may wait (`write_to` applies).
     fn write_with<R>(&self, mut op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
-        self.reg.io(Dir::Write, self.write_to.deadline(), || op(&self.sock))
+        self.reg.io(Dir::Write, self.write_to.deadline(), |_| false, || op(&self.sock))
+    }
+
+    /// A stream read of `want` bytes: a short, non-empty read means the
+    /// socket is drained (an empty one is the end of the stream).
+    fn read_stream(&self, want: usize, mut op: impl FnMut(&S) -> io::Result<usize>) -> io::Result<usize> {
+        self.reg.io(Dir::Read, self.read_to.deadline(), |&n| n > 0 && n < want, || op(&self.sock))
+    }
+
+    /// A stream write of `want` bytes: a short write means the send buffer
+    /// is full.
+    fn write_stream(&self, want: usize, mut op: impl FnMut(&S) -> io::Result<usize>) -> io::Result<usize> {
+        self.reg.io(Dir::Write, self.write_to.deadline(), |&n| n < want, || op(&self.sock))
     }
 }
 
@@ -132,14 +142,19 @@ fn connect_socket(
     let deadline = crate::waiter::deadline(timeout);
     // NOTE: the socket becomes writable (or reports an error) when the
     // connect completes; `SO_ERROR` says which.
-    s.reg.io(Dir::Write, deadline, || match s.sock.take_error()? {
-        Some(e) => Err(e),
-        None => match s.sock.peer_addr() {
-            Ok(_) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(io::ErrorKind::WouldBlock.into()),
-            Err(e) => Err(e),
+    s.reg.io(
+        Dir::Write,
+        deadline,
+        |_| false,
+        || match s.sock.take_error()? {
+            Some(e) => Err(e),
+            None => match s.sock.peer_addr() {
+                Ok(_) => Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(io::ErrorKind::WouldBlock.into()),
+                Err(e) => Err(e),
+            },
         },
-    })?;
+    )?;
     Ok(s)
 }
 
@@ -175,10 +190,11 @@ macro_rules! stream_io {
         }
         impl Read for &$t {
             fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                self.0.read_with(|mut s| s.read(buf))
+                self.0.read_stream(buf.len(), |mut s| s.read(buf))
             }
             fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-                self.0.read_with(|mut s| s.read_vectored(bufs))
+                let want = bufs.iter().map(|b| b.len()).sum();
+                self.0.read_stream(want, |mut s| s.read_vectored(bufs))
             }
         }
         impl Write for $t {
@@ -194,10 +210,11 @@ macro_rules! stream_io {
         }
         impl Write for &$t {
             fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.0.write_with(|mut s| s.write(buf))
+                self.0.write_stream(buf.len(), |mut s| s.write(buf))
             }
             fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-                self.0.write_with(|mut s| s.write_vectored(bufs))
+                let want = bufs.iter().map(|b| b.len()).sum();
+                self.0.write_stream(want, |mut s| s.write_vectored(bufs))
             }
             fn flush(&mut self) -> io::Result<()> {
                 Ok(())

@@ -127,11 +127,13 @@ fn udp_timeout_and_connected_send() {
 }
 
 #[test]
-fn many_readers_one_socket_each_gets_its_bytes() {
-    // Two uthreads read the same stream; every byte is delivered once.
+fn many_readers_one_socket_each_byte_once() {
+    // Two uthreads read the same stream until its end; every byte is
+    // delivered to exactly one of them.
     let rt = rt(2);
     rt.block_on(|| {
-        let (a, mut b) = UnixStream::pair().unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let a = std::sync::Arc::new(a);
         let readers: Vec<_> = (0..2)
             .map(|_| {
@@ -140,20 +142,69 @@ fn many_readers_one_socket_each_gets_its_bytes() {
                     .rotate()
                     .spawn(move || {
                         let mut got = 0;
-                        let mut buf = [0u8; 1];
-                        while got < 500 {
-                            got += (&*a).read(&mut buf).unwrap();
+                        let mut buf = [0u8; 7];
+                        loop {
+                            match (&*a).read(&mut buf).unwrap() {
+                                0 => return got,
+                                n => got += n,
+                            }
                         }
-                        got
                     })
                     .unwrap()
             })
             .collect();
         for _ in 0..1000 {
-            b.write_all(b"z").unwrap();
+            (&b).write_all(b"z").unwrap();
+            percore_lwkt::maybe_yield();
         }
+        drop(b);
         let total: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
         assert_eq!(total, 1000);
+    })
+    .unwrap();
+}
+
+#[test]
+fn short_read_then_end_of_stream_does_not_hang() {
+    // The peer sends 10 bytes and closes: the first read is short (which
+    // clears read readiness), the second must still see the end of stream.
+    let rt = rt(1);
+    rt.block_on(|| {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        a.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        b.write_all(&[7u8; 10]).unwrap();
+        drop(b);
+        let mut buf = [0u8; 64];
+        assert_eq!(a.read(&mut buf).unwrap(), 10);
+        assert_eq!(a.read(&mut buf).unwrap(), 0);
+        assert_eq!(a.read(&mut buf).unwrap(), 0);
+    })
+    .unwrap();
+}
+
+#[test]
+fn short_reads_keep_flowing() {
+    // Many short reads in a row, each followed by more data later.
+    let rt = rt(2);
+    rt.block_on(|| {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let w = percore_lwkt::Builder::new()
+            .worker(1)
+            .spawn(move || {
+                for i in 0..200u8 {
+                    (&b).write_all(&[i; 3]).unwrap();
+                    percore_lwkt::yield_now();
+                }
+            })
+            .unwrap();
+        let mut got = 0;
+        let mut buf = [0u8; 64];
+        while got < 600 {
+            got += (&a).read(&mut buf).unwrap();
+        }
+        w.join().unwrap();
+        assert_eq!(got, 600);
     })
     .unwrap();
 }
