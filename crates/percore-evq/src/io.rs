@@ -16,8 +16,8 @@
 //! edge that arrived during the call must not be erased. A short read or
 //! write clears them the same way (the socket is most likely drained, as
 //! tokio assumes too), and an operation whose bits are clear waits without
-//! trying the system call. Hang-up and error bits are never cleared: no new
-//! edge would bring them back. It then links itself
+//! trying the system call. A short transfer leaves hang-up and error bits
+//! set (no new edge would bring them back); only `EAGAIN` clears them. It then links itself
 //! as a waiter under the source's lock and re-checks the bits before
 //! blocking; the worker sets the bits before taking that lock to wake
 //! waiters, so one of the two always sees the other.
@@ -114,11 +114,12 @@ impl Source {
     }
 
     /// Clear `dir`'s bits if no event came since `snap`; returns whether
-    /// they were cleared (else the caller retries at once). Hang-up and
-    /// error bits are sticky: no later edge would set them again, and the
-    /// system call reports them every time (end of stream, an error).
-    fn clear(&self, dir: Dir, snap: u64) -> bool {
-        let sticky = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 as u64;
+    /// they were cleared (else the caller retries at once). After `EAGAIN`
+    /// every bit goes (`all`); after a short transfer (a guess that the
+    /// socket is drained) hang-up and error bits stay: no later edge would
+    /// set them again, and the system call reports them every time.
+    fn clear(&self, dir: Dir, snap: u64, all: bool) -> bool {
+        let sticky = if all { 0 } else { (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 as u64 };
         // ORDERING: acquire: a failed swap means a new event, whose bits
         // the retry must see.
         self.ready.compare_exchange(snap, snap & !(dir.mask() & !sticky), AcqRel, Acquire).is_ok()
@@ -209,12 +210,12 @@ impl Registration {
                 match op() {
                     Ok(r) => {
                         if drained(&r) {
-                            src.clear(dir, snap);
+                            src.clear(dir, snap, false);
                         }
                         return Ok(r);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if !src.clear(dir, snap) {
+                        if !src.clear(dir, snap, true) {
                             continue;
                         }
                     }

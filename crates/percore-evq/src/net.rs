@@ -133,11 +133,17 @@ fn connect_socket(
     addr: &socket2::SockAddr,
     timeout: Option<Duration>,
 ) -> io::Result<Sock<socket2::Socket>> {
-    let s = Sock::new(handle, sock, |s| s.set_nonblocking(true))?;
-    match s.sock.connect(addr) {
-        Ok(()) => return Ok(s),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock => {}
+    sock.set_nonblocking(true)?;
+    // NOTE: register only once the connect is under way: an unconnected
+    // socket polls as hung up, which would be recorded as readiness.
+    let pending = match sock.connect(addr) {
+        Ok(()) => false,
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock => true,
         Err(e) => return Err(e),
+    };
+    let s = Sock::new(handle, sock, |_| Ok(()))?;
+    if !pending {
+        return Ok(s);
     }
     let deadline = crate::waiter::deadline(timeout);
     // NOTE: the socket becomes writable (or reports an error) when the
