@@ -56,6 +56,10 @@ pub enum Error {
     /// The timeout passed before a wake-up.
     #[error("timed out")]
     TimedOut,
+    /// The thread pool of [`block_in_pool`](crate::block_in_pool) could not
+    /// be set up.
+    #[error("blocking pool: {0}")]
+    Pool(#[from] percore_pool::Error),
     /// The runtime is shutting down or gone.
     #[error("the runtime is shut down")]
     Shutdown,
@@ -68,13 +72,16 @@ pub enum Error {
     TokenUpgrade,
 }
 
-/// Why [`JoinHandle::join`](crate::JoinHandle::join) returned no value.
+/// Why [`JoinHandle::join`](crate::JoinHandle::join) or
+/// [`block_in_pool`](crate::block_in_pool) returned no value.
 #[non_exhaustive]
 pub enum JoinError {
-    /// The uthread panicked; the payload is the panic's.
+    /// The uthread (or the closure given to `block_in_pool`) panicked; the
+    /// payload is the panic's.
     Panicked(Box<dyn Any + Send + 'static>),
     /// The runtime shut down before the uthread finished: it was cancelled
-    /// (its stack unwound, never resumed normally).
+    /// (its stack unwound, never resumed normally). From `block_in_pool`:
+    /// the pool shut down before the closure ran.
     Cancelled,
     /// Waiting was refused (for example from inside a critical section).
     Wait(Error),
@@ -113,9 +120,9 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JoinError::Panicked(_) => {
-                write!(f, "uthread panicked: {}", self.panic_message().unwrap_or("<non-string payload>"))
+                write!(f, "panicked: {}", self.panic_message().unwrap_or("<non-string payload>"))
             }
-            JoinError::Cancelled => write!(f, "uthread cancelled by runtime shutdown"),
+            JoinError::Cancelled => write!(f, "cancelled by shutdown before it finished"),
             JoinError::Wait(e) => write!(f, "cannot wait for the uthread: {e}"),
         }
     }

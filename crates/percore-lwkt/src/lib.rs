@@ -22,6 +22,7 @@
 //! | `lwkt_setcpu_self`, `lwkt_setpri_self` | [`migrate`], [`set_priority`] |
 //! | `lwkt_hold` / `lwkt_rele` | [`Uthread::hold`] / [`Uthread::release`] |
 //! | thread cache, `lwkt_exit` reaping | per-worker stack cache, stacks reaped after the switch |
+//! | a kernel thread doing blocking work for a sleeping thread | [`block_in_pool`], [`block_in`] (percore-pool) |
 //!
 //! ## How a switch works
 //!
@@ -54,7 +55,6 @@
 //!
 //! ## Absent in this release
 //!
-//! * `block_in_pool` (needs percore-pool, not yet merged).
 //! * `giveaway` / `acquire` of a descheduled uthread by another worker; only
 //!   self-migration ([`migrate`]) exists.
 //! * Preemption: no uthread is ever switched out except at its own
@@ -78,6 +78,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(not(loom))]
+mod blocking;
 #[cfg(not(loom))]
 mod error;
 // NOTE: `pub` items inside are reached by the loom models only (`__loom`).
@@ -108,6 +110,8 @@ mod token;
 #[cfg(not(loom))]
 mod worker;
 
+#[cfg(not(loom))]
+pub use blocking::{block_in, block_in_pool};
 #[cfg(not(loom))]
 pub use error::{Error, JoinError};
 #[cfg(not(loom))]

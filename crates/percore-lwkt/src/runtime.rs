@@ -12,7 +12,7 @@ use percore_cpu::Counter;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier, Mutex, OnceLock};
 
 /// Default usable stack size of a uthread: 64 KiB (committed lazily).
 pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
@@ -52,6 +52,9 @@ pub(crate) struct Shared {
     shutdown: AtomicBool,
     stopping: AtomicBool,
     rotor: AtomicUsize,
+    /// The pool of [`block_in_pool`](crate::block_in_pool), taken on first
+    /// use and given back when the runtime goes.
+    pub(crate) pool: OnceLock<percore_pool::ThreadPool>,
 }
 
 impl Shared {
@@ -151,6 +154,7 @@ impl RuntimeBuilder {
             shutdown: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             rotor: AtomicUsize::new(0),
+            pool: OnceLock::new(),
         });
         let stats = crate::stats::register(&self.name, &shared);
         let mut threads = Vec::with_capacity(n);
