@@ -60,6 +60,14 @@ pub enum Error {
     /// be set up.
     #[error("blocking pool: {0}")]
     Pool(#[from] percore_pool::Error),
+    /// The uthread is running, not yet started on its worker, or in flight
+    /// between workers, so it cannot be given away
+    /// ([`Uthread::give_to`](crate::Uthread::give_to)); these states pass.
+    #[error("the uthread is not descheduled (running, starting or migrating)")]
+    NotDescheduled,
+    /// The uthread has returned.
+    #[error("the uthread has exited")]
+    Exited,
     /// The runtime is shutting down or gone.
     #[error("the runtime is shut down")]
     Shutdown,

@@ -20,6 +20,7 @@
 //! | `lwkt_deschedule_self` + switch / `lwkt_schedule` | [`park`] / [`Uthread::unpark`] |
 //! | `lwkt_msgport` | [`Uthread::send`], [`Uthread::call`], [`Message::reply`], [`wait_msg`] |
 //! | `lwkt_setcpu_self`, `lwkt_setpri_self` | [`migrate`], [`set_priority`] |
+//! | `lwkt_giveaway` / `lwkt_acquire` | [`Uthread::give_to`] |
 //! | `lwkt_hold` / `lwkt_rele` | [`Uthread::hold`] / [`Uthread::release`] |
 //! | thread cache, `lwkt_exit` reaping | per-worker stack cache, stacks reaped after the switch |
 //! | a kernel thread doing blocking work for a sleeping thread | [`block_in_pool`], [`block_in`] (percore-pool) |
@@ -55,8 +56,6 @@
 //!
 //! ## Absent in this release
 //!
-//! * `giveaway` / `acquire` of a descheduled uthread by another worker; only
-//!   self-migration ([`migrate`]) exists.
 //! * Preemption: no uthread is ever switched out except at its own
 //!   scheduling points, hence no preempt hit/miss counters.
 //! * Platforms other than Linux.
@@ -82,6 +81,8 @@
 mod blocking;
 #[cfg(not(loom))]
 mod error;
+#[cfg(not(loom))]
+mod giveaway;
 // NOTE: `pub` items inside are reached by the loom models only (`__loom`).
 #[allow(unreachable_pub)]
 mod idle;

@@ -51,6 +51,8 @@ pub(crate) struct WorkerStats {
     pub(crate) token_contended: Stat,
     /// IPI functions that panicked (caught).
     pub(crate) ipi_panics: Stat,
+    /// Descheduled uthreads this worker gave to another (`Uthread::give_to`).
+    pub(crate) given_away: Stat,
     /// Run-queue length at the last scheduling decision.
     pub(crate) runq_len: Stat,
     /// Stacks in the cache.
@@ -72,6 +74,7 @@ pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::
                 ("wakeups", s.wakeups.get()),
                 ("token_contended", s.token_contended.get()),
                 ("ipi_panics", s.ipi_panics.get()),
+                ("given_away", s.given_away.get()),
                 ("runq_len", s.runq_len.get()),
                 ("cached_stacks", s.cached_stacks.get()),
             ] {

@@ -70,6 +70,10 @@ pub(crate) enum Msg {
     SetPri(Arc<Thread>, u8),
     /// Run a function on this worker, in a critical section.
     Run(Box<dyn FnOnce() + Send>),
+    /// Give a descheduled uthread to another worker (`lwkt_giveaway`).
+    GiveAway(Arc<Thread>, usize, crate::giveaway::Reply),
+    /// Take a given-away uthread; `true`: it is runnable (`lwkt_acquire`).
+    Acquire(Arc<Thread>, bool),
 }
 
 /// A worker's private state. Lives on its OS thread's stack; reached through
@@ -77,13 +81,13 @@ pub(crate) enum Msg {
 pub(crate) struct Worker {
     pub(crate) idx: usize,
     pub(crate) shared: Arc<Shared>,
-    runq: RefCell<RunQueue>,
+    pub(crate) runq: RefCell<RunQueue>,
     allq: RefCell<Vec<Arc<Thread>>>,
     timers: RefCell<Timers>,
     stacks: RefCell<Vec<Stack>>,
     current: Cell<*const Thread>,
     pub(crate) crit: Cell<u32>,
-    shutting_down: Cell<bool>,
+    pub(crate) shutting_down: Cell<bool>,
     /// A uthread of higher priority than the current one is queued.
     resched: Cell<bool>,
     /// When the current uthread's slice began; set lazily by the first
@@ -170,7 +174,23 @@ pub(crate) fn send(shared: &Arc<Shared>, target: usize, msg: Msg) {
             shared.workers[w.idx].stats.ipis_sent.bump();
         }
         _ => {
-            ws.foreign.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+            let refused = {
+                let mut q = ws.foreign.lock().unwrap_or_else(|e| e.into_inner());
+                // NOTE: checked under the lock: the worker's last drain
+                // after `set_stopping` takes it too, so a message is either
+                // drained there or refused here, never left behind.
+                if shared.stopping() {
+                    Some(msg)
+                } else {
+                    q.push(msg);
+                    None
+                }
+            };
+            // Dropped outside the lock: its guards (cpusync parts, give-away
+            // replies) report the shutdown and may send in turn.
+            if refused.is_some() {
+                return;
+            }
             shared.foreign_sent.inc();
         }
     }
@@ -353,6 +373,8 @@ impl Worker {
                 }
                 self.set_pri_local(&t, p);
             }
+            Msg::GiveAway(t, to, reply) => self.give_away(t, to, reply),
+            Msg::Acquire(t, runnable) => self.acquire(t, runnable),
             Msg::Run(f) => {
                 // A panicking IPI function must not take the worker down;
                 // `cpusync` reports it (its part is dropped unfinished).
@@ -363,14 +385,14 @@ impl Worker {
         }
     }
 
-    fn adopt(&self, t: &Arc<Thread>) {
+    pub(crate) fn adopt(&self, t: &Arc<Thread>) {
         let mut all = self.allq.borrow_mut();
         // SAFETY: `t` now belongs to this worker.
         unsafe { t.sched() }.allq_idx = all.len();
         all.push(t.clone());
     }
 
-    fn unadopt(&self, t: &Thread) {
+    pub(crate) fn unadopt(&self, t: &Thread) {
         let mut all = self.allq.borrow_mut();
         // SAFETY: `t` belongs to this worker.
         let i = unsafe { t.sched() }.allq_idx;
@@ -392,12 +414,15 @@ impl Worker {
                 self.ws().stats.wakeups.bump();
                 self.enqueue(t, false);
             }
-            RunState::Running => s.resched = true,
+            // NOTE: `Migrating` here means given to us and the `Acquire`
+            // IPI not yet drained (another sender's ring came first):
+            // `acquire` makes it runnable.
+            RunState::Running | RunState::Migrating => s.resched = true,
             _ => {}
         }
     }
 
-    fn enqueue(&self, t: Arc<Thread>, front: bool) {
+    pub(crate) fn enqueue(&self, t: Arc<Thread>, front: bool) {
         // SAFETY: `t` belongs to this worker.
         let s = unsafe { t.sched() };
         s.state = RunState::Queued;
