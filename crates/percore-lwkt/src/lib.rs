@@ -34,7 +34,8 @@
 //! runnable uthread whose tokens it can take. Scheduling is cooperative: a
 //! uthread that never reaches a scheduling point (a yield, a blocking call,
 //! [`maybe_yield`]) keeps its worker. A woken higher-priority uthread runs at
-//! the current one's next scheduling point.
+//! the current one's next scheduling point (counted as a preempt hit; a
+//! scheduling point refused inside a critical section counts a miss).
 //!
 //! ## Wake-ups
 //!
@@ -56,8 +57,11 @@
 //!
 //! ## Absent in this release
 //!
-//! * Preemption: no uthread is ever switched out except at its own
-//!   scheduling points, hence no preempt hit/miss counters.
+//! * Preemption proper: no uthread is ever switched out except at its own
+//!   scheduling points. A woken higher-priority uthread *requests* a switch,
+//!   honoured at the current uthread's next scheduling point; the per-worker
+//!   counters `preempt_hit` / `preempt_miss` say whether it was honoured
+//!   (`preempt.rs` defines them exactly).
 //! * Platforms other than Linux.
 //!
 //! ## Example
@@ -91,6 +95,8 @@ mod ipi;
 mod loom;
 #[cfg(not(loom))]
 mod port;
+#[cfg(not(loom))]
+mod preempt;
 #[cfg(not(loom))]
 mod runq;
 #[cfg(not(loom))]

@@ -50,6 +50,7 @@ pub fn yield_now() {
     };
     let Some(t) = w.current_ptr() else { return };
     if let Err(e) = w.check_block() {
+        w.preempt_missed();
         debug_assert!(matches!(e, Error::Shutdown), "percore_lwkt::yield_now: {e}");
         return;
     }
@@ -59,10 +60,11 @@ pub fn yield_now() {
     }
 }
 
-/// Yield only if the scheduler clock's [`QUANTUM`] has passed since the
-/// uthread was last switched in, or a higher-priority uthread is waiting
-/// (`lwkt_user_yield`): cheap enough for the inner loop of a long
-/// computation. Never switches inside a critical or SMR section.
+/// Yield if a higher-priority uthread was woken since this one was switched
+/// in, or if another uthread is runnable and the scheduler clock's
+/// [`QUANTUM`] has passed (`lwkt_user_yield`): cheap enough for the inner
+/// loop of a long computation. Never switches inside a critical or SMR
+/// section.
 ///
 /// ```
 /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
@@ -72,10 +74,11 @@ pub fn maybe_yield() {
     let Some(w) = current_worker() else { return };
     let Some(t) = w.current_ptr() else { return };
     if w.check_block().is_err() {
+        w.preempt_missed();
         return;
     }
     w.poll_ipis();
-    if w.yield_wanted(t) && w.slice_expired(QUANTUM) {
+    if w.resched.get() || (w.yield_wanted(t) && w.slice_expired(QUANTUM)) {
         w.switch_out(t, Intent::Yield);
     }
 }

@@ -89,7 +89,10 @@ pub(crate) struct Worker {
     pub(crate) crit: Cell<u32>,
     pub(crate) shutting_down: Cell<bool>,
     /// A uthread of higher priority than the current one is queued.
-    resched: Cell<bool>,
+    pub(crate) resched: Cell<bool>,
+    /// An unresolved preemption request: the priority it asked for
+    /// (`preempt.rs`).
+    pub(crate) preempt: Cell<Option<u8>>,
     /// When the current uthread's slice began; set lazily by the first
     /// `maybe_yield` (an `Instant::now` per switch would double its cost).
     slice_start: Cell<Option<Instant>>,
@@ -234,6 +237,7 @@ impl Worker {
             crit: Cell::new(0),
             shutting_down: Cell::new(false),
             resched: Cell::new(false),
+            preempt: Cell::new(None),
             slice_start: Cell::new(None),
         }
     }
@@ -432,6 +436,7 @@ impl Worker {
             // are distinct (a running uthread is never enqueued here).
             if pri > unsafe { c.sched() }.pri {
                 self.resched.set(true);
+                self.request_preempt(pri);
             }
         }
         self.runq.borrow_mut().push(t, pri, front);
@@ -496,7 +501,11 @@ impl Worker {
         self.slice_start.set(None);
         self.ws().stats.switches.bump();
         // SAFETY: `t` belongs to this worker and does not run yet.
-        unsafe { t.sched() }.state = RunState::Running;
+        let s = unsafe { t.sched() };
+        s.state = RunState::Running;
+        if self.preempt.get().is_some() {
+            self.resolve_preempt(s.pri);
+        }
         // SAFETY: only this worker touches the coroutine cell, and the
         // uthread itself never does; the reference ends with the resume.
         let result = match unsafe { t.coro() } {
