@@ -499,8 +499,10 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let h = Handle::current().ok_or(Error::NotUthread)?;
-        self.spawn_on(&h, f)
+        // NOTE: borrowed from the worker, not cloned as `Handle::current`
+        // would: spawning never switches, so the worker outlives the call.
+        let w = worker::current_worker().ok_or(Error::NotUthread)?;
+        self.spawn_in(&w.shared, f)
     }
 
     /// Spawn on the runtime of `handle`, from any thread. Fails with
@@ -510,7 +512,14 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let shared = &handle.shared;
+        self.spawn_in(&handle.shared, f)
+    }
+
+    fn spawn_in<F, T>(self, shared: &Arc<Shared>, f: F) -> Result<JoinHandle<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         if shared.is_shutdown() {
             return Err(Error::Shutdown);
         }

@@ -192,6 +192,15 @@ impl Thread {
         }
     }
 
+    /// [`Thread::unpark`], reusing the caller's reference for the schedule
+    /// IPI instead of taking another.
+    pub(crate) fn unpark_owned(self: Arc<Self>) {
+        // ORDERING: as in `unpark`.
+        if self.park.swap(NOTIFIED, AcqRel) == PARKED {
+            crate::worker::schedule(self);
+        }
+    }
+
     /// Consume a pending wake-up. Returns whether there was one.
     #[inline]
     pub(crate) fn take_notified(&self) -> bool {
@@ -252,9 +261,11 @@ impl Waiter {
         }
     }
 
-    pub(crate) fn wake(&self) {
+    /// Wake it, consuming this reference (no extra reference count traffic
+    /// on the hand-off path).
+    pub(crate) fn wake(self) {
         match self {
-            Waiter::U(t) => t.unpark(),
+            Waiter::U(t) => t.unpark_owned(),
             Waiter::Os(t) => t.unpark(),
         }
     }

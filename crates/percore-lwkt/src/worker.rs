@@ -141,6 +141,14 @@ pub(crate) fn check_may_block() -> Result<(), Error> {
 /// Make `t` runnable on its owner, from anywhere (`lwkt_schedule`).
 pub(crate) fn schedule(t: Arc<Thread>) {
     let owner = t.owner.load(Acquire);
+    // Fast path, a local wake-up: handled at once, as `send` would, without
+    // the `Arc<Shared>` clone that `send` needs for a message moving `t`.
+    if let Some(w) = current_worker().filter(|w| w.idx == owner && Arc::ptr_eq(&w.shared, &t.shared)) {
+        w.crit.set(w.crit.get() + 1);
+        w.handle(Msg::Schedule(t));
+        w.crit.set(w.crit.get() - 1);
+        return;
+    }
     let shared = t.shared.clone();
     send(&shared, owner, Msg::Schedule(t));
 }
