@@ -25,6 +25,30 @@ pub const DEFAULT_PRIORITY: u8 = 16;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Uthread ids are taken from [`NEXT_ID`] in blocks of this many per OS
+/// thread, so that a spawn costs no shared atomic increment.
+const ID_BLOCK: u64 = 1024;
+
+/// A process-unique uthread id (never 0).
+fn next_id() -> u64 {
+    thread_local! {
+        /// The rest of this thread's block: `(next, end)`.
+        static IDS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    IDS.try_with(|c| {
+        let (next, end) = c.get();
+        if next < end {
+            c.set((next + 1, end));
+            return next;
+        }
+        // ORDERING: relaxed: only uniqueness matters.
+        let base = NEXT_ID.fetch_add(ID_BLOCK, Relaxed);
+        c.set((base + 1, base + ID_BLOCK));
+        base
+    })
+    .unwrap_or_else(|_| NEXT_ID.fetch_add(1, Relaxed))
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) stack_size: usize,
@@ -540,7 +564,7 @@ impl Builder {
             Some(s) => s,
             None => Stack::new(size, shared.cfg.guard).map_err(|source| Error::StackExhausted { size, source })?,
         };
-        let id = NEXT_ID.fetch_add(1, Relaxed);
+        let id = next_id();
         let thread = Arc::new(Thread::new(id, self.name.map(Into::into), shared.clone(), target, pri));
         let packet = Arc::new(Oneshot::new());
         let completer = Completer(Some(packet.clone()));

@@ -204,6 +204,13 @@ impl Thread {
     /// Consume a pending wake-up. Returns whether there was one.
     #[inline]
     pub(crate) fn take_notified(&self) -> bool {
+        // NOTE: a plain load first: a failing compare-exchange is still a
+        // locked instruction, and the common case is "no wake-up pending".
+        // ORDERING: relaxed: a stale `EMPTY` only sends us on to
+        // `prepare_park`, whose compare-exchange sees the real value.
+        if self.park.load(Relaxed) != NOTIFIED {
+            return false;
+        }
         // ORDERING: acquire pairs with the release half of `unpark`'s swap.
         self.park.compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed).is_ok()
     }
@@ -226,7 +233,15 @@ impl Thread {
     #[inline]
     pub(crate) fn finish_park(&self) {
         // ORDERING: acquire pairs with the waker's release in `unpark`.
-        self.park.swap(EMPTY, Acquire);
+        if self.park.load(Acquire) != EMPTY {
+            // NOTE: a load and a store, not a swap (one locked instruction
+            // less per wake-up). An `unpark` landing between the two finds
+            // `NOTIFIED`, schedules nothing, and its notification merges into
+            // the one that resumed us: the same outcome as if it had come
+            // just before the swap, which a swap would also have consumed.
+            // ORDERING: relaxed: nothing is published by clearing the word.
+            self.park.store(EMPTY, Relaxed);
+        }
     }
 }
 
