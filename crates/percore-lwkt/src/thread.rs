@@ -232,16 +232,12 @@ impl Thread {
     /// After being resumed from a block.
     #[inline]
     pub(crate) fn finish_park(&self) {
+        // NOTE: this must stay a read-modify-write. A load and a store
+        // would let an `unpark` land between them unseen: its notification
+        // erased without our acquiring its release, so its waiter's
+        // condition could read stale and the uthread park for good.
         // ORDERING: acquire pairs with the waker's release in `unpark`.
-        if self.park.load(Acquire) != EMPTY {
-            // NOTE: a load and a store, not a swap (one locked instruction
-            // less per wake-up). An `unpark` landing between the two finds
-            // `NOTIFIED`, schedules nothing, and its notification merges into
-            // the one that resumed us: the same outcome as if it had come
-            // just before the swap, which a swap would also have consumed.
-            // ORDERING: relaxed: nothing is published by clearing the word.
-            self.park.store(EMPTY, Relaxed);
-        }
+        self.park.swap(EMPTY, Acquire);
     }
 }
 
