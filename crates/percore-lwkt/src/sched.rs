@@ -250,3 +250,34 @@ impl Drop for CritGuard {
         crit_exit();
     }
 }
+
+/// Whether the caller may block: refused inside critical and SMR sections,
+/// and during shutdown unwinding. Foreign threads may always block.
+pub(crate) fn check_may_block() -> Result<(), Error> {
+    let Some(w) = current_worker() else { return Ok(()) };
+    w.check_block()
+}
+
+/// Park the current uthread once (until unparked or `deadline`).
+pub(crate) fn park_current(deadline: Option<Instant>) -> Result<(), Error> {
+    let w = current_worker().ok_or(Error::NotUthread)?;
+    let t = w.current_ptr().ok_or(Error::NotUthread)?;
+    w.check_block()?;
+    if t.take_notified() {
+        return Ok(());
+    }
+    if let Some(at) = deadline {
+        // A deadline already past fires at the next scheduling pass.
+        w.add_timer(at, t);
+    }
+    if !t.prepare_park() {
+        t.disarm_timer();
+        return Ok(());
+    }
+    w.switch_out(t, Intent::Block);
+    t.finish_park();
+    if deadline.is_some() {
+        t.disarm_timer();
+    }
+    Ok(())
+}

@@ -26,6 +26,7 @@ use crate::port::Port;
 use crate::runtime::Shared;
 use crate::sys::Stack;
 use crate::token::TokenList;
+use crate::worker::{current_worker, send, Msg};
 use corosensei::{Coroutine, Yielder};
 use std::cell::UnsafeCell;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
@@ -188,7 +189,7 @@ impl Thread {
         // wake-up; acquire pairs with the release CAS to `PARKED` in `park`,
         // so the `owner` read in `schedule` is the one the uthread parked on.
         if self.park.swap(NOTIFIED, AcqRel) == PARKED {
-            crate::worker::schedule(self.clone());
+            schedule(self.clone());
         }
     }
 
@@ -197,7 +198,7 @@ impl Thread {
     pub(crate) fn unpark_owned(self: Arc<Self>) {
         // ORDERING: as in `unpark`.
         if self.park.swap(NOTIFIED, AcqRel) == PARKED {
-            crate::worker::schedule(self);
+            schedule(self);
         }
     }
 
@@ -239,6 +240,21 @@ impl Thread {
         // ORDERING: acquire pairs with the waker's release in `unpark`.
         self.park.swap(EMPTY, Acquire);
     }
+}
+
+/// Make `t` runnable on its owner, from anywhere (`lwkt_schedule`).
+pub(crate) fn schedule(t: Arc<Thread>) {
+    let owner = t.owner.load(Acquire);
+    // Fast path, a local wake-up: handled at once, as `send` would, without
+    // the `Arc<Shared>` clone that `send` needs for a message moving `t`.
+    if let Some(w) = current_worker().filter(|w| w.idx == owner && Arc::ptr_eq(&w.shared, &t.shared)) {
+        w.crit.set(w.crit.get() + 1);
+        w.handle(Msg::Schedule(t));
+        w.crit.set(w.crit.get() - 1);
+        return;
+    }
+    let shared = t.shared.clone();
+    send(&shared, owner, Msg::Schedule(t));
 }
 
 impl Drop for Thread {

@@ -49,6 +49,8 @@ use crate::runtime::Shared;
 use crate::sys::Stack;
 use crate::thread::{Intent, RunState, Thread};
 use crate::timer::Timers;
+// NOTE: moved out to keep this file near 600 lines; the names stay here.
+pub(crate) use crate::sched::{check_may_block, park_current};
 use corosensei::CoroutineResult;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering::{Acquire, Release};
@@ -131,28 +133,6 @@ pub(crate) fn current_thread() -> Option<Arc<Thread>> {
     }
 }
 
-/// Whether the caller may block: refused inside critical and SMR sections,
-/// and during shutdown unwinding. Foreign threads may always block.
-pub(crate) fn check_may_block() -> Result<(), Error> {
-    let Some(w) = current_worker() else { return Ok(()) };
-    w.check_block()
-}
-
-/// Make `t` runnable on its owner, from anywhere (`lwkt_schedule`).
-pub(crate) fn schedule(t: Arc<Thread>) {
-    let owner = t.owner.load(Acquire);
-    // Fast path, a local wake-up: handled at once, as `send` would, without
-    // the `Arc<Shared>` clone that `send` needs for a message moving `t`.
-    if let Some(w) = current_worker().filter(|w| w.idx == owner && Arc::ptr_eq(&w.shared, &t.shared)) {
-        w.crit.set(w.crit.get() + 1);
-        w.handle(Msg::Schedule(t));
-        w.crit.set(w.crit.get() - 1);
-        return;
-    }
-    let shared = t.shared.clone();
-    send(&shared, owner, Msg::Schedule(t));
-}
-
 /// Send an IPI to worker `target`. Handled at once when the caller is that
 /// worker; otherwise queued on the (sender, target) ring, or on the target's
 /// foreign queue when the caller is not one of this runtime's workers.
@@ -206,30 +186,6 @@ pub(crate) fn send(shared: &Arc<Shared>, target: usize, msg: Msg) {
         }
     }
     ws.idle.notify();
-}
-
-/// Park the current uthread once (until unparked or `deadline`).
-pub(crate) fn park_current(deadline: Option<Instant>) -> Result<(), Error> {
-    let w = current_worker().ok_or(Error::NotUthread)?;
-    let t = w.current_ptr().ok_or(Error::NotUthread)?;
-    w.check_block()?;
-    if t.take_notified() {
-        return Ok(());
-    }
-    if let Some(at) = deadline {
-        // A deadline already past fires at the next scheduling pass.
-        w.add_timer(at, t);
-    }
-    if !t.prepare_park() {
-        t.disarm_timer();
-        return Ok(());
-    }
-    w.switch_out(t, Intent::Block);
-    t.finish_park();
-    if deadline.is_some() {
-        t.disarm_timer();
-    }
-    Ok(())
 }
 
 impl Worker {
@@ -361,7 +317,7 @@ impl Worker {
         }
     }
 
-    fn handle(&self, m: Msg) {
+    pub(crate) fn handle(&self, m: Msg) {
         match m {
             Msg::Spawn(t) | Msg::MigrateIn(t) => {
                 // NOTE: during shutdown this adopts uthreads in flight so
