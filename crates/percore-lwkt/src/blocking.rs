@@ -54,6 +54,9 @@ use std::sync::Arc;
 /// The pool is percore-pool's shared unbound pool
 /// ([`ThreadPool::get`]`(`[`PRI_NONE`]`)`), taken by the runtime on first use
 /// and given back when it is dropped. Use [`block_in`] to choose the pool.
+/// That pool runs at most 512 closures at once (its thread limit); more
+/// wait in its queue, so closures that wait for *each other* can deadlock
+/// past that, as on any bounded pool.
 ///
 /// On a foreign thread (not a uthread) there is no worker to keep free:
 /// `f` then runs inline, on the calling OS thread, with the same panic
