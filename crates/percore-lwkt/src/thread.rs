@@ -224,7 +224,12 @@ impl Thread {
         match self.park.compare_exchange(EMPTY, PARKED, Release, Acquire) {
             Ok(_) => true,
             Err(_) => {
-                self.park.store(EMPTY, Relaxed);
+                // NOTE: a swap, not a store: a second `unpark` landing after
+                // the failed compare-exchange would otherwise be erased
+                // without our acquiring its release (see `finish_park`).
+                // ORDERING: acquire pairs with the release of the latest
+                // `unpark` swap.
+                self.park.swap(EMPTY, Acquire);
                 false
             }
         }
