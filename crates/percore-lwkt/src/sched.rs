@@ -43,6 +43,12 @@ pub fn worker_index() -> Option<usize> {
 /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
 /// rt.block_on(|| for _ in 0..3 { percore_lwkt::yield_now() }).unwrap();
 /// ```
+// NOTE: `#[inline]` here and on `maybe_yield`, `park`, `park_current` and
+// `wait_once`: after a stack switch the return-address predictor holds the
+// other stack's entries, so every `ret` between the switch and the caller
+// mispredicts; inlining the chain into the caller removes those returns
+// (about 2 ns per level here). `current_worker` stays out of line (see there).
+#[inline]
 pub fn yield_now() {
     let Some(w) = current_worker() else {
         std::thread::yield_now();
@@ -70,6 +76,7 @@ pub fn yield_now() {
 /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
 /// rt.block_on(|| for _ in 0..1000 { percore_lwkt::maybe_yield() }).unwrap();
 /// ```
+#[inline]
 pub fn maybe_yield() {
     let Some(w) = current_worker() else { return };
     let Some(t) = w.current_ptr() else { return };
@@ -121,6 +128,7 @@ pub fn sleep(d: Duration) -> Result<(), Error> {
 /// h.uthread().unpark();
 /// h.join().unwrap();
 /// ```
+#[inline]
 pub fn park() -> Result<(), Error> {
     worker::check_may_block()?;
     wait_once(None)
@@ -259,6 +267,7 @@ pub(crate) fn check_may_block() -> Result<(), Error> {
 }
 
 /// Park the current uthread once (until unparked or `deadline`).
+#[inline]
 pub(crate) fn park_current(deadline: Option<Instant>) -> Result<(), Error> {
     let w = current_worker().ok_or(Error::NotUthread)?;
     let t = w.current_ptr().ok_or(Error::NotUthread)?;

@@ -305,6 +305,7 @@ impl Waiter {
 
 /// Block the caller (uthread or OS thread) once, until woken or `deadline`.
 /// Spurious returns are allowed; callers loop on their condition.
+#[inline]
 pub(crate) fn wait_once(deadline: Option<Instant>) -> Result<(), Error> {
     match crate::worker::park_current(deadline) {
         Err(Error::NotUthread) => {
