@@ -9,7 +9,8 @@
 //!
 //! ```text
 //!   loop:
-//!     drain IPIs if PENDING       (schedule, migrate-in, set-priority, run-function)
+//!     drain IPIs if PENDING       (schedule, migrate-in, set-priority, run-function,
+//!                                  give-away / acquire: `giveaway.rs`)
 //!     fire expired timers         (unpark their uthreads)
 //!     pick the best uthread whose tokens can all be taken
 //!        none queued   -> spin a little, then futex-sleep until an IPI or a timer
