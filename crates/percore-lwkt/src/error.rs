@@ -56,6 +56,18 @@ pub enum Error {
     /// The timeout passed before a wake-up.
     #[error("timed out")]
     TimedOut,
+    /// The thread pool of [`block_in_pool`](crate::block_in_pool) could not
+    /// be set up.
+    #[error("blocking pool: {0}")]
+    Pool(#[from] percore_pool::Error),
+    /// The uthread is running, not yet started on its worker, or in flight
+    /// between workers, so it cannot be given away
+    /// ([`Uthread::give_to`](crate::Uthread::give_to)); these states pass.
+    #[error("the uthread is not descheduled (running, starting or migrating)")]
+    NotDescheduled,
+    /// The uthread has returned.
+    #[error("the uthread has exited")]
+    Exited,
     /// The runtime is shutting down or gone.
     #[error("the runtime is shut down")]
     Shutdown,
@@ -75,13 +87,16 @@ pub enum Error {
     Poller(#[source] io::Error),
 }
 
-/// Why [`JoinHandle::join`](crate::JoinHandle::join) returned no value.
+/// Why [`JoinHandle::join`](crate::JoinHandle::join) or
+/// [`block_in_pool`](crate::block_in_pool) returned no value.
 #[non_exhaustive]
 pub enum JoinError {
-    /// The uthread panicked; the payload is the panic's.
+    /// The uthread (or the closure given to `block_in_pool`) panicked; the
+    /// payload is the panic's.
     Panicked(Box<dyn Any + Send + 'static>),
     /// The runtime shut down before the uthread finished: it was cancelled
-    /// (its stack unwound, never resumed normally).
+    /// (its stack unwound, never resumed normally). From `block_in_pool`:
+    /// the pool shut down before the closure ran.
     Cancelled,
     /// Waiting was refused (for example from inside a critical section).
     Wait(Error),
@@ -120,9 +135,9 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JoinError::Panicked(_) => {
-                write!(f, "uthread panicked: {}", self.panic_message().unwrap_or("<non-string payload>"))
+                write!(f, "panicked: {}", self.panic_message().unwrap_or("<non-string payload>"))
             }
-            JoinError::Cancelled => write!(f, "uthread cancelled by runtime shutdown"),
+            JoinError::Cancelled => write!(f, "cancelled by shutdown before it finished"),
             JoinError::Wait(e) => write!(f, "cannot wait for the uthread: {e}"),
         }
     }

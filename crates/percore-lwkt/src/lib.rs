@@ -20,9 +20,11 @@
 //! | `lwkt_deschedule_self` + switch / `lwkt_schedule` | [`park`] / [`Uthread::unpark`] |
 //! | `lwkt_msgport` | [`Uthread::send`], [`Uthread::call`], [`Message::reply`], [`wait_msg`] |
 //! | `lwkt_setcpu_self`, `lwkt_setpri_self` | [`migrate`], [`set_priority`] |
+//! | `lwkt_giveaway` / `lwkt_acquire` | [`Uthread::give_to`] |
 //! | `lwkt_hold` / `lwkt_rele` | [`Uthread::hold`] / [`Uthread::release`] |
 //! | thread cache, `lwkt_exit` reaping | per-worker stack cache, stacks reaped after the switch |
 //! | device interrupts into the scheduler | [`Driver`]: a per-worker poll hook and the worker's own kernel epoll instance, for crates above (percore-evq) |
+//! | a kernel thread doing blocking work for a sleeping thread | [`block_in_pool`], [`block_in`] (percore-pool) |
 //!
 //! ## How a switch works
 //!
@@ -33,7 +35,8 @@
 //! runnable uthread whose tokens it can take. Scheduling is cooperative: a
 //! uthread that never reaches a scheduling point (a yield, a blocking call,
 //! [`maybe_yield`]) keeps its worker. A woken higher-priority uthread runs at
-//! the current one's next scheduling point.
+//! the current one's next scheduling point (counted as a preempt hit; a
+//! scheduling point refused inside a critical section counts a miss).
 //!
 //! ## Wake-ups
 //!
@@ -55,11 +58,11 @@
 //!
 //! ## Absent in this release
 //!
-//! * `block_in_pool` (needs percore-pool, not yet merged).
-//! * `giveaway` / `acquire` of a descheduled uthread by another worker; only
-//!   self-migration ([`migrate`]) exists.
-//! * Preemption: no uthread is ever switched out except at its own
-//!   scheduling points, hence no preempt hit/miss counters.
+//! * Preemption proper: no uthread is ever switched out except at its own
+//!   scheduling points. A woken higher-priority uthread *requests* a switch,
+//!   honoured at the current uthread's next scheduling point; the per-worker
+//!   counters `preempt_hit` / `preempt_miss` say whether it was honoured
+//!   (`preempt.rs` defines them exactly).
 //! * Platforms other than Linux.
 //!
 //! ## Example
@@ -80,9 +83,13 @@
 #![warn(missing_docs)]
 
 #[cfg(not(loom))]
+mod blocking;
+#[cfg(not(loom))]
 mod driver;
 #[cfg(not(loom))]
 mod error;
+#[cfg(not(loom))]
+mod giveaway;
 // NOTE: `pub` items inside are reached by the loom models only (`__loom`).
 #[allow(unreachable_pub)]
 mod idle;
@@ -91,6 +98,8 @@ mod ipi;
 mod loom;
 #[cfg(not(loom))]
 mod port;
+#[cfg(not(loom))]
+mod preempt;
 #[cfg(not(loom))]
 mod runq;
 #[cfg(not(loom))]
@@ -111,6 +120,8 @@ mod token;
 #[cfg(not(loom))]
 mod worker;
 
+#[cfg(not(loom))]
+pub use blocking::{block_in, block_in_pool};
 #[cfg(not(loom))]
 pub use driver::{Driver, IoEvent, IO_POLL_EVERY};
 #[cfg(not(loom))]

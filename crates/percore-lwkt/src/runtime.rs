@@ -12,7 +12,7 @@ use percore_cpu::Counter;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier, Mutex, OnceLock};
 
 /// Default usable stack size of a uthread: 64 KiB (committed lazily).
 pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
@@ -24,6 +24,30 @@ pub const MAX_PRIORITY: u8 = (crate::runq::LEVELS - 1) as u8;
 pub const DEFAULT_PRIORITY: u8 = 16;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Uthread ids are taken from [`NEXT_ID`] in blocks of this many per OS
+/// thread, so that a spawn costs no shared atomic increment.
+const ID_BLOCK: u64 = 1024;
+
+/// A process-unique uthread id (never 0).
+fn next_id() -> u64 {
+    thread_local! {
+        /// The rest of this thread's block: `(next, end)`.
+        static IDS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    IDS.try_with(|c| {
+        let (next, end) = c.get();
+        if next < end {
+            c.set((next + 1, end));
+            return next;
+        }
+        // ORDERING: relaxed: only uniqueness matters.
+        let base = NEXT_ID.fetch_add(ID_BLOCK, Relaxed);
+        c.set((base + 1, base + ID_BLOCK));
+        base
+    })
+    .unwrap_or_else(|_| NEXT_ID.fetch_add(1, Relaxed))
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -70,6 +94,9 @@ pub(crate) struct Shared {
     shutdown: AtomicBool,
     stopping: AtomicBool,
     rotor: AtomicUsize,
+    /// The pool of [`block_in_pool`](crate::block_in_pool), taken on first
+    /// use and given back when the runtime goes.
+    pub(crate) pool: OnceLock<percore_pool::ThreadPool>,
 }
 
 impl Shared {
@@ -174,6 +201,7 @@ impl RuntimeBuilder {
             shutdown: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             rotor: AtomicUsize::new(0),
+            pool: OnceLock::new(),
         });
         let stats = crate::stats::register(&self.name, &shared);
         let mut threads = Vec::with_capacity(n);
@@ -518,8 +546,10 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let h = Handle::current().ok_or(Error::NotUthread)?;
-        self.spawn_on(&h, f)
+        // NOTE: borrowed from the worker, not cloned as `Handle::current`
+        // would: spawning never switches, so the worker outlives the call.
+        let w = worker::current_worker().ok_or(Error::NotUthread)?;
+        self.spawn_in(&w.shared, f)
     }
 
     /// Spawn on the runtime of `handle`, from any thread. Fails with
@@ -529,7 +559,14 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let shared = &handle.shared;
+        self.spawn_in(&handle.shared, f)
+    }
+
+    fn spawn_in<F, T>(self, shared: &Arc<Shared>, f: F) -> Result<JoinHandle<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         if shared.is_shutdown() {
             return Err(Error::Shutdown);
         }
@@ -550,7 +587,7 @@ impl Builder {
             Some(s) => s,
             None => Stack::new(size, shared.cfg.guard).map_err(|source| Error::StackExhausted { size, source })?,
         };
-        let id = NEXT_ID.fetch_add(1, Relaxed);
+        let id = next_id();
         let thread = Arc::new(Thread::new(id, self.name.map(Into::into), shared.clone(), target, pri));
         let packet = Arc::new(Oneshot::new());
         let completer = Completer(Some(packet.clone()));

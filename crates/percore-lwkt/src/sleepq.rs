@@ -154,10 +154,11 @@ impl Woken {
     }
 
     fn wake_all(self) -> usize {
-        for w in self.inline.iter().flatten().chain(self.more.iter()) {
+        let n = self.n;
+        for w in self.inline.into_iter().flatten().chain(self.more) {
             w.wake();
         }
-        self.n
+        n
     }
 }
 

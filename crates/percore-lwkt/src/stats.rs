@@ -51,6 +51,13 @@ pub(crate) struct WorkerStats {
     pub(crate) token_contended: Stat,
     /// IPI functions that panicked (caught).
     pub(crate) ipi_panics: Stat,
+    /// Descheduled uthreads this worker gave to another (`Uthread::give_to`).
+    pub(crate) given_away: Stat,
+    /// Preemption requests resolved by running a uthread of the requested
+    /// priority next (`preempt.rs` says exactly what counts).
+    pub(crate) preempt_hit: Stat,
+    /// Preemption requests that were not (`preempt.rs`).
+    pub(crate) preempt_miss: Stat,
     /// Run-queue length at the last scheduling decision.
     pub(crate) runq_len: Stat,
     /// Stacks in the cache.
@@ -74,6 +81,9 @@ pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::
                 ("wakeups", s.wakeups.get()),
                 ("token_contended", s.token_contended.get()),
                 ("ipi_panics", s.ipi_panics.get()),
+                ("given_away", s.given_away.get()),
+                ("preempt_hit", s.preempt_hit.get()),
+                ("preempt_miss", s.preempt_miss.get()),
                 ("runq_len", s.runq_len.get()),
                 ("cached_stacks", s.cached_stacks.get()),
                 ("io_events", s.io_events.get()),

@@ -26,6 +26,7 @@ use crate::port::Port;
 use crate::runtime::Shared;
 use crate::sys::Stack;
 use crate::token::TokenList;
+use crate::worker::{current_worker, send, Msg};
 use corosensei::{Coroutine, Yielder};
 use std::cell::UnsafeCell;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
@@ -188,13 +189,29 @@ impl Thread {
         // wake-up; acquire pairs with the release CAS to `PARKED` in `park`,
         // so the `owner` read in `schedule` is the one the uthread parked on.
         if self.park.swap(NOTIFIED, AcqRel) == PARKED {
-            crate::worker::schedule(self.clone());
+            schedule(self.clone());
+        }
+    }
+
+    /// [`Thread::unpark`], reusing the caller's reference for the schedule
+    /// IPI instead of taking another.
+    pub(crate) fn unpark_owned(self: Arc<Self>) {
+        // ORDERING: as in `unpark`.
+        if self.park.swap(NOTIFIED, AcqRel) == PARKED {
+            schedule(self);
         }
     }
 
     /// Consume a pending wake-up. Returns whether there was one.
     #[inline]
     pub(crate) fn take_notified(&self) -> bool {
+        // NOTE: a plain load first: a failing compare-exchange is still a
+        // locked instruction, and the common case is "no wake-up pending".
+        // ORDERING: relaxed: a stale `EMPTY` only sends us on to
+        // `prepare_park`, whose compare-exchange sees the real value.
+        if self.park.load(Relaxed) != NOTIFIED {
+            return false;
+        }
         // ORDERING: acquire pairs with the release half of `unpark`'s swap.
         self.park.compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed).is_ok()
     }
@@ -207,7 +224,12 @@ impl Thread {
         match self.park.compare_exchange(EMPTY, PARKED, Release, Acquire) {
             Ok(_) => true,
             Err(_) => {
-                self.park.store(EMPTY, Relaxed);
+                // NOTE: a swap, not a store: a second `unpark` landing after
+                // the failed compare-exchange would otherwise be erased
+                // without our acquiring its release (see `finish_park`).
+                // ORDERING: acquire pairs with the release of the latest
+                // `unpark` swap.
+                self.park.swap(EMPTY, Acquire);
                 false
             }
         }
@@ -216,9 +238,28 @@ impl Thread {
     /// After being resumed from a block.
     #[inline]
     pub(crate) fn finish_park(&self) {
+        // NOTE: this must stay a read-modify-write. A load and a store
+        // would let an `unpark` land between them unseen: its notification
+        // erased without our acquiring its release, so its waiter's
+        // condition could read stale and the uthread park for good.
         // ORDERING: acquire pairs with the waker's release in `unpark`.
         self.park.swap(EMPTY, Acquire);
     }
+}
+
+/// Make `t` runnable on its owner, from anywhere (`lwkt_schedule`).
+pub(crate) fn schedule(t: Arc<Thread>) {
+    let owner = t.owner.load(Acquire);
+    // Fast path, a local wake-up: handled at once, as `send` would, without
+    // the `Arc<Shared>` clone that `send` needs for a message moving `t`.
+    if let Some(w) = current_worker().filter(|w| w.idx == owner && Arc::ptr_eq(&w.shared, &t.shared)) {
+        w.crit.set(w.crit.get() + 1);
+        w.handle(Msg::Schedule(t));
+        w.crit.set(w.crit.get() - 1);
+        return;
+    }
+    let shared = t.shared.clone();
+    send(&shared, owner, Msg::Schedule(t));
 }
 
 impl Drop for Thread {
@@ -252,9 +293,11 @@ impl Waiter {
         }
     }
 
-    pub(crate) fn wake(&self) {
+    /// Wake it, consuming this reference (no extra reference count traffic
+    /// on the hand-off path).
+    pub(crate) fn wake(self) {
         match self {
-            Waiter::U(t) => t.unpark(),
+            Waiter::U(t) => t.unpark_owned(),
             Waiter::Os(t) => t.unpark(),
         }
     }
@@ -262,6 +305,7 @@ impl Waiter {
 
 /// Block the caller (uthread or OS thread) once, until woken or `deadline`.
 /// Spurious returns are allowed; callers loop on their condition.
+#[inline]
 pub(crate) fn wait_once(deadline: Option<Instant>) -> Result<(), Error> {
     match crate::worker::park_current(deadline) {
         Err(Error::NotUthread) => {

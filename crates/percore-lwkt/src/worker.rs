@@ -9,7 +9,8 @@
 //!
 //! ```text
 //!   loop:
-//!     drain IPIs if PENDING       (schedule, migrate-in, set-priority, run-function)
+//!     drain IPIs if PENDING       (schedule, migrate-in, set-priority, run-function,
+//!                                  give-away / acquire: `giveaway.rs`)
 //!     fire expired timers         (unpark their uthreads)
 //!     pick the best uthread whose tokens can all be taken
 //!        none queued   -> spin a little, then futex-sleep until an IPI or a timer
@@ -49,6 +50,8 @@ use crate::runtime::Shared;
 use crate::sys::Stack;
 use crate::thread::{Intent, RunState, Thread};
 use crate::timer::Timers;
+// NOTE: moved out to keep this file near 600 lines; the names stay here.
+pub(crate) use crate::sched::{check_may_block, park_current};
 use corosensei::CoroutineResult;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -70,6 +73,10 @@ pub(crate) enum Msg {
     SetPri(Arc<Thread>, u8),
     /// Run a function on this worker, in a critical section.
     Run(Box<dyn FnOnce() + Send>),
+    /// Give a descheduled uthread to another worker (`lwkt_giveaway`).
+    GiveAway(Arc<Thread>, usize, crate::giveaway::Reply),
+    /// Take a given-away uthread; `true`: it is runnable (`lwkt_acquire`).
+    Acquire(Arc<Thread>, bool),
 }
 
 /// A worker's private state. Lives on its OS thread's stack; reached through
@@ -77,15 +84,18 @@ pub(crate) enum Msg {
 pub(crate) struct Worker {
     pub(crate) idx: usize,
     pub(crate) shared: Arc<Shared>,
-    runq: RefCell<RunQueue>,
+    pub(crate) runq: RefCell<RunQueue>,
     allq: RefCell<Vec<Arc<Thread>>>,
     timers: RefCell<Timers>,
     stacks: RefCell<Vec<Stack>>,
     current: Cell<*const Thread>,
     pub(crate) crit: Cell<u32>,
-    shutting_down: Cell<bool>,
+    pub(crate) shutting_down: Cell<bool>,
     /// A uthread of higher priority than the current one is queued.
-    resched: Cell<bool>,
+    pub(crate) resched: Cell<bool>,
+    /// An unresolved preemption request: the priority it asked for
+    /// (`preempt.rs`).
+    pub(crate) preempt: Cell<Option<u8>>,
     /// When the current uthread's slice began; set lazily by the first
     /// `maybe_yield` (an `Instant::now` per switch would double its cost).
     slice_start: Cell<Option<Instant>>,
@@ -128,20 +138,6 @@ pub(crate) fn current_thread() -> Option<Arc<Thread>> {
     }
 }
 
-/// Whether the caller may block: refused inside critical and SMR sections,
-/// and during shutdown unwinding. Foreign threads may always block.
-pub(crate) fn check_may_block() -> Result<(), Error> {
-    let Some(w) = current_worker() else { return Ok(()) };
-    w.check_block()
-}
-
-/// Make `t` runnable on its owner, from anywhere (`lwkt_schedule`).
-pub(crate) fn schedule(t: Arc<Thread>) {
-    let owner = t.owner.load(Acquire);
-    let shared = t.shared.clone();
-    send(&shared, owner, Msg::Schedule(t));
-}
-
 /// Send an IPI to worker `target`. Handled at once when the caller is that
 /// worker; otherwise queued on the (sender, target) ring, or on the target's
 /// foreign queue when the caller is not one of this runtime's workers.
@@ -174,35 +170,27 @@ pub(crate) fn send(shared: &Arc<Shared>, target: usize, msg: Msg) {
             shared.workers[w.idx].stats.ipis_sent.bump();
         }
         _ => {
-            ws.foreign.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+            let refused = {
+                let mut q = ws.foreign.lock().unwrap_or_else(|e| e.into_inner());
+                // NOTE: checked under the lock: the worker's last drain
+                // after `set_stopping` takes it too, so a message is either
+                // drained there or refused here, never left behind.
+                if shared.stopping() {
+                    Some(msg)
+                } else {
+                    q.push(msg);
+                    None
+                }
+            };
+            // Dropped outside the lock: its guards (cpusync parts, give-away
+            // replies) report the shutdown and may send in turn.
+            if refused.is_some() {
+                return;
+            }
             shared.foreign_sent.inc();
         }
     }
     ws.notify();
-}
-
-/// Park the current uthread once (until unparked or `deadline`).
-pub(crate) fn park_current(deadline: Option<Instant>) -> Result<(), Error> {
-    let w = current_worker().ok_or(Error::NotUthread)?;
-    let t = w.current_ptr().ok_or(Error::NotUthread)?;
-    w.check_block()?;
-    if t.take_notified() {
-        return Ok(());
-    }
-    if let Some(at) = deadline {
-        // A deadline already past fires at the next scheduling pass.
-        w.add_timer(at, t);
-    }
-    if !t.prepare_park() {
-        t.disarm_timer();
-        return Ok(());
-    }
-    w.switch_out(t, Intent::Block);
-    t.finish_park();
-    if deadline.is_some() {
-        t.disarm_timer();
-    }
-    Ok(())
 }
 
 impl Worker {
@@ -218,6 +206,7 @@ impl Worker {
             crit: Cell::new(0),
             shutting_down: Cell::new(false),
             resched: Cell::new(false),
+            preempt: Cell::new(None),
             slice_start: Cell::new(None),
             driver_at: Cell::new(None),
             io_countdown: Cell::new(crate::driver::IO_POLL_EVERY),
@@ -335,7 +324,7 @@ impl Worker {
         }
     }
 
-    fn handle(&self, m: Msg) {
+    pub(crate) fn handle(&self, m: Msg) {
         match m {
             Msg::Spawn(t) | Msg::MigrateIn(t) => {
                 // NOTE: during shutdown this adopts uthreads in flight so
@@ -359,6 +348,8 @@ impl Worker {
                 }
                 self.set_pri_local(&t, p);
             }
+            Msg::GiveAway(t, to, reply) => self.give_away(t, to, reply),
+            Msg::Acquire(t, runnable) => self.acquire(t, runnable),
             Msg::Run(f) => {
                 // A panicking IPI function must not take the worker down;
                 // `cpusync` reports it (its part is dropped unfinished).
@@ -369,14 +360,14 @@ impl Worker {
         }
     }
 
-    fn adopt(&self, t: &Arc<Thread>) {
+    pub(crate) fn adopt(&self, t: &Arc<Thread>) {
         let mut all = self.allq.borrow_mut();
         // SAFETY: `t` now belongs to this worker.
         unsafe { t.sched() }.allq_idx = all.len();
         all.push(t.clone());
     }
 
-    fn unadopt(&self, t: &Thread) {
+    pub(crate) fn unadopt(&self, t: &Thread) {
         let mut all = self.allq.borrow_mut();
         // SAFETY: `t` belongs to this worker.
         let i = unsafe { t.sched() }.allq_idx;
@@ -398,12 +389,15 @@ impl Worker {
                 self.ws().stats.wakeups.bump();
                 self.enqueue(t, false);
             }
-            RunState::Running => s.resched = true,
+            // NOTE: `Migrating` here means given to us and the `Acquire`
+            // IPI not yet drained (another sender's ring came first):
+            // `acquire` makes it runnable.
+            RunState::Running | RunState::Migrating => s.resched = true,
             _ => {}
         }
     }
 
-    fn enqueue(&self, t: Arc<Thread>, front: bool) {
+    pub(crate) fn enqueue(&self, t: Arc<Thread>, front: bool) {
         // SAFETY: `t` belongs to this worker.
         let s = unsafe { t.sched() };
         s.state = RunState::Queued;
@@ -413,6 +407,7 @@ impl Worker {
             // are distinct (a running uthread is never enqueued here).
             if pri > unsafe { c.sched() }.pri {
                 self.resched.set(true);
+                self.request_preempt(pri);
             }
         }
         self.runq.borrow_mut().push(t, pri, front);
@@ -477,7 +472,11 @@ impl Worker {
         self.slice_start.set(None);
         self.ws().stats.switches.bump();
         // SAFETY: `t` belongs to this worker and does not run yet.
-        unsafe { t.sched() }.state = RunState::Running;
+        let s = unsafe { t.sched() };
+        s.state = RunState::Running;
+        if self.preempt.get().is_some() {
+            self.resolve_preempt(s.pri);
+        }
         // SAFETY: only this worker touches the coroutine cell, and the
         // uthread itself never does; the reference ends with the resume.
         let result = match unsafe { t.coro() } {

@@ -131,7 +131,17 @@ fn stats_are_registered() {
         let get = |k: &str| s.iter().filter(|(n, _)| n.ends_with(k)).map(|(_, v)| *v).sum::<u64>();
         assert!(get("switches") >= 11, "{s:?}");
         assert!(get("cached_stacks") >= 1, "{s:?}");
-        for k in ["ipis_sent", "ipis_received", "idle_sleeps", "wakeups", "runq_len", "token_contended"] {
+        for k in [
+            "ipis_sent",
+            "ipis_received",
+            "idle_sleeps",
+            "wakeups",
+            "runq_len",
+            "token_contended",
+            "given_away",
+            "preempt_hit",
+            "preempt_miss",
+        ] {
             assert!(s.iter().any(|(n, _)| n.ends_with(k)), "missing {k}");
         }
         drop(rt);

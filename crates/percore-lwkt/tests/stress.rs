@@ -1,9 +1,10 @@
 //! Bounded stress: 100,000 uthreads ping-ponging across two workers (10,000
-//! in debug builds), and migration under load.
+//! in debug builds), migration under load, and give-aways racing with
+//! wake-ups.
 mod common;
 use common::{scaled, watchdog};
-use percore_lwkt::{Builder, Runtime};
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use percore_lwkt::{Builder, Error, Runtime};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 
 /// Pairs of uthreads, one on each worker, bounce a message `ROUNDS` times
@@ -93,5 +94,72 @@ fn migration_under_load() {
             h.join().unwrap();
         }
         assert_eq!(hops.load(SeqCst), n.div_ceil(2) as u64 * 20);
+    });
+}
+
+/// N uthreads count wake-ups in a park loop; one foreign thread keeps giving
+/// them to the other worker (`Uthread::give_to`), another keeps unparking
+/// them. Every uthread must reach its count (no wake-up lost to a hand-over),
+/// each must run on the worker that owns it, and the workers' `given_away`
+/// counters must add up to the successful give-aways.
+#[test]
+fn give_away_against_concurrent_unparks() {
+    watchdog("give_away_against_concurrent_unparks", || {
+        const N: usize = 8;
+        let rounds = scaled(3_000) as u64;
+        let rt = Runtime::builder().workers(2).name("giveaway-stress").build().unwrap();
+        let counts: Arc<Vec<AtomicU64>> = Arc::new((0..N).map(|_| AtomicU64::new(0)).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        let hs: Vec<_> = (0..N)
+            .map(|i| {
+                let (c, stop) = (counts.clone(), stop.clone());
+                Builder::new()
+                    .rotate()
+                    .spawn_on(rt.handle(), move || {
+                        let me = percore_lwkt::current().unwrap();
+                        while !stop.load(SeqCst) {
+                            percore_lwkt::park().unwrap();
+                            assert_eq!(Some(me.worker()), percore_lwkt::worker_index());
+                            c[i].fetch_add(1, SeqCst);
+                        }
+                    })
+                    .unwrap()
+            })
+            .collect();
+        let us: Vec<_> = hs.iter().map(|h| h.uthread().clone()).collect();
+        let moved = Arc::new(AtomicU64::new(0));
+        let (us2, stop2, moved2) = (us.clone(), stop.clone(), moved.clone());
+        let giver = std::thread::spawn(move || {
+            let mut x = 1u64;
+            while !stop2.load(SeqCst) {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let u = &us2[(x >> 33) as usize % N];
+                // Only this thread moves them: the other worker is a real move.
+                match u.give_to(1 - u.worker()) {
+                    Ok(()) => drop(moved2.fetch_add(1, SeqCst)),
+                    Err(Error::NotDescheduled) | Err(Error::Exited) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        // Unpark until every uthread has counted `rounds` wake-ups and some
+        // give-aways succeeded (the uthreads are parked most of the time).
+        while !(counts.iter().all(|c| c.load(SeqCst) >= rounds) && moved.load(SeqCst) >= 20) {
+            for u in &us {
+                u.unpark();
+            }
+            std::thread::yield_now();
+        }
+        stop.store(true, SeqCst);
+        for u in &us {
+            u.unpark();
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+        giver.join().unwrap();
+        let s = percore_cpu::stats::with_prefix("lwkt.giveaway-stress.");
+        let given: u64 = s.iter().filter(|(n, _)| n.ends_with(".given_away")).map(|(_, v)| *v).sum();
+        assert_eq!(given, moved.load(SeqCst), "{s:?}");
     });
 }

@@ -145,12 +145,20 @@ fn shared_tokens_and_recursion() {
         let rt = Runtime::builder().workers(2).build().unwrap();
         let readers = Arc::new(AtomicUsize::new(0));
         let max_readers = Arc::new(AtomicUsize::new(0));
+        // NOTE: a start gate, so that each worker's two uthreads are both in
+        // their loops and alternate at every yield: overlap is then certain,
+        // not a matter of timing.
+        let started = Arc::new(AtomicUsize::new(0));
         let hs: Vec<_> = (0..4)
             .map(|_| {
-                let (r, m) = (readers.clone(), max_readers.clone());
+                let (r, m, st) = (readers.clone(), max_readers.clone(), started.clone());
                 Builder::new()
                     .rotate()
                     .spawn_on(rt.handle(), move || {
+                        st.fetch_add(1, SeqCst);
+                        while st.load(SeqCst) < 4 {
+                            percore_lwkt::yield_now();
+                        }
                         for _ in 0..scaled(500) {
                             let _g = T.lock_shared().unwrap();
                             let _again = T.lock_shared().unwrap(); // recursive

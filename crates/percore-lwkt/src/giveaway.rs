@@ -1,0 +1,314 @@
+//! # Giving a descheduled uthread to another worker (`lwkt_giveaway` / `lwkt_acquire`)
+//!
+//! [`migrate`](crate::migrate) moves the *calling* uthread. DragonFly also
+//! lets a CPU hand a thread that is not running to another CPU:
+//! `lwkt_giveaway(td)` on the owner takes it off the owner's thread list and
+//! marks it migrating, and `lwkt_acquire(td)` on the new CPU waits until it
+//! is fully switched out and adopts it. Here that is
+//! [`Uthread::give_to`]`(worker)`, callable from any thread.
+//!
+//! ## Protocol
+//!
+//! Only the owner touches a uthread's scheduling state, so the request goes
+//! to the owner as an IPI and the caller waits for the owner's answer:
+//!
+//! ```text
+//!   caller               owner O                          target T
+//!   ------               -------                          --------
+//!   GiveAway(t, T) --->  owner(t) != O? forward to it
+//!                        state Blocked or Queued:
+//!                          (Queued: off the run queue)
+//!                          off O's thread list
+//!                          state = Migrating
+//!                          owner(t) = T     (release)
+//!                          Acquire(t, queued?) ---------> adopt t
+//!   <--- Ok               reply Ok                         queued, or a wake-up came
+//!                                                            meanwhile: enqueue
+//!                                                          else: state = Blocked
+//!                        Running / New / Migrating:
+//!   <--- Err              reply NotDescheduled; Dead: Exited
+//! ```
+//!
+//! ## Concurrent wake-ups
+//!
+//! A waker reads `owner` and sends *schedule* there. Three cases, none lost:
+//!
+//! * it read O, and O handles the schedule before the give-away: the uthread
+//!   is `Queued` and is moved as a runnable one;
+//! * it read O, and O handles it after the give-away: `owner` is T now, O
+//!   forwards it on the O->T ring, behind the `Acquire` (FIFO), so T sees the
+//!   uthread adopted and `Blocked` and enqueues it;
+//! * it read T (after the release store): its schedule may reach T on another
+//!   ring *before* the `Acquire`. T then finds `owner == T` and the state
+//!   `Migrating`, and records the wake-up in `resched`; `Acquire` enqueues
+//!   instead of blocking. T may touch the state: it read `owner == T` with
+//!   acquire, which pairs with O's release store, after O's last access.
+//!
+//! ## Semantics chosen
+//!
+//! `give_to` is synchronous: `Ok` means the uthread belongs to the target
+//! now (it may of course move again). A uthread that is running (the caller
+//! itself, or one running on its worker right now), not yet started on its
+//! worker, or in flight between workers is refused with
+//! [`Error::NotDescheduled`]: those states are transient, retrying later is
+//! the caller's choice. A uthread stays where its timers are armed: a timer
+//! entry on the old worker still wakes it on the new one.
+
+use crate::error::Error;
+use crate::thread::{Oneshot, RunState, Thread, Uthread};
+use crate::worker::{self, Msg, Worker};
+use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::Arc;
+
+/// The owner's answer to a give-away. Dropped unanswered (the message was
+/// refused at shutdown), it answers [`Error::Shutdown`], so the caller never
+/// waits forever.
+pub(crate) struct Reply(Option<Arc<Oneshot<Result<(), Error>>>>);
+
+impl Reply {
+    fn send(mut self, r: Result<(), Error>) {
+        if let Some(s) = self.0.take() {
+            s.complete(r);
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.complete(Err(Error::Shutdown));
+        }
+    }
+}
+
+impl Uthread {
+    /// Give this uthread, while it is descheduled (blocked, or queued but not
+    /// running), to worker `to` (`lwkt_giveaway` on its owner, then
+    /// `lwkt_acquire` on `to`): from now on it runs there, and its next
+    /// wake-up is handled there. Any thread may call it; the caller waits for
+    /// the owner's answer (a uthread blocks, a foreign thread parks).
+    ///
+    /// Giving a uthread to the worker that already owns it does nothing.
+    /// Its tokens were released when it blocked and are re-taken on `to`
+    /// before it runs; `thread_local!` values are `to`'s afterwards.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::NoSuchWorker`] for `to` out of range;
+    /// * [`Error::NotDescheduled`] if it is running (to move the calling
+    ///   uthread, use [`migrate`](crate::migrate)), not yet started on its
+    ///   worker, or in flight to another worker;
+    /// * [`Error::Exited`] if it has returned;
+    /// * [`Error::InCritical`] / [`Error::InSmrSection`] when the caller may
+    ///   not block, [`Error::Shutdown`] when the runtime is shutting down.
+    ///
+    /// ```
+    /// use percore_lwkt::{Builder, Runtime};
+    /// use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    /// use std::sync::Arc;
+    ///
+    /// let rt = Runtime::builder().workers(2).build().unwrap();
+    /// let go = Arc::new(AtomicBool::new(false));
+    /// let g = go.clone();
+    /// let h = Builder::new().worker(0).spawn_on(rt.handle(), move || {
+    ///     while !g.load(SeqCst) {
+    ///         percore_lwkt::park().unwrap();
+    ///     }
+    ///     percore_lwkt::worker_index()
+    /// }).unwrap();
+    /// let u = h.uthread().clone();
+    /// // Retry while it has not blocked yet.
+    /// while let Err(e) = u.give_to(1) {
+    ///     assert!(matches!(e, percore_lwkt::Error::NotDescheduled), "{e}");
+    ///     std::thread::yield_now();
+    /// }
+    /// assert_eq!(u.worker(), 1);
+    /// go.store(true, SeqCst);
+    /// u.unpark();
+    /// assert_eq!(h.join().unwrap(), Some(1));
+    /// assert!(matches!(u.give_to(7), Err(percore_lwkt::Error::NoSuchWorker { worker: 7, .. })));
+    /// ```
+    pub fn give_to(&self, to: usize) -> Result<(), Error> {
+        let shared = &self.0.shared;
+        let n = shared.workers.len();
+        if to >= n {
+            return Err(Error::NoSuchWorker { worker: to, workers: n });
+        }
+        if shared.is_shutdown() {
+            return Err(Error::Shutdown);
+        }
+        worker::check_may_block()?;
+        let slot = Arc::new(Oneshot::new());
+        let owner = self.0.owner.load(Acquire);
+        worker::send(shared, owner, Msg::GiveAway(self.0.clone(), to, Reply(Some(slot.clone()))));
+        slot.wait()?
+    }
+}
+
+impl Worker {
+    /// `lwkt_giveaway`: the owner's half, in an IPI handler.
+    pub(crate) fn give_away(&self, t: Arc<Thread>, to: usize, reply: Reply) {
+        let owner = t.owner.load(Acquire);
+        if owner != self.idx {
+            worker::send(&self.shared.clone(), owner, Msg::GiveAway(t, to, reply));
+            return;
+        }
+        if self.shutting_down.get() {
+            return reply.send(Err(Error::Shutdown));
+        }
+        // SAFETY: `t` belongs to this worker (checked above) and, being in an
+        // IPI handler, we are not inside a borrow of its state.
+        let s = unsafe { t.sched() };
+        let runnable = match s.state {
+            RunState::Dead => return reply.send(Err(Error::Exited)),
+            _ if to == self.idx => return reply.send(Ok(())),
+            RunState::Blocked => false,
+            RunState::Queued => {
+                let taken = self.runq.borrow_mut().remove(&t, s.pri);
+                if taken.is_none() {
+                    return reply.send(Err(Error::NotDescheduled));
+                }
+                true
+            }
+            RunState::Running | RunState::New | RunState::Migrating => {
+                return reply.send(Err(Error::NotDescheduled));
+            }
+        };
+        self.unadopt(&t);
+        s.state = RunState::Migrating;
+        s.resched = false;
+        // ORDERING: release publishes our last writes of `sched` to the new
+        // owner; pairs with the acquire loads of `owner` in `handle` there
+        // (and with the ring's own release/acquire for `Acquire`).
+        t.owner.store(to, Release);
+        worker::send(&self.shared.clone(), to, Msg::Acquire(t, runnable));
+        self.shared.workers[self.idx].stats.given_away.bump();
+        reply.send(Ok(()));
+    }
+
+    /// `lwkt_acquire`: the new owner adopts a given-away uthread.
+    pub(crate) fn acquire(&self, t: Arc<Thread>, runnable: bool) {
+        self.adopt(&t);
+        // SAFETY: `t` is ours since the give-away's release store of `owner`,
+        // which the ring's acquire pop ordered before this.
+        let s = unsafe { t.sched() };
+        let woken = std::mem::take(&mut s.resched);
+        if woken {
+            self.shared.workers[self.idx].stats.wakeups.bump();
+        }
+        if runnable || woken {
+            self.enqueue(t, false);
+        } else {
+            s.state = RunState::Blocked;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Builder, Error, Runtime};
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::Arc;
+
+    /// Spawn a uthread on worker 0 that parks until `go`, and wait until it
+    /// has blocked (give_to succeeds only then).
+    fn parked_on_0(rt: &Runtime, go: Arc<AtomicBool>) -> crate::JoinHandle<Option<usize>> {
+        Builder::new()
+            .worker(0)
+            .spawn_on(rt.handle(), move || {
+                while !go.load(SeqCst) {
+                    crate::park().unwrap();
+                }
+                crate::worker_index()
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn blocked_uthread_moves_and_wakes_on_the_target() {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let go = Arc::new(AtomicBool::new(false));
+        let h = parked_on_0(&rt, go.clone());
+        let u = h.uthread().clone();
+        while u.give_to(1).is_err() {
+            std::thread::yield_now();
+        }
+        assert_eq!(u.worker(), 1);
+        // Same worker again: nothing to do.
+        u.give_to(1).unwrap();
+        go.store(true, SeqCst);
+        u.unpark();
+        assert_eq!(h.join().unwrap(), Some(1));
+        assert!(matches!(u.give_to(0), Err(Error::Exited)));
+        let s = &rt.handle().shared.workers;
+        assert_eq!(s[0].stats.given_away.get(), 1);
+    }
+
+    #[test]
+    fn running_uthread_is_refused() {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let r = rt.block_on(|| crate::current().unwrap().give_to(1)).unwrap();
+        assert!(matches!(r, Err(Error::NotDescheduled)), "{r:?}");
+        let r = rt.block_on(|| crate::current().unwrap().give_to(9)).unwrap();
+        assert!(matches!(r, Err(Error::NoSuchWorker { worker: 9, workers: 2 })), "{r:?}");
+        let r = rt
+            .block_on(|| {
+                let _c = crate::critical();
+                crate::current().unwrap().give_to(0)
+            })
+            .unwrap();
+        assert!(matches!(r, Err(Error::InCritical)), "{r:?}");
+    }
+
+    #[test]
+    fn queued_uthread_moves_runnable() {
+        // One uthread on worker 0 keeps it busy in a critical section while
+        // a second one is queued behind it; the queued one is given away and
+        // runs on worker 1 although worker 0 never switches meanwhile.
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let hog = Builder::new()
+            .worker(0)
+            .spawn_on(rt.handle(), move || {
+                crate::crit_enter();
+                let queued = crate::spawn(crate::worker_index).unwrap();
+                let u = queued.uthread().clone();
+                let mover = std::thread::spawn(move || u.give_to(1));
+                // The outermost `crit_exit` drains IPIs without switching:
+                // spin on it until the mover has its answer.
+                while !mover.is_finished() {
+                    crate::crit_exit();
+                    std::hint::spin_loop();
+                    crate::crit_enter();
+                }
+                crate::crit_exit();
+                (mover.join().unwrap(), queued.join().unwrap())
+            })
+            .unwrap();
+        let (r, ran_on) = hog.join().unwrap();
+        r.unwrap();
+        assert_eq!(ran_on, Some(1));
+    }
+
+    #[test]
+    fn timer_armed_on_the_old_worker_wakes_it_on_the_new_one() {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let go = Arc::new(AtomicBool::new(false));
+        let g = go.clone();
+        let h = Builder::new()
+            .worker(0)
+            .spawn_on(rt.handle(), move || {
+                // Only timers wake it: nobody calls `unpark`.
+                while !g.load(SeqCst) {
+                    crate::park_timeout(std::time::Duration::from_millis(5)).unwrap();
+                }
+                crate::worker_index()
+            })
+            .unwrap();
+        let u = h.uthread().clone();
+        while u.give_to(1).is_err() {
+            std::thread::yield_now();
+        }
+        go.store(true, SeqCst);
+        assert_eq!(h.join().unwrap(), Some(1));
+    }
+}
