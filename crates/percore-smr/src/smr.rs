@@ -27,6 +27,8 @@ struct Fast {
     /// The domain of the cached slot (0: none).
     id: Cell<u64>,
     slot: Cell<*const Slot>,
+    /// How many slots `OWNED` holds (so that `in_section` can skip it).
+    owned: Cell<usize>,
 }
 
 /// Slots this thread owns, with the domains that keep their memory alive.
@@ -36,7 +38,10 @@ impl Drop for Owned {
     fn drop(&mut self) {
         // Later thread-local destructors may still enter a domain: make them
         // take the ephemeral path instead of this released slot.
-        let _ = FAST.try_with(|f| f.id.set(0));
+        let _ = FAST.try_with(|f| {
+            f.id.set(0);
+            f.owned.set(0);
+        });
         for (shared, slot) in self.0.get_mut().drain(..) {
             // SAFETY: `slot` lives in `shared`'s segments, kept alive by the
             // Arc next to it; this thread owns it.
@@ -46,7 +51,7 @@ impl Drop for Owned {
 }
 
 smr_thread_local! {
-    static FAST: Fast = const { Fast { id: Cell::new(0), slot: Cell::new(std::ptr::null()) } };
+    static FAST: Fast = const { Fast { id: Cell::new(0), slot: Cell::new(std::ptr::null()), owned: Cell::new(0) } };
 }
 smr_thread_local! {
     static OWNED: Owned = Owned(RefCell::new(Vec::new()));
@@ -67,6 +72,20 @@ smr_thread_local! {
 /// ```
 #[inline]
 pub fn in_section() -> bool {
+    // NOTE: the common cases (no domain, or the one cached in `FAST`) read
+    // only `FAST`, which has no destructor: no lazy-init check, no borrow.
+    let (id, slot, owned) = FAST.with(|f| (f.id.get(), f.slot.get(), f.owned.get()));
+    if id != 0 {
+        // SAFETY: a non-zero id implies a valid slot (see `Smr::slot`).
+        if unsafe { &*slot }.in_section() {
+            return true;
+        }
+        if owned <= 1 {
+            return false; // the cached slot is the only one
+        }
+    } else if owned == 0 {
+        return false;
+    }
     // SAFETY: each slot lives in the domain kept alive by the Arc beside it,
     // and this thread owns it.
     OWNED.try_with(|o| o.0.borrow().iter().any(|(_, s)| unsafe { &**s }.in_section())).unwrap_or(false)
@@ -294,6 +313,7 @@ impl Smr {
             let _ = FAST.try_with(|f| {
                 f.id.set(shared.id);
                 f.slot.set(p);
+                f.owned.set(owned.len());
             });
             Some(p)
         });

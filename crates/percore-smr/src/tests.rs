@@ -494,3 +494,21 @@ fn destructors_may_retire_into_the_same_domain() {
     smr.flush().unwrap(); // runs what they retired
     assert_eq!(dropped.load(Ordering::SeqCst), 10);
 }
+
+#[test]
+fn in_section_sees_every_domain_not_only_the_cached_one() {
+    let a = Smr::new("in-section-a").unwrap();
+    let b = Smr::new("in-section-b").unwrap();
+    assert!(!crate::in_section());
+    {
+        let _ga = a.enter(); // `a` is cached now
+        assert!(crate::in_section());
+    }
+    {
+        let _gb = b.enter(); // `b` replaces it in the cache
+        assert!(crate::in_section());
+        drop(a.enter()); // `a` cached again while `b`'s section is open
+        assert!(crate::in_section(), "b's open section must still count");
+    }
+    assert!(!crate::in_section());
+}
