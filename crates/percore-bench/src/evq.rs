@@ -8,8 +8,10 @@
 //!   between two tasks. `workers=1`: both on one worker (tokio
 //!   current_thread, the ping side in `block_on`). `workers=2`: percore pins
 //!   the two uthreads to workers 0 and 1 (every hand-off crosses workers);
-//!   tokio runs both as tasks of a 2-worker multi_thread runtime and places
-//!   them as it likes (its scheduler may keep both on one worker).
+//!   `tokio` runs each side in its own current_thread runtime on its own
+//!   thread (the same shape), `tokio-multi_thread` runs both as tasks of a
+//!   2-worker multi_thread runtime, placed as tokio likes (its scheduler may
+//!   keep both on one worker, so no cross-thread wake at all).
 //! * `evq_timers` (ns per set-and-cancel), one worker, deadlines 1 s ahead
 //!   (never reached):
 //!   `mode=one`: one alarm set and cancelled in a loop. percore:
@@ -82,22 +84,24 @@ fn handoff(budget: Budget, report: &mut Report) {
         let ns = ns_per_iter(target, reps, |iters| evq_ping_pong(rt.handle(), peer_worker, iters));
         report.push(row("percore", ns, workers));
         drop(rt);
-        let trt = if workers == 1 {
-            tokio::runtime::Builder::new_current_thread().build()
+        if workers == 1 {
+            let trt = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
+            let ns = ns_per_iter(target, reps, |iters| trt.block_on(mpsc_ping_pong(iters)));
+            report.push(row("tokio", ns, workers));
         } else {
-            tokio::runtime::Builder::new_multi_thread().worker_threads(workers).build()
-        }
-        .expect("tokio");
-        let ns = ns_per_iter(target, reps, |iters| {
-            if workers == 1 {
-                trt.block_on(mpsc_ping_pong(iters))
-            } else {
-                // Both sides are tasks (block_on's future runs outside the
-                // workers).
+            // The same shape as percore's: each side alone on its own
+            // thread (a current_thread runtime each).
+            let ns = ns_per_iter(target, reps, mpsc_ping_pong_2threads);
+            report.push(row("tokio", ns, workers));
+            // tokio's own placement: both sides are tasks of a 2-worker
+            // multi_thread runtime (block_on's future runs outside the
+            // workers), wherever its scheduler puts them.
+            let trt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).build().expect("tokio");
+            let ns = ns_per_iter(target, reps, |iters| {
                 trt.block_on(async move { tokio::spawn(mpsc_ping_pong(iters)).await.expect("join") })
-            }
-        });
-        report.push(row("tokio", ns, workers));
+            });
+            report.push(row("tokio-multi_thread", ns, workers));
+        }
     }
 }
 
@@ -130,6 +134,33 @@ fn evq_ping_pong(h: &Handle, peer_worker: usize, iters: u64) -> Duration {
         .expect("spawn")
         .join()
         .expect("join")
+}
+
+/// `iters` hand-offs between two current_thread runtimes on two threads.
+fn mpsc_ping_pong_2threads(iters: u64) -> Duration {
+    let rounds = iters / 2;
+    let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
+    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<u64>(1);
+    let peer = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
+        rt.block_on(async move {
+            for _ in 0..rounds {
+                let v = ping_rx.recv().await.expect("recv");
+                pong_tx.send(v).await.expect("send");
+            }
+        })
+    });
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
+    let d = rt.block_on(async move {
+        let t = Instant::now();
+        for i in 0..rounds {
+            ping_tx.send(i).await.expect("send");
+            pong_rx.recv().await.expect("recv");
+        }
+        t.elapsed()
+    });
+    peer.join().expect("peer thread");
+    d
 }
 
 /// `iters` hand-offs between this task and a spawned one over two channels.
