@@ -24,7 +24,8 @@
 //!   all cancelled, repeated; percore re-arms the same 10,000 `Alarm`
 //!   objects, tokio creates, polls and drops 10,000 boxed `sleep`s.
 //!   1,000,000 operations per repetition in a full run.
-//! * `evq_echo` (`req_per_s`, `p99_us`; fields `conns`, `workers`): 64-byte
+//! * `evq_echo` (`req_per_s`, `p99_us`, and `p50_us` to read the p99
+//!   against; fields `conns`, `workers`): 64-byte
 //!   request / response over loopback. percore server: a runtime of
 //!   `workers` workers; an accept loop (`evq::net::TcpListener`) on worker 0
 //!   hands connection k to a new uthread on worker k mod `workers`, which
@@ -294,6 +295,7 @@ fn echo(budget: Budget, report: &mut Report, conns: usize, workers: usize) {
         let req_s = load.done as f64 / load.window.as_secs_f64();
         let f = |r: Row| r.field("conns", conns).field("workers", workers);
         report.push(f(Row::new("evq_echo", imp, "req_per_s", req_s, "req/s", Better::Higher)));
+        report.push(f(Row::new("evq_echo", imp, "p50_us", load.p50_us, "us", Better::Lower)));
         report.push(f(Row::new("evq_echo", imp, "p99_us", load.p99_us, "us", Better::Lower)));
         if load.errors > 0 {
             eprintln!("  evq_echo / {imp}: {} connection errors", load.errors);
@@ -408,6 +410,7 @@ struct Load {
     /// Requests completed inside the measuring window.
     done: u64,
     window: Duration,
+    p50_us: f64,
     p99_us: f64,
     /// Connections that failed (reset, closed, or a short write).
     errors: u64,
@@ -445,8 +448,8 @@ fn generate(addr: SocketAddr, conns: usize, threads: usize, dur: Duration) -> Lo
         }
     });
     lat.sort_unstable();
-    let p99_us = if lat.is_empty() { f64::NAN } else { lat[(lat.len() - 1) * 99 / 100] as f64 / 1000.0 };
-    Load { done, window: dur, p99_us, errors }
+    let at = |q: usize| if lat.is_empty() { f64::NAN } else { lat[(lat.len() - 1) * q / 100] as f64 / 1000.0 };
+    Load { done, window: dur, p50_us: at(50), p99_us: at(99), errors }
 }
 
 /// One generator thread: drive `socks` closed loop until `to`; count and
