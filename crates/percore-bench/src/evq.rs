@@ -24,8 +24,10 @@
 //!   all cancelled, repeated; percore re-arms the same 10,000 `Alarm`
 //!   objects, tokio creates, polls and drops 10,000 boxed `sleep`s.
 //!   1,000,000 operations per repetition in a full run.
-//! * `evq_echo` (`req_per_s`, `p99_us`, and `p50_us` to read the p99
-//!   against; fields `conns`, `workers`): 64-byte
+//! * `evq_echo` (`req_per_s`, `p99_us`, and to read them by: `p50_us` and
+//!   `cpu_us_per_req`, the whole process's CPU time (server, generator,
+//!   idle spinning) over the window per request; fields `conns`,
+//!   `workers`): 64-byte
 //!   request / response over loopback. percore server: a runtime of
 //!   `workers` workers; an accept loop (`evq::net::TcpListener`) on worker 0
 //!   hands connection k to a new uthread on worker k mod `workers`, which
@@ -44,7 +46,7 @@
 //!   built before and dropped after its run; percore runs first, then tokio.
 
 use crate::report::{Better, Report, Row};
-use crate::util::ns_per_iter;
+use crate::util::{ns_per_iter, process_cpu_time};
 use crate::Budget;
 use percore::evq::net::{TcpListener, TcpStream};
 use percore::evq::{Alarm, Event, EventQueue};
@@ -297,6 +299,8 @@ fn echo(budget: Budget, report: &mut Report, conns: usize, workers: usize) {
         report.push(f(Row::new("evq_echo", imp, "req_per_s", req_s, "req/s", Better::Higher)));
         report.push(f(Row::new("evq_echo", imp, "p50_us", load.p50_us, "us", Better::Lower)));
         report.push(f(Row::new("evq_echo", imp, "p99_us", load.p99_us, "us", Better::Lower)));
+        let cpu_us = load.cpu.as_secs_f64() * 1e6 / load.done.max(1) as f64;
+        report.push(f(Row::new("evq_echo", imp, "cpu_us_per_req", cpu_us, "us", Better::Lower)));
         if load.errors > 0 {
             eprintln!("  evq_echo / {imp}: {} connection errors", load.errors);
         }
@@ -412,6 +416,8 @@ struct Load {
     window: Duration,
     p50_us: f64,
     p99_us: f64,
+    /// CPU time of the whole process during the window.
+    cpu: Duration,
     /// Connections that failed (reset, closed, or a short write).
     errors: u64,
 }
@@ -434,12 +440,19 @@ fn generate(addr: SocketAddr, conns: usize, threads: usize, dur: Duration) -> Lo
     let mut done = 0;
     let mut errors = 0;
     let mut lat: Vec<u32> = Vec::new();
+    let mut cpu = Duration::ZERO;
     std::thread::scope(|sc| {
         let mut hs = Vec::new();
         while !socks.is_empty() {
             let chunk: Vec<_> = socks.drain(..per.min(socks.len())).collect();
             hs.push(sc.spawn(move || drive(chunk, from, to)));
         }
+        // The process's CPU time over the window (generator and server
+        // alike: the generator's share is the same work for both servers).
+        std::thread::sleep(from.saturating_duration_since(Instant::now()));
+        let c0 = process_cpu_time();
+        std::thread::sleep(to.saturating_duration_since(Instant::now()));
+        cpu = process_cpu_time().saturating_sub(c0);
         for h in hs {
             let (d, e, l) = h.join().expect("generator thread");
             done += d;
@@ -449,7 +462,7 @@ fn generate(addr: SocketAddr, conns: usize, threads: usize, dur: Duration) -> Lo
     });
     lat.sort_unstable();
     let at = |q: usize| if lat.is_empty() { f64::NAN } else { lat[(lat.len() - 1) * q / 100] as f64 / 1000.0 };
-    Load { done, window: dur, p50_us: at(50), p99_us: at(99), errors }
+    Load { done, window: dur, p50_us: at(50), p99_us: at(99), cpu, errors }
 }
 
 /// One generator thread: drive `socks` closed loop until `to`; count and
