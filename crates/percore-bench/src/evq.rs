@@ -67,6 +67,7 @@ const MSG: usize = 64;
 pub(crate) fn run(budget: Budget, report: &mut Report) {
     handoff(budget, report);
     timers(budget, report);
+    raise_fd_limit();
     for conns in [50, 500] {
         for w in budget.threads(&[2]) {
             echo(budget, report, conns, w);
@@ -340,6 +341,19 @@ fn echo(budget: Budget, report: &mut Report, conns: usize, workers: usize) {
     let load = generate(addr, conns, workers, dur);
     trt.shutdown_timeout(Duration::from_secs(5));
     push(report, "tokio", load);
+}
+
+/// 500 connections need about 1,000 descriptors (both ends) at once; a
+/// soft limit of 1024 is common: raise it to the hard limit.
+fn raise_fd_limit() {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `r` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 && r.rlim_cur < r.rlim_max {
+        r.rlim_cur = r.rlim_max;
+        // SAFETY: `r` is a valid rlimit; raising the soft limit up to the
+        // hard one needs no privilege.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) };
+    }
 }
 
 /// percore's accept loop (worker 0): connection k goes to a new uthread on
