@@ -26,10 +26,10 @@
 //!   1,000,000 operations per repetition in a full run.
 //! * `evq_echo` (`req_per_s`, `p99_us`, and to read them by: `p50_us` and
 //!   `cpu_us_per_req`, the whole process's CPU time (server, generator,
-//!   idle spinning) over the window per request; fields `conns`,
-//!   `workers`): 64-byte
-//!   request / response over loopback. percore server: a runtime of
-//!   `workers` workers; an accept loop (`evq::net::TcpListener`) on worker 0
+//!   idle spinning) over the window per request; fields `conns` = 50 and
+//!   500, `workers` = 2, under `--scale` also powers of two up to the CPU
+//!   count): 64-byte request / response over loopback. percore server: a
+//!   runtime of `workers` workers; an accept loop (`evq::net::TcpListener`) on worker 0
 //!   hands connection k to a new uthread on worker k mod `workers`, which
 //!   registers the socket on its own worker's epoll instance
 //!   (`TcpStream::from_std_in` on a duplicate of the accepted descriptor) and
@@ -40,7 +40,8 @@
 //!   connections closed-loop from its own epoll instance (send 64 bytes,
 //!   wait for the 64 back, record the latency, send again), for a bounded
 //!   time (10 s full, 1 s under `--quick`, after a warm-up of a tenth of
-//!   that); a stalled run gives up after 5 s without progress. On a small
+//!   that), then drained for at most 1 s so that closing resets nothing; a
+//!   stalled run gives up after 5 s without progress. On a small
 //!   machine the generator competes with the server for the CPUs; both
 //!   servers get the same competition. Each server has a fresh runtime,
 //!   built before and dropped after its run; percore runs first, then tokio.
