@@ -8,7 +8,17 @@
 //! With no subsystem every one runs. `--quick` shortens every measurement so
 //! the whole run takes well under a minute (CI's smoke test); `--json` prints
 //! one JSON object per line instead of tables (DESIGN.md §6).
+//!
+//! Subsystems: `smr`, `zone`, `pool`, `lwkt`, `evq`. `evq` (see `evq.rs`)
+//! measures percore-evq against tokio: `evq_handoff` (a post to an event
+//! queue a uthread is blocked on, until it runs; tokio mpsc), `evq_timers`
+//! (alarm set + cancel; tokio `sleep` register + drop and `Sleep::reset`)
+//! and `evq_echo` (64-byte echo over loopback at 50 and 500 connections,
+//! requests per second and p99 latency, both servers with the same number of
+//! workers and driven by the same closed-loop load generator, 10 s per
+//! server, 1 s under `--quick`).
 
+mod evq;
 mod lwkt;
 mod pool;
 mod report;
@@ -53,6 +63,8 @@ enum Subsystem {
     Pool,
     /// Light-weight threads: percore-lwkt against tokio and raw corosensei.
     Lwkt,
+    /// Event queues, alarms and sockets: percore-evq against tokio (mpsc, sleep, an echo server).
+    Evq,
 }
 
 /// How long to measure: full runs or `--quick`.
@@ -102,7 +114,7 @@ impl Budget {
 
 fn main() {
     let args = Args::parse();
-    let all = [Subsystem::Smr, Subsystem::Zone, Subsystem::Pool, Subsystem::Lwkt];
+    let all = [Subsystem::Smr, Subsystem::Zone, Subsystem::Pool, Subsystem::Lwkt, Subsystem::Evq];
     let chosen: &[Subsystem] = if args.subsystems.is_empty() { &all } else { &args.subsystems };
     let budget = Budget { quick: args.quick, scale: args.scale };
     let mut report = Report::new(args.json);
@@ -112,6 +124,7 @@ fn main() {
             Subsystem::Zone => zone::run(budget, &mut report),
             Subsystem::Pool => pool::run(budget, &mut report),
             Subsystem::Lwkt => lwkt::run(budget, &mut report),
+            Subsystem::Evq => evq::run(budget, &mut report),
         }
     }
     if !report.is_json() {
