@@ -45,8 +45,9 @@
 //! primitive to wake is thus read from the same word as whether to wake, so
 //! a worker that switches from one to the other cannot miss a wake-up.
 //!
-//! The worker spins a bounded number of rounds before it sleeps
-//! (`worker::SPIN_ROUNDS`): a message that arrives during the spin costs no
+//! The worker spins a bounded number of short rounds before it sleeps
+//! (`worker::SPIN_ROUNDS` of a few `spin_loop` hints, checking for work
+//! after each): a message that arrives during the spin costs no
 //! system call on either side.
 
 use crate::loom::AtomicU32;

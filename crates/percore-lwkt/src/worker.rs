@@ -58,8 +58,14 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Idle rounds (each a few hundred ns of `spin_loop`) before a futex sleep.
-pub(crate) const SPIN_ROUNDS: u32 = 64;
+/// Idle rounds before a sleep; each is `SPIN_PAUSES` `spin_loop` hints and
+/// a check for work, so a wake-up that arrives while the worker spins is
+/// seen within a few pauses.
+pub(crate) const SPIN_ROUNDS: u32 = 512;
+/// `spin_loop` hints per idle round.
+const SPIN_PAUSES: u32 = 4;
+/// Idle rounds between two non-blocking looks at the epoll instance.
+const SPIN_IO_EVERY: u32 = 128;
 
 /// An IPI: a typed operation or a small closure.
 pub(crate) enum Msg {
@@ -538,13 +544,13 @@ impl Worker {
                 return;
             }
             // NOTE: I/O that arrives while we spin must not wait for the
-            // spin to end: look every 16 rounds (a system call each).
-            if let Some(d) = io.filter(|_| round % 16 == 15) {
+            // spin to end: look a few times (a system call each).
+            if let Some(d) = io.filter(|_| round % SPIN_IO_EVERY == SPIN_IO_EVERY - 1) {
                 if self.poll_io(d, Some(Duration::ZERO)) > 0 {
                     return;
                 }
             }
-            for _ in 0..32 {
+            for _ in 0..SPIN_PAUSES {
                 std::hint::spin_loop();
             }
         }
