@@ -70,10 +70,10 @@ struct Waiters(VecDeque<Arc<Slot>>);
 impl Waiters {
     /// Claim the first unclaimed slot; returns its waiter to wake after
     /// unlocking.
-    fn claim_one(&mut self) -> Option<Waiter> {
+    fn claim_one(&mut self) -> Option<Arc<Slot>> {
         while let Some(s) = self.0.pop_front() {
             if s.claim() {
-                return Some(s.waiter.clone());
+                return Some(s);
             }
         }
         None
@@ -189,7 +189,7 @@ impl EventQueue {
         stats().posted.inc();
         if let Some(w) = w {
             stats().wakeups.inc();
-            w.wake();
+            w.waiter.wake();
         }
         Ok(())
     }
@@ -292,7 +292,7 @@ impl sealed::Sealed for EventQueue {
         };
         if let Some(w) = w {
             stats().wakeups.inc();
-            w.wake();
+            w.waiter.wake();
         }
     }
 }
@@ -396,7 +396,7 @@ impl Ceq {
         stats().posted.inc();
         if let Some(w) = w {
             stats().wakeups.inc();
-            w.wake();
+            w.waiter.wake();
         }
         Ok(())
     }
@@ -486,7 +486,7 @@ impl sealed::Sealed for Ceq {
         };
         if let Some(w) = w {
             stats().wakeups.inc();
-            w.wake();
+            w.waiter.wake();
         }
     }
 }
@@ -574,9 +574,10 @@ pub fn wait_any(queues: &[&dyn Queue], timeout: Option<Duration>) -> Result<(Eve
 }
 
 /// One spare waiter slot per OS thread (a worker's uthreads share it), so
-/// that a blocking wait does not allocate. A slot is reusable once no queue
-/// holds it (`Arc::get_mut` succeeds): waiters unlink it before they leave,
-/// and a post that claims it drops its reference under the queue's lock.
+/// that a blocking wait does not allocate. A slot is reusable once nobody
+/// else holds it (`Arc::get_mut` succeeds): waiters unlink it before they
+/// leave, and a post that claims it drops its reference once it has woken
+/// the waiter (until then a new wait makes a fresh slot).
 struct SlotCache;
 
 thread_local! {
