@@ -403,15 +403,6 @@ impl Ceq {
         wait_any(&[self], timeout).map(|(e, _)| e)
     }
 
-    /// Post `(id, 0)` if anyone waits: hands a wake-up on to the next
-    /// waiter (used by `Epoll`).
-    pub(crate) fn kick_if_waiting(&self, id: u32) {
-        let waiting = !self.lock().waiters.0.is_empty();
-        if waiting {
-            let _ = self.post(id, 0);
-        }
-    }
-
     /// Close: posts fail, waiters get what is pending, then [`Error::Closed`].
     pub fn close(&self) {
         let ws = {

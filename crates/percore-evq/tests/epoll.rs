@@ -377,3 +377,43 @@ fn outside_a_runtime_and_from_a_foreign_thread() {
     assert_eq!(evs[0].data, 12);
     drop(w.join().unwrap());
 }
+
+/// Regression: the level-triggered hand-on reaches a waiter that polled
+/// (empty) before the descriptor became ready and linked on the wake queue
+/// only after another waiter had taken the event. The hand-on used to be
+/// posted only to waiters already linked, and the inner epoll instance gives
+/// no new edge for a level-triggered source it re-queues, so such a waiter
+/// slept until its timeout (forever here: no timeout, the watchdog fails
+/// the test). Waiters are foreign threads and uthreads; 300 rounds.
+#[test]
+fn level_triggered_hand_on_reaches_late_waiters() {
+    let rt = std::sync::Arc::new(rt());
+    watchdog(60, "late level-triggered waiters", String::new, move || {
+        for r in 0..300u64 {
+            let ep = std::sync::Arc::new(Epoll::new_in(rt.handle()).unwrap());
+            let (a, b) = pair();
+            ep.add(&a, Interest::READABLE, 4).unwrap();
+            let threads: Vec<_> = (0..3)
+                .map(|_| {
+                    let ep = ep.clone();
+                    std::thread::spawn(move || wait(&ep, None))
+                })
+                .collect();
+            let uthreads: Vec<_> = (0..3)
+                .map(|_| {
+                    let ep = ep.clone();
+                    rt.spawn(move || wait(&ep, None)).unwrap()
+                })
+                .collect();
+            for _ in 0..r % 5 {
+                std::thread::yield_now();
+            }
+            (&b).write_all(b"x").unwrap();
+            for evs in
+                threads.into_iter().map(|t| t.join().unwrap()).chain(uthreads.into_iter().map(|h| h.join().unwrap()))
+            {
+                assert_eq!((evs.len(), evs[0].data), (1, 4));
+            }
+        }
+    });
+}
