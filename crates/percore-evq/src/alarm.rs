@@ -20,6 +20,12 @@
 //! an IPI if the new deadline is its earliest). Expired alarms fire on their
 //! worker's OS thread, between uthreads, with no extra thread.
 //!
+//! NOTE: the ordered map, not a hierarchical timing wheel, on measurement
+//! (`examples/alarm_set_cancel.rs`, release, one worker): a set + cancel
+//! pair costs about 136 ns with no other alarm pending and 149 ns with
+//! 100,000 pending; the map's insert and remove are about 6% of the pair
+//! (`perf`), reading the clock about 17%, the locks most of the rest.
+//!
 //! ## Alarm objects: one shared SMR zone
 //!
 //! The alarm objects (`Cell`: state word, lock, own queue) come from one

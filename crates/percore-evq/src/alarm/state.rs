@@ -37,9 +37,10 @@
 //!   for this firing, if any; wake it after unlocking.
 //! * cancel `g`: `ARMED(g) -> IDLE(g)` by compare-and-swap: stopped before
 //!   firing, and the caller removes the timer entry ([`Cancel::Stopped`]).
-//!   If the swap fails the word is `FIRING(g)` or `IDLE(g)`: under the lock,
-//!   while it reads `FIRING(g)`, the canceller records itself and parks
-//!   ([`Cancel::Fired`]).
+//!   If the swap fails on `IDLE(g)` (never armed, or the firing completed)
+//!   the cancel returns at once ([`Cancel::Fired`]); on `FIRING(g)`, under
+//!   the lock, while it reads `FIRING(g)`, the canceller records itself and
+//!   parks.
 //!
 //! ## Invariants
 //!
@@ -47,11 +48,12 @@
 //!    "cancel returned `Stopped`" and "it was fired" holds: both race on the
 //!    same compare-and-swap from `ARMED(g)`.
 //! 2. When [`AlarmState::cancel`] returns, the firer has finished posting
-//!    and will not touch the word or the record again for that arming: the
-//!    canceller saw `IDLE(g)` under the lock, stored by the firer under the
-//!    lock after posting. The firer may still be *unlocking* and *waking*
-//!    (the waker is its own copy); that is why alarm objects are recycled
-//!    only after an SMR grace period (`alarm.rs`).
+//!    and will not touch the word again for that arming: the canceller read
+//!    `IDLE(g)` (acquire), stored by the firer (release) after posting. The
+//!    firer may still hold the lock (taking the canceller record), then
+//!    unlock and wake (the waker is its own copy); the owner's next use of
+//!    the record takes the lock, so it comes after, and alarm objects are
+//!    recycled only after an SMR grace period (`alarm.rs`) for the unlock.
 //! 3. No lost wake-up: the canceller records itself and the firer takes the
 //!    record under the same lock, and the canceller re-checks the word under
 //!    that lock before every park; a wake-up that comes before the park makes
@@ -203,14 +205,17 @@ impl<K, P: Park> AlarmState<K, P> {
     /// `gen` is in flight any more (parking until then if needed).
     pub fn cancel(&self, gen: u64) -> Cancel<K> {
         // ORDERING: acquire on failure, so that reading `IDLE(gen)` here
-        // makes the posted event visible; the success needs no ordering of
+        // makes the posted event visible (pairs with the release store of
+        // `IDLE` in `fire`); the success needs no ordering of
         // its own (the key is read under the lock, and a firer that then
         // fails its compare-and-swap touches nothing), AcqRel is kept as
         // the conservative choice for an uncontended instruction.
-        if self.word.compare_exchange(word(gen, ARMED), word(gen, IDLE), AcqRel, Acquire).is_ok() {
-            return Cancel::Stopped(self.lock().key.take());
+        match self.word.compare_exchange(word(gen, ARMED), word(gen, IDLE), AcqRel, Acquire) {
+            Ok(_) => Cancel::Stopped(self.lock().key.take()),
+            // Not armed, or the firing is complete (invariant 2): no lock.
+            Err(w) if w == word(gen, IDLE) => Cancel::Fired { waited: false },
+            Err(_) => self.wait_firing_slow(gen),
         }
-        self.wait_firing_slow(gen)
     }
 
     #[cold]
