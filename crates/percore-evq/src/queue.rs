@@ -18,7 +18,8 @@
 //! Each queue is a mutex-protected state plus a FIFO of waiting *slots*. A
 //! waiter makes one slot (its thread and a `claimed` flag) and links it on
 //! every queue it waits on, after checking under each lock that the queue is
-//! empty. A post links the event, then pops slots until it *claims* one
+//! empty (a closed, empty queue is skipped: nothing will come from it; if
+//! every queue is, the wait ends with [`Error::Closed`]). A post links the event, then pops slots until it *claims* one
 //! (`claimed.swap(true)` returned false: a slot already claimed by another
 //! queue's post is skipped) and wakes it: one wake-up per event, not a
 //! thundering herd. A woken waiter takes from the first non-empty queue, which
@@ -54,7 +55,7 @@ impl Event {
     }
 }
 
-use sealed::Slot;
+use sealed::{Link, Slot};
 
 impl Slot {
     fn claim(&self) -> bool {
@@ -101,10 +102,21 @@ mod sealed {
         pub(super) claimed: std::sync::atomic::AtomicBool,
     }
 
+    /// What [`Sealed::link`] did.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Link {
+        /// Linked: a post will claim the slot.
+        Linked,
+        /// Not linked: an event is there already.
+        Ready,
+        /// Not linked: closed and empty, nothing will ever come from it.
+        Closed,
+    }
+
     pub trait Sealed {
-        /// Link `slot` unless an event (or the close) is there already:
-        /// returns `false` then.
-        fn link(&self, slot: &std::sync::Arc<Slot>) -> bool;
+        /// Link `slot` unless an event is there already or the queue is
+        /// closed and empty.
+        fn link(&self, slot: &std::sync::Arc<Slot>) -> Link;
         fn unlink(&self, slot: &std::sync::Arc<Slot>);
         /// Wake one waiter if events are left (the hand-on).
         fn hand_on(&self);
@@ -257,13 +269,16 @@ impl Queue for EventQueue {
 }
 
 impl sealed::Sealed for EventQueue {
-    fn link(&self, slot: &Arc<Slot>) -> bool {
+    fn link(&self, slot: &Arc<Slot>) -> Link {
         let mut s = self.lock();
-        if !s.events.is_empty() || s.closed {
-            return false;
+        if !s.events.is_empty() {
+            return Link::Ready;
+        }
+        if s.closed {
+            return Link::Closed;
         }
         s.waiters.0.push_back(slot.clone());
-        true
+        Link::Linked
     }
 
     fn unlink(&self, slot: &Arc<Slot>) {
@@ -435,13 +450,16 @@ impl Queue for Ceq {
 }
 
 impl sealed::Sealed for Ceq {
-    fn link(&self, slot: &Arc<Slot>) -> bool {
+    fn link(&self, slot: &Arc<Slot>) -> Link {
         let mut s = self.lock();
-        if !s.ring.is_empty() || s.closed {
-            return false;
+        if !s.ring.is_empty() {
+            return Link::Ready;
+        }
+        if s.closed {
+            return Link::Closed;
         }
         s.waiters.0.push_back(slot.clone());
-        true
+        Link::Linked
     }
 
     fn unlink(&self, slot: &Arc<Slot>) {
@@ -513,15 +531,24 @@ pub fn wait_any(queues: &[&dyn Queue], timeout: Option<Duration>) -> Result<(Eve
         let mut linked = 0;
         let mut ready = false;
         for q in queues {
-            if !q.link(&s) {
-                ready = true;
-                break;
+            match q.link(&s) {
+                Link::Linked => linked += 1,
+                // NOTE: a closed, empty queue is skipped, not "ready": it
+                // would make this loop spin (never blocking, never giving a
+                // uthread's worker back) while an open queue may still get
+                // an event.
+                Link::Closed => {}
+                Link::Ready => {
+                    ready = true;
+                    break;
+                }
             }
-            linked += 1;
         }
         slot = Some(s.clone());
-        if ready {
-            for q in &queues[..linked] {
+        // Not linked anywhere: every queue was closed meanwhile (the next
+        // round returns `Closed`), or an event is there.
+        if ready || linked == 0 {
+            for q in queues {
                 q.unlink(&s);
             }
             slot = None;

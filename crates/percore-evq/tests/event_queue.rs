@@ -229,3 +229,32 @@ fn stress_many_waiters_many_posters_exact() {
         },
     );
 }
+
+/// Regression: `wait_any` on a closed (empty) queue and an open one must
+/// block on the open one. It used to treat the closed queue as "ready",
+/// retry at once and spin: a uthread then never gave its worker back, so
+/// on a 1-worker runtime the uthread that would post never ran.
+#[test]
+fn wait_any_blocks_on_the_open_queue_when_another_is_closed() {
+    let (closed, open, ceq) = (EventQueue::new(), EventQueue::new(), Ceq::new(1, Coalesce::Or));
+    closed.close();
+    ceq.close();
+    let (c2, o2, q2) = (closed.clone(), open.clone(), ceq.clone());
+    // NOTE: the runtime lives in the watched closure: on a hang it leaks
+    // instead of blocking the test in its drop.
+    let r = watchdog(30, "wait_any with a closed queue", String::new, move || {
+        let rt = rt(1);
+        let waiter = rt.spawn(move || wait_any(&[&c2, &q2, &o2], None)).unwrap();
+        let poster = rt
+            .spawn(move || {
+                percore_evq::sleep(Duration::from_millis(2)).unwrap();
+                open.post(Event::new(5, 5)).unwrap();
+            })
+            .unwrap();
+        poster.join().unwrap();
+        waiter.join().unwrap()
+    });
+    assert_eq!(r.unwrap(), (Event::new(5, 5), 2));
+    // Every queue closed and empty: `Closed`, at once.
+    assert!(matches!(wait_any(&[&closed, &ceq], None), Err(Error::Closed)));
+}
