@@ -19,9 +19,10 @@
 //! waiter makes one slot (its thread and a `claimed` flag) and links it on
 //! every queue it waits on, after checking under each lock that the queue is
 //! empty (a closed, empty queue is skipped: nothing will come from it; if
-//! every queue is, the wait ends with [`Error::Closed`]). A post links the event, then pops slots until it *claims* one
-//! (`claimed.swap(true)` returned false: a slot already claimed by another
-//! queue's post is skipped) and wakes it: one wake-up per event, not a
+//! every queue is, the wait ends with [`Error::Closed`]). A post links the
+//! event, then pops slots until it *claims* one (`claimed.swap(true)`
+//! returned false: a slot already claimed by another queue's post is
+//! skipped) and wakes it: one wake-up per event, not a
 //! thundering herd. A woken waiter takes from the first non-empty queue, which
 //! may not be the one that claimed it; so every waiter, on its way out,
 //! hands on: any queue it waited on that still holds events and has waiters
