@@ -11,3 +11,4 @@ cargo test -p percore-zone --release --test loom_zone -- --test-threads=1
 cargo test -p percore-pool --release --test loom_pool
 cargo test -p percore-lwkt --release --test loom_ipi
 cargo test -p percore-lwkt --release --test loom_idle
+cargo test -p percore-evq --release --test loom_alarm

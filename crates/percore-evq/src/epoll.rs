@@ -22,6 +22,10 @@
 //! * A waiter that got a full buffer (more may be ready) or a level-triggered
 //!   event (still ready for the others) hands the wake-up on to the next
 //!   waiter, as the kernel wakes every waiter of a level-triggered source.
+//!   The hand-on is a post to the wake queue even when nobody waits there
+//!   yet: polling the inner instance re-queues a level-triggered source
+//!   without a new edge for the worker, so a waiter that polled before the
+//!   readiness and links only afterwards would otherwise sleep through it.
 //!
 //! ## Closing a registered descriptor
 //!
@@ -258,7 +262,13 @@ impl Epoll {
         }
         drop(t);
         if n == max || level {
-            self.wake.kick_if_waiting(0);
+            // NOTE: post even if nobody is linked on the wake queue yet: a
+            // waiter that polled (empty) before this readiness and links
+            // only now must find the hand-on pending, or it sleeps while a
+            // level-triggered (or not yet taken) event is ready: the inner
+            // instance gives no new edge for either. Costs the next waiter
+            // at most one extra poll; the wake queue coalesces.
+            let _ = self.wake.post(0, 0);
         }
         k
     }

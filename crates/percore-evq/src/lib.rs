@@ -39,22 +39,51 @@
 
 #![warn(missing_docs)]
 
+#[cfg(not(loom))]
 mod alarm;
+// Under loom only the alarm's state machine is compiled (`alarm/state.rs`).
+#[cfg(loom)]
+mod alarm {
+    // NOTE: `pub` items inside are reached by the loom model only (`__loom`).
+    #[allow(unreachable_pub)]
+    pub(crate) mod state;
+}
+#[cfg(not(loom))]
 mod driver;
+#[cfg(not(loom))]
 mod epoll;
+#[cfg(not(loom))]
 mod error;
+#[cfg(not(loom))]
 mod io;
+mod loom;
+#[cfg(not(loom))]
 pub mod net;
+#[cfg(not(loom))]
 mod queue;
+#[cfg(not(loom))]
 mod stats;
+#[cfg(not(loom))]
 mod waiter;
 
+#[cfg(not(loom))]
 pub use alarm::{sleep, Alarm, ALARM_EVENT};
+#[cfg(not(loom))]
 pub use epoll::{Epoll, EpollEvent, Interest};
+#[cfg(not(loom))]
 pub use error::Error;
+#[cfg(not(loom))]
 pub use queue::{wait_any, Ceq, Coalesce, Event, EventQueue, Queue};
 
 /// The crate README's example, compiled and run as a doc test.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The protocol cores, exposed to the loom model in `tests/loom_alarm.rs`
+/// only.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod __loom {
+    pub use crate::alarm::state::{AlarmState, Cancel, Park};
+}

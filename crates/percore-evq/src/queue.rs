@@ -18,9 +18,11 @@
 //! Each queue is a mutex-protected state plus a FIFO of waiting *slots*. A
 //! waiter makes one slot (its thread and a `claimed` flag) and links it on
 //! every queue it waits on, after checking under each lock that the queue is
-//! empty. A post links the event, then pops slots until it *claims* one
-//! (`claimed.swap(true)` returned false: a slot already claimed by another
-//! queue's post is skipped) and wakes it: one wake-up per event, not a
+//! empty (a closed, empty queue is skipped: nothing will come from it; if
+//! every queue is, the wait ends with [`Error::Closed`]). A post links the
+//! event, then pops slots until it *claims* one (`claimed.swap(true)`
+//! returned false: a slot already claimed by another queue's post is
+//! skipped) and wakes it: one wake-up per event, not a
 //! thundering herd. A woken waiter takes from the first non-empty queue, which
 //! may not be the one that claimed it; so every waiter, on its way out,
 //! hands on: any queue it waited on that still holds events and has waiters
@@ -413,15 +415,6 @@ impl Ceq {
     /// ```
     pub fn recv(&self, timeout: Option<Duration>) -> Result<Event, Error> {
         wait_any(&[self], timeout).map(|(e, _)| e)
-    }
-
-    /// Post `(id, 0)` if anyone waits: hands a wake-up on to the next
-    /// waiter (used by `Epoll`).
-    pub(crate) fn kick_if_waiting(&self, id: u32) {
-        let waiting = !self.lock().waiters.0.is_empty();
-        if waiting {
-            let _ = self.post(id, 0);
-        }
     }
 
     /// Close: posts fail, waiters get what is pending, then [`Error::Closed`].

@@ -60,3 +60,22 @@ pub(crate) fn deadline(timeout: Option<std::time::Duration>) -> Option<Instant> 
     let now = Instant::now();
     Some(now.checked_add(d).unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 86_400)))
 }
+
+impl crate::alarm::state::Park for Waiter {
+    fn current() -> Self {
+        Waiter::current()
+    }
+
+    fn park() {
+        // NOTE: a canceller inside a critical or SMR section may not block;
+        // the firing it waits for is a few instructions on another worker,
+        // so it spins (its caller loops) instead.
+        if block(None).is_err() {
+            std::hint::spin_loop();
+        }
+    }
+
+    fn unpark(self) {
+        self.wake();
+    }
+}
