@@ -109,6 +109,8 @@ pub(crate) struct Worker {
     pub(crate) driver_at: Cell<Option<Instant>>,
     /// Scheduling passes until the next non-blocking epoll poll.
     pub(crate) io_countdown: Cell<u32>,
+    /// Yields that found nobody else to run since the last forced pass.
+    lone_yields: Cell<u32>,
 }
 
 thread_local! {
@@ -216,6 +218,7 @@ impl Worker {
             slice_start: Cell::new(None),
             driver_at: Cell::new(None),
             io_countdown: Cell::new(crate::driver::IO_POLL_EVERY),
+            lone_yields: Cell::new(0),
         }
     }
 
@@ -252,7 +255,15 @@ impl Worker {
         }
         // SAFETY: `t` is our current uthread.
         let pri = unsafe { t.sched() }.pri;
-        self.runq.borrow().top().is_some_and(|p| p >= pri)
+        if self.runq.borrow().top().is_some_and(|p| p >= pri) {
+            return true;
+        }
+        // NOTE: a uthread yielding alone would otherwise keep the loop from
+        // ever firing timers or running the driver's pass (alarms, I/O):
+        // every `IO_POLL_EVERY` lone yields, switch out anyway.
+        let n = self.lone_yields.get() + 1;
+        self.lone_yields.set(if n >= crate::driver::IO_POLL_EVERY { 0 } else { n });
+        n >= crate::driver::IO_POLL_EVERY
     }
 
     /// Whether the scheduler clock says the current uthread's slice is over.

@@ -106,3 +106,26 @@ fn bad_registrations_are_errors() {
     assert!(rt.handle().io_deregister(0, a.as_raw_fd()).is_err()); // never registered
     assert!(rt.handle().run_on(3, || {}).is_err());
 }
+
+#[test]
+fn a_uthread_yielding_alone_still_lets_timers_and_the_driver_run() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let log = rt.handle().driver(Log::default).unwrap();
+    let l = log.clone();
+    // A uthread that only yields, alone on its worker, until the driver's
+    // deadline fired and a timed park on the same worker returned.
+    let sleeper = rt.spawn(|| percore_lwkt::sleep(Duration::from_millis(5))).unwrap();
+    let spinner = rt
+        .spawn(move || {
+            *l.deadline.lock().unwrap() = Some(Instant::now() + Duration::from_millis(5));
+            let give_up = Instant::now() + Duration::from_secs(20);
+            while !(l.fired.load(SeqCst) && sleeper.is_finished()) {
+                assert!(Instant::now() < give_up, "timers / driver starved by a lone yielder");
+                percore_lwkt::yield_now();
+            }
+            sleeper.join().unwrap().unwrap();
+        })
+        .unwrap();
+    spinner.join().unwrap();
+    assert!(log.fired.load(SeqCst));
+}
