@@ -242,6 +242,9 @@ fn fire(cell: &Cell, gen: u64) {
 pub struct Alarm {
     cell: NonNull<Cell>,
     gen: u64,
+    /// A firing may have posted to the queue since it was last cleared
+    /// (so `set` must clear it; the seed's bug is a stale alarm event).
+    dirty: bool,
     driver: Arc<EvqDriver>,
     handle: Handle,
 }
@@ -279,7 +282,7 @@ impl Alarm {
         let cell = driver.alarm_zone()?.alloc_raw()?;
         // SAFETY: freshly allocated from the zone: a constructed cell.
         let gen = unsafe { cell.as_ref() }.state.generation();
-        Ok(Alarm { cell, gen, driver, handle: handle.clone() })
+        Ok(Alarm { cell, gen, dirty: false, driver, handle: handle.clone() })
     }
 
     fn cell(&self) -> &Cell {
@@ -304,9 +307,13 @@ impl Alarm {
     /// firing still in the queue is dropped, so after `set` the queue holds
     /// only this arming's event, once it fires.
     pub fn set(&mut self, at: Instant) -> Result<(), Error> {
-        self.cancel();
-        self.cell().queue.clear();
-        let w = percore_lwkt::worker_index().filter(|_| Handle::current().is_some_and(|h| h.same(&self.handle)));
+        // NOTE: an arming cancelled before it fired posted nothing, and the
+        // queue was cleared before it was armed: no lock needed then.
+        if !self.cancel() && self.dirty {
+            self.cell().queue.clear();
+        }
+        self.dirty = true;
+        let w = self.handle.local_worker();
         let wi = w.unwrap_or(0);
         self.gen += 1;
         let (wheels, p, gen) = (&self.driver.wheels, Ptr(self.cell), self.gen);
@@ -341,6 +348,7 @@ impl Alarm {
                     self.driver.wheels.remove(w, k);
                 }
                 stats().alarms_cancelled.inc();
+                self.dirty = false;
                 true
             }
             Cancel::Fired { waited } => {
@@ -366,8 +374,10 @@ impl Alarm {
 
 impl Drop for Alarm {
     fn drop(&mut self) {
-        self.cancel();
-        self.cell().queue.clear();
+        // The next owner of the cell gets an empty queue.
+        if !self.cancel() && self.dirty {
+            self.cell().queue.clear();
+        }
         if let Ok(z) = self.driver.alarm_zone() {
             // SAFETY: allocated from this zone by `new_in`, freed once; it is
             // in no wheel (cancelled, or fired) and the firing worker is done
