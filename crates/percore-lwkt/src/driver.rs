@@ -192,7 +192,7 @@ impl crate::Handle {
     /// Register `fd` on worker `worker`'s epoll instance with the `EPOLL*`
     /// bits `events` and `token` (any value but `u64::MAX`); its readiness
     /// then reaches the driver's [`Driver::ready`] on that worker. The
-    /// caller keeps `fd` open until it calls [`Handle::io_deregister`].
+    /// caller keeps `fd` open until it calls [`Handle::io_deregister`](crate::Handle::io_deregister).
     ///
     /// ```
     /// use std::os::fd::AsRawFd;
@@ -265,7 +265,7 @@ impl crate::Handle {
     }
 
     /// The index of the worker running the caller if it is one of this
-    /// runtime's workers (cheaper than comparing [`Handle::current`]).
+    /// runtime's workers (cheaper than comparing [`Handle::current`](crate::Handle::current)).
     ///
     /// ```
     /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
