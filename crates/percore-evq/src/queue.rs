@@ -120,10 +120,146 @@ mod sealed {
     }
 }
 
-struct Fifo {
-    events: VecDeque<Event>,
+/// What a queue stores: FIFO events, or coalescing per-id slots.
+trait Store {
+    /// Take the next event.
+    fn pop(&mut self) -> Option<Event>;
+    /// Whether an event is waiting.
+    fn has_events(&self) -> bool;
+}
+
+/// A queue's state under its lock: the store, the waiters, and whether it
+/// is closed. Both queue types are this, with their own store.
+struct Mailbox<S> {
+    store: S,
     waiters: Waiters,
     closed: bool,
+}
+
+/// The shared half of a queue handle.
+struct Shared<S>(Mutex<Mailbox<S>>);
+
+impl<S: Store> Shared<S> {
+    fn new(store: S) -> Arc<Shared<S>> {
+        Arc::new(Shared(Mutex::new(Mailbox { store, waiters: Waiters::default(), closed: false })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Mailbox<S>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run `put` on the store under the lock (it returns whether a new
+    /// event became takeable), then wake one waiter for it.
+    fn post(&self, put: impl FnOnce(&mut S) -> Result<bool, Error>) -> Result<(), Error> {
+        let w = {
+            let mut m = self.lock();
+            if m.closed {
+                return Err(Error::Closed);
+            }
+            if put(&mut m.store)? {
+                m.waiters.claim_one()
+            } else {
+                None
+            }
+        };
+        stats().posted.inc();
+        if let Some(w) = w {
+            stats().wakeups.inc();
+            w.waiter.wake();
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        let ws = {
+            let mut m = self.lock();
+            m.closed = true;
+            std::mem::take(&mut m.waiters.0)
+        };
+        for w in ws {
+            if w.claim() {
+                w.waiter.wake();
+            }
+        }
+    }
+
+    fn try_recv(&self) -> Option<Event> {
+        let e = self.lock().store.pop();
+        if e.is_some() {
+            stats().delivered.inc();
+        }
+        e
+    }
+
+    fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    fn take_or_link(&self, slot: &Arc<Slot>) -> Take {
+        let mut m = self.lock();
+        if let Some(e) = m.store.pop() {
+            drop(m);
+            stats().delivered.inc();
+            return Take::Event(e);
+        }
+        if m.closed {
+            return Take::Closed;
+        }
+        m.waiters.0.push_back(slot.clone());
+        Take::Linked
+    }
+
+    fn unlink(&self, slot: &Arc<Slot>) {
+        self.lock().waiters.remove(slot);
+    }
+
+    fn hand_on(&self) {
+        let w = {
+            let mut m = self.lock();
+            if !m.store.has_events() {
+                return;
+            }
+            m.waiters.claim_one()
+        };
+        if let Some(w) = w {
+            stats().wakeups.inc();
+            w.waiter.wake();
+        }
+    }
+}
+
+/// `Queue` and its sealed half for a handle type with an `inner: Arc<Shared<_>>`.
+macro_rules! queue_impls {
+    ($t:ty) => {
+        impl Queue for $t {
+            fn try_recv(&self) -> Option<Event> {
+                self.inner.try_recv()
+            }
+            fn is_closed(&self) -> bool {
+                self.inner.is_closed()
+            }
+        }
+        impl sealed::Sealed for $t {
+            fn take_or_link(&self, slot: &Arc<Slot>) -> Take {
+                self.inner.take_or_link(slot)
+            }
+            fn unlink(&self, slot: &Arc<Slot>) {
+                self.inner.unlink(slot)
+            }
+            fn hand_on(&self) {
+                self.inner.hand_on()
+            }
+        }
+    };
+}
+
+impl Store for VecDeque<Event> {
+    fn pop(&mut self) -> Option<Event> {
+        self.pop_front()
+    }
+    fn has_events(&self) -> bool {
+        !self.is_empty()
+    }
 }
 
 /// A FIFO event queue (an Akaros `event_queue` with an unbounded mailbox).
@@ -143,7 +279,7 @@ struct Fifo {
 /// ```
 #[derive(Clone)]
 pub struct EventQueue {
-    inner: Arc<Mutex<Fifo>>,
+    inner: Arc<Shared<VecDeque<Event>>>,
 }
 
 impl Default for EventQueue {
@@ -154,21 +290,15 @@ impl Default for EventQueue {
 
 impl std::fmt::Debug for EventQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = self.lock();
-        f.debug_struct("EventQueue").field("len", &s.events.len()).field("closed", &s.closed).finish()
+        let m = self.inner.lock();
+        f.debug_struct("EventQueue").field("len", &m.store.len()).field("closed", &m.closed).finish()
     }
 }
 
 impl EventQueue {
     /// An empty, open queue.
     pub fn new() -> EventQueue {
-        EventQueue {
-            inner: Arc::new(Mutex::new(Fifo { events: VecDeque::new(), waiters: Waiters::default(), closed: false })),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Fifo> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        EventQueue { inner: Shared::new(VecDeque::new()) }
     }
 
     /// Append `ev` and wake one waiter. Fails with [`Error::Closed`] once
@@ -180,20 +310,10 @@ impl EventQueue {
     /// assert_eq!(q.len(), 1);
     /// ```
     pub fn post(&self, ev: Event) -> Result<(), Error> {
-        let w = {
-            let mut s = self.lock();
-            if s.closed {
-                return Err(Error::Closed);
-            }
-            s.events.push_back(ev);
-            s.waiters.claim_one()
-        };
-        stats().posted.inc();
-        if let Some(w) = w {
-            stats().wakeups.inc();
-            w.waiter.wake();
-        }
-        Ok(())
+        self.inner.post(|q| {
+            q.push_back(ev);
+            Ok(true)
+        })
     }
 
     /// Block until an event arrives (or `timeout`: [`Error::TimedOut`]).
@@ -210,7 +330,7 @@ impl EventQueue {
 
     /// Events waiting.
     pub fn len(&self) -> usize {
-        self.lock().events.len()
+        self.inner.lock().store.len()
     }
 
     /// Whether no event waits.
@@ -230,74 +350,19 @@ impl EventQueue {
     /// assert!(matches!(q.recv(None), Err(percore_evq::Error::Closed)));
     /// ```
     pub fn close(&self) {
-        let ws = {
-            let mut s = self.lock();
-            s.closed = true;
-            std::mem::take(&mut s.waiters.0)
-        };
-        for w in ws {
-            if w.claim() {
-                w.waiter.wake();
-            }
-        }
+        self.inner.close()
     }
 
     /// Drop every queued event; returns how many.
     pub(crate) fn clear(&self) -> usize {
-        let mut s = self.lock();
-        let n = s.events.len();
-        s.events.clear();
+        let mut m = self.inner.lock();
+        let n = m.store.len();
+        m.store.clear();
         n
     }
 }
 
-impl Queue for EventQueue {
-    fn try_recv(&self) -> Option<Event> {
-        let e = self.lock().events.pop_front();
-        if e.is_some() {
-            stats().delivered.inc();
-        }
-        e
-    }
-
-    fn is_closed(&self) -> bool {
-        self.lock().closed
-    }
-}
-
-impl sealed::Sealed for EventQueue {
-    fn take_or_link(&self, slot: &Arc<Slot>) -> Take {
-        let mut s = self.lock();
-        if let Some(e) = s.events.pop_front() {
-            drop(s);
-            stats().delivered.inc();
-            return Take::Event(e);
-        }
-        if s.closed {
-            return Take::Closed;
-        }
-        s.waiters.0.push_back(slot.clone());
-        Take::Linked
-    }
-
-    fn unlink(&self, slot: &Arc<Slot>) {
-        self.lock().waiters.remove(slot);
-    }
-
-    fn hand_on(&self) {
-        let w = {
-            let mut s = self.lock();
-            if s.events.is_empty() {
-                return;
-            }
-            s.waiters.claim_one()
-        };
-        if let Some(w) = w {
-            stats().wakeups.inc();
-            w.waiter.wake();
-        }
-    }
-}
+queue_impls!(EventQueue);
 
 /// How a [`Ceq`] merges events for the same id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -310,12 +375,24 @@ pub enum Coalesce {
     Last,
 }
 
-struct CeqState {
+/// A [`Ceq`]'s store: one slot per id, and the ids pending in the order
+/// they first became so.
+struct CeqStore {
     values: Vec<u64>,
     queued: Vec<bool>,
     ring: VecDeque<u32>,
-    waiters: Waiters,
-    closed: bool,
+    op: Coalesce,
+}
+
+impl Store for CeqStore {
+    fn pop(&mut self) -> Option<Event> {
+        let id = self.ring.pop_front()?;
+        self.queued[id as usize] = false;
+        Some(Event { kind: id, payload: std::mem::take(&mut self.values[id as usize]) })
+    }
+    fn has_events(&self) -> bool {
+        !self.ring.is_empty()
+    }
 }
 
 /// A coalescing event queue (Akaros CEQ): ids `0..ids`, one slot each; a
@@ -336,71 +413,50 @@ struct CeqState {
 /// ```
 #[derive(Clone)]
 pub struct Ceq {
-    inner: Arc<(Mutex<CeqState>, Coalesce)>,
+    inner: Arc<Shared<CeqStore>>,
 }
 
 impl std::fmt::Debug for Ceq {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = self.lock();
-        f.debug_struct("Ceq").field("ids", &s.values.len()).field("pending", &s.ring.len()).finish()
+        let m = self.inner.lock();
+        f.debug_struct("Ceq").field("ids", &m.store.values.len()).field("pending", &m.store.ring.len()).finish()
     }
 }
 
 impl Ceq {
     /// A coalescing queue for ids `0..ids`.
     pub fn new(ids: usize, op: Coalesce) -> Ceq {
-        let st = CeqState {
-            values: vec![0; ids],
-            queued: vec![false; ids],
-            ring: VecDeque::new(),
-            waiters: Waiters::default(),
-            closed: false,
-        };
-        Ceq { inner: Arc::new((Mutex::new(st), op)) }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, CeqState> {
-        self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
+        let store = CeqStore { values: vec![0; ids], queued: vec![false; ids], ring: VecDeque::new(), op };
+        Ceq { inner: Shared::new(store) }
     }
 
     /// Number of ids.
     pub fn ids(&self) -> usize {
-        self.lock().values.len()
+        self.inner.lock().store.values.len()
     }
 
     /// Merge `value` into id `id`'s slot, queueing the id if it was not
     /// pending, and wake one waiter. [`Error::Invalid`] for an id out of
     /// range, [`Error::Closed`] once closed.
     pub fn post(&self, id: u32, value: u64) -> Result<(), Error> {
-        let w = {
-            let mut s = self.lock();
-            if s.closed {
-                return Err(Error::Closed);
-            }
+        self.inner.post(|s| {
             let i = id as usize;
             if i >= s.values.len() {
                 return Err(Error::Invalid(format!("ceq id {id} out of range 0..{}", s.values.len())));
             }
             let v = &mut s.values[i];
-            *v = match self.inner.1 {
+            *v = match s.op {
                 Coalesce::Or => *v | value,
                 Coalesce::Add => v.wrapping_add(value),
                 Coalesce::Last => value,
             };
             if s.queued[i] {
-                None
-            } else {
-                s.queued[i] = true;
-                s.ring.push_back(id);
-                s.waiters.claim_one()
+                return Ok(false);
             }
-        };
-        stats().posted.inc();
-        if let Some(w) = w {
-            stats().wakeups.inc();
-            w.waiter.wake();
-        }
-        Ok(())
+            s.queued[i] = true;
+            s.ring.push_back(id);
+            Ok(true)
+        })
     }
 
     /// Block until an id is pending (or `timeout`).
@@ -419,70 +475,11 @@ impl Ceq {
 
     /// Close: posts fail, waiters get what is pending, then [`Error::Closed`].
     pub fn close(&self) {
-        let ws = {
-            let mut s = self.lock();
-            s.closed = true;
-            std::mem::take(&mut s.waiters.0)
-        };
-        for w in ws {
-            if w.claim() {
-                w.waiter.wake();
-            }
-        }
+        self.inner.close()
     }
 }
 
-impl Queue for Ceq {
-    fn try_recv(&self) -> Option<Event> {
-        let mut s = self.lock();
-        let id = s.ring.pop_front()?;
-        s.queued[id as usize] = false;
-        let v = std::mem::take(&mut s.values[id as usize]);
-        drop(s);
-        stats().delivered.inc();
-        Some(Event { kind: id, payload: v })
-    }
-
-    fn is_closed(&self) -> bool {
-        self.lock().closed
-    }
-}
-
-impl sealed::Sealed for Ceq {
-    fn take_or_link(&self, slot: &Arc<Slot>) -> Take {
-        let mut s = self.lock();
-        if let Some(id) = s.ring.pop_front() {
-            s.queued[id as usize] = false;
-            let v = std::mem::take(&mut s.values[id as usize]);
-            drop(s);
-            stats().delivered.inc();
-            return Take::Event(Event { kind: id, payload: v });
-        }
-        if s.closed {
-            return Take::Closed;
-        }
-        s.waiters.0.push_back(slot.clone());
-        Take::Linked
-    }
-
-    fn unlink(&self, slot: &Arc<Slot>) {
-        self.lock().waiters.remove(slot);
-    }
-
-    fn hand_on(&self) {
-        let w = {
-            let mut s = self.lock();
-            if s.ring.is_empty() {
-                return;
-            }
-            s.waiters.claim_one()
-        };
-        if let Some(w) = w {
-            stats().wakeups.inc();
-            w.waiter.wake();
-        }
-    }
-}
+queue_impls!(Ceq);
 
 /// Block on several queues at once (`uth_blockon_evqs`): returns the first
 /// event found, scanning `queues` in order, and the index of its queue; or
