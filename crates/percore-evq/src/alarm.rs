@@ -11,20 +11,37 @@
 //!
 //! ## Where alarms live
 //!
-//! Every worker of a runtime has a timer set (`Wheel`: an ordered map from
-//! `(deadline, sequence)` to the alarm, behind a mutex taken by its worker
-//! and by whoever arms or cancels there) and an atomic copy of its earliest
+//! Every worker of a runtime has a timer set (`Wheel`, `alarm/wheel.rs`: a
+//! hierarchical timing wheel, behind a mutex taken by its worker and by
+//! whoever arms or cancels there) and an atomic copy of its earliest
 //! deadline, read without the lock at every scheduling pass through the
 //! runtime's driver (`percore_lwkt::Driver::poll`). An alarm is armed on the
 //! caller's worker (worker 0 for a foreign thread, which then kicks it with
 //! an IPI if the new deadline is its earliest). Expired alarms fire on their
-//! worker's OS thread, between uthreads, with no extra thread.
+//! worker's OS thread, between uthreads, with no extra thread, in batches of
+//! 32 taken under the lock and fired outside it.
 //!
-//! NOTE: the ordered map, not a hierarchical timing wheel, on measurement
-//! (`examples/alarm_set_cancel.rs`, release, one worker): a set + cancel
-//! pair costs about 136 ns with no other alarm pending and 149 ns with
-//! 100,000 pending; the map's insert and remove are about 6% of the pair
-//! (`perf`), reading the clock about 17%, the locks most of the rest.
+//! The wheel is Varghese & Lauck's hierarchical timing wheel ("Hashed and
+//! Hierarchical Timing Wheels", SOSP 1987), shaped like tokio's time driver
+//! (`tokio/src/runtime/time/wheel/`): six levels of 64 slots of ticks of
+//! 2^18 ns (about 262 µs), an occupancy bitmap per level to find the next
+//! non-empty slot, and entries in a slab, linked into their slot by index,
+//! so insert and remove are O(1) and allocate nothing in the steady state.
+//! A deadline is rounded *up* to a tick and fires once the clock's tick
+//! reaches it, so never early; the published earliest deadline is the start
+//! of the next slot to process, never after the earliest alarm (at most one
+//! tick after its deadline), sometimes before it (a higher level's slot that
+//! only cascades). The alarm record keeps the entry's key (slab index and
+//! generation); a key gone stale (its entry taken by a firing that then lost
+//! to the cancel) removes nothing.
+//!
+//! NOTE: measured with `examples/alarm_set_cancel.rs` (release, one worker,
+//! set + cancel pairs): the ordered map it replaces (`BTreeMap` keyed by
+//! deadline and sequence) cost about 117 ns a pair with no other alarm
+//! pending and 133 ns with 100,000 or 2,000,000 pending; the wheel about
+//! 108 ns at every size. What is left is mostly the four lock round trips
+//! (the alarm record's and the wheel's, on set and on cancel) and reading
+//! the clock.
 //!
 //! ## Alarm objects: one shared SMR zone
 //!
@@ -48,12 +65,14 @@
 //! from `ARMED`; a cancel that loses parks until the firing completes, so
 //! afterwards no worker touches that arming any more.
 //!
-//! Precision: a sleeping worker's `epoll_wait` counts whole milliseconds
-//! (rounded up), so an alarm fires up to about 1 ms late, never early.
+//! Precision: a deadline is rounded up to the wheel's tick (about 262 µs)
+//! and a sleeping worker's `epoll_wait` counts whole milliseconds (rounded
+//! up), so an alarm fires up to about 1.3 ms late, never early.
 
 // NOTE: `pub` items inside are reached by the loom model only (`__loom`).
 #[allow(unreachable_pub)]
 pub(crate) mod state;
+mod wheel;
 
 use crate::driver::{self, EvqDriver};
 use crate::error::Error;
@@ -63,18 +82,16 @@ use crate::waiter::{self, Waiter};
 use crossbeam_utils::CachePadded;
 use percore_lwkt::Handle;
 use state::{AlarmState, Cancel};
-use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use wheel::{tick_ceil, tick_floor, tick_start, Key, Wheel};
 
 /// The [`Event::kind`] an alarm posts to its own queue; the payload is the
 /// arming's generation.
 pub const ALARM_EVENT: u32 = u32::MAX;
-
-type Key = (u64, u64);
 
 /// An alarm object: an item of the runtime's alarm [`SmrZone`]; reached by
 /// `&Cell` only (type-stable memory), so every field is a thread-safe cell.
@@ -99,16 +116,14 @@ struct Ptr(NonNull<Cell>);
 // inside a read section of the zone's domain (see the module essay).
 unsafe impl Send for Ptr {}
 
-#[derive(Default)]
-struct Wheel {
-    map: BTreeMap<Key, (Ptr, u64)>,
-    seq: u64,
-}
-
 /// A worker's timer set and its earliest deadline (`u64::MAX`: none), read
 /// without the lock at every scheduling pass.
 struct PerWorker {
-    wheel: Mutex<Wheel>,
+    /// Entries: the cell and the arming's generation. Locked by the worker
+    /// (`poll`) and by whoever arms or cancels on it.
+    wheel: Mutex<Wheel<(Ptr, u64)>>,
+    /// Nanoseconds since the epoch: the start of the wheel's next deadline
+    /// tick (`Wheel::next_deadline`), written under the lock, read without.
     earliest: AtomicU64,
 }
 
@@ -122,7 +137,9 @@ impl Wheels {
     pub(crate) fn new(workers: usize) -> Wheels {
         Wheels {
             wheels: (0..workers)
-                .map(|_| CachePadded::new(PerWorker { wheel: Mutex::default(), earliest: AtomicU64::new(u64::MAX) }))
+                .map(|_| {
+                    CachePadded::new(PerWorker { wheel: Mutex::new(Wheel::new()), earliest: AtomicU64::new(u64::MAX) })
+                })
                 .collect(),
             epoch: Instant::now(),
         }
@@ -132,35 +149,42 @@ impl Wheels {
         at.saturating_duration_since(self.epoch).as_nanos().min(u64::MAX as u128 - 1) as u64
     }
 
-    fn lock(&self, w: usize) -> MutexGuard<'_, Wheel> {
+    fn lock(&self, w: usize) -> MutexGuard<'_, Wheel<(Ptr, u64)>> {
         self.wheels[w].wheel.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn publish_earliest(&self, w: usize, wheel: &Wheel) {
-        let e = wheel.map.keys().next().map_or(u64::MAX, |k| k.0);
+    /// Store the wheel's next deadline tick start (called under its lock).
+    #[inline]
+    fn publish_earliest(&self, w: usize, wheel: &Wheel<(Ptr, u64)>) {
+        // NOTE: a tick start past `u64::MAX` ns would saturate to "none"; the
+        // next slot starts at most 2^36 ticks (208 days) past the wheel's
+        // time, which follows the clock, so it never does.
+        let e = wheel.next_deadline().map_or(u64::MAX, tick_start);
         // ORDERING: release/acquire with `poll`: a worker that reads the new
         // earliest deadline then locks the wheel anyway before firing.
         self.wheels[w].earliest.store(e, Release);
     }
 
-    /// Insert; returns the key and whether it is now the earliest.
+    /// Insert; returns the key and whether the earliest deadline moved
+    /// earlier.
+    #[inline]
     fn insert(&self, w: usize, at: Instant, p: Ptr, gen: u64) -> (Key, bool) {
+        // NOTE: rounded up to a tick: never early (`alarm/wheel.rs`).
+        let when = tick_ceil(self.nanos(at));
         let mut wheel = self.lock(w);
-        wheel.seq += 1;
-        let key = (self.nanos(at), wheel.seq);
-        let first = wheel.map.keys().next().is_none_or(|k| key < *k);
-        wheel.map.insert(key, (p, gen));
-        if first {
+        let (key, earlier) = wheel.insert(when, (p, gen));
+        if earlier {
             self.publish_earliest(w, &wheel);
         }
-        (key, first)
+        (key, earlier)
     }
 
+    #[inline]
     fn remove(&self, w: usize, key: Key) {
         let mut wheel = self.lock(w);
-        let first = wheel.map.keys().next() == Some(&key);
-        wheel.map.remove(&key);
-        if first {
+        // NOTE: a stale key (the entry was taken by `poll`, whose firing then
+        // lost to this cancel) removes nothing.
+        if let Some((_, true)) = wheel.remove(key) {
             self.publish_earliest(w, &wheel);
         }
     }
@@ -176,6 +200,10 @@ impl Wheels {
         if now < e {
             return Some(self.epoch + Duration::from_nanos(e));
         }
+        // NOTE: `e <= now` iff the next tick `<= tick_floor(now)`; an entry
+        // is handed out only once its (rounded-up) tick is, so at or after
+        // its deadline.
+        let now = tick_floor(now);
         // NOTE: the section covers taking entries out of the wheel too: an
         // entry's cell may be cancelled and freed the moment the lock drops.
         let _g = smr.enter();
@@ -185,13 +213,12 @@ impl Wheels {
             {
                 let mut wheel = self.lock(w);
                 while n < due.len() {
-                    match wheel.map.first_key_value() {
-                        Some((k, _)) if k.0 <= now => {
-                            let (_, v) = wheel.map.pop_first().expect("checked non-empty");
+                    match wheel.pop_due(now) {
+                        Some(v) => {
                             due[n] = Some(v);
                             n += 1;
                         }
-                        _ => break,
+                        None => break,
                     }
                 }
                 self.publish_earliest(w, &wheel);
