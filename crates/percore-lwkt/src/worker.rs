@@ -64,6 +64,8 @@ use std::time::{Duration, Instant};
 pub(crate) const SPIN_ROUNDS: u32 = 512;
 /// `spin_loop` hints per idle round.
 const SPIN_PAUSES: u32 = 4;
+/// The least an adaptive spin shrinks to (see `idle`).
+const SPIN_MIN_ROUNDS: u32 = 16;
 /// Idle rounds between two non-blocking looks at the epoll instance.
 const SPIN_IO_EVERY: u32 = 128;
 
@@ -111,6 +113,8 @@ pub(crate) struct Worker {
     pub(crate) io_countdown: Cell<u32>,
     /// Yields that found nobody else to run since the last forced pass.
     lone_yields: Cell<u32>,
+    /// Idle rounds the next spin may take (adaptive, see `idle`).
+    spin_budget: Cell<u32>,
 }
 
 thread_local! {
@@ -219,6 +223,7 @@ impl Worker {
             driver_at: Cell::new(None),
             io_countdown: Cell::new(crate::driver::IO_POLL_EVERY),
             lone_yields: Cell::new(0),
+            spin_budget: Cell::new(SPIN_ROUNDS),
         }
     }
 
@@ -550,14 +555,22 @@ impl Worker {
     fn idle(&self) {
         let ws = self.ws();
         let io = self.shared.driver.get().map(|i| &*i.driver).filter(|_| ws.has_io.load(Relaxed));
-        for round in 0..SPIN_ROUNDS {
+        // NOTE: the spin adapts, like an adaptive mutex: a spin that found
+        // work doubles the next one's budget, a spin that ended in a sleep
+        // halves it. Ping-pong between workers keeps spinning; work that
+        // arrives only after network round trips (an echo server) soon
+        // stops paying for spins that steal the CPU from everyone else.
+        let budget = self.spin_budget.get();
+        for round in 0..budget {
             if ws.idle.peek_pending() || self.shared.is_shutdown() {
+                self.spin_budget.set((budget * 2).min(SPIN_ROUNDS));
                 return;
             }
             // NOTE: I/O that arrives while we spin must not wait for the
             // spin to end: look a few times (a system call each).
             if let Some(d) = io.filter(|_| round % SPIN_IO_EVERY == SPIN_IO_EVERY - 1) {
                 if self.poll_io(d, Some(Duration::ZERO)) > 0 {
+                    self.spin_budget.set((budget * 2).min(SPIN_ROUNDS));
                     return;
                 }
             }
@@ -565,6 +578,7 @@ impl Worker {
                 std::hint::spin_loop();
             }
         }
+        self.spin_budget.set((budget / 2).max(SPIN_MIN_ROUNDS));
         let mut timeout = self.next_deadline();
         let driver = self.shared.driver.get().map(|i| &*i.driver);
         if let Some(at) = self.driver_at.get().filter(|_| driver.is_some()) {
