@@ -12,3 +12,5 @@ cargo test -p percore-pool --release --test loom_pool
 cargo test -p percore-lwkt --release --test loom_ipi
 cargo test -p percore-lwkt --release --test loom_idle
 cargo test -p percore-evq --release --test loom_alarm
+# percore-evq: the event queues' wait/post protocol (queue.rs).
+cargo test -p percore-evq --release --test loom_queue

@@ -52,25 +52,22 @@ mod alarm {
 mod driver;
 #[cfg(not(loom))]
 mod epoll;
-#[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
 mod io;
 mod loom;
 #[cfg(not(loom))]
 pub mod net;
-#[cfg(not(loom))]
+// NOTE: under loom, the parts only the alarm uses are left unused.
+#[cfg_attr(loom, allow(dead_code))]
 mod queue;
-#[cfg(not(loom))]
 mod stats;
-#[cfg(not(loom))]
 mod waiter;
 
 #[cfg(not(loom))]
 pub use alarm::{sleep, Alarm, ALARM_EVENT};
 #[cfg(not(loom))]
 pub use epoll::{Epoll, EpollEvent, Interest};
-#[cfg(not(loom))]
 pub use error::Error;
 #[cfg(not(loom))]
 pub use queue::{wait_any, Ceq, Coalesce, Event, EventQueue, Queue};
@@ -80,10 +77,11 @@ pub use queue::{wait_any, Ceq, Coalesce, Event, EventQueue, Queue};
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-/// The protocol cores, exposed to the loom model in `tests/loom_alarm.rs`
-/// only.
+/// The protocol cores, exposed to the loom models in `tests/loom_alarm.rs`
+/// and `tests/loom_queue.rs` only.
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod __loom {
     pub use crate::alarm::state::{AlarmState, Cancel, Park};
+    pub use crate::queue::{wait_any, Ceq, Coalesce, Event, EventQueue, Queue};
 }

@@ -1,16 +1,25 @@
-//! Something that blocks and is woken: a uthread or a foreign OS thread.
+//! Something that blocks and is woken: a uthread or a foreign OS thread
+//! (or, under `--cfg loom`, a loom thread: the `loom` module at the end).
 
+#[cfg(not(loom))]
 use crate::error::Error;
-use percore_lwkt::Uthread;
 use std::time::Instant;
 
+#[cfg(loom)]
+pub(crate) use loom::{block, Waiter};
+
+#[cfg(not(loom))]
+use percore_lwkt::Uthread;
+
 /// A blocked party: woken with [`Waiter::wake`], blocks with [`block`].
+#[cfg(not(loom))]
 #[derive(Clone, Debug)]
 pub(crate) enum Waiter {
     U(Uthread),
     Os(std::thread::Thread),
 }
 
+#[cfg(not(loom))]
 impl Waiter {
     /// The caller.
     pub(crate) fn current() -> Waiter {
@@ -41,6 +50,7 @@ impl Waiter {
 /// Block the caller once, until woken or `deadline`; spurious returns are
 /// possible, callers loop on their condition. Refused (an error) inside a
 /// critical or SMR section.
+#[cfg(not(loom))]
 pub(crate) fn block(deadline: Option<Instant>) -> Result<(), Error> {
     match deadline {
         None => percore_lwkt::park()?,
@@ -61,6 +71,7 @@ pub(crate) fn deadline(timeout: Option<std::time::Duration>) -> Option<Instant> 
     Some(now.checked_add(d).unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 86_400)))
 }
 
+#[cfg(not(loom))]
 impl crate::alarm::state::Park for Waiter {
     fn current() -> Self {
         Waiter::current()
@@ -77,5 +88,42 @@ impl crate::alarm::state::Park for Waiter {
 
     fn unpark(self) {
         self.wake();
+    }
+}
+
+/// The waiter of the loom models (`tests/loom_queue.rs`): a loom thread,
+/// woken with `Thread::unpark`, blocking with `loom::thread::park` (loom
+/// reports a waiter nobody wakes as a deadlock).
+///
+/// NOTE: deadlines are not modelled (real time would make executions
+/// differ); a model's timed wait uses a zero timeout, which takes the
+/// give-up path of `wait_any` right after linking, the moment a timeout
+/// can race a post. `block` itself ignores the deadline.
+#[cfg(loom)]
+mod loom {
+    use crate::error::Error;
+    use std::time::Instant;
+
+    /// A blocked loom thread.
+    #[derive(Clone, Debug)]
+    pub(crate) struct Waiter(::loom::thread::Thread);
+
+    impl Waiter {
+        /// The caller.
+        pub(crate) fn current() -> Waiter {
+            Waiter(::loom::thread::current())
+        }
+
+        /// Wake it (a wake-up that comes first makes its next block return).
+        pub(crate) fn wake(&self) {
+            self.0.unpark();
+        }
+    }
+
+    /// Park the caller once (spurious returns allowed, as in production).
+    #[allow(clippy::unnecessary_wraps)]
+    pub(crate) fn block(_deadline: Option<Instant>) -> Result<(), Error> {
+        ::loom::thread::park();
+        Ok(())
     }
 }
