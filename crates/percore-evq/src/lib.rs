@@ -85,5 +85,5 @@ pub struct ReadmeDoctests;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod __loom {
-    pub use crate::alarm::state::{AlarmState, Cancel, Park};
+    pub use crate::alarm::state::{AlarmState, Cancel, Fire, Park};
 }
