@@ -12,14 +12,18 @@
 //!   thread (the same shape), `tokio-multi_thread` runs both as tasks of a
 //!   2-worker multi_thread runtime, placed as tokio likes (its scheduler may
 //!   keep both on one worker, so no cross-thread wake at all).
-//! * `evq_timers` (ns per set-and-cancel), one worker, deadlines 1 s ahead
-//!   (never reached):
+//! * `evq_timers` (ns per set-and-cancel, or per re-arm), one worker,
+//!   deadlines 1 s ahead (never reached):
 //!   `mode=one`: one alarm set and cancelled in a loop. percore:
 //!   `Alarm::set_after` then `cancel` on a uthread; `tokio`: a `sleep`
 //!   created, polled once (that registers it in the timer wheel) and dropped
 //!   (that deregisters it); `tokio-reset`: one pinned `Sleep`, `reset` to
 //!   now + 1 s and polled once per operation (re-arming without a cancel:
-//!   tokio only moves the deadline forward in place).
+//!   tokio only moves the deadline forward in place); `percore-rearm`, the
+//!   same shape: one `Alarm`, `set_after` again and again with no cancel
+//!   in between (each deadline later than the last, so `set` moves the
+//!   arming in place without touching the wheel; the worker puts it back
+//!   when the old deadline comes up, which here it never does).
 //!   `mode=batch`: 10,000 alarms armed at once with spread deadlines, then
 //!   all cancelled, repeated; percore re-arms the same 10,000 `Alarm`
 //!   objects, tokio creates, polls and drops 10,000 boxed `sleep`s.
@@ -218,6 +222,23 @@ fn timers(budget: Budget, report: &mut Report) {
         .expect("block_on")
     });
     report.push(row("percore", "one", per_op(d, n)));
+    let d = best(&mut || {
+        rt.block_on(move || {
+            let mut a = Alarm::new().expect("alarm");
+            a.set_after(ahead).expect("set");
+            let t = Instant::now();
+            for _ in 0..n {
+                // Later than the current deadline: moved in place.
+                a.set_after(ahead).expect("set");
+            }
+            let elapsed = t.elapsed();
+            let stopped = a.cancel();
+            debug_assert!(stopped);
+            elapsed
+        })
+        .expect("block_on")
+    });
+    report.push(row("percore-rearm", "one", per_op(d, n)));
     let rounds = (n as usize).div_ceil(BATCH);
     let d = best(&mut || {
         rt.block_on(move || {

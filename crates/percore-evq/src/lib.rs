@@ -82,6 +82,6 @@ pub struct ReadmeDoctests;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod __loom {
-    pub use crate::alarm::state::{AlarmState, Cancel, Park};
+    pub use crate::alarm::state::{AlarmState, Cancel, Fire, Park};
     pub use crate::queue::{wait_any, Ceq, Coalesce, Event, EventQueue, Queue};
 }

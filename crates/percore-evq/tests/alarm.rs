@@ -232,3 +232,132 @@ fn stress_cancel_races_firing_across_workers() {
     assert_eq!(s + f, U * ROUNDS);
     eprintln!("stopped {s}, fired {f}, cancels that waited for a firing: {}", stat("alarms_cancel_waits") - waits0);
 }
+
+/// `set` to a later deadline while armed moves the arming in place (its
+/// wheel entry stays at the old deadline, and the worker puts it back when
+/// that comes up): it never fires at the old deadline, and fires once, at or
+/// after the last one.
+#[test]
+fn rearm_later_never_fires_at_the_old_deadline() {
+    let rt = rt(1);
+    rt.block_on(|| {
+        let mut a = Alarm::new().unwrap();
+        a.set_after(Duration::from_millis(2)).unwrap();
+        let last = Instant::now() + Duration::from_millis(30);
+        a.set(last).unwrap();
+        // The old deadline (and its tick) passes; nothing may be posted.
+        assert!(matches!(a.queue().recv(Some(Duration::from_millis(10))), Err(Error::TimedOut)));
+        assert!(a.is_armed());
+        a.wait(None).unwrap();
+        assert!(Instant::now() >= last, "fired before the moved deadline");
+        assert!(a.queue().is_empty());
+        // Pushed on many times, each before the previous one comes up (a
+        // keep-alive): one firing, at or after the last deadline.
+        let mut last = Instant::now();
+        for _ in 0..20 {
+            last = Instant::now() + Duration::from_millis(20);
+            a.set(last).unwrap();
+            percore_evq::sleep(Duration::from_micros(500)).unwrap();
+            // NOTE: a sleep stretched past `last` (a loaded machine) lets it
+            // fire, rightly.
+            assert!(a.queue().is_empty() || Instant::now() >= last, "fired at an old deadline");
+        }
+        a.wait(None).unwrap();
+        assert!(Instant::now() >= last);
+        assert!(matches!(a.queue().recv(Some(Duration::from_millis(5))), Err(Error::TimedOut)), "fired twice");
+        // Moved, then cancelled: nothing fires, at either deadline.
+        a.set_after(Duration::from_millis(1)).unwrap();
+        a.set_after(Duration::from_millis(4)).unwrap();
+        assert!(a.cancel());
+        assert!(matches!(a.queue().recv(Some(Duration::from_millis(8))), Err(Error::TimedOut)));
+    })
+    .unwrap();
+}
+
+/// `set` to an earlier deadline while armed cancels and arms afresh: it
+/// fires by the earlier deadline, not the first one.
+#[test]
+fn rearm_earlier_fires_early_enough() {
+    let rt = rt(1);
+    rt.block_on(|| {
+        let mut a = Alarm::new().unwrap();
+        a.set_after(Duration::from_secs(60)).unwrap();
+        a.set_after(Duration::from_secs(30)).unwrap();
+        let t0 = Instant::now();
+        a.set_after(Duration::from_millis(2)).unwrap();
+        a.wait(Some(Duration::from_secs(10))).unwrap();
+        assert!(t0.elapsed() >= Duration::from_millis(2));
+        assert!(!a.is_armed());
+        // Moved later in place, then earlier: the earlier one wins.
+        a.set_after(Duration::from_millis(1)).unwrap();
+        a.set_after(Duration::from_secs(60)).unwrap();
+        a.set_after(Duration::from_millis(2)).unwrap();
+        a.wait(Some(Duration::from_secs(10))).unwrap();
+        assert!(a.queue().is_empty());
+    })
+    .unwrap();
+}
+
+/// Moves racing the firing worker: each uthread arms an alarm due within
+/// 400 µs, sometimes migrates to the other worker, moves it later (which
+/// races the firing of the first deadline, and the worker putting the moved
+/// arming back), and then cancels or waits. A cancel that returns `true`
+/// leaves nothing posted; `false` means exactly one event, of the current
+/// arming; a wait returns at or after the last deadline. Bounded: 8
+/// uthreads x 1500 rounds.
+#[test]
+fn stress_rearm_races_firing_across_workers() {
+    const U: u64 = 8;
+    const ROUNDS: u64 = 1500;
+    let rt = rt(2);
+    let done = Arc::new(AtomicU64::new(0));
+    let d2 = done.clone();
+    watchdog(
+        60,
+        "alarm re-arm stress",
+        move || format!("{} rounds done", d2.load(SeqCst)),
+        move || {
+            let hs: Vec<_> = (0..U)
+                .map(|u| {
+                    let done = done.clone();
+                    rt.spawn(move || {
+                        let mut a = Alarm::new().unwrap();
+                        for r in 0..ROUNDS {
+                            a.set(Instant::now() + Duration::from_micros((r * 13 + u * 7) % 400)).unwrap();
+                            match (r + u) % 3 {
+                                0 => {}
+                                1 => percore_lwkt::yield_now(),
+                                _ => {
+                                    let w = percore_lwkt::worker_index().unwrap();
+                                    percore_lwkt::migrate(1 - w).unwrap();
+                                }
+                            }
+                            let last = Instant::now() + Duration::from_micros(100 + (r * 7 + u) % 2500);
+                            a.set(last).unwrap();
+                            if (r + u) % 2 == 0 {
+                                a.wait(Some(Duration::from_secs(10))).unwrap();
+                                assert!(Instant::now() >= last, "fired before the moved deadline");
+                                // NOTE: the event is posted before the firing
+                                // completes (on the other worker, maybe): a
+                                // cancel waits for that.
+                                assert!(!a.cancel());
+                                assert!(a.queue().is_empty(), "an extra event");
+                            } else if a.cancel() {
+                                assert!(a.queue().is_empty(), "cancelled, yet an event was posted");
+                            } else {
+                                assert_eq!(a.queue().len(), 1, "cancel returned before the event was posted");
+                                a.wait(Some(Duration::ZERO)).unwrap();
+                            }
+                            assert!(!a.is_armed());
+                            done.fetch_add(1, SeqCst);
+                        }
+                    })
+                    .unwrap()
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+        },
+    );
+}

@@ -168,7 +168,7 @@ impl<T> Wheel<T> {
         self.len
     }
 
-    /// The earliest tick at which [`pop_due`](Wheel::pop_due) may hand out
+    /// The earliest tick at which [`pop_due_keyed`](Wheel::pop_due_keyed) may hand out
     /// something, never later than the earliest entry's deadline tick;
     /// `None` when empty.
     #[inline]
@@ -282,7 +282,7 @@ impl<T> Wheel<T> {
     }
 
     /// Add `value`, due at tick `when` (a past tick: due at the next
-    /// [`pop_due`](Wheel::pop_due)). Returns its key and whether
+    /// [`pop_due_keyed`](Wheel::pop_due_keyed)). Returns its key and whether
     /// [`next_deadline`](Wheel::next_deadline) moved earlier.
     #[inline]
     pub(crate) fn insert(&mut self, when: u64, value: T) -> (Key, bool) {
@@ -341,17 +341,27 @@ impl<T> Wheel<T> {
         Some((value, self.next != old))
     }
 
+    /// [`pop_due_keyed`](Wheel::pop_due_keyed) without the key.
+    #[cfg(test)]
+    pub(crate) fn pop_due(&mut self, now: u64) -> Option<T> {
+        self.pop_due_keyed(now).map(|(_, v)| v)
+    }
+
     /// Hand out one entry due by tick `now` (its deadline tick `<= now`), or
     /// `None` when none is left, in which case the wheel's time moves to
-    /// `now`. Cascades higher-level slots on the way.
-    pub(crate) fn pop_due(&mut self, now: u64) -> Option<T> {
+    /// `now`. Cascades higher-level slots on the way. With the value comes
+    /// the key the entry had (stale from now on): the firer compares it with
+    /// the key the alarm's record holds, which tells the live entry of an
+    /// alarm re-armed in place from a stale one (`alarm/state.rs`).
+    pub(crate) fn pop_due_keyed(&mut self, now: u64) -> Option<(Key, T)> {
         loop {
             let head = self.heads[DUE as usize];
             if head != NIL {
                 if self.unlink(head) {
                     self.recompute_next();
                 }
-                return self.release(head);
+                let key = Key { idx: head, gen: self.slab[head as usize].gen };
+                return self.release(head).map(|v| (key, v));
             }
             match self.earliest_slot() {
                 Some((start, level, slot)) if start <= now => {
