@@ -24,6 +24,9 @@
 //! Both hooks run in a critical section outside any uthread: they must not
 //! block; they wake uthreads (`Uthread::unpark`) and return.
 //!
+//! The worker's idle path lives here too (`Worker::idle`): an adaptive spin,
+//! then a sleep on the futex, or in `epoll_wait` once a driver is installed.
+//!
 //! ```text
 //!   worker loop:  IPIs -> own timers -> driver.poll -> [every 61 passes: epoll_wait(0) -> driver.ready]
 //!                 -> pick & run -> ... nothing to run -> epoll_wait(min deadline) -> driver.ready
@@ -89,6 +92,61 @@ pub trait Driver: Send + Sync + 'static {
 
 /// The worker loop's driver calls (`worker.rs` calls them).
 impl crate::worker::Worker {
+    /// Nothing to run: spin a little (adaptively), then sleep on the futex,
+    /// or in `epoll_wait` once a driver is installed, until an IPI, a timer,
+    /// the driver's deadline or I/O.
+    pub(crate) fn idle(&self) {
+        let ws = self.ws();
+        let io = self.shared.driver.get().map(|i| &*i.driver).filter(|_| ws.has_io.load(Relaxed));
+        // NOTE: the spin adapts, like an adaptive mutex: a spin that found
+        // work doubles the next one's budget, a spin that ended in a sleep
+        // halves it. Ping-pong between workers keeps spinning; work that
+        // arrives only after network round trips (an echo server) soon
+        // stops paying for spins that steal the CPU from everyone else.
+        let budget = self.spin_budget.get();
+        for round in 0..budget {
+            if ws.idle.peek_pending() || self.shared.is_shutdown() {
+                self.spin_budget.set((budget * 2).min(crate::worker::SPIN_ROUNDS));
+                return;
+            }
+            // NOTE: I/O that arrives while we spin must not wait for the
+            // spin to end: look a few times (a system call each).
+            if let Some(d) = io.filter(|_| round % crate::worker::SPIN_IO_EVERY == crate::worker::SPIN_IO_EVERY - 1) {
+                if self.poll_io(d, Some(Duration::ZERO)) > 0 {
+                    self.spin_budget.set((budget * 2).min(crate::worker::SPIN_ROUNDS));
+                    return;
+                }
+            }
+            for _ in 0..crate::worker::SPIN_PAUSES {
+                std::hint::spin_loop();
+            }
+        }
+        self.spin_budget.set((budget / 2).max(crate::worker::SPIN_MIN_ROUNDS));
+        let mut timeout = self.next_deadline();
+        let driver = self.shared.driver.get().map(|i| &*i.driver);
+        if let Some(at) = self.driver_at.get().filter(|_| driver.is_some()) {
+            let d = at.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        }
+        if timeout == Some(Duration::ZERO) {
+            return;
+        }
+        let Some(d) = driver else {
+            if ws.idle.sleep(timeout) {
+                ws.stats.idle_sleeps.bump();
+            }
+            return;
+        };
+        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let mut n = 0;
+        if ws.idle.sleep_polling(|| n = ws.poller.wait(&mut buf, timeout)) {
+            ws.stats.idle_sleeps.bump();
+            self.crit.set(self.crit.get() + 1);
+            self.dispatch_io(d, &buf[..n]);
+            self.crit.set(self.crit.get() - 1);
+        }
+    }
+
     /// The driver's part of a scheduling pass: its poll hook, and every
     /// `IO_POLL_EVERY` passes a non-blocking look at the epoll instance.
     #[inline]

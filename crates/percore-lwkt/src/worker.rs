@@ -54,7 +54,7 @@ use crate::timer::Timers;
 pub(crate) use crate::sched::{check_may_block, park_current};
 use corosensei::CoroutineResult;
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,11 +63,11 @@ use std::time::{Duration, Instant};
 /// seen within a few pauses.
 pub(crate) const SPIN_ROUNDS: u32 = 512;
 /// `spin_loop` hints per idle round.
-const SPIN_PAUSES: u32 = 4;
+pub(crate) const SPIN_PAUSES: u32 = 4;
 /// The least an adaptive spin shrinks to (see `idle`).
-const SPIN_MIN_ROUNDS: u32 = 16;
+pub(crate) const SPIN_MIN_ROUNDS: u32 = 16;
 /// Idle rounds between two non-blocking looks at the epoll instance.
-const SPIN_IO_EVERY: u32 = 128;
+pub(crate) const SPIN_IO_EVERY: u32 = 128;
 
 /// An IPI: a typed operation or a small closure.
 pub(crate) enum Msg {
@@ -114,7 +114,7 @@ pub(crate) struct Worker {
     /// Yields that found nobody else to run since the last forced pass.
     lone_yields: Cell<u32>,
     /// Idle rounds the next spin may take (adaptive, see `idle`).
-    spin_budget: Cell<u32>,
+    pub(crate) spin_budget: Cell<u32>,
 }
 
 thread_local! {
@@ -462,7 +462,7 @@ impl Worker {
         }
     }
 
-    fn next_deadline(&self) -> Option<Duration> {
+    pub(crate) fn next_deadline(&self) -> Option<Duration> {
         self.timers.borrow().next().map(|at| at.saturating_duration_since(Instant::now()))
     }
 
@@ -549,58 +549,6 @@ impl Worker {
         let mut c = self.stacks.borrow_mut();
         if c.len() < self.shared.cfg.stack_cache && stack.usable() == self.shared.cfg.stack_size {
             c.push(stack);
-        }
-    }
-
-    fn idle(&self) {
-        let ws = self.ws();
-        let io = self.shared.driver.get().map(|i| &*i.driver).filter(|_| ws.has_io.load(Relaxed));
-        // NOTE: the spin adapts, like an adaptive mutex: a spin that found
-        // work doubles the next one's budget, a spin that ended in a sleep
-        // halves it. Ping-pong between workers keeps spinning; work that
-        // arrives only after network round trips (an echo server) soon
-        // stops paying for spins that steal the CPU from everyone else.
-        let budget = self.spin_budget.get();
-        for round in 0..budget {
-            if ws.idle.peek_pending() || self.shared.is_shutdown() {
-                self.spin_budget.set((budget * 2).min(SPIN_ROUNDS));
-                return;
-            }
-            // NOTE: I/O that arrives while we spin must not wait for the
-            // spin to end: look a few times (a system call each).
-            if let Some(d) = io.filter(|_| round % SPIN_IO_EVERY == SPIN_IO_EVERY - 1) {
-                if self.poll_io(d, Some(Duration::ZERO)) > 0 {
-                    self.spin_budget.set((budget * 2).min(SPIN_ROUNDS));
-                    return;
-                }
-            }
-            for _ in 0..SPIN_PAUSES {
-                std::hint::spin_loop();
-            }
-        }
-        self.spin_budget.set((budget / 2).max(SPIN_MIN_ROUNDS));
-        let mut timeout = self.next_deadline();
-        let driver = self.shared.driver.get().map(|i| &*i.driver);
-        if let Some(at) = self.driver_at.get().filter(|_| driver.is_some()) {
-            let d = at.saturating_duration_since(Instant::now());
-            timeout = Some(timeout.map_or(d, |t| t.min(d)));
-        }
-        if timeout == Some(Duration::ZERO) {
-            return;
-        }
-        let Some(d) = driver else {
-            if ws.idle.sleep(timeout) {
-                ws.stats.idle_sleeps.bump();
-            }
-            return;
-        };
-        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; 64];
-        let mut n = 0;
-        if ws.idle.sleep_polling(|| n = ws.poller.wait(&mut buf, timeout)) {
-            ws.stats.idle_sleeps.bump();
-            self.crit.set(self.crit.get() + 1);
-            self.dispatch_io(d, &buf[..n]);
-            self.crit.set(self.crit.get() - 1);
         }
     }
 
