@@ -40,8 +40,8 @@ impl EvqDriver {
             return Ok(z);
         }
         let z = SmrZone::new(&format!("evq{}.alarms", self.id), &self.smr, Cell::new)?;
-        let _ = self.zone.set(z);
-        Ok(self.zone.get().expect("just set"))
+        // NOTE: a zone made by a racing caller wins; ours is dropped unused.
+        Ok(self.zone.get_or_init(|| z))
     }
 }
 
@@ -52,7 +52,6 @@ impl Driver for EvqDriver {
 
     fn ready(&self, _worker: usize, events: &[IoEvent]) {
         let _g = self.smr.enter();
-        crate::stats::stats().io_events.add(events.len() as u64);
         for e in events {
             // SAFETY: tokens are addresses of live `Source`s, registered by
             // `io::Registration`, which deregisters before retiring the
@@ -65,24 +64,5 @@ impl Driver for EvqDriver {
 
 /// The evq driver of `handle`'s runtime, installed if needed.
 pub(crate) fn get(handle: &Handle) -> Result<Arc<EvqDriver>, Error> {
-    let mut err = None;
-    let d = handle.driver(|| match EvqDriver::new(handle.workers()) {
-        Ok(d) => d,
-        Err(e) => {
-            err = Some(e);
-            // NOTE: unreachable in practice (a default SMR domain always
-            // builds); fall back to an unnamed domain.
-            EvqDriver {
-                smr: Smr::new("evq").expect("default SMR config is valid"),
-                zone: OnceLock::new(),
-                wheels: Wheels::new(handle.workers()),
-                id: 0,
-            }
-        }
-    });
-    match (d, err) {
-        (Ok(d), None) => Ok(d),
-        (_, Some(e)) => Err(e),
-        (Err(e), None) => Err(e.into()),
-    }
+    handle.try_driver(|| EvqDriver::new(handle.workers()))
 }

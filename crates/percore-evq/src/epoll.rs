@@ -145,10 +145,9 @@ struct Table {
 /// ```
 pub struct Epoll {
     // NOTE: field order is drop order: deregister before closing `epfd`.
-    _reg: Registration,
+    reg: Registration,
     wake: Ceq,
     table: Mutex<Table>,
-    handle: Handle,
     epfd: OwnedFd,
 }
 
@@ -176,7 +175,7 @@ impl Epoll {
         let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
         let wake = Ceq::new(1, Coalesce::Or);
         let reg = Registration::new(handle, fd, libc::EPOLLIN as u32, Some((wake.clone(), 0)))?;
-        Ok(Epoll { _reg: reg, wake, table: Mutex::default(), handle: handle.clone(), epfd })
+        Ok(Epoll { reg, wake, table: Mutex::default(), epfd })
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -289,7 +288,7 @@ impl Epoll {
         }
         let mut alarm = match timeout {
             Some(d) => {
-                let mut a = Alarm::new_in(&self.handle)?;
+                let mut a = Alarm::new_in(self.reg.handle())?;
                 a.set_after(d)?;
                 Some(a)
             }

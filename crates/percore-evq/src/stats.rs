@@ -22,8 +22,6 @@ pub(crate) struct Stats {
     pub(crate) alarms_cancel_waits: Counter,
     /// `Epoll::wait` calls.
     pub(crate) epoll_waits: Counter,
-    /// Readiness events handed to epoll sets and sockets.
-    pub(crate) io_events: Counter,
 }
 
 static STATS: OnceLock<(Stats, percore_cpu::stats::Registration)> = OnceLock::new();
@@ -42,7 +40,6 @@ pub(crate) fn stats() -> &'static Stats {
                     ("alarms_cancelled", &s.alarms_cancelled),
                     ("alarms_cancel_waits", &s.alarms_cancel_waits),
                     ("epoll_waits", &s.epoll_waits),
-                    ("io_events", &s.io_events),
                 ] {
                     emit(k, c.sum());
                 }
@@ -56,7 +53,6 @@ pub(crate) fn stats() -> &'static Stats {
                 alarms_cancelled: Counter::new(),
                 alarms_cancel_waits: Counter::new(),
                 epoll_waits: Counter::new(),
-                io_events: Counter::new(),
             };
             (s, reg)
         })

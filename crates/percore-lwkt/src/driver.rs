@@ -230,10 +230,32 @@ impl crate::Handle {
     /// assert!(matches!(rt.handle().driver(|| B), Err(Error::DriverMismatch)));
     /// ```
     pub fn driver<D: Driver>(&self, init: impl FnOnce() -> D) -> Result<Arc<D>, Error> {
+        self.try_driver(|| Ok::<D, Error>(init()))
+    }
+
+    /// [`Handle::driver`] with a fallible `init`: its error is returned and
+    /// nothing is installed (a later call tries again).
+    ///
+    /// ```
+    /// use percore_lwkt::{Driver, Error, IoEvent, Runtime};
+    /// use std::time::Instant;
+    /// struct A;
+    /// impl Driver for A { fn poll(&self, _: usize) -> Option<Instant> { None } fn ready(&self, _: usize, _: &[IoEvent]) {} }
+    /// let rt = Runtime::builder().workers(1).build().unwrap();
+    /// assert!(rt.handle().try_driver(|| Err::<A, _>(Error::NoWorkers)).is_err());
+    /// assert!(rt.handle().try_driver(|| Ok::<_, Error>(A)).is_ok());
+    /// ```
+    pub fn try_driver<D: Driver, E: From<Error>>(&self, init: impl FnOnce() -> Result<D, E>) -> Result<Arc<D>, E> {
+        if let Some(i) = self.shared.driver.get() {
+            return Ok(i.downcast::<D>()?);
+        }
+        let d = init()?;
         let mut fresh = false;
+        // NOTE: if another thread installed one meanwhile, `d` is dropped
+        // unused and theirs is returned (or a type mismatch reported).
         let installed = self.shared.driver.get_or_init(|| {
             fresh = true;
-            Installed::new(init())
+            Installed::new(d)
         });
         let d = installed.downcast::<D>()?;
         if fresh {

@@ -248,7 +248,10 @@ impl<T: Send + 'static> Drop for Job<T> {
         loop {
             match &g.proto().state {
                 State::Running { thread, .. } if *thread == me => return, // dropped by its own run
-                State::Running { .. } => g.wait(None),
+                State::Running { .. } => {
+                    // NOTE: no timeout, so it cannot fail.
+                    let _ = g.wait(Instant::now(), None);
+                }
                 State::Idle => break,
                 State::Queued { .. } | State::Delayed { .. } => {
                     g.cancel_async();
@@ -366,46 +369,37 @@ impl<'a, T: Send + 'static> JobLock<'a, T> {
                     return Err(Error::WouldDeadlock);
                 }
             }
-            match timeout {
-                None => self.wait(None),
-                Some(t) => {
-                    let left = t.saturating_sub(start.elapsed());
-                    if left.is_zero() {
-                        return Err(Error::Timeout);
-                    }
-                    self.wait(Some(left));
-                }
-            }
+            self.wait(start, timeout)?;
         }
     }
 
-    /// Wait on the job's condition variable once.
-    fn wait(&mut self, timeout: Option<Duration>) {
+    /// Wait on the job's condition variable once, for what is left of
+    /// `timeout` since `start` ([`Error::Timeout`] once nothing is left).
+    fn wait(&mut self, start: Instant, timeout: Option<Duration>) -> Result<(), Error> {
+        let left = match timeout {
+            None => None,
+            Some(t) => match t.saturating_sub(start.elapsed()) {
+                left if left.is_zero() => return Err(Error::Timeout),
+                left => Some(left),
+            },
+        };
         let Some(mut g) = self.guard.take() else {
-            return;
+            return Ok(());
         };
         g.proto.waiters += 1;
-        g = match timeout {
+        g = match left {
             None => self.job.cv.wait(g),
             Some(t) => self.job.cv.wait_timeout(g, t),
         };
         g.proto.waiters -= 1;
         self.guard = Some(g);
+        Ok(())
     }
 
     fn wait_until(&mut self, timeout: Option<Duration>, done: impl Fn(&Proto) -> bool) -> Result<(), Error> {
         let start = Instant::now();
         while !done(self.proto()) {
-            match timeout {
-                None => self.wait(None),
-                Some(t) => {
-                    let left = t.saturating_sub(start.elapsed());
-                    if left.is_zero() {
-                        return Err(Error::Timeout);
-                    }
-                    self.wait(Some(left));
-                }
-            }
+            self.wait(start, timeout)?;
         }
         Ok(())
     }
