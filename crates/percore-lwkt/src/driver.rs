@@ -233,7 +233,7 @@ impl crate::Handle {
         self.try_driver(|| Ok::<D, Error>(init()))
     }
 
-    /// [`Handle::driver`] with a fallible `init`: its error is returned and
+    /// [`Handle::driver`](crate::Handle::driver) with a fallible `init`: its error is returned and
     /// nothing is installed (a later call tries again).
     ///
     /// ```
