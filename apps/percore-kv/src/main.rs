@@ -1,0 +1,3 @@
+//! `percore-kv`: the server binary.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Listeners, a uthread per connection, shutdown.
