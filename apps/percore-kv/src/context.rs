@@ -110,6 +110,15 @@ impl Context {
         self.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&fd);
     }
 
+    /// Calls `f` on every open connection, holding the registry's lock (a
+    /// connection cannot unregister, and so cannot close its socket, while
+    /// `f` runs).
+    pub fn for_each_conn(&self, mut f: impl FnMut(&ConnInfo)) {
+        for info in self.conns.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            f(info);
+        }
+    }
+
     /// The open connections, ordered by descriptor.
     pub fn conns(&self) -> Vec<Arc<ConnInfo>> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()

@@ -15,6 +15,7 @@ pub mod context;
 mod error;
 pub mod proto;
 pub mod server;
+pub mod signals;
 pub mod store;
 
 pub use error::Error;

@@ -1,1 +1,436 @@
 //! Listeners, a uthread per connection, shutdown.
+//!
+//! # Shape
+//!
+//! The server runs on a percore [`Runtime`] with one pinned worker per
+//! `-t`. Every worker has its own listening socket on the same port
+//! (`SO_REUSEPORT`): the kernel spreads new connections over the listeners
+//! by a hash of the connection's addresses, so accepting needs no hand-off
+//! between workers, and a connection's uthread, its socket registration and
+//! the store's per-writer state all stay on the worker that accepted it.
+//!
+//! A connection is one uthread running blocking-style code over a
+//! percore-evq [`TcpStream`]: read what the socket has, let the protocol
+//! [`Session`] answer every complete request in it, write all the replies
+//! with one `write`, repeat. The uthread parks (its worker runs others) when
+//! the socket has nothing to read or no room to write; it never reads more
+//! while replies are unwritten, so a client that never reads stops being
+//! read once the kernel's buffers are full, and the server buffers at most
+//! one batch of replies for it.
+//!
+//! # Limits
+//!
+//! * `-c`: past the limit a new connection gets memcached's
+//!   `ERROR Too many open connections` and is closed; `rejected_connections`
+//!   counts it.
+//! * `-o idle_timeout=N`: a connection with no input for N seconds is
+//!   closed (the socket's read timeout; `idle_kicks` counts it).
+//!
+//! # Shutdown
+//!
+//! [`Server::shutdown`] (SIGINT, SIGTERM, or the `shutdown` command with
+//! `-A`) stops accepting (`shutdown(2)` on each listener wakes its blocked
+//! `accept`), then shuts the read side of every open connection: each one
+//! answers the requests it has already read, writes the replies, and closes.
+//! The runtime is dropped once every connection uthread has finished, or
+//! after a bounded wait.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use percore::evq::net::{TcpListener, TcpStream};
+use percore::lwkt::{Builder, Runtime};
+
+use crate::config::Settings;
+use crate::context::{ConnInfo, Context};
+use crate::proto::Session;
+use crate::Error;
+
+/// Bytes read from a socket at a time (and the initial input buffer).
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How long [`Server::shutdown`] waits for connections to finish.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// A uthread's stack: generous, since only touched pages cost memory.
+const STACK_SIZE: usize = 256 * 1024;
+
+/// memcached's reply to a connection past `-c`.
+const TOO_MANY: &[u8] = b"ERROR Too many open connections\r\n";
+
+/// Counts live connection uthreads so shutdown can wait for them.
+#[derive(Debug, Default)]
+struct Live {
+    n: Mutex<usize>,
+    zero: Condvar,
+}
+
+impl Live {
+    fn enter(&self) {
+        *self.n.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+
+    fn leave(&self) {
+        let mut n = self.n.lock().unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        if *n == 0 {
+            self.zero.notify_all();
+        }
+    }
+
+    /// Waits until no uthread is live; `false` on timeout.
+    fn wait_zero(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut n = self.n.lock().unwrap_or_else(|e| e.into_inner());
+        while *n > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            n = self.zero.wait_timeout(n, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        true
+    }
+}
+
+/// A running server (see the module docs).
+///
+/// ```no_run
+/// use percore_kv::{config::Settings, server::Server};
+///
+/// let server = Server::start(Settings { port: 0, ..Settings::default() }).unwrap();
+/// println!("listening on {}", server.local_addr());
+/// server.wait(); // until `shutdown` or a signal asks
+/// server.shutdown();
+/// ```
+pub struct Server {
+    ctx: Arc<Context>,
+    rt: Option<Runtime>,
+    addr: SocketAddr,
+    /// The listeners' descriptors, for `shutdown(2)`.
+    listen_fds: Vec<i32>,
+    live: Arc<Live>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&addr.into())?;
+    // NOTE: memcached's default backlog (-b) is 1024.
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+/// Raises the soft descriptor limit towards the hard one so `-c`
+/// connections (plus listeners and slack) fit; returns the soft limit now.
+pub fn raise_fd_limit(want: u64) -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    if lim.rlim_cur < want {
+        let new = libc::rlimit { rlim_cur: want.min(lim.rlim_max), rlim_max: lim.rlim_max };
+        // SAFETY: `new` is a valid rlimit no higher than the hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+            lim.rlim_cur = new.rlim_cur;
+        }
+    }
+    lim.rlim_cur
+}
+
+impl Server {
+    /// Binds, starts the workers and their acceptors, and returns at once.
+    /// Port 0 picks a free port ([`Server::local_addr`] says which).
+    pub fn start(settings: Settings) -> Result<Server, Error> {
+        if settings.udp_port != 0 {
+            return Err(Error::Config("-U: UDP is not supported in this release (use -U 0)".into()));
+        }
+        raise_fd_limit(settings.conn_limit as u64 + 64);
+        let threads = settings.threads;
+        let want = SocketAddr::new(settings.listen, settings.port);
+        let failed = |e| Error::io(format!("failed to listen on TCP port {}", want.port()), e);
+        // NOTE: SO_REUSEPORT would let a second server share a port that is
+        // in use; a probe bound without it fails as memcached's bind does
+        // (and picks the port when 0 was asked for).
+        let addr = std::net::TcpListener::bind(want).and_then(|p| p.local_addr()).map_err(failed)?;
+        let mut listeners = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            listeners.push(listener(addr).map_err(failed)?);
+        }
+        let listen_fds = listeners.iter().map(|l| l.as_raw_fd()).collect();
+        let ctx = Context::new(settings)?;
+        let rt = Runtime::builder()
+            .name("kv")
+            .workers(threads)
+            .stack_size(STACK_SIZE)
+            .build()
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+        let live = Arc::new(Live::default());
+        for (i, l) in listeners.into_iter().enumerate() {
+            let ctx = ctx.clone();
+            let live = live.clone();
+            live.enter();
+            Builder::new()
+                .name(format!("accept{i}"))
+                .worker(i)
+                .spawn_on(rt.handle(), move || {
+                    accept_loop(&ctx, &live, l);
+                    live.leave();
+                })
+                .map_err(|e| Error::Runtime(e.to_string()))?;
+        }
+        Ok(Server { ctx, rt: Some(rt), addr, listen_fds, live })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (settings, store, counters).
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Blocks until a stop is asked for ([`Context::request_shutdown`]: the
+    /// `shutdown` command, a signal handler, another thread).
+    pub fn wait(&self) {
+        while !self.ctx.shutting_down() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops accepting, lets every connection answer what it has read,
+    /// closes them, and stops the workers. Returns whether every connection
+    /// finished within the bounded wait.
+    pub fn shutdown(mut self) -> bool {
+        self.ctx.request_shutdown();
+        for &fd in &self.listen_fds {
+            // SAFETY: the listeners are open until their acceptor uthreads
+            // end, and those wait for this wake-up; shutdown(2) on a
+            // descriptor has no memory effects.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
+        // NOTE: connections register before they start reading and
+        // unregister before their socket closes, under the registry's lock,
+        // so every fd seen here is still the connection's.
+        self.ctx.for_each_conn(|info| {
+            // SAFETY: see the note above; SHUT_RD only ends further reads.
+            unsafe { libc::shutdown(info.fd, libc::SHUT_RD) };
+        });
+        let clean = self.live.wait_zero(SHUTDOWN_WAIT);
+        drop(self.rt.take());
+        clean
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.rt.is_some() {
+            self.ctx.request_shutdown();
+            for &fd in &self.listen_fds {
+                // SAFETY: as in `shutdown`.
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            }
+            self.ctx.for_each_conn(|info| {
+                // SAFETY: as in `shutdown`.
+                unsafe { libc::shutdown(info.fd, libc::SHUT_RD) };
+            });
+            self.live.wait_zero(SHUTDOWN_WAIT);
+        }
+    }
+}
+
+fn accept_loop(ctx: &Arc<Context>, live: &Arc<Live>, l: std::net::TcpListener) {
+    let Some(handle) = percore::lwkt::Handle::current() else { return };
+    let listen_addr = l.local_addr().map(|a| format!("tcp:{a}")).unwrap_or_default();
+    let l = match TcpListener::from_std_in(&handle, l) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("percore-kv: cannot register a listener: {e}");
+            return;
+        }
+    };
+    let conns_in_use = &ctx.stats.curr_connections;
+    while !ctx.shutting_down() {
+        let (stream, peer) = match l.accept() {
+            Ok(c) => c,
+            Err(e) if ctx.shutting_down() => {
+                let _ = e;
+                break;
+            }
+            Err(e) => {
+                // NOTE: EMFILE and friends: memcached stops accepting for a
+                // while; here the uthread backs off briefly.
+                if ctx.verbosity.load(Ordering::Relaxed) > 0 {
+                    eprintln!("percore-kv: accept: {e}");
+                }
+                let _ = percore::lwkt::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        // ORDERING: a gauge; the limit is approximate by nature (memcached's
+        // is too), and nothing else is published through it.
+        if conns_in_use.load(Ordering::Relaxed) as usize >= ctx.settings.conn_limit {
+            ctx.stats.rejected_connections.inc();
+            let _ = (&stream).write_all(TOO_MANY);
+            continue;
+        }
+        conns_in_use.fetch_add(1, Ordering::Relaxed);
+        ctx.stats.total_connections.inc();
+        let info = Arc::new(ConnInfo {
+            fd: stream.as_raw_fd(),
+            addr: format!("tcp:{peer}"),
+            listen_addr: listen_addr.clone(),
+            last_cmd: Default::default(),
+        });
+        let ctx2 = ctx.clone();
+        let live2 = live.clone();
+        live.enter();
+        let spawned = Builder::new().spawn(move || {
+            serve(&ctx2, stream, info);
+            ctx2.stats.curr_connections.fetch_sub(1, Ordering::Relaxed);
+            live2.leave();
+        });
+        if spawned.is_err() {
+            // NOTE: the closure (and the stream) was dropped unrun.
+            conns_in_use.fetch_sub(1, Ordering::Relaxed);
+            live.leave();
+        }
+    }
+}
+
+/// Serves one connection until it closes, errs, idles out or the server
+/// stops.
+fn serve(ctx: &Context, stream: TcpStream, info: Arc<ConnInfo>) {
+    let verbose = ctx.verbosity.load(Ordering::Relaxed);
+    if verbose > 1 {
+        eprintln!("<{} new client connection from {}", info.fd, info.addr);
+    }
+    let _ = stream.set_nodelay(true);
+    if let Some(t) = ctx.settings.idle_timeout {
+        let _ = stream.set_read_timeout(Some(t));
+    }
+    ctx.register_conn(info.clone());
+    if !ctx.shutting_down() {
+        conn_loop(ctx, &stream, &info);
+    }
+    // NOTE: unregister before the socket closes (see `Server::shutdown`).
+    ctx.unregister_conn(info.fd);
+    if verbose > 1 {
+        eprintln!("<{} connection closed.", info.fd);
+    }
+    drop(stream);
+}
+
+fn conn_loop(ctx: &Context, stream: &TcpStream, info: &ConnInfo) {
+    let mut session = Session::new();
+    let mut buf: Vec<u8> = vec![0; READ_CHUNK];
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut want = 0usize;
+    loop {
+        // Make room: drop what was consumed, then grow to what the next
+        // request needs (once, not step by step) or by a chunk.
+        if start == end {
+            start = 0;
+            end = 0;
+        } else if start > 0 && (buf.len() - end < READ_CHUNK / 4 || want > buf.len() - start) {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        let need = want.saturating_sub(start).max(end + READ_CHUNK / 4);
+        if need > buf.len() {
+            buf.resize(need.max(end + READ_CHUNK), 0);
+        } else if buf.len() > 4 * READ_CHUNK && end - start < READ_CHUNK && want == 0 {
+            // NOTE: a large value came and went: give its buffer back.
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+            buf.truncate(READ_CHUNK);
+            buf.shrink_to_fit();
+        }
+        let n = match (&*stream).read(&mut buf[end..]) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                ctx.stats.idle_kicks.inc();
+                return;
+            }
+            Err(_) => return,
+        };
+        end += n;
+        ctx.stats.bytes_read.add(n as u64);
+        info.last_cmd.store(ctx.store.clock().now(), Ordering::Relaxed);
+        let p = session.process(ctx, info, &buf[start..end], &mut out);
+        start += p.consumed;
+        want = p.want;
+        if !out.is_empty() {
+            if (&*stream).write_all(&out).is_err() {
+                return;
+            }
+            ctx.stats.bytes_written.add(out.len() as u64);
+            out.clear();
+            if out.capacity() > 4 * READ_CHUNK {
+                out.shrink_to(READ_CHUNK);
+            }
+        }
+        if p.close {
+            return;
+        }
+    }
+}
+
+/// How many connections [`Server::shutdown`] has left to wait for (tests).
+pub fn live_connections(server: &Server) -> usize {
+    *server.live.n.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts a server from `settings`, prints where it listens, waits for
+/// SIGINT, SIGTERM or `shutdown`, then stops it. The binary's `main`.
+pub fn run(settings: Settings) -> Result<(), Error> {
+    crate::signals::block()?;
+    let server = Server::start(settings)?;
+    let s = &server.context().settings;
+    let addr = server.local_addr();
+    println!(
+        "percore-kv {} listening on {addr} ({} workers, {} MB, {} connections, {} KiB max item); try: printf 'set k 0 0 2\\r\\nhi\\r\\nget k\\r\\n' | nc -q1 {} {}",
+        env!("CARGO_PKG_VERSION"),
+        s.threads,
+        s.memory_limit >> 20,
+        s.conn_limit,
+        s.max_item_size >> 10,
+        addr.ip(),
+        addr.port(),
+    );
+    let ctx = server.context().clone();
+    crate::signals::spawn_watcher(move |sig| {
+        if ctx.verbosity.load(Ordering::Relaxed) > 0 {
+            eprintln!("percore-kv: signal {sig}: shutting down");
+        }
+        ctx.request_shutdown();
+    })?;
+    server.wait();
+    if !server.shutdown() {
+        eprintln!("percore-kv: some connections did not finish within {}s", SHUTDOWN_WAIT.as_secs());
+    }
+    Ok(())
+}
