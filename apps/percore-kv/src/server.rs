@@ -349,21 +349,18 @@ fn conn_loop(ctx: &Context, stream: &TcpStream, info: &ConnInfo) {
         // Make room: drop what was consumed, then grow to what the next
         // request needs (once, not step by step) or by a chunk.
         if start == end {
-            start = 0;
-            end = 0;
+            (start, end) = (0, 0);
         } else if start > 0 && (buf.len() - end < READ_CHUNK / 4 || want > buf.len() - start) {
             buf.copy_within(start..end, 0);
-            end -= start;
-            start = 0;
+            (start, end) = (0, end - start);
         }
-        let need = want.saturating_sub(start).max(end + READ_CHUNK / 4);
+        let need = (start + want).max(end + READ_CHUNK / 4);
         if need > buf.len() {
             buf.resize(need.max(end + READ_CHUNK), 0);
         } else if buf.len() > 4 * READ_CHUNK && end - start < READ_CHUNK && want == 0 {
             // NOTE: a large value came and went: give its buffer back.
             buf.copy_within(start..end, 0);
-            end -= start;
-            start = 0;
+            (start, end) = (0, end - start);
             buf.truncate(READ_CHUNK);
             buf.shrink_to_fit();
         }
@@ -379,22 +376,31 @@ fn conn_loop(ctx: &Context, stream: &TcpStream, info: &ConnInfo) {
         };
         end += n;
         ctx.stats.bytes_read.add(n as u64);
+        // ORDERING: a report for `stats conns`; nothing depends on it.
         info.last_cmd.store(ctx.store.clock().now(), Ordering::Relaxed);
-        let p = session.process(ctx, info, &buf[start..end], &mut out);
-        start += p.consumed;
-        want = p.want;
-        if !out.is_empty() {
-            if (&*stream).write_all(&out).is_err() {
+        // Answer every complete request, one batch of replies per write (a
+        // session stops early once its replies pass a high-water mark, so a
+        // client that pipelines without reading is not buffered for).
+        loop {
+            let p = session.process(ctx, info, &buf[start..end], &mut out);
+            start += p.consumed;
+            want = p.want;
+            if !out.is_empty() {
+                if (&*stream).write_all(&out).is_err() {
+                    return;
+                }
+                ctx.stats.bytes_written.add(out.len() as u64);
+                out.clear();
+                if out.capacity() > 4 * READ_CHUNK {
+                    out.shrink_to(READ_CHUNK);
+                }
+            }
+            if p.close || ctx.shutting_down() {
                 return;
             }
-            ctx.stats.bytes_written.add(out.len() as u64);
-            out.clear();
-            if out.capacity() > 4 * READ_CHUNK {
-                out.shrink_to(READ_CHUNK);
+            if p.consumed == 0 || start == end {
+                break;
             }
-        }
-        if p.close {
-            return;
         }
     }
 }
