@@ -9,3 +9,6 @@ cargo test --workspace
 cargo test --workspace --release
 cargo test -p percore-smr --features wrap-test
 PERCORE_SMR_FENCE=rmw cargo test -p percore-smr --release
+# percore-kv from the outside: memcached side by side, memccapable, real
+# clients and tools, twemproxy (installs what it needs; see ci/kv-deps.sh).
+bash ci/kv.sh
