@@ -17,5 +17,6 @@ pub mod proto;
 pub mod server;
 pub mod signals;
 pub mod store;
+pub mod udp;
 
 pub use error::Error;

@@ -18,6 +18,9 @@
 //! read once the kernel's buffers are full, and the server buffers at most
 //! one batch of replies for it.
 //!
+//! With `-U <port>` every worker also serves memcached's UDP protocol on
+//! its own socket of that port (see [`crate::udp`]).
+//!
 //! # Limits
 //!
 //! * `-c`: past the limit a new connection gets memcached's
@@ -136,6 +139,18 @@ fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
+fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
 /// Raises the soft descriptor limit towards the hard one so `-c`
 /// connections (plus listeners and slack) fit; returns the soft limit now.
 pub fn raise_fd_limit(want: u64) -> u64 {
@@ -158,9 +173,6 @@ impl Server {
     /// Binds, starts the workers and their acceptors, and returns at once.
     /// Port 0 picks a free port ([`Server::local_addr`] says which).
     pub fn start(settings: Settings) -> Result<Server, Error> {
-        if settings.udp_port != 0 {
-            return Err(Error::Config("-U: UDP is not supported in this release (use -U 0)".into()));
-        }
         raise_fd_limit(settings.conn_limit as u64 + 64);
         let threads = settings.threads;
         let want = SocketAddr::new(settings.listen, settings.port);
@@ -173,7 +185,17 @@ impl Server {
         for _ in 0..threads {
             listeners.push(listener(addr).map_err(failed)?);
         }
-        let listen_fds = listeners.iter().map(|l| l.as_raw_fd()).collect();
+        let mut udp = Vec::new();
+        if settings.udp_port != 0 {
+            let ua = SocketAddr::new(settings.listen, settings.udp_port);
+            let failed = |e| Error::io(format!("failed to listen on UDP port {}", ua.port()), e);
+            let ua = std::net::UdpSocket::bind(ua).and_then(|p| p.local_addr()).map_err(failed)?;
+            for _ in 0..threads {
+                udp.push(udp_socket(ua).map_err(failed)?);
+            }
+        }
+        let mut listen_fds: Vec<i32> = listeners.iter().map(|l| l.as_raw_fd()).collect();
+        listen_fds.extend(udp.iter().map(|u| u.as_raw_fd()));
         let ctx = Context::new(settings)?;
         let rt = Runtime::builder()
             .name("kv")
@@ -191,6 +213,19 @@ impl Server {
                 .worker(i)
                 .spawn_on(rt.handle(), move || {
                     accept_loop(&ctx, &live, l);
+                    live.leave();
+                })
+                .map_err(|e| Error::Runtime(e.to_string()))?;
+        }
+        for (i, u) in udp.into_iter().enumerate() {
+            let ctx = ctx.clone();
+            let live = live.clone();
+            live.enter();
+            Builder::new()
+                .name(format!("udp{i}"))
+                .worker(i)
+                .spawn_on(rt.handle(), move || {
+                    crate::udp::serve(&ctx, u);
                     live.leave();
                 })
                 .map_err(|e| Error::Runtime(e.to_string()))?;

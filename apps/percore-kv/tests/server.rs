@@ -219,3 +219,29 @@ fn a_busy_port_is_a_clear_error() {
     assert!(err.to_string().contains(&format!("failed to listen on TCP port {port}")), "{err}");
     assert!(server.shutdown());
 }
+
+#[test]
+fn udp_requests_are_framed_as_memcached_frames_them() {
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let server = Server::start(Settings { udp_port: port, ..settings() }).unwrap();
+    let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0];
+    req.extend_from_slice(b"version\r\n");
+    c.send_to(&req, ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 2048];
+    let n = c.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..8], &[0x12, 0x34, 0, 0, 0, 1, 0, 0]);
+    assert!(buf[8..n].starts_with(b"VERSION "), "{:?}", &buf[..n]);
+    // A multi-datagram request is dropped, and the server goes on.
+    let mut bad = vec![0, 1, 0, 0, 0, 2, 0, 0];
+    bad.extend_from_slice(b"version\r\n");
+    c.send_to(&bad, ("127.0.0.1", port)).unwrap();
+    c.send_to(&req, ("127.0.0.1", port)).unwrap();
+    let n = c.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..2], &[0x12, 0x34]);
+    assert!(buf[8..n].starts_with(b"VERSION "));
+    assert!(server.shutdown());
+}
