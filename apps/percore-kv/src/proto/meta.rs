@@ -28,8 +28,8 @@ use super::text::{count_cas, reply, Tokens};
 use super::{exptime, parse_i32, parse_u32, parse_u64, put_i64, put_u64, Session, Step};
 use crate::context::Context;
 use crate::store::{
-    clock::REALTIME_MAXDELTA, ArithOutcome, ArithReq, DeleteOutcome, DeleteReq, GetReq, Mode, StoreOutcome,
-    StoreReq, KEY_MAX,
+    clock::REALTIME_MAXDELTA, ArithOutcome, ArithReq, DeleteOutcome, DeleteReq, GetReq, Mode, StoreOutcome, StoreReq,
+    KEY_MAX,
 };
 
 const BAD_FORMAT: &str = "CLIENT_ERROR bad command line format";
@@ -150,6 +150,10 @@ pub(super) fn command(
 ) -> Step {
     if sub == b'n' {
         out.extend_from_slice(b"MN\r\n");
+        return Step::Done(used);
+    }
+    if sub == b'e' && t.ntokens() < 3 {
+        reply(out, false, BAD_FORMAT.as_bytes());
         return Step::Done(used);
     }
     if !matches!(sub, b'g' | b's' | b'd' | b'a' | b'e') || t.ntokens() < 3 {
@@ -465,7 +469,11 @@ fn ma(ctx: &Context, t: &Tokens<'_>, key: &mut Key, out: &mut Vec<u8>) {
     let st = &ctx.stats;
     match ctx.store.arith(&req) {
         ArithOutcome::Value { value, cas, ttl } => {
-            if incr { st.incr_hits.inc() } else { st.decr_hits.inc() }
+            if incr {
+                st.incr_hits.inc()
+            } else {
+                st.decr_hits.inc()
+            }
             if f.no_reply {
                 return;
             }
@@ -505,7 +513,11 @@ fn ma(ctx: &Context, t: &Tokens<'_>, key: &mut Key, out: &mut Vec<u8>) {
         other => {
             let code: &[u8] = match other {
                 ArithOutcome::NotFound => {
-                    if incr { st.incr_misses.inc() } else { st.decr_misses.inc() }
+                    if incr {
+                        st.incr_misses.inc()
+                    } else {
+                        st.decr_misses.inc()
+                    }
                     b"NF"
                 }
                 ArithOutcome::Exists => b"EX",
@@ -565,7 +577,8 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 /// Appends the base64 of `src` (with padding).
 fn base64_encode(out: &mut Vec<u8>, src: &[u8]) {
     for c in src.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
         out.push(B64[(n >> 18) as usize & 63]);
         out.push(B64[(n >> 12) as usize & 63]);
         out.push(if c.len() > 1 { B64[(n >> 6) as usize & 63] } else { b'=' });

@@ -72,6 +72,9 @@
 //! * `me` prints `cls=1` (there are no slab classes) and a `size=` computed
 //!   with memcached's item header formula; meta replies re-encode a key in
 //!   base64 when the *request* used `b` (memcached remembers it per item).
+//! * A `get` line with a key over 250 bytes drops that line's hits and answers
+//!   `CLIENT_ERROR bad command line format`; memcached also drops every reply
+//!   still queued from the same read (what is lost there depends on timing).
 //! * Meta flags are applied before the reply is built: `mg k t T30` prints
 //!   the new TTL (memcached prints the old one when `t` precedes `T`).
 //! * `stats detail on|off|dump` answers as memcached but records no

@@ -391,7 +391,11 @@ fn arith(ctx: &Context, t: &Tokens<'_>, out: &mut Vec<u8>, incr: bool) {
     let st = &ctx.stats;
     match ctx.store.arith(&crate::store::ArithReq::new(key, incr, delta)) {
         ArithOutcome::Value { value, .. } => {
-            if incr { st.incr_hits.inc() } else { st.decr_hits.inc() }
+            if incr {
+                st.incr_hits.inc()
+            } else {
+                st.decr_hits.inc()
+            }
             if !noreply {
                 put_u64(out, value);
                 out.extend_from_slice(b"\r\n");
@@ -401,7 +405,11 @@ fn arith(ctx: &Context, t: &Tokens<'_>, out: &mut Vec<u8>, incr: bool) {
             reply(out, noreply, b"CLIENT_ERROR cannot increment or decrement non-numeric value")
         }
         ArithOutcome::NotFound | ArithOutcome::Exists | ArithOutcome::NotStored => {
-            if incr { st.incr_misses.inc() } else { st.decr_misses.inc() }
+            if incr {
+                st.incr_misses.inc()
+            } else {
+                st.decr_misses.inc()
+            }
             reply(out, noreply, b"NOT_FOUND")
         }
     }
