@@ -24,8 +24,11 @@ fn set_ext(flags: u32, exp: u32) -> Vec<u8> {
     [flags.to_be_bytes(), exp.to_be_bytes()].concat()
 }
 
-/// The responses in `out`: (opcode, status, extras, key, value, cas).
-fn parse(mut out: &[u8]) -> Vec<(u8, u16, Vec<u8>, Vec<u8>, Vec<u8>, u64)> {
+/// One response: (opcode, status, extras, key, value, cas).
+type Response = (u8, u16, Vec<u8>, Vec<u8>, Vec<u8>, u64);
+
+/// The responses in `out`.
+fn parse(mut out: &[u8]) -> Vec<Response> {
     let mut r = Vec::new();
     while !out.is_empty() {
         assert_eq!(out[0], 0x81, "response magic");

@@ -159,16 +159,19 @@ pub(super) fn step(s: &mut Session, ctx: &Context, rest: &[u8], out: &mut Vec<u8
     }
     let h = Header::parse(rest);
     let head = HEADER + h.extlen + h.keylen;
-    if rest.len() < head {
-        return Step::More(head);
-    }
+    // NOTE: memcached reads the extras and key before these checks; they
+    // depend on the header alone, so answering at once changes nothing but
+    // that a lying key length is not waited for (up to 64 KiB).
     if h.keylen + h.extlen > h.bodylen {
         put_error(out, &h, status::UNKNOWN_COMMAND);
-        return Step::Close(head);
+        return Step::Close(rest.len());
     }
     if h.keylen > KEY_MAX {
         put_error(out, &h, status::EINVAL);
-        return Step::Close(head);
+        return Step::Close(rest.len());
+    }
+    if rest.len() < head {
+        return Step::More(head);
     }
     let ext = &rest[HEADER..HEADER + h.extlen];
     let key = &rest[HEADER + h.extlen..head];

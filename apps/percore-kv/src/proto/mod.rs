@@ -308,7 +308,8 @@ mod tests {
 
     #[test]
     fn numbers_parse_like_memcached() {
-        let cases: &[(&[u8], Option<u64>, Option<u32>, Option<i32>)] = &[
+        type Case<'a> = (&'a [u8], Option<u64>, Option<u32>, Option<i32>);
+        let cases: &[Case<'_>] = &[
             (b"0", Some(0), Some(0), Some(0)),
             (b"12", Some(12), Some(12), Some(12)),
             (b"+12", Some(12), Some(12), Some(12)),

@@ -303,7 +303,7 @@ fn update(
     } else {
         None
     };
-    if vlen < 0 || vlen > i32::MAX - 2 {
+    if !(0..=i32::MAX - 2).contains(&vlen) {
         reply(out, noreply, BAD_FORMAT);
         return Step::Done(used);
     }
@@ -481,4 +481,83 @@ fn shutdown(ctx: &Context, t: &Tokens<'_>, used: usize, out: &mut Vec<u8>) -> St
     }
     reply(out, false, b"CLIENT_ERROR invalid shutdown mode");
     Step::Done(used)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn tokens_split_on_spaces_only_and_stop_at_23() {
+        let t = Tokens::new(b"  get a\tb  c ");
+        assert_eq!((t.n, t.ntokens()), (3, 4));
+        assert_eq!(&t.t[..3], &[&b"get"[..], b"a\tb", b"c"]);
+        let long = b"x ".repeat(30);
+        let t = Tokens::new(&long);
+        assert_eq!(t.ntokens(), MAX_TOKENS);
+        assert!(Tokens::new(b"set k 0 0 1 noreply").noreply());
+        assert!(!Tokens::new(b"noreply x").noreply());
+        assert_eq!(Tokens::new(b"").ntokens(), 1);
+    }
+
+    /// Every error line the text commands send, one request each.
+    #[test]
+    fn error_replies() {
+        let ctx = Context::new(Settings::default()).unwrap();
+        let conn = ConnInfo { fd: 1, addr: String::new(), listen_addr: String::new(), last_cmd: 0.into() };
+        let k251 = "k".repeat(251);
+        let table: Vec<(String, &str)> = vec![
+            ("x".into(), "ERROR"),
+            ("bogus cmd".into(), "ERROR"),
+            ("get".into(), "ERROR"),
+            ("gx a".into(), "ERROR"),
+            ("sx a".into(), "ERROR"),
+            ("set a 0 0".into(), "ERROR"),
+            (format!("set {k251} 0 0 1"), "CLIENT_ERROR bad command line format"),
+            (format!("get {k251}"), "CLIENT_ERROR bad command line format"),
+            (format!("delete {k251}"), "CLIENT_ERROR bad command line format"),
+            (format!("incr {k251} 1"), "CLIENT_ERROR bad command line format"),
+            (format!("touch {k251} 1"), "CLIENT_ERROR bad command line format"),
+            ("set a x 0 1".into(), "CLIENT_ERROR bad command line format"),
+            ("set a 4294967296 0 1".into(), "CLIENT_ERROR bad command line format"),
+            ("set a 0 x 1".into(), "CLIENT_ERROR bad command line format"),
+            ("set a 0 0 -1".into(), "CLIENT_ERROR bad command line format"),
+            ("set a 0 0 2147483648".into(), "CLIENT_ERROR bad command line format"),
+            ("cas a 0 0 1 x".into(), "CLIENT_ERROR bad command line format"),
+            ("set a 0 0 2000000".into(), "SERVER_ERROR object too large for cache"),
+            ("incr a x".into(), "CLIENT_ERROR invalid numeric delta argument"),
+            ("decr a -1".into(), "CLIENT_ERROR invalid numeric delta argument"),
+            ("touch a x".into(), "CLIENT_ERROR invalid exptime argument"),
+            ("gat x a".into(), "CLIENT_ERROR invalid exptime argument"),
+            ("flush_all abc".into(), "CLIENT_ERROR invalid exptime argument"),
+            ("delete a 1".into(), "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]"),
+            ("verbosity x".into(), "CLIENT_ERROR bad command line format"),
+            ("shutdown".into(), "ERROR: shutdown not enabled"),
+            ("stats bogus".into(), "ERROR"),
+            ("stats detail".into(), "CLIENT_ERROR usage: stats detail on|off|dump"),
+            ("stats cachedump".into(), "CLIENT_ERROR bad command line"),
+            ("stats cachedump 99 0".into(), "CLIENT_ERROR Illegal slab id"),
+            ("mx a".into(), "ERROR"),
+            ("mg a v v".into(), "CLIENT_ERROR duplicate flag"),
+            ("mg a !".into(), "CLIENT_ERROR invalid flag"),
+            ("mg a Tx".into(), "CLIENT_ERROR bad token in command line format"),
+            ("mg ### b".into(), "CLIENT_ERROR error decoding key"),
+            (format!("mg a O{}", "o".repeat(40)), "CLIENT_ERROR opaque token too long"),
+            ("mg a a b c d e f g h i j k l m n o p q r".into(), "CLIENT_ERROR options flags are too long"),
+            ("md a a b c d e f g h i j k l m n o p q r".into(), "CLIENT_ERROR options flags too long"),
+            ("ms a".into(), "CLIENT_ERROR bad command line format"),
+            ("md a x".into(), "CLIENT_ERROR invalid or duplicate flag"),
+            ("ma a D-1".into(), "CLIENT_ERROR invalid or duplicate flag"),
+            ("ma a MX".into(), "CLIENT_ERROR invalid mode for ma M token"),
+            ("me".into(), "CLIENT_ERROR bad command line format"),
+        ];
+        for (line, want) in table {
+            let mut s = Session::new();
+            let mut out = Vec::new();
+            let req = format!("{line}\r\n");
+            s.process(&ctx, &conn, req.as_bytes(), &mut out);
+            assert_eq!(String::from_utf8_lossy(&out), format!("{want}\r\n"), "{line}");
+        }
+    }
 }
