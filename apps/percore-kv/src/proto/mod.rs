@@ -77,6 +77,14 @@
 //!   still queued from the same read (what is lost there depends on timing).
 //! * Meta flags are applied before the reply is built: `mg k t T30` prints
 //!   the new TTL (memcached prints the old one when `t` precedes `T`).
+//! * Keys are validated as memcached validates them, not stricter: text keys
+//!   are split on spaces only, so a key may hold a tab or another control
+//!   byte (memcached stores `a\tb`); only the 250-byte limit is enforced.
+//! * `ma N` creating a missing counter counts an `incr_hits` (memcached counts
+//!   neither a hit nor a miss); `ms` ignores `N` (1.6.18 does not autovivify
+//!   on `ms` either, but parses the flag).
+//! * `cache_memlimit`, `slabs`, `lru`, `lru_crawler`, `watch` and
+//!   `extstore` answer `ERROR` (no slab allocator to tune here).
 //! * `stats detail on|off|dump` answers as memcached but records no
 //!   per-prefix statistics (`dump` prints an empty list).
 //! * `stats items` / `stats slabs` report one class (`1`) holding every item:
