@@ -8,26 +8,167 @@ use std::sync::{Arc, Mutex};
 use percore::cpu::Counter;
 
 use crate::config::Settings;
-use crate::store::{Config, Store};
+use crate::store::{Config, Store, StoreStats};
+
+/// A sharded counter that `stats reset` can zero.
+///
+/// Increments go to a [`Counter`] (a line of the calling thread's own);
+/// [`StatCounter::reset`] records the current total as a baseline that
+/// [`StatCounter::sum`] subtracts, so a reset writes no shard.
+#[derive(Debug, Default)]
+pub struct StatCounter {
+    count: Counter,
+    base: AtomicU64,
+}
+
+impl StatCounter {
+    /// A counter at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.count.add(n);
+    }
+
+    /// Add one.
+    #[inline]
+    pub fn inc(&self) {
+        self.count.add(1);
+    }
+
+    /// The total since start or the last reset.
+    pub fn sum(&self) -> u64 {
+        // ORDERING: a statistic; the baseline orders nothing.
+        self.count.sum().wrapping_sub(self.base.load(Ordering::Relaxed))
+    }
+
+    /// Zero it (`stats reset`).
+    pub fn reset(&self) {
+        // ORDERING: see `sum`; increments racing a reset may land on either
+        // side of it, as in memcached.
+        self.base.store(self.count.sum(), Ordering::Relaxed);
+    }
+}
 
 /// Server-wide counters that are not the store's (memcached's `stats`).
 ///
-/// Counters are sharded ([`Counter`]): an increment writes a line of the
-/// calling thread's own. Gauges are plain atomics.
+/// Counters are sharded ([`StatCounter`]): an increment writes a line of the
+/// calling thread's own. Gauges are plain atomics. The protocol layer
+/// (`proto`) counts commands; the connection loop counts connections and
+/// bytes.
 #[derive(Debug, Default)]
 pub struct ServerStats {
     /// Open client connections (`curr_connections`).
     pub curr_connections: AtomicU64,
     /// Connections accepted since start (`total_connections`).
-    pub total_connections: Counter,
+    pub total_connections: StatCounter,
     /// Connections refused because of `-c` (`rejected_connections`).
-    pub rejected_connections: Counter,
+    pub rejected_connections: StatCounter,
     /// Connections closed by `idle_timeout` (`idle_kicks`).
-    pub idle_kicks: Counter,
+    pub idle_kicks: StatCounter,
     /// Bytes read from clients (`bytes_read`).
-    pub bytes_read: Counter,
+    pub bytes_read: StatCounter,
     /// Bytes written to clients (`bytes_written`).
-    pub bytes_written: Counter,
+    pub bytes_written: StatCounter,
+    /// Keys looked up by retrievals, hit or miss (`cmd_get`).
+    pub cmd_get: StatCounter,
+    /// Store commands whose data was read (`cmd_set`).
+    pub cmd_set: StatCounter,
+    /// `flush_all` commands, allowed or not (`cmd_flush`).
+    pub cmd_flush: StatCounter,
+    /// Touches: `touch`, `gat`, `mg T`, binary touch/gat (`cmd_touch`).
+    pub cmd_touch: StatCounter,
+    /// `me` commands (`cmd_meta`, as memcached counts it).
+    pub cmd_meta: StatCounter,
+    /// Retrieval hits (`get_hits`).
+    pub get_hits: StatCounter,
+    /// Retrieval misses (`get_misses`).
+    pub get_misses: StatCounter,
+    /// Deletes that found no item (`delete_misses`).
+    pub delete_misses: StatCounter,
+    /// Deletes that removed an item (`delete_hits`).
+    pub delete_hits: StatCounter,
+    /// Increments of a missing item (`incr_misses`).
+    pub incr_misses: StatCounter,
+    /// Increments done (`incr_hits`).
+    pub incr_hits: StatCounter,
+    /// Decrements of a missing item (`decr_misses`).
+    pub decr_misses: StatCounter,
+    /// Decrements done (`decr_hits`).
+    pub decr_hits: StatCounter,
+    /// CAS stores of a missing item (`cas_misses`).
+    pub cas_misses: StatCounter,
+    /// CAS stores that matched (`cas_hits`).
+    pub cas_hits: StatCounter,
+    /// CAS stores that did not match (`cas_badval`).
+    pub cas_badval: StatCounter,
+    /// Touches that found the item (`touch_hits`).
+    pub touch_hits: StatCounter,
+    /// Touches that did not (`touch_misses`).
+    pub touch_misses: StatCounter,
+    /// Stores refused as over the item size limit (`store_too_large`).
+    pub store_too_large: StatCounter,
+    /// Stores refused for lack of memory (`store_no_memory`).
+    pub store_no_memory: StatCounter,
+    /// The store's counters at the last `stats reset` (subtracted from the
+    /// cumulative ones when printed). Written only by `stats reset`.
+    pub store_base: Mutex<StoreStats>,
+}
+
+impl ServerStats {
+    /// `stats reset`: zeroes what memcached zeroes (command and connection
+    /// counters, bytes, and the store's cumulative counters; not gauges).
+    pub fn reset(&self, store_now: StoreStats) {
+        for c in [
+            &self.total_connections,
+            &self.rejected_connections,
+            &self.idle_kicks,
+            &self.bytes_read,
+            &self.bytes_written,
+            &self.cmd_get,
+            &self.cmd_set,
+            &self.cmd_flush,
+            &self.cmd_touch,
+            &self.cmd_meta,
+            &self.get_hits,
+            &self.get_misses,
+            &self.delete_misses,
+            &self.delete_hits,
+            &self.incr_misses,
+            &self.incr_hits,
+            &self.decr_misses,
+            &self.decr_hits,
+            &self.cas_misses,
+            &self.cas_hits,
+            &self.cas_badval,
+            &self.touch_hits,
+            &self.touch_misses,
+            &self.store_too_large,
+            &self.store_no_memory,
+        ] {
+            c.reset();
+        }
+        *self.store_base.lock().unwrap_or_else(|e| e.into_inner()) = store_now;
+    }
+
+    /// The store's counters as `stats` prints them: cumulative ones minus
+    /// their value at the last reset, gauges as they are.
+    pub fn store_view(&self, now: StoreStats) -> StoreStats {
+        let b = *self.store_base.lock().unwrap_or_else(|e| e.into_inner());
+        StoreStats {
+            total_items: now.total_items.saturating_sub(b.total_items),
+            evictions: now.evictions.saturating_sub(b.evictions),
+            reclaimed: now.reclaimed.saturating_sub(b.reclaimed),
+            evicted_unfetched: now.evicted_unfetched.saturating_sub(b.evicted_unfetched),
+            expired_unfetched: now.expired_unfetched.saturating_sub(b.expired_unfetched),
+            get_expired: now.get_expired.saturating_sub(b.get_expired),
+            get_flushed: now.get_flushed.saturating_sub(b.get_flushed),
+            ..now
+        }
+    }
 }
 
 /// One open connection, as `stats conns` reports it.
