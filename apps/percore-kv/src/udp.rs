@@ -23,6 +23,9 @@ pub const UDP_HEADER: usize = 8;
 /// The most reply bytes per datagram (memcached's `UDP_MAX_PAYLOAD_SIZE`).
 pub const UDP_MAX_PAYLOAD: usize = 1400;
 
+/// How often an idle UDP uthread looks for a stop.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The largest datagram read.
 const UDP_READ: usize = 65536;
 
@@ -72,6 +75,9 @@ pub(crate) fn serve(ctx: &Arc<Context>, sock: std::net::UdpSocket) {
     let local = sock.local_addr().map(|a| format!("udp:{a}")).unwrap_or_default();
     let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
     let Ok(sock) = UdpSocket::from_std_in(&handle, sock) else { return };
+    // NOTE: shutdown(2) does not wake a datagram socket's reader; a read
+    // timeout lets the uthread see the stop within this long.
+    let _ = sock.set_read_timeout(Some(STOP_POLL));
     let info = ConnInfo { fd, addr: local.clone(), listen_addr: local, last_cmd: Default::default() };
     let mut buf = vec![0u8; UDP_READ];
     let mut replies = Vec::new();
