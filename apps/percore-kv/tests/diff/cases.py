@@ -65,7 +65,10 @@ def cases():
     add("neg-length", t(b"set a 0 0 -1\r\nx\r\n"))
     add("bad-length", t(b"set a 0 0 abc\r\nx\r\n"))
     add("len-2^31", t(b"set a 0 0 2147483648\r\nx\r\n"))
-    add("len-2^32", t(b"set a 0 0 4294967296\r\nx\r\n"))
+    add("len-2^32", dict(t(b"set a 0 0 4294967296\r\nx\r\n"), differs="memcached truncates 2^32 to 0",
+                         expect=b"CLIENT_ERROR bad command line format\r\nERROR\r\n"))
+    add("flags-2^32", dict(t(b"set a 4294967296 0 1\r\nx\r\n"), differs="memcached stores flags 2^32 as 0",
+                           expect=b"CLIENT_ERROR bad command line format\r\nERROR\r\n"))
     add("flags-2^32-1", t(b"set a 4294967295 0 1\r\nx\r\nget a\r\n"))
     add("exptime-neg", t(b"set a 0 -1 1\r\nx\r\nget a\r\n"))
     add("exptime-bad", t(b"set a 0 abc 1\r\nx\r\n"))
