@@ -20,3 +20,8 @@ pub mod store;
 pub mod udp;
 
 pub use error::Error;
+
+/// The crate README's example, compiled and run as a doc test.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
