@@ -152,15 +152,15 @@ fn measure_all(budget: Budget, opts: Opts, report: &mut Report) -> Result<(), St
                     skipped[k] = true;
                     continue;
                 };
-                kv_load::preload(server.addr, 0..ks.len(), 4).map_err(|e| format!("{}: {e}", imp.name()))?;
+                kv_load::preload(server.addr, 0..ks.len(), 4).map_err(|e| format!("{}: {e}", imp.label()))?;
                 for (s, shape) in cfg.shapes.iter().enumerate() {
                     let name = bench_name(*shape, cfg.suffix);
                     let m = measure(&mut server, &ks, cfg, *shape, dur)
-                        .map_err(|e| format!("{name} / {}: {e}", imp.name()))?;
+                        .map_err(|e| format!("{name} / {}: {e}", imp.label()))?;
                     eprintln!(
                         "  kv rep {}/{reps} {name} / {}: {:.0} ops/s, p99 {:.0} us, server {:.2} us CPU/op",
                         rep + 1,
-                        imp.name(),
+                        imp.label(),
                         m.ops_per_s,
                         m.p99_us,
                         m.cpu_us_per_op
@@ -199,7 +199,7 @@ fn measure_all(budget: Budget, opts: Opts, report: &mut Report) -> Result<(), St
             continue;
         }
         let Some(server) = start(*imp, bin, spec)? else { continue };
-        let mib = rss(&server, items).map_err(|e| format!("kv_rss / {}: {e}", imp.name()))?;
+        let mib = rss(&server, items).map_err(|e| format!("kv_rss / {}: {e}", imp.label()))?;
         report.push(Row::new("kv_rss", imp.name(), metric, mib, "MiB", Better::Lower).field("threads", threads));
     }
     Ok(())
@@ -262,10 +262,10 @@ fn start(imp: Impl, bin: &std::path::PathBuf, spec: Spec) -> Result<Option<Serve
     match kv_load::probe(server.addr) {
         Ok(()) => Ok(Some(server)),
         Err(kv_load::ProbeError::Unsupported(e)) => {
-            eprintln!("  kv: {} does not speak get/set yet ({e}): skipped", imp.name());
+            eprintln!("  kv: {} does not speak get/set yet ({e}): skipped", imp.label());
             Ok(None)
         }
-        Err(kv_load::ProbeError::Broken(e)) => Err(format!("{}: probe: {e}", imp.name())),
+        Err(kv_load::ProbeError::Broken(e)) => Err(format!("{}: probe: {e}", imp.label())),
     }
 }
 

@@ -385,7 +385,9 @@ pub(crate) fn probe(addr: SocketAddr) -> Result<(), ProbeError> {
         match round_trip(&mut s, 1, op, 0) {
             Ok(Reply::Stored | Reply::Hit) => {}
             Ok(Reply::Miss) => return Err(ProbeError::Broken("a get right after a set of the same key missed".into())),
-            Err(e) if e.ends_with(": `ERROR\\r\\n`") => return Err(ProbeError::Unsupported(e)),
+            // An unknown command: `ERROR`, and for a set a second one for
+            // the data line, which the server took for another command.
+            Err(e) if e.contains("unexpected reply: `ERROR\\r\\n") => return Err(ProbeError::Unsupported(e)),
             Err(e) => return Err(ProbeError::Broken(e)),
         }
     }
@@ -442,7 +444,7 @@ pub(crate) fn preload(addr: SocketAddr, range: Range<usize>, conns: usize) -> Re
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().expect("preload thread")).collect()
+        hs.into_iter().try_for_each(|h| h.join().expect("preload thread"))
     })
 }
 

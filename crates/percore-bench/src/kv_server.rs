@@ -39,6 +39,14 @@ impl Impl {
         }
     }
 
+    /// Its name in messages for people.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Impl::Memcached => "memcached",
+            Impl::PercoreKv => "percore-kv",
+        }
+    }
+
     /// The binary, or why there is none (a message for people).
     pub(crate) fn locate(self) -> Result<PathBuf, String> {
         match self {
@@ -137,7 +145,7 @@ impl Server {
         }
         let child = cmd.spawn().map_err(|e| format!("{}: {e}", bin.display()))?;
         let mut s = Server { child, addr, log };
-        s.wait_ready().map_err(|e| format!("{} ({}): {e}{}", imp.name(), bin.display(), s.log_tail()))?;
+        s.wait_ready().map_err(|e| format!("{} ({}): {e}{}", imp.label(), bin.display(), s.log_tail()))?;
         Ok(s)
     }
 
