@@ -350,7 +350,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Stores `items` items and returns the server's resident memory in MiB.
 fn rss(server: &Server, items: usize) -> Result<f64, String> {
     kv_load::preload(server.addr, 0..items, 4)?;
-    let misses = kv_load::spot_check(server.addr, items, 1000)?;
+    let misses = kv_load::spot_check(server.addr, items, 1000, 1)?;
     if misses > 0 {
         return Err(format!("{misses} of 1000 spot-checked items are gone after storing {items} with -m {MEMORY_MIB}"));
     }
@@ -388,5 +388,39 @@ mod tests {
         let full = configs(Budget { quick: false, scale: false }, &[0, 1], 2, 2);
         assert!(full.iter().all(|c| c.shapes.len() == 8));
         assert_eq!(configs(b, &[0], 2, 2).len(), 1);
+    }
+
+    #[test]
+    fn a_binary_that_exits_is_skipped_not_fatal() {
+        let spec = Spec { threads: 1, memory_mib: 64, conn_limit: 64, cpu: None };
+        let e = Server::start(Impl::PercoreKv, &"/bin/true".into(), spec).err().expect("/bin/true never answers");
+        assert!(e.contains("before answering `version`"), "{e}");
+        assert!(matches!(start(Impl::PercoreKv, &"/bin/true".into(), spec), Ok(None)));
+    }
+
+    /// Every piece against the real peer, briefly; skipped without it.
+    #[test]
+    fn measures_memcached_and_kills_it() {
+        let Ok(bin) = Impl::Memcached.locate() else {
+            eprintln!("no memcached: skipped");
+            return;
+        };
+        let spec = Spec { threads: 1, memory_mib: 64, conn_limit: 64, cpu: None };
+        let mut server = start(Impl::Memcached, &bin, spec).unwrap().expect("memcached starts");
+        let ks = Keyspace::new(2_000);
+        kv_load::preload(server.addr, 0..ks.len(), 2).unwrap();
+        let cfg = Config { spec, loaders: 2, loader_cpu: None, suffix: "", shapes: Vec::new() };
+        for (mix, dist) in [(Mix::Get90, Dist::Zipf), (Mix::Set, Dist::Uniform)] {
+            let shape = Shape { mix, conns: 8, dist };
+            let m = measure(&mut server, &ks, &cfg, shape, Duration::from_millis(300)).unwrap();
+            assert!(m.ops_per_s > 0.0);
+            assert!(m.p50_us <= m.p99_us && m.p99_us <= m.p999_us, "{m:?}");
+            assert!(m.cpu_us_per_op.is_finite());
+        }
+        assert_eq!(kv_load::spot_check(server.addr, ks.len(), 100, ks.issued()).unwrap(), 0);
+        assert!(server.rss_kib().unwrap() > 0);
+        let proc = format!("/proc/{}", server.pid());
+        drop(server);
+        assert!(!std::path::Path::new(&proc).exists(), "the guard killed and reaped it");
     }
 }

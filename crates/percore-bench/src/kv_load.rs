@@ -205,6 +205,11 @@ impl Keyspace {
         self.keys.len()
     }
 
+    /// Versions issued so far (0, preloading's, included).
+    pub(crate) fn issued(&self) -> u64 {
+        self.issued.load(Relaxed)
+    }
+
     /// A key index drawn from `dist`. Zipf ranks are scattered over the
     /// key space by a multiplicative bijection, so hot keys are not
     /// neighbours.
@@ -448,13 +453,13 @@ pub(crate) fn preload(addr: SocketAddr, range: Range<usize>, conns: usize) -> Re
     })
 }
 
-/// Gets `count` keys spread over `0..n` (stored at version 0) one by one
-/// and checks them; returns how many missed.
-pub(crate) fn spot_check(addr: SocketAddr, n: usize, count: usize) -> Result<usize, String> {
+/// Gets `count` keys spread over `0..n` one by one and checks them (values
+/// of versions below `issued` pass); returns how many missed.
+pub(crate) fn spot_check(addr: SocketAddr, n: usize, count: usize, issued: u64) -> Result<usize, String> {
     let mut s = connect_blocking(addr)?;
     let mut misses = 0;
     for j in 0..count {
-        if round_trip(&mut s, 1, Op::Get(j * n / count), 0)? == Reply::Miss {
+        if round_trip(&mut s, issued, Op::Get(j * n / count), 0)? == Reply::Miss {
             misses += 1;
         }
     }

@@ -203,6 +203,12 @@ impl Server {
             .ok_or_else(|| format!("{path}: no VmRSS"))
     }
 
+    /// The process id.
+    #[cfg(test)]
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The last lines the server printed, for an error message.
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
