@@ -206,6 +206,7 @@ impl Keyspace {
     }
 
     /// Versions issued so far (0, preloading's, included).
+    #[cfg(test)]
     pub(crate) fn issued(&self) -> u64 {
         self.issued.load(Relaxed)
     }
