@@ -376,7 +376,7 @@ fn echo(budget: Budget, report: &mut Report, conns: usize, workers: usize) {
 /// 500 connections need about 1,000 descriptors (both ends) at once; a
 /// soft limit of 1024 is common: raise it to the hard limit.
 /// Returns the soft limit in force afterwards.
-fn raise_fd_limit() -> u64 {
+pub(crate) fn raise_fd_limit() -> u64 {
     let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `r` is a valid, writable rlimit.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {

@@ -9,7 +9,7 @@
 //! the whole run takes well under a minute (CI's smoke test); `--json` prints
 //! one JSON object per line instead of tables (DESIGN.md §6).
 //!
-//! Subsystems: `smr`, `zone`, `pool`, `lwkt`, `evq`. `evq` (see `evq.rs`)
+//! Subsystems: `smr`, `zone`, `pool`, `lwkt`, `evq`, `kv`. `evq` (see `evq.rs`)
 //! measures percore-evq against tokio: `evq_handoff` (a post to an event
 //! queue a uthread is blocked on, until it runs; tokio mpsc), `evq_timers`
 //! (alarm set + cancel; tokio `sleep` register + drop and `Sleep::reset`)
@@ -17,8 +17,20 @@
 //! requests per second and p99 latency, both servers with the same number of
 //! workers and driven by the same closed-loop load generator, 10 s per
 //! server, 1 s under `--quick`).
+//!
+//! `kv` (see `kv.rs`) starts memcached and percore-kv (the `percore-kv`
+//! binary next to this one, or `$PERCORE_KV_BIN`; skipped with a message
+//! when missing: `cargo build --release -p percore-kv`) with the same
+//! settings and drives both with one closed-loop memcached-protocol load
+//! generator that checks every reply: `kv_<mix>_<conns>c_<keys>[_pinned]`
+//! rows (`ops_per_s`, `p50_us`, `p99_us`, `p999_us`,
+//! `server_cpu_us_per_op`) and `kv_rss` (resident memory with 1,000,000
+//! items). About 12 minutes in a full run, 30 s under `--quick`.
 
 mod evq;
+mod kv;
+mod kv_load;
+mod kv_server;
 mod lwkt;
 mod pool;
 mod report;
@@ -50,6 +62,12 @@ struct Args {
     /// available (meant for a many-core machine).
     #[arg(long)]
     scale: bool,
+    /// kv: server threads (`-t`) of the unpinned rows (default: min(2, CPUs)).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    kv_threads: Option<u16>,
+    /// kv: load generator threads of the unpinned rows.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    kv_loaders: u16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -65,6 +83,8 @@ enum Subsystem {
     Lwkt,
     /// Event queues, alarms and sockets: percore-evq against tokio (mpsc, sleep, an echo server).
     Evq,
+    /// A memcached-compatible server: percore-kv against memcached (separate processes).
+    Kv,
 }
 
 /// How long to measure: full runs or `--quick`.
@@ -114,10 +134,11 @@ impl Budget {
 
 fn main() {
     let args = Args::parse();
-    let all = [Subsystem::Smr, Subsystem::Zone, Subsystem::Pool, Subsystem::Lwkt, Subsystem::Evq];
+    let all = [Subsystem::Smr, Subsystem::Zone, Subsystem::Pool, Subsystem::Lwkt, Subsystem::Evq, Subsystem::Kv];
     let chosen: &[Subsystem] = if args.subsystems.is_empty() { &all } else { &args.subsystems };
     let budget = Budget { quick: args.quick, scale: args.scale };
     let mut report = Report::new(args.json);
+    let kv_opts = kv::Opts { threads: args.kv_threads.map(usize::from), loaders: args.kv_loaders.into() };
     for s in chosen {
         match s {
             Subsystem::Smr => smr::run(budget, &mut report),
@@ -125,6 +146,7 @@ fn main() {
             Subsystem::Pool => pool::run(budget, &mut report),
             Subsystem::Lwkt => lwkt::run(budget, &mut report),
             Subsystem::Evq => evq::run(budget, &mut report),
+            Subsystem::Kv => kv::run(budget, kv_opts, &mut report),
         }
     }
     if !report.is_json() {
