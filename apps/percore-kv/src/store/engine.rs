@@ -1,0 +1,852 @@
+//! The engine: items in a segment log, indexed by a lock-free-read table.
+//!
+//! # Problem
+//!
+//! A cache server's store is read far more than written, by every worker at
+//! once, and must keep every byte it holds under `-m`. memcached pays for
+//! this with a lock per hash bucket on every access and a reference count
+//! written by every `get` (two locked instructions on a shared line for a hot
+//! key), ~56 bytes of header per item and slab-class rounding.
+//!
+//! # Mechanism
+//!
+//! * **Index** (`table.rs`): 64 shards of cache-line buckets (seven slots, a
+//!   control word of seven 8-bit tags and an overflow count). A `get` takes no
+//!   lock and stores nothing but rate-limited recency hints: inside a
+//!   percore-smr section it hashes the key (SipHash-1-3 with a random key,
+//!   std's `RandomState`, so clients cannot flood one bucket), loads one
+//!   bucket line, compares tags, loads the slot, compares the key and hands
+//!   the callback a slice of the value where it lies. Writers lock the shard
+//!   (a spin lock held for a few hundred nanoseconds, never across anything
+//!   that sleeps). A shard grows by publishing a twice larger array; the old
+//!   one is freed after an SMR grace period, so readers never wait for it.
+//! * **Memory** (`segment.rs`): a log of fixed-size segments (1 MiB, or the
+//!   item size limit when that is larger; smaller for tiny `-m`), as Pelikan's
+//!   Segcache. A writer appends its item with a bump pointer into the open
+//!   segment of its *head* (one head per expected writer thread), then links
+//!   it into the table. Items are immutable once linked: append, incr, CAS
+//!   and `md I` write a new item and swap the slot under the shard lock, so a
+//!   reader can never see a torn value. Only the expiry (touch), the recency
+//!   hints and the win-token byte are atomics in the header.
+//! * **Eviction and compaction** (`evict.rs`): when a writer needs a segment
+//!   and the budget has none left, one sealed segment is *cleaned*: every
+//!   item still linked is either copied forward into the cleaner's own open
+//!   segment (the slot is swapped, readers of the old copy finish on it) or
+//!   unlinked. If some sealed segment is at most half live (overwrites and
+//!   deletes leave dead bytes) the emptiest one is compacted: all its live
+//!   items are copied, none is lost. Otherwise the oldest sealed segment is
+//!   evicted FIFO, with a second chance for items read since they were
+//!   written or last moved (up to a quarter segment per clean): FIFO with
+//!   reinsertion approximates LRU as well as CLOCK does (Segcache, S3-FIFO
+//!   report the same) while costing readers only a byte stored when it
+//!   changes. The cleaned segment is reused only after an SMR grace period.
+//! * **Expiry**: lazily, when any operation finds an expired or flushed item
+//!   (it unlinks it under the shard lock and counts it as memcached does);
+//!   [`Store::sweep`] walks sealed segments in the background, unlinks what
+//!   expired and frees segments with nothing live left.
+//!
+//! ```text
+//!   get(key) ──hash──> shard ──> bucket line [tags|slots] ──loc──┐
+//!                                                               v
+//!   segments:  [ sealed | sealed | ... | open (head 0) | open (cleaner) | free ... ]
+//!               ^ FIFO victim / emptiest          ^ bump pointer
+//! ```
+//!
+//! # Invariants
+//!
+//! 1. A location in a table slot names a completely written item (the slot
+//!    store is Release, after the item's bytes).
+//! 2. A segment's bytes are rewritten only after it was cleaned (no slot
+//!    names it any more) *and* an SMR goal taken after the cleaning expired:
+//!    a reader that found a location is in a section that keeps it valid.
+//! 3. A segment is cleaned only when sealed and with no reservation in
+//!    flight, so its bytes up to the bump pointer are items or fillers.
+//! 4. `Budget::used` (table arrays, current and retired, plus segments ever
+//!    handed out) never exceeds `Config::memory_limit`.
+//! 5. Lock order: head → cleaner → {sealed list, free list, one shard}. A
+//!    shard lock holder takes no other lock, and nobody waits for a grace
+//!    period inside a section or while holding a shard lock.
+//!
+//! # Overhead per item
+//!
+//! 28 bytes of header plus padding to 8 bytes (3.5 on average), plus the
+//! index: a 64-byte bucket holds seven items at up to 5/7 load, 9-13 bytes
+//! per item. About 40-45 bytes all told (memcached: ~56 of header, 8 of
+//! table, slab rounding). The header could shrink to ~16 bytes by moving
+//! CAS and expiry into per-segment fields as Segcache does (XXX: issue 11).
+//!
+//! # References
+//!
+//! Yang et al., "Segcache: a memory-efficient and scalable in-memory
+//! key-value cache for small objects", NSDI 2021; Folly's F14 hash tables;
+//! memcached 1.6 `items.c`; FreeBSD `subr_smr.c` (via percore-smr).
+
+use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use percore::cpu::Counter;
+use percore::smr::{Guard, Seq, Smr};
+
+use super::segment::{item_size, Arena, Item, NewItem, ACCESSED, HEADER};
+use super::table::{Budget, Locked, Pos, Table};
+use super::{
+    counter_bytes, parse_counter, ArithOutcome, ArithReq, Clock, Config, DeleteOutcome, DeleteReq, GetReq, Hit, Mode,
+    StoreOutcome, StoreReq, StoreStats, ITEM_UPDATE_INTERVAL, KEY_MAX,
+};
+use crate::Error;
+
+/// The largest segment size the engine picks for itself.
+const SEGMENT_MAX: usize = 1 << 20;
+/// The smallest.
+const SEGMENT_MIN: usize = 64 << 10;
+/// Items per byte of `memory_limit` the initial table is sized for.
+const BYTES_PER_EXPECTED_ITEM: usize = 256;
+
+/// Counters of [`StoreStats`] (sharded: writers on different threads do not
+/// share a line).
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) total_items: Counter,
+    pub(super) linked: Counter,
+    pub(super) unlinked: Counter,
+    pub(super) linked_bytes: Counter,
+    pub(super) unlinked_bytes: Counter,
+    pub(super) evictions: Counter,
+    pub(super) reclaimed: Counter,
+    pub(super) evicted_unfetched: Counter,
+    pub(super) expired_unfetched: Counter,
+    pub(super) get_expired: Counter,
+    pub(super) get_flushed: Counter,
+}
+
+/// A head's open segment.
+#[derive(Debug, Default)]
+pub(super) struct Head {
+    pub(super) seg: Option<u32>,
+    pub(super) off: usize,
+}
+
+/// The cleaner's state (behind `Store::cleaner`).
+#[derive(Debug, Default)]
+pub(super) struct Cleaner {
+    /// The segment live items are copied into.
+    pub(super) dest: Option<u32>,
+    pub(super) off: usize,
+    /// Where the next sweep starts in the sealed list.
+    pub(super) cursor: usize,
+}
+
+/// Segments ready for reuse.
+#[derive(Debug, Default)]
+pub(super) struct FreeList {
+    /// Cleaned segments and the goal after which no reader can see them.
+    pub(super) cleaned: VecDeque<(u32, Seq)>,
+    /// Segments never handed out yet: `fresh..count`.
+    pub(super) fresh: usize,
+}
+
+/// Space handed out by a head, not yet filled and published.
+#[derive(Debug)]
+pub(super) struct Resv {
+    pub(super) loc: u64,
+    pub(super) len: usize,
+}
+
+/// No segment could be found for an item.
+#[derive(Debug)]
+pub(super) struct NoMemory;
+
+/// Why a found item does not count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Dead {
+    Flushed,
+    Expired,
+}
+
+/// The segment-log engine (see the module docs).
+///
+/// ```
+/// use percore_kv::store::{Config, GetReq, Mode, Store, StoreOutcome, StoreReq};
+///
+/// let store = Store::new(Config::default()).unwrap();
+/// let out = store.store(&StoreReq::new(Mode::Set, b"k", b"v", 7, 0));
+/// assert!(matches!(out, StoreOutcome::Stored { .. }));
+/// let got = store.get(b"k", &GetReq::default(), |hit| (hit.value.to_vec(), hit.flags));
+/// assert_eq!(got, Some((b"v".to_vec(), 7)));
+/// ```
+pub struct Store {
+    cfg: Config,
+    clock: Clock,
+    pub(super) smr: Smr,
+    hasher: RandomState,
+    pub(super) table: Table,
+    pub(super) arena: Arena,
+    pub(super) budget: Arc<Budget>,
+    /// One per expected writer thread (picked by `thread_index`).
+    pub(super) heads: Box<[Mutex<Head>]>,
+    pub(super) cleaner: Mutex<Cleaner>,
+    /// Sealed segments, oldest first. Removed from only under `cleaner`.
+    pub(super) sealed: Mutex<VecDeque<u32>>,
+    pub(super) free: Mutex<FreeList>,
+    /// The last CAS unique handed out.
+    next_cas: AtomicU64,
+    /// memcached's `settings.oldest_live` / `oldest_cas` (`flush_all`).
+    oldest_live: AtomicU32,
+    oldest_cas: AtomicU64,
+    pub(super) stats: Counters,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("segment_size", &self.arena.size)
+            .field("segments", &self.arena.count)
+            .field("used_bytes", &self.budget.used())
+            .finish()
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What one pass under the shard lock decided.
+enum Step<R> {
+    /// The operation is over.
+    Done(R),
+    /// It needs a reservation of this many bytes; run the pass again.
+    Need(usize),
+}
+
+/// One pass of an operation: inside an SMR section, with the key's shard
+/// locked.
+struct Pass<'s, 'r> {
+    st: &'s Store,
+    sh: Locked<'s>,
+    h: u64,
+    key: &'s [u8],
+    now: u32,
+    resv: &'r mut Option<Resv>,
+}
+
+impl<'s> Pass<'s, '_> {
+    #[inline]
+    fn item(&self, loc: u64) -> Item<'s> {
+        // SAFETY: `loc` comes from the table under the shard lock, inside the
+        // pass's SMR section (invariants 1 and 2).
+        unsafe { self.st.arena.item(loc) }
+    }
+
+    /// memcached's `do_item_get` liveness check: the live item of the key,
+    /// after unlinking (and counting) an expired or flushed one.
+    fn live(&mut self) -> Option<(Pos, u64)> {
+        let st = self.st;
+        let key = self.key;
+        let (pos, loc) = self.sh.find(self.h, |l| {
+            // SAFETY: as in `item`.
+            unsafe { st.arena.item(l) }.key() == key
+        })?;
+        let it = self.item(loc);
+        match st.dead(&it, self.now) {
+            None => Some((pos, loc)),
+            Some(why) => {
+                if why == Dead::Flushed {
+                    st.stats.get_flushed.inc();
+                } else {
+                    st.stats.get_expired.inc();
+                    // ORDERING: a statistic.
+                    if it.fetched().load(Ordering::Relaxed) == 0 {
+                        st.stats.expired_unfetched.inc();
+                    }
+                    st.stats.reclaimed.inc();
+                }
+                st.unlink(&mut self.sh, self.h, pos, loc);
+                None
+            }
+        }
+    }
+
+    /// Writes a new item of this key into the reservation (if it has
+    /// exactly the size needed) with a fresh CAS, and links it in place of
+    /// `old`. `Err(size)`: reserve `size` bytes and run the pass again.
+    fn publish(
+        &mut self,
+        old: Option<(Pos, u64)>,
+        mut hdr: NewItem,
+        parts: &[&[u8]],
+        total: bool,
+    ) -> Result<u64, usize> {
+        let vlen: usize = parts.iter().map(|p| p.len()).sum();
+        let size = item_size(self.key.len(), vlen);
+        let r = match self.resv.take() {
+            Some(r) if r.len == size => r,
+            other => {
+                *self.resv = other;
+                return Err(size);
+            }
+        };
+        // ORDERING: the shard lock orders CAS uniques of one key; across
+        // keys the counter only has to be unique and increasing.
+        hdr.cas = self.st.next_cas.fetch_add(1, Ordering::Relaxed) + 1;
+        // SAFETY: `r` is this operation's reservation of exactly `size` bytes.
+        unsafe { self.st.arena.write(r.loc, &hdr, self.key, parts) };
+        self.st.link(&mut self.sh, self.h, old, r.loc);
+        self.st.finish(r);
+        if total {
+            self.st.stats.total_items.inc();
+        }
+        Ok(hdr.cas)
+    }
+}
+
+impl Store {
+    /// An engine with these limits.
+    ///
+    /// Fails with [`Error::Config`] when the memory limit cannot hold the
+    /// index and at least `writers + 3` segments (one open per writer, one
+    /// for the cleaner, two to rotate through grace periods), or when the
+    /// item size limit is above 1 GiB.
+    pub fn new(cfg: Config) -> Result<Self, Error> {
+        let writers = cfg.writers.max(1);
+        if cfg.max_item_size > 1 << 30 {
+            return Err(Error::Config(format!("item size limit {} is above 1 GiB", cfg.max_item_size)));
+        }
+        let largest = (cfg.max_item_size.max(HEADER + KEY_MAX + 8) + 7) & !7;
+        let base = (cfg.memory_limit / 64).clamp(SEGMENT_MIN, SEGMENT_MAX);
+        let seg_size = largest.max(1 << base.ilog2());
+        let expected = cfg.memory_limit / BYTES_PER_EXPECTED_ITEM;
+        let mut buckets = expected / 5 / 64;
+        while buckets > 1 && Table::bytes_for(buckets) > cfg.memory_limit / 16 {
+            buckets /= 2;
+        }
+        let table_bytes = Table::bytes_for(buckets);
+        let count = cfg.memory_limit.saturating_sub(table_bytes) / seg_size;
+        if count < writers + 3 {
+            let need = table_bytes + (writers + 3) * seg_size;
+            return Err(Error::Config(format!(
+                "memory limit {} is too small: {writers} writers with {seg_size}-byte segments need at least {need} bytes",
+                cfg.memory_limit
+            )));
+        }
+        let smr = Smr::new("kv").map_err(|e| Error::Runtime(e.to_string()))?;
+        let budget = Arc::new(Budget::new(cfg.memory_limit));
+        let table = Table::new(smr.clone(), budget.clone(), buckets)
+            .ok_or_else(|| Error::Config("memory limit too small for the index".into()))?;
+        let arena = Arena::new(seg_size, count)
+            .ok_or_else(|| Error::Config(format!("cannot reserve {} bytes", seg_size * count)))?;
+        // The cleaner's first destination (see `clean_one`): charged now.
+        if !budget.try_reserve(seg_size) {
+            return Err(Error::Config("memory limit too small for the cleaner's segment".into()));
+        }
+        Ok(Store {
+            clock: Clock::new(),
+            smr,
+            hasher: RandomState::new(),
+            table,
+            arena,
+            budget,
+            heads: (0..writers).map(|_| Mutex::new(Head::default())).collect(),
+            cleaner: Mutex::new(Cleaner { dest: Some(0), off: 0, cursor: 0 }),
+            sealed: Mutex::new(VecDeque::new()),
+            free: Mutex::new(FreeList { cleaned: VecDeque::new(), fresh: 1 }),
+            next_cas: AtomicU64::new(0),
+            oldest_live: AtomicU32::new(0),
+            oldest_cas: AtomicU64::new(0),
+            stats: Counters::default(),
+            cfg,
+        })
+    }
+
+    /// The limits it was made with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Its clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Bytes per segment (the unit of allocation and eviction).
+    pub fn segment_size(&self) -> usize {
+        self.arena.size
+    }
+
+    #[inline]
+    pub(super) fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// Whether `it` is flushed or expired at `now` (memcached's order).
+    #[inline]
+    pub(super) fn dead(&self, it: &Item<'_>, now: u32) -> Option<Dead> {
+        // ORDERING: `flush_all` is not ordered with concurrent operations
+        // (memcached's settings fields are plain reads too).
+        let oldest_live = self.oldest_live.load(Ordering::Relaxed);
+        if oldest_live != 0 && oldest_live <= now {
+            // ORDERING: as above.
+            let oldest_cas = self.oldest_cas.load(Ordering::Relaxed);
+            // ORDERING: a hint written by readers; see `segment.rs`.
+            if it.atime().load(Ordering::Relaxed) <= oldest_live || (oldest_cas != 0 && it.cas() < oldest_cas) {
+                return Some(Dead::Flushed);
+            }
+        }
+        // ORDERING: `exp` changes under the shard lock; a reader may see the
+        // old or the new expiry of a concurrent touch, either is correct.
+        let exp = it.exp().load(Ordering::Relaxed);
+        if exp != 0 && exp <= now {
+            Some(Dead::Expired)
+        } else {
+            None
+        }
+    }
+
+    /// Unlinks the item at `pos`/`loc` (hash `h`) and accounts for it.
+    pub(super) fn unlink(&self, sh: &mut Locked<'_>, h: u64, pos: Pos, loc: u64) {
+        // SAFETY: `loc` is linked (the caller found it under the lock), so its
+        // segment is not reused while we read its header (invariant 2).
+        let it = unsafe { self.arena.item(loc) };
+        sh.remove(h, pos);
+        // ORDERING: a count read by the cleaner to choose victims, and
+        // compared with 0 only after the cleaner unlinked everything itself.
+        self.arena.meta[Arena::seg_of(loc) as usize].live.fetch_sub(it.size(), Ordering::Relaxed);
+        self.stats.unlinked.inc();
+        self.stats.unlinked_bytes.add(it.mc_size() as u64);
+    }
+
+    /// Links the item at `loc` for hash `h`, replacing `old` (or inserting,
+    /// evicting a neighbour when the table may not grow).
+    fn link(&self, sh: &mut Locked<'_>, h: u64, old: Option<(Pos, u64)>, loc: u64) {
+        // SAFETY: `loc` is the caller's freshly written item.
+        let it = unsafe { self.arena.item(loc) };
+        // ORDERING: see `unlink`.
+        self.arena.meta[Arena::seg_of(loc) as usize].live.fetch_add(it.size(), Ordering::Relaxed);
+        self.stats.linked.inc();
+        self.stats.linked_bytes.add(it.mc_size() as u64);
+        match old {
+            Some((pos, old_loc)) => {
+                sh.replace(pos, loc);
+                // SAFETY: `old_loc` was linked until now, under this lock.
+                let old = unsafe { self.arena.item(old_loc) };
+                // ORDERING: see `unlink`.
+                self.arena.meta[Arena::seg_of(old_loc) as usize].live.fetch_sub(old.size(), Ordering::Relaxed);
+                self.stats.unlinked.inc();
+                self.stats.unlinked_bytes.add(old.mc_size() as u64);
+            }
+            None => {
+                let hash_of = |l: u64| {
+                    // SAFETY: every location in the table is linked (invariant 2).
+                    self.hash(unsafe { self.arena.item(l) }.key())
+                };
+                while !sh.insert(h, loc, hash_of) {
+                    let Some((vpos, vloc)) = sh.victim(h) else { break };
+                    // SAFETY: as in `hash_of`.
+                    let v = unsafe { self.arena.item(vloc) };
+                    self.stats.evictions.inc();
+                    // ORDERING: a statistic.
+                    if v.fetched().load(Ordering::Relaxed) == 0 {
+                        self.stats.evicted_unfetched.inc();
+                    }
+                    self.unlink(sh, self.hash(v.key()), vpos, vloc);
+                }
+            }
+        }
+    }
+
+    /// Ends a reservation whose bytes were written (and linked or not).
+    pub(super) fn finish(&self, r: Resv) {
+        // ORDERING: Release pairs with the cleaner's Acquire load of
+        // `inflight`: the item's bytes and its link happen before the
+        // cleaner walks the segment.
+        self.arena.meta[Arena::seg_of(r.loc) as usize].inflight.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Gives an unused reservation back (its bytes become a filler).
+    fn abandon(&self, r: Resv) {
+        // SAFETY: `r` is the caller's own reservation.
+        unsafe { self.arena.write_filler(r.loc, r.len) };
+        self.finish(r);
+    }
+
+    /// Runs `pass` under `key`'s shard lock until it is done, reserving
+    /// what it asks for in between (outside the section: reserving may wait
+    /// for a grace period). `pre`: reserve this much before the first pass.
+    fn run<R>(
+        &self,
+        key: &[u8],
+        h: u64,
+        pre: Option<usize>,
+        mut pass: impl FnMut(&mut Pass<'_, '_>) -> Step<R>,
+    ) -> Result<R, NoMemory> {
+        let mut resv = match pre {
+            Some(n) => Some(self.reserve(n)?),
+            None => None,
+        };
+        loop {
+            let step = {
+                let _section: Guard<'_> = self.smr.enter();
+                let mut p = Pass { st: self, sh: self.table.lock(h), h, key, now: self.clock.now(), resv: &mut resv };
+                pass(&mut p)
+            };
+            if let Some(r) = resv.take() {
+                self.abandon(r);
+            }
+            match step {
+                Step::Done(r) => return Ok(r),
+                Step::Need(n) => resv = Some(self.reserve(n)?),
+            }
+        }
+    }
+
+    /// Looks `key` up; on a hit calls `f` with the item and returns its
+    /// result, on a miss returns `None` (or, with `req.vivify`, creates a
+    /// stub and reports it as a hit that won its token).
+    ///
+    /// `f` runs inside an SMR section (and, for touch, recache, stale items
+    /// and vivify, under the shard lock): it must copy what it needs and
+    /// return, without blocking or calling the store.
+    #[inline]
+    pub fn get<R>(&self, key: &[u8], req: &GetReq, f: impl FnOnce(&Hit<'_>) -> R) -> Option<R> {
+        let now = self.clock.now();
+        let h = self.hash(key);
+        if req.touch.is_none() && req.recache.is_none() {
+            let _section = self.smr.enter();
+            let found = self.table.find(&_section, h, |loc| {
+                // SAFETY: `loc` was loaded with Acquire from the table inside
+                // this section (invariants 1 and 2).
+                unsafe { self.arena.item(loc) }.key() == key
+            });
+            match found {
+                Some(loc) => {
+                    // SAFETY: as above.
+                    let it = unsafe { self.arena.item(loc) };
+                    if !it.stale() && self.dead(&it, now).is_none() {
+                        return Some(f(&self.hit_fast(key, &it, req, now)));
+                    }
+                }
+                None if req.vivify.is_none() => return None,
+                None => {}
+            }
+        }
+        self.get_slow(key, h, req, f)
+    }
+
+    /// The hit of a plain get: loads, and the two rate-limited stores.
+    #[inline]
+    fn hit_fast<'a>(&self, key: &'a [u8], it: &Item<'a>, req: &GetReq, now: u32) -> Hit<'a> {
+        // ORDERING: recency hints and a token flag written under the shard
+        // lock; none of them orders other memory.
+        let fetched = it.fetched().load(Ordering::Relaxed);
+        let atime = it.atime().load(Ordering::Relaxed);
+        let exp = it.exp().load(Ordering::Relaxed);
+        let token = it.token().load(Ordering::Relaxed) != 0;
+        if !req.no_bump {
+            if fetched != ACCESSED {
+                // ORDERING: as above. A plain store, not an RMW: only this
+                // byte changes, and only from "not accessed" to "accessed".
+                it.fetched().store(ACCESSED, Ordering::Relaxed);
+            }
+            if atime < now.saturating_sub(ITEM_UPDATE_INTERVAL) {
+                // ORDERING: as above; at most once per interval.
+                it.atime().store(now, Ordering::Relaxed);
+            }
+        }
+        Hit {
+            key,
+            value: it.value(),
+            flags: it.flags(),
+            cas: it.cas(),
+            ttl: Clock::ttl(exp, now),
+            last_access: now.saturating_sub(atime),
+            fetched: fetched != 0,
+            stale: false,
+            win: false,
+            token_taken: token,
+        }
+    }
+
+    #[cold]
+    fn get_slow<R>(&self, key: &[u8], h: u64, req: &GetReq, f: impl FnOnce(&Hit<'_>) -> R) -> Option<R> {
+        let mut f = Some(f);
+        let out = self.run(key, h, None, |p| {
+            let now = p.now;
+            match p.live() {
+                Some((_, loc)) => {
+                    let it = p.item(loc);
+                    // ORDERING: under the shard lock, which orders every
+                    // writer of `exp` and `token`; the hints as in `hit_fast`.
+                    let fetched = it.fetched().load(Ordering::Relaxed);
+                    let atime = it.atime().load(Ordering::Relaxed);
+                    if let Some(t) = req.touch {
+                        // ORDERING: as above.
+                        it.exp().store(self.clock.rel_exptime(t), Ordering::Relaxed);
+                    }
+                    // ORDERING: as above.
+                    let exp = it.exp().load(Ordering::Relaxed);
+                    let ttl = Clock::ttl(exp, now);
+                    // ORDERING: as above.
+                    let sent = it.token().load(Ordering::Relaxed) != 0;
+                    let wants = it.stale() || matches!(req.recache, Some(r) if exp != 0 && ttl < i64::from(r));
+                    let win = wants && !sent;
+                    if win {
+                        // ORDERING: as above.
+                        it.token().store(1, Ordering::Relaxed);
+                    }
+                    if !req.no_bump {
+                        if fetched != ACCESSED {
+                            // ORDERING: as in `hit_fast`.
+                            it.fetched().store(ACCESSED, Ordering::Relaxed);
+                        }
+                        if atime < now.saturating_sub(ITEM_UPDATE_INTERVAL) {
+                            // ORDERING: as in `hit_fast`.
+                            it.atime().store(now, Ordering::Relaxed);
+                        }
+                    }
+                    let hit = Hit {
+                        key,
+                        value: it.value(),
+                        flags: it.flags(),
+                        cas: it.cas(),
+                        ttl,
+                        last_access: now.saturating_sub(atime),
+                        fetched: fetched != 0,
+                        stale: it.stale(),
+                        win,
+                        token_taken: sent && !win,
+                    };
+                    Step::Done(f.take().map(|f| f(&hit)))
+                }
+                None => {
+                    let Some(ttl) = req.vivify else { return Step::Done(None) };
+                    let exp = self.clock.rel_exptime(ttl);
+                    let hdr = NewItem { cas: 0, exp, atime: now, flags: 0, fetched: 0, token: 1, stale: 0 };
+                    match p.publish(None, hdr, &[], true) {
+                        Ok(cas) => {
+                            let hit = Hit {
+                                key,
+                                value: &[],
+                                flags: 0,
+                                cas,
+                                ttl: Clock::ttl(exp, now),
+                                last_access: 0,
+                                fetched: false,
+                                stale: false,
+                                win: true,
+                                token_taken: false,
+                            };
+                            Step::Done(f.take().map(|f| f(&hit)))
+                        }
+                        Err(n) => Step::Need(n),
+                    }
+                }
+            }
+        });
+        out.ok().flatten()
+    }
+
+    /// Stores, replaces, appends or prepends (see [`StoreReq`]).
+    pub fn store(&self, req: &StoreReq<'_>) -> StoreOutcome {
+        let h = self.hash(req.key);
+        if !self.cfg.fits(req.key.len(), req.value.len()) {
+            if req.mode == Mode::Set {
+                let _ = self.run(req.key, h, None, |p| {
+                    let st = p.st;
+                    if let Some((pos, loc)) = p.sh.find(h, |l| {
+                        // SAFETY: as in `Pass::item`.
+                        unsafe { st.arena.item(l) }.key() == req.key
+                    }) {
+                        st.unlink(&mut p.sh, h, pos, loc);
+                    }
+                    Step::Done(())
+                });
+            }
+            return StoreOutcome::TooLarge;
+        }
+        let pre = (req.mode == Mode::Set && req.cas.is_none()).then(|| item_size(req.key.len(), req.value.len()));
+        let out = self.run(req.key, h, pre, |p| {
+            let now = p.now;
+            let old = p.live();
+            let mut stale = 0;
+            if let Some(c) = req.cas {
+                match old {
+                    None => return Step::Done(StoreOutcome::NotFound),
+                    Some((_, loc)) => {
+                        let cas = p.item(loc).cas();
+                        if cas == c {
+                        } else if req.invalidate && c < cas {
+                            stale = 1;
+                        } else {
+                            return Step::Done(StoreOutcome::Exists);
+                        }
+                    }
+                }
+            }
+            let fresh = |flags, exp| NewItem { cas: 0, exp, atime: now, flags, fetched: 0, token: 0, stale };
+            let stored = |r: Result<u64, usize>| match r {
+                Ok(cas) => Step::Done(StoreOutcome::Stored { cas }),
+                Err(n) => Step::Need(n),
+            };
+            match (req.mode, old) {
+                (Mode::Set, _) | (Mode::Add, None) | (Mode::Replace, Some(_)) => {
+                    let hdr = fresh(req.flags, self.clock.rel_exptime(req.exptime));
+                    stored(p.publish(old, hdr, &[req.value], true))
+                }
+                (Mode::Add, Some((_, loc))) => {
+                    let atime = p.item(loc).atime();
+                    // ORDERING: a recency hint, as in `hit_fast`.
+                    if atime.load(Ordering::Relaxed) < now.saturating_sub(ITEM_UPDATE_INTERVAL) {
+                        // ORDERING: as above.
+                        atime.store(now, Ordering::Relaxed);
+                    }
+                    Step::Done(StoreOutcome::NotStored)
+                }
+                (Mode::Append | Mode::Prepend, None) => match req.vivify {
+                    Some(ttl) => {
+                        stored(p.publish(None, fresh(req.flags, self.clock.rel_exptime(ttl)), &[req.value], true))
+                    }
+                    None => Step::Done(StoreOutcome::NotStored),
+                },
+                (Mode::Replace, None) => Step::Done(StoreOutcome::NotStored),
+                (mode, Some((pos, loc))) => {
+                    let it = p.item(loc);
+                    let old_value = it.value();
+                    if !self.cfg.fits(req.key.len(), old_value.len() + req.value.len()) {
+                        return Step::Done(StoreOutcome::NotStored);
+                    }
+                    // ORDERING: under the shard lock (see `get_slow`).
+                    let hdr = fresh(it.flags(), it.exp().load(Ordering::Relaxed));
+                    let parts: [&[u8]; 2] =
+                        if mode == Mode::Append { [old_value, req.value] } else { [req.value, old_value] };
+                    stored(p.publish(Some((pos, loc)), hdr, &parts, true))
+                }
+            }
+        });
+        out.unwrap_or(StoreOutcome::NoMemory)
+    }
+
+    /// Deletes, or with `req.invalidate` marks stale (see [`DeleteReq`]).
+    pub fn delete(&self, key: &[u8], req: &DeleteReq) -> DeleteOutcome {
+        let h = self.hash(key);
+        let out = self.run(key, h, None, |p| {
+            let Some((pos, loc)) = p.live() else { return Step::Done(DeleteOutcome::NotFound) };
+            let it = p.item(loc);
+            if matches!(req.cas, Some(c) if c != it.cas()) {
+                return Step::Done(DeleteOutcome::Exists);
+            }
+            if req.invalidate {
+                let mut hdr = it.snapshot();
+                hdr.stale = 1;
+                hdr.token = 0;
+                if let Some(t) = req.ttl {
+                    hdr.exp = self.clock.rel_exptime(t);
+                }
+                match p.publish(Some((pos, loc)), hdr, &[it.value()], false) {
+                    Ok(_) => Step::Done(DeleteOutcome::Deleted),
+                    Err(n) => Step::Need(n),
+                }
+            } else {
+                p.st.unlink(&mut p.sh, h, pos, loc);
+                Step::Done(DeleteOutcome::Deleted)
+            }
+        });
+        match out {
+            Ok(o) => o,
+            // XXX: no memory for the stale copy: remove the item instead
+            // (a client asking to invalidate accepts a miss).
+            Err(NoMemory) => self.delete(key, &DeleteReq { invalidate: false, ..*req }),
+        }
+    }
+
+    /// Increments or decrements a decimal value (see [`ArithReq`]).
+    pub fn arith(&self, req: &ArithReq<'_>) -> ArithOutcome {
+        let h = self.hash(req.key);
+        let out = self.run(req.key, h, None, |p| {
+            let now = p.now;
+            let Some((pos, loc)) = p.live() else {
+                let Some((initial, exptime)) = req.vivify else { return Step::Done(ArithOutcome::NotFound) };
+                let exp = self.clock.rel_exptime(exptime);
+                let hdr = NewItem { cas: 0, exp, atime: now, flags: 0, fetched: 0, token: 0, stale: 0 };
+                let digits = initial.to_string();
+                return match p.publish(None, hdr, &[digits.as_bytes()], true) {
+                    Ok(cas) => Step::Done(ArithOutcome::Value { value: initial, cas, ttl: Clock::ttl(exp, now) }),
+                    Err(n) => Step::Need(n),
+                };
+            };
+            let it = p.item(loc);
+            if matches!(req.cas, Some(c) if c != it.cas()) {
+                return Step::Done(ArithOutcome::Exists);
+            }
+            let Some(n) = parse_counter(it.value()) else { return Step::Done(ArithOutcome::NonNumeric) };
+            let value = if req.incr { n.wrapping_add(req.delta) } else { n.saturating_sub(req.delta) };
+            let bytes = counter_bytes(value, it.value().len());
+            let mut hdr = it.snapshot();
+            hdr.atime = now;
+            if let Some(t) = req.ttl {
+                hdr.exp = self.clock.rel_exptime(t);
+            }
+            match p.publish(Some((pos, loc)), hdr, &[&bytes], false) {
+                Ok(cas) => Step::Done(ArithOutcome::Value { value, cas, ttl: Clock::ttl(hdr.exp, now) }),
+                Err(n) => Step::Need(n),
+            }
+        });
+        // XXX: memcached answers "SERVER_ERROR out of memory" here; the
+        // contract has no such outcome for arithmetic.
+        out.unwrap_or(ArithOutcome::NotStored)
+    }
+
+    /// Sets a live item's expiry; `false` if there is none.
+    pub fn touch(&self, key: &[u8], exptime: i64) -> bool {
+        let h = self.hash(key);
+        let out = self.run(key, h, None, |p| match p.live() {
+            Some((_, loc)) => {
+                // ORDERING: under the shard lock (see `get_slow`).
+                p.item(loc).exp().store(self.clock.rel_exptime(exptime), Ordering::Relaxed);
+                Step::Done(true)
+            }
+            None => Step::Done(false),
+        });
+        out.unwrap_or(false)
+    }
+
+    /// `flush_all [delay]`: every item stored before the moment `delay`
+    /// (client form; `0` = now) becomes invalid at that moment, as
+    /// memcached's `oldest_live` / `oldest_cas`.
+    pub fn flush_all(&self, delay: i64) {
+        let now = self.clock.now();
+        let new_oldest = if delay > 0 { self.clock.rel_exptime(delay) } else { now };
+        let oldest_live = new_oldest.saturating_sub(1).max(1);
+        if oldest_live <= now {
+            // ORDERING: see `dead`; the CAS counter is read as memcached
+            // reads `get_cas_id()`, unordered with concurrent stores.
+            self.oldest_cas.store(self.next_cas.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+        // ORDERING: see `dead`.
+        self.oldest_live.store(oldest_live, Ordering::Relaxed);
+    }
+
+    /// The store's counters.
+    pub fn stats(&self) -> StoreStats {
+        let s = &self.stats;
+        StoreStats {
+            curr_items: s.linked.sum().wrapping_sub(s.unlinked.sum()),
+            total_items: s.total_items.sum(),
+            bytes: s.linked_bytes.sum().wrapping_sub(s.unlinked_bytes.sum()),
+            evictions: s.evictions.sum(),
+            reclaimed: s.reclaimed.sum(),
+            evicted_unfetched: s.evicted_unfetched.sum(),
+            expired_unfetched: s.expired_unfetched.sum(),
+            get_expired: s.get_expired.sum(),
+            get_flushed: s.get_flushed.sum(),
+            used_bytes: self.budget.used() as u64,
+            limit_bytes: self.cfg.memory_limit as u64,
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+#[path = "engine_tests.rs"]
+mod tests;
