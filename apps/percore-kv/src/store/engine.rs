@@ -371,11 +371,6 @@ impl Store {
         &self.clock
     }
 
-    /// Bytes per segment (the unit of allocation and eviction).
-    pub fn segment_size(&self) -> usize {
-        self.arena.size
-    }
-
     #[inline]
     pub(super) fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
