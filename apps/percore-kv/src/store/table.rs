@@ -599,3 +599,143 @@ mod tests {
         assert!(l.state.len <= SLOTS);
     }
 }
+
+/// loom models of the table's core protocol, with the real code and shrunk
+/// constants (one shard, probe windows of one bucket, a grow at one key per
+/// bucket). Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo
+/// test -p percore-kv --release --lib loom` (see ci/loom.sh).
+///
+/// Item memory is modelled by loom `UnsafeCell`s, so loom reports a reader
+/// that could see an item before its bytes were written, and "freeing" an
+/// item poisons it: a reader must never see the poison.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::cell::UnsafeCell;
+    use loom::thread;
+
+    const POISON: usize = usize::MAX;
+
+    struct World {
+        table: Table,
+        smr: Smr,
+        items: [UnsafeCell<usize>; 3],
+    }
+
+    // SAFETY: the cells are accessed under the protocol the model checks;
+    // loom reports any unsynchronised access.
+    unsafe impl Sync for World {}
+    // SAFETY: as above.
+    unsafe impl Send for World {}
+
+    fn world() -> Arc<World> {
+        let smr = Smr::new("kv-loom").unwrap();
+        let table = Table::new(smr.clone(), Arc::new(Budget::new(1 << 20)), 1).unwrap();
+        Arc::new(World { table, smr, items: [UnsafeCell::new(0), UnsafeCell::new(0), UnsafeCell::new(0)] })
+    }
+
+    impl World {
+        fn read_item(&self, loc: u64) -> usize {
+            // SAFETY: loom checks this access against the writer's.
+            self.items[loc as usize - 1].with(|p| unsafe { *p })
+        }
+
+        fn write_item(&self, loc: u64, v: usize) {
+            // SAFETY: loom checks this access against the readers'.
+            self.items[loc as usize - 1].with_mut(|p| unsafe { *p = v });
+        }
+
+        /// A reader's lookup of the key with hash `h`: the value it sees.
+        fn get(&self, h: u64) -> Option<usize> {
+            let g = self.smr.enter();
+            let loc = self.table.find(&g, h, |loc| self.read_item(loc) != 0)?;
+            let v = self.read_item(loc);
+            assert_ne!(v, POISON, "a reader saw a freed item");
+            Some(v)
+        }
+    }
+
+    /// Two keys: `A` homes in bucket 0, `B` in bucket 1 once grown.
+    const A: u64 = 1 << 48;
+    const B: u64 = (2 << 48) | 1;
+
+    /// A writer replaces an item and frees the old one after a grace
+    /// period while a reader looks it up: the reader sees the old or the
+    /// new item, fully written, never the freed one.
+    #[test]
+    fn replace_then_free_after_grace() {
+        loom::model(|| {
+            let w = world();
+            w.write_item(1, 10);
+            assert!(w.table.lock(A).insert(A, 1, |_| A));
+            let r = {
+                let w = w.clone();
+                thread::spawn(move || w.get(A))
+            };
+            w.write_item(2, 11);
+            {
+                let mut l = w.table.lock(A);
+                let (pos, old) = l.find(A, |loc| loc == 1).unwrap();
+                assert_eq!(old, 1);
+                l.replace(pos, 2);
+            }
+            let goal = w.smr.advance();
+            assert!(w.smr.poll(goal, true));
+            w.write_item(1, POISON);
+            let seen = r.join().unwrap();
+            assert!(matches!(seen, Some(10) | Some(11)), "{seen:?}");
+        });
+    }
+
+    /// A reader looking up a key while a writer inserts another one, which
+    /// grows the shard: the present key is always found, and the grown
+    /// table holds both.
+    #[test]
+    fn grow_never_hides_a_present_key() {
+        loom::model(|| {
+            let w = world();
+            w.write_item(1, 10);
+            let hash_of = |loc: u64| if loc == 1 { A } else { B };
+            assert!(w.table.lock(A).insert(A, 1, hash_of));
+            let r = {
+                let w = w.clone();
+                thread::spawn(move || w.get(A))
+            };
+            w.write_item(2, 20);
+            assert!(w.table.lock(B).insert(B, 2, hash_of));
+            assert_eq!(r.join().unwrap(), Some(10));
+            assert_eq!(w.get(B), Some(20));
+            assert_eq!(w.get(A), Some(10));
+        });
+    }
+
+    /// A key removed and its slot reused by another key while a reader
+    /// looks for the first: the reader finds it or nothing, never the other
+    /// key's item (the key check sees a fully written item).
+    #[test]
+    fn reused_slot_is_never_mistaken() {
+        loom::model(|| {
+            let w = world();
+            w.write_item(1, 10);
+            assert!(w.table.lock(A).insert(A, 1, |_| A));
+            let r = {
+                let w = w.clone();
+                thread::spawn(move || {
+                    let g = w.smr.enter();
+                    let loc = w.table.find(&g, A, |loc| w.read_item(loc) == 10);
+                    loc.map(|l| w.read_item(l))
+                })
+            };
+            {
+                let mut l = w.table.lock(A);
+                let (pos, _) = l.find(A, |loc| loc == 1).unwrap();
+                l.remove(A, pos);
+            }
+            w.write_item(3, 30);
+            // Same tag, same bucket: the freed slot is reused.
+            assert!(w.table.lock(A).insert(A, 3, |_| A));
+            let seen = r.join().unwrap();
+            assert!(matches!(seen, None | Some(10)), "{seen:?}");
+        });
+    }
+}
