@@ -2,7 +2,7 @@
 //! limit, counts every eviction, never answers NoMemory while something can
 //! be evicted, and what it still holds reads back intact; dead bytes from
 //! overwrites are compacted away without evicting live items.
-#![cfg(not(loom))]
+#![cfg(not(feature = "loom"))]
 
 use percore_kv::store::{Config, DeleteReq, GetReq, Mode, Store, StoreOutcome, StoreReq};
 

@@ -6,7 +6,7 @@
 //!
 //! Both clocks are frozen and advanced together, so expiry, TTLs, access
 //! times and delayed flushes are compared exactly too.
-#![cfg(not(loom))]
+#![cfg(not(feature = "loom"))]
 
 use percore_kv::store::model::ModelStore;
 use percore_kv::store::{

@@ -10,7 +10,7 @@
 //!
 //! The second test runs the same mix in a store small enough that segments
 //! are cleaned (evicted and compacted) while readers read them.
-#![cfg(not(loom))]
+#![cfg(not(feature = "loom"))]
 
 use std::collections::HashSet;
 use std::sync::Mutex;

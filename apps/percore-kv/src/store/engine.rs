@@ -88,9 +88,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use percore::cpu::Counter;
-use percore::smr::{Guard, Seq, Smr};
 
 use super::segment::{item_size, Arena, Item, NewItem, ACCESSED, HEADER};
+use super::sync::{Guard, Seq, Smr};
 use super::table::{Budget, Locked, Pos, Table};
 use super::{
     counter_bytes, parse_counter, ArithOutcome, ArithReq, Clock, Config, DeleteOutcome, DeleteReq, GetReq, Hit, Mode,
@@ -842,6 +842,6 @@ impl Store {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(feature = "loom")))]
 #[path = "engine_tests.rs"]
 mod tests;

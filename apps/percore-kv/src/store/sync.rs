@@ -1,14 +1,26 @@
-//! The one door to atomics for the store's lock-free protocol.
+//! The one door to atomics and SMR for the store's lock-free protocol.
 //!
 //! Every atomic the table's read/write protocol relies on comes from here, so
-//! that `RUSTFLAGS="--cfg loom"` swaps them for loom's model-checked versions
-//! (as `percore-smr`'s `loom` module does). The spin lock writers take per
-//! shard is here too: under loom its spin is a yield.
+//! that the `loom` feature swaps them for loom's model-checked versions (as
+//! `percore-smr`'s `loom` module does under `--cfg loom`). The spin lock
+//! writers take per shard is here too: under loom its spin is a yield.
+//!
+//! Under the feature, `Smr` is a small model of GUS with loom atomics (the
+//! real percore-smr cannot be built for loom inside this crate: its facade's
+//! runtime is configured out under `--cfg loom`). It keeps the contract the
+//! table relies on: a goal returned by `advance` expires only once every
+//! section that could have seen the state before the advance has ended.
+//! percore-smr's own loom models check that the real domain keeps it.
 
-#[cfg(loom)]
+#[cfg(feature = "loom")]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};
-#[cfg(not(loom))]
+#[cfg(not(feature = "loom"))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};
+
+#[cfg(not(feature = "loom"))]
+pub(crate) use percore::smr::{Guard, Seq, Smr};
+#[cfg(feature = "loom")]
+pub(crate) use smr_model::{Guard, Seq, Smr};
 
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
@@ -17,7 +29,7 @@ use std::sync::atomic::Ordering;
 /// Spin hint; under loom a yield so the model makes progress.
 #[inline]
 fn spin_loop(spins: u32) {
-    #[cfg(not(loom))]
+    #[cfg(not(feature = "loom"))]
     {
         if spins < 64 {
             std::hint::spin_loop();
@@ -25,7 +37,7 @@ fn spin_loop(spins: u32) {
             std::thread::yield_now();
         }
     }
-    #[cfg(loom)]
+    #[cfg(feature = "loom")]
     {
         let _ = spins;
         loom::thread::yield_now();
@@ -111,5 +123,120 @@ impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         // ORDERING: Release pairs with the Acquire exchange in `lock`.
         self.lock.locked.store(false, Ordering::Release);
+    }
+}
+
+/// The GUS model used under loom (see the module docs).
+#[cfg(feature = "loom")]
+mod smr_model {
+    use std::cell::Cell;
+    use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+
+    use loom::sync::atomic::{fence, AtomicU32, AtomicUsize};
+    use loom::sync::Arc;
+
+    const READERS: usize = 4;
+
+    struct Inner {
+        /// The write sequence; odd, starts at 1.
+        wr: AtomicU32,
+        /// Each reader's sequence while in a section, 0 outside.
+        slots: [AtomicU32; READERS],
+        next: AtomicUsize,
+    }
+
+    /// A domain (model).
+    #[derive(Clone)]
+    pub(crate) struct Smr(Arc<Inner>);
+
+    /// A goal.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct Seq(u32);
+
+    /// A read section (model).
+    pub(crate) struct Guard<'a> {
+        smr: &'a Smr,
+    }
+
+    loom::thread_local! {
+        static SLOT: Cell<usize> = Cell::new(usize::MAX);
+        static NEST: Cell<u32> = Cell::new(0);
+    }
+
+    impl Smr {
+        pub(crate) fn new(_name: &str) -> Result<Smr, std::convert::Infallible> {
+            Ok(Smr(Arc::new(Inner {
+                wr: AtomicU32::new(1),
+                slots: std::array::from_fn(|_| AtomicU32::new(0)),
+                next: AtomicUsize::new(0),
+            })))
+        }
+
+        fn slot(&self) -> &AtomicU32 {
+            let mut i = SLOT.with(Cell::get);
+            if i == usize::MAX {
+                i = self.0.next.fetch_add(1, Relaxed);
+                SLOT.with(|s| s.set(i));
+            }
+            &self.0.slots[i]
+        }
+
+        pub(crate) fn enter(&self) -> Guard<'_> {
+            if NEST.with(Cell::get) == 0 {
+                self.slot().store(self.0.wr.load(SeqCst), SeqCst);
+                // ORDERING: the fence the real reader's compiler fence
+                // becomes under the writer's membarrier (percore-smr's sys).
+                fence(SeqCst);
+            }
+            NEST.with(|n| n.set(n.get() + 1));
+            Guard { smr: self }
+        }
+
+        pub(crate) fn in_section(&self) -> bool {
+            NEST.with(Cell::get) > 0
+        }
+
+        pub(crate) fn advance(&self) -> Seq {
+            // ORDERING: SeqCst with the readers' publication (GUS's
+            // `smr_advance` is a release RMW followed by the poller's fence).
+            Seq(self.0.wr.fetch_add(2, SeqCst) + 2)
+        }
+
+        pub(crate) fn poll(&self, goal: Seq, wait: bool) -> bool {
+            let wait = wait && !self.in_section();
+            loop {
+                fence(SeqCst);
+                let done = self.0.slots.iter().all(|s| {
+                    // ORDERING: Acquire pairs with the Release exit store.
+                    let v = s.load(Acquire);
+                    v == 0 || v >= goal.0
+                });
+                if done || !wait {
+                    return done;
+                }
+                loom::thread::yield_now();
+            }
+        }
+
+        #[allow(dead_code)]
+        pub(crate) fn synchronize(&self) -> Result<(), std::convert::Infallible> {
+            let goal = self.advance();
+            self.poll(goal, true);
+            Ok(())
+        }
+    }
+
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            let n = NEST.with(|n| {
+                n.set(n.get() - 1);
+                n.get()
+            });
+            if n == 0 {
+                // ORDERING: Release: the section's loads happen before a
+                // poller that acquires 0 frees anything.
+                self.smr.slot().store(0, Release);
+            }
+        }
     }
 }

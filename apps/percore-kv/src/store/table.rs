@@ -47,31 +47,29 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use percore::smr::{Guard, Seq, Smr};
-
-use super::sync::{AtomicPtr, AtomicU64, AtomicUsize, SpinGuard, SpinLock};
+use super::sync::{AtomicPtr, AtomicU64, AtomicUsize, Guard, Seq, Smr, SpinGuard, SpinLock};
 
 /// Slots per bucket.
 pub(crate) const SLOTS: usize = 7;
 
 /// log2 of the number of shards.
-#[cfg(not(loom))]
+#[cfg(not(feature = "loom"))]
 const SHARD_BITS: u32 = 6;
-#[cfg(loom)]
+#[cfg(feature = "loom")]
 const SHARD_BITS: u32 = 0;
 
 /// A key is placed at most this many buckets past its home before the shard
 /// grows.
-#[cfg(not(loom))]
+#[cfg(not(feature = "loom"))]
 const MAX_PROBE: usize = 8;
-#[cfg(loom)]
+#[cfg(feature = "loom")]
 const MAX_PROBE: usize = 1;
 
 /// A shard grows when it holds more than this many keys per bucket (of
 /// [`SLOTS`]): a load factor of 5/7.
-#[cfg(not(loom))]
+#[cfg(not(feature = "loom"))]
 const LOAD_PER_BUCKET: usize = 5;
-#[cfg(loom)]
+#[cfg(feature = "loom")]
 const LOAD_PER_BUCKET: usize = 1;
 
 const LO: u64 = 0x0101_0101_0101_0101;
@@ -305,7 +303,7 @@ impl Table {
     }
 
     /// Keys in the table.
-    #[cfg(test)]
+    #[cfg(all(test, not(feature = "loom")))]
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.state.lock().len).sum()
     }
@@ -508,7 +506,7 @@ fn place(array: &Array, h: u64, loc: u64, probe: usize) -> bool {
     false
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(feature = "loom")))]
 mod tests {
     use super::*;
 
@@ -602,13 +600,14 @@ mod tests {
 
 /// loom models of the table's core protocol, with the real code and shrunk
 /// constants (one shard, probe windows of one bucket, a grow at one key per
-/// bucket). Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo
-/// test -p percore-kv --release --lib loom` (see ci/loom.sh).
+/// bucket), over the SMR model in `sync.rs`. Run with
+/// `LOOM_MAX_PREEMPTIONS=2 cargo test -p percore-kv --release --features loom
+/// --lib loom`.
 ///
 /// Item memory is modelled by loom `UnsafeCell`s, so loom reports a reader
 /// that could see an item before its bytes were written, and "freeing" an
 /// item poisons it: a reader must never see the poison.
-#[cfg(all(test, loom))]
+#[cfg(all(test, feature = "loom"))]
 mod loom_tests {
     use super::*;
     use loom::cell::UnsafeCell;
