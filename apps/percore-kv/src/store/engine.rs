@@ -196,7 +196,10 @@ pub struct Store {
     /// memcached's `settings.oldest_live` / `oldest_cas` (`flush_all`).
     oldest_live: AtomicU32,
     oldest_cas: AtomicU64,
-    pub(super) stats: Counters,
+    pub(super) stats: Arc<Counters>,
+    /// The counters in percore's stats tree as `kv.store.*` (`stats
+    /// percore`); removed when the store is dropped.
+    _registration: percore::cpu::stats::Registration,
 }
 
 impl std::fmt::Debug for Store {
@@ -207,6 +210,18 @@ impl std::fmt::Debug for Store {
             .field("used_bytes", &self.budget.used())
             .finish()
     }
+}
+
+fn register_stats(stats: &Arc<Counters>, budget: &Arc<Budget>) -> percore::cpu::stats::Registration {
+    let (s, b) = (stats.clone(), budget.clone());
+    percore::cpu::stats::register("kv.store", move |emit| {
+        emit("curr_items", s.linked.sum().wrapping_sub(s.unlinked.sum()));
+        emit("total_items", s.total_items.sum());
+        emit("evictions", s.evictions.sum());
+        emit("evicted_unfetched", s.evicted_unfetched.sum());
+        emit("reclaimed", s.reclaimed.sum());
+        emit("used_bytes", b.used() as u64);
+    })
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked.
@@ -338,6 +353,8 @@ impl Store {
             .ok_or_else(|| Error::Config("memory limit too small for the index".into()))?;
         let arena = Arena::new(seg_size, count)
             .ok_or_else(|| Error::Config(format!("cannot reserve {} bytes", seg_size * count)))?;
+        let stats = Arc::new(Counters::default());
+        let registration = register_stats(&stats, &budget);
         // The cleaner's first destination (see `clean_one`): charged now.
         if !budget.try_reserve(seg_size) {
             return Err(Error::Config("memory limit too small for the cleaner's segment".into()));
@@ -356,7 +373,8 @@ impl Store {
             next_cas: AtomicU64::new(0),
             oldest_live: AtomicU32::new(0),
             oldest_cas: AtomicU64::new(0),
-            stats: Counters::default(),
+            _registration: registration,
+            stats,
             cfg,
         })
     }

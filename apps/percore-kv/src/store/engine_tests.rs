@@ -252,3 +252,11 @@ fn the_table_grows_past_its_first_size() {
         assert_eq!(value(&s, &k.to_le_bytes()).unwrap(), b"x");
     }
 }
+
+#[test]
+fn counters_are_in_the_stats_tree() {
+    let s = store();
+    set(&s, b"k", b"v");
+    let tree = percore::stats();
+    assert!(tree.iter().any(|(name, v)| name.starts_with("kv.store") && name.ends_with(".used_bytes") && *v > 0));
+}

@@ -29,6 +29,19 @@ const COMPACT_EIGHTHS: usize = 4;
 /// forward as second chances.
 const SECOND_CHANCE_EIGHTHS: usize = 2;
 
+/// How often a writer retries when every sealed segment is busy.
+const BUSY_RETRIES: u32 = 1000;
+
+/// What [`Store::clean_one`] did.
+pub(super) enum Clean {
+    /// A segment was cleaned.
+    Done,
+    /// Every sealed segment has a reservation in flight.
+    Busy,
+    /// No segment is sealed.
+    Nothing,
+}
+
 impl Store {
     /// Hands out `size` bytes from the calling thread's head, getting the
     /// head a new segment (and cleaning one if need be) when it is full.
@@ -68,6 +81,7 @@ impl Store {
     /// fresh one while the budget allows, a cleaned one after waiting for
     /// its grace period, or (with `may_clean`) one cleaned now.
     fn acquire(&self, may_clean: bool) -> Result<u32, NoMemory> {
+        let mut busy = 0;
         loop {
             {
                 let mut free = lock(&self.free);
@@ -91,8 +105,18 @@ impl Store {
                 lock(&self.free).cleaned.push_front((seg, goal));
                 return Err(NoMemory);
             }
-            if !may_clean || !self.clean_one() {
+            if !may_clean {
                 return Err(NoMemory);
+            }
+            match self.clean_one() {
+                Clean::Done => {}
+                // Every sealed segment has a reservation in flight: those
+                // end within a pass (no one blocks holding one), so wait.
+                Clean::Busy if busy < BUSY_RETRIES => {
+                    busy += 1;
+                    std::thread::yield_now();
+                }
+                Clean::Busy | Clean::Nothing => return Err(NoMemory),
             }
         }
     }
@@ -132,9 +156,8 @@ impl Store {
         unsafe { self.arena.item(loc) }
     }
 
-    /// Cleans one sealed segment (see the essay); `false` if there is none
-    /// to clean.
-    pub(super) fn clean_one(&self) -> bool {
+    /// Cleans one sealed segment (see the essay).
+    pub(super) fn clean_one(&self) -> Clean {
         let mut cl = lock(&self.cleaner);
         let size = self.arena.size;
         let (victim, compact) = {
@@ -155,10 +178,11 @@ impl Store {
             match (emptiest, oldest) {
                 (Some((i, live)), _) if live * 8 <= size * COMPACT_EIGHTHS => (sealed.remove(i), true),
                 (_, Some(i)) => (sealed.remove(i), false),
-                _ => return false,
+                _ if sealed.is_empty() => return Clean::Nothing,
+                _ => return Clean::Busy,
             }
         };
-        let Some(victim) = victim else { return false };
+        let Some(victim) = victim else { return Clean::Nothing };
         // ORDERING: as above.
         let live = self.arena.meta[victim as usize].live.load(Ordering::Relaxed);
         let budget = if compact { live } else { size * SECOND_CHANCE_EIGHTHS / 8 };
@@ -187,11 +211,11 @@ impl Store {
                     lock(&self.sealed).push_back(d);
                 }
                 cl.off = 0;
-                return true;
+                return Clean::Done;
             }
         }
         self.retire(victim);
-        true
+        Clean::Done
     }
 
     /// Copies forward or unlinks one item of a segment being cleaned.
