@@ -241,11 +241,12 @@ impl Store {
 #[test]
 fn the_table_grows_past_its_first_size() {
     let s = Store::new(Config { memory_limit: 8 << 20, ..Config::default() }).unwrap();
-    let before = s.budget.used();
+    let before = s.table.buckets();
     for k in 0..50_000u32 {
         assert!(matches!(set(&s, &k.to_le_bytes(), b"x"), StoreOutcome::Stored { .. }));
     }
-    assert!(s.budget.used() > before);
+    assert!(s.table.buckets() * 5 >= 50_000 && s.table.buckets() > before);
+    assert!(s.stats().used_bytes <= 8 << 20);
     assert_eq!(s.stats().evictions, 0);
     assert_eq!(s.table.len(), 50_000);
     for k in 0..50_000u32 {

@@ -83,7 +83,11 @@ impl Arena {
     /// cannot be reserved.
     pub(crate) fn new(size: usize, count: usize) -> Option<Arena> {
         assert!(size % 8 == 0 && size < 1 << 32 && count > 0);
-        let layout = Layout::from_size_align(size.checked_mul(count)?, 4096).ok()?;
+        // NOTE: alignment 8, not a page: with the default alignment the system
+        // allocator zeroes through calloc, whose fresh mmap pages stay
+        // untouched (not resident) until a segment is used; an aligned
+        // zeroed allocation would memset, and touch, the whole arena.
+        let layout = Layout::from_size_align(size.checked_mul(count)?, 8).ok()?;
         // SAFETY: the layout is non-zero in size.
         let base = unsafe { std::alloc::alloc_zeroed(layout) };
         if base.is_null() {

@@ -41,8 +41,10 @@
 //!   array finish there, on a snapshot that was current when they started.
 //!
 //! The memory of every array, current or retired, is charged to the store's
-//! [`Budget`]; a grow that does not fit is refused and the caller evicts an
-//! item from the home bucket instead.
+//! [`Budget`]. Shards start small (a sparse table costs readers cache and TLB
+//! misses) and grow into a reserve charged up front; past it, a grow asks the
+//! budget, and one that does not fit is refused: the caller evicts an item
+//! from the home bucket instead.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -106,12 +108,6 @@ impl Budget {
         }
     }
 
-    /// Gives `n` bytes back.
-    pub(crate) fn release(&self, n: usize) {
-        // ORDERING: see `try_reserve`.
-        self.used.fetch_sub(n, Ordering::Relaxed);
-    }
-
     /// Bytes held now.
     pub(crate) fn used(&self) -> usize {
         // ORDERING: a statistic.
@@ -173,6 +169,9 @@ pub(crate) struct Table {
     shards: Box<[Shard]>,
     smr: Smr,
     budget: Arc<Budget>,
+    /// Bytes charged to the budget up front for arrays not allocated yet:
+    /// grows draw from here first, freed arrays return here.
+    reserve: AtomicUsize,
 }
 
 #[inline]
@@ -201,12 +200,13 @@ fn overflow(ctrl: u64) -> u64 {
 
 impl Table {
     /// A table whose shards start with `buckets_per_shard` buckets (rounded
-    /// up to a power of two), charged to `budget`; `None` if that does not
-    /// fit.
-    pub(crate) fn new(smr: Smr, budget: Arc<Budget>, buckets_per_shard: usize) -> Option<Table> {
+    /// up to a power of two), charged to `budget` together with `reserve`
+    /// more bytes that grows use before asking the budget; `None` if that
+    /// does not fit.
+    pub(crate) fn new(smr: Smr, budget: Arc<Budget>, buckets_per_shard: usize, reserve: usize) -> Option<Table> {
         let n = buckets_per_shard.max(1).next_power_of_two();
         let shards = 1usize << SHARD_BITS;
-        if !budget.try_reserve(Array::bytes(n) * shards) {
+        if !budget.try_reserve(Array::bytes(n) * shards + reserve) {
             return None;
         }
         let shards = (0..shards)
@@ -215,7 +215,20 @@ impl Table {
                 state: SpinLock::new(ShardState { len: 0, retired: Vec::new() }),
             })
             .collect();
-        Some(Table { shards, smr, budget })
+        Some(Table { shards, smr, budget, reserve: AtomicUsize::new(reserve) })
+    }
+
+    /// Takes `n` bytes for an array: from the reserve, else the budget.
+    fn take(&self, n: usize) -> bool {
+        // ORDERING: a count; see `Budget::try_reserve`.
+        let r = self.reserve.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(n));
+        r.is_ok() || self.budget.try_reserve(n)
+    }
+
+    /// Gives a freed array's bytes back to the reserve (they stay charged).
+    fn give(&self, n: usize) {
+        // ORDERING: as in `take`.
+        self.reserve.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Bytes of a table with `buckets_per_shard` buckets per shard.
@@ -294,12 +307,27 @@ impl Table {
     fn reclaim_shard(&self, st: &mut ShardState) {
         st.retired.retain(|(goal, array)| {
             if self.smr.poll(*goal, false) {
-                self.budget.release(Array::bytes(array.mask + 1));
+                self.give(Array::bytes(array.mask + 1));
                 false
             } else {
                 true
             }
         });
+    }
+
+    /// Buckets in the current arrays.
+    #[cfg(all(test, not(feature = "loom")))]
+    pub(crate) fn buckets(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let _l = s.state.lock();
+                // ORDERING: under the lock (see `Locked::array`).
+                let ptr = s.array.load(Ordering::Relaxed);
+                // SAFETY: the current array, kept alive by the lock.
+                unsafe { (*ptr).mask + 1 }
+            })
+            .sum::<usize>()
     }
 
     /// Keys in the table.
@@ -441,7 +469,7 @@ impl Locked<'_> {
         self.table.reclaim_shard(&mut self.state);
         let old = self.array();
         let n = (old.mask + 1) * 2;
-        if !self.table.budget.try_reserve(Array::bytes(n)) {
+        if !self.table.take(Array::bytes(n)) {
             return false;
         }
         let new = Array::new(n);
@@ -512,7 +540,7 @@ mod tests {
 
     fn table(buckets: usize, limit: usize) -> Table {
         let smr = Smr::new("kv-table-test").unwrap();
-        Table::new(smr, Arc::new(Budget::new(limit)), buckets).unwrap()
+        Table::new(smr, Arc::new(Budget::new(limit)), buckets, 0).unwrap()
     }
 
     /// A hash that puts everything into shard 0, bucket `b`.
@@ -629,7 +657,7 @@ mod loom_tests {
 
     fn world() -> Arc<World> {
         let smr = Smr::new("kv-loom").unwrap();
-        let table = Table::new(smr.clone(), Arc::new(Budget::new(1 << 20)), 1).unwrap();
+        let table = Table::new(smr.clone(), Arc::new(Budget::new(1 << 20)), 1, 0).unwrap();
         Arc::new(World { table, smr, items: [UnsafeCell::new(0), UnsafeCell::new(0), UnsafeCell::new(0)] })
     }
 
