@@ -261,3 +261,9 @@ fn counters_are_in_the_stats_tree() {
     let tree = percore::stats();
     assert!(tree.iter().any(|(name, v)| name.starts_with("kv.store") && name.ends_with(".used_bytes") && *v > 0));
 }
+
+#[test]
+fn the_store_is_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Store>();
+}

@@ -49,8 +49,12 @@ impl Store {
     /// Must be called outside an SMR section of the store: getting a
     /// segment may wait for a grace period.
     pub(super) fn reserve(&self, size: usize) -> Result<Resv, NoMemory> {
-        debug_assert!(size <= self.arena.size);
         debug_assert!(!self.smr.in_section(), "reserve inside a section could wait for itself");
+        if size > self.arena.size {
+            // Unreachable while callers check `Config::fits` (segments are at
+            // least the item size limit); never loop on it.
+            return Err(NoMemory);
+        }
         let head = &self.heads[percore::cpu::thread_index() % self.heads.len()];
         let mut hd = lock(head);
         loop {
