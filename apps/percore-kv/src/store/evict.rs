@@ -281,6 +281,20 @@ impl Store {
     ///
     /// Readers are never blocked: it takes shard locks one item at a time.
     /// Writers that need a segment wait for it while it holds the cleaner.
+    ///
+    /// ```
+    /// use percore_kv::store::{Config, Mode, Store, StoreReq};
+    ///
+    /// let cfg = Config { memory_limit: 4 << 20, max_item_size: 16 << 10, writers: 1 };
+    /// let store = Store::new(cfg).unwrap();
+    /// for i in 0..2000u32 {
+    ///     store.store(&StoreReq::new(Mode::Set, &i.to_le_bytes(), &[0; 500], 0, 10));
+    /// }
+    /// store.clock().advance(11);
+    /// let freed = store.sweep(usize::MAX);
+    /// assert!(freed > 0); // items in segments still open are left for later
+    /// assert_eq!(store.stats().reclaimed, freed as u64);
+    /// ```
     pub fn sweep(&self, budget: usize) -> usize {
         self.table.reclaim();
         let mut cl = lock(&self.cleaner);
