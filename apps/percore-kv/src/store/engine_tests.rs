@@ -2,6 +2,9 @@
 //! engine has (segments, eviction, compaction, sweeping, limits).
 
 use super::*;
+use crate::store::{
+    ArithOutcome, ArithReq, DeleteOutcome, DeleteReq, GetReq, Mode, StoreOutcome, StoreReq, ITEM_UPDATE_INTERVAL,
+};
 
 fn store() -> Store {
     Store::new(Config::default()).unwrap()

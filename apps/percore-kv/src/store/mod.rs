@@ -29,6 +29,7 @@ pub mod clock;
 mod engine;
 mod evict;
 pub mod model;
+mod ops;
 mod segment;
 mod sync;
 mod table;
