@@ -88,7 +88,11 @@
 //! cache and TLB miss (a 32 MiB table for 10,000 keys made uniform gets 3x
 //! slower than a right-sized one). It grows into a reserve charged to the
 //! budget up front (at most a sixteenth of `memory_limit`), so segments never
-//! take the memory the index needs; past the reserve a grow asks the budget.
+//! take the memory the index needs; past the reserve a grow asks the budget,
+//! and when segments hold it all, the refused grow is recorded and the next
+//! writer that needs a segment moves cleaned segments' bytes to the index
+//! (their pages returned with `madvise`). Until then an insert into a full
+//! home bucket evicts one of its items (counted as an eviction).
 //!
 //! # References
 //!
@@ -158,6 +162,9 @@ pub(super) struct FreeList {
     pub(super) cleaned: VecDeque<(u32, Seq)>,
     /// Segments never handed out yet: `fresh..count`.
     pub(super) fresh: usize,
+    /// Segments whose memory was given back to the budget (for the index);
+    /// handed out again, before fresh ones, when the budget allows.
+    pub(super) returned: Vec<u32>,
 }
 
 /// Space handed out by a head, not yet filled and published.
@@ -298,7 +305,7 @@ impl Store {
             heads: (0..writers).map(|_| Mutex::new(Head::default())).collect(),
             cleaner: Mutex::new(Cleaner { dest: Some(0), off: 0, cursor: 0 }),
             sealed: Mutex::new(VecDeque::new()),
-            free: Mutex::new(FreeList { cleaned: VecDeque::new(), fresh: 1 }),
+            free: Mutex::new(FreeList { cleaned: VecDeque::new(), fresh: 1, returned: Vec::new() }),
             next_cas: AtomicU64::new(0),
             oldest_live: AtomicU32::new(0),
             oldest_cas: AtomicU64::new(0),

@@ -270,3 +270,26 @@ fn the_store_is_shared_between_threads() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Store>();
 }
+
+#[test]
+fn small_items_get_the_index_they_need() {
+    // Large items fill the memory first (the index stays small, segments
+    // take the budget); then 9-byte keys with 1-byte values, 40 bytes an
+    // item, need an index far beyond its reserve: segments are given back
+    // to it instead of capping the store at what the index holds.
+    let s = Store::new(Config { memory_limit: 8 << 20, max_item_size: 16 << 10, writers: 1 }).unwrap();
+    for k in 0..20_000u32 {
+        set(&s, format!("large{k}").as_bytes(), &[0; 1000]);
+    }
+    for k in 0..300_000u32 {
+        let key = format!("{k:09}");
+        assert!(matches!(set(&s, key.as_bytes(), b"v"), StoreOutcome::Stored { .. }));
+    }
+    let st = s.stats();
+    assert!(st.used_bytes <= 8 << 20, "{st:?}");
+    assert!(st.curr_items > 100_000, "{st:?}");
+    assert_eq!(st.curr_items + st.evictions, 320_000);
+    for k in 299_000..300_000u32 {
+        assert_eq!(value(&s, format!("{k:09}").as_bytes()).unwrap(), b"v");
+    }
+}

@@ -85,6 +85,10 @@ impl Store {
     /// fresh one while the budget allows, a cleaned one after waiting for
     /// its grace period, or (with `may_clean`) one cleaned now.
     fn acquire(&self, may_clean: bool) -> Result<u32, NoMemory> {
+        let want = self.table.wants();
+        if want > 0 && may_clean {
+            self.give_to_index(want);
+        }
         let mut busy = 0;
         loop {
             {
@@ -95,9 +99,14 @@ impl Store {
                         return Ok(self.reset(seg));
                     }
                 }
-                if free.fresh < self.arena.count && self.budget.try_reserve(self.arena.size) {
-                    free.fresh += 1;
-                    return Ok(self.reset(free.fresh as u32 - 1));
+                if (free.fresh < self.arena.count || !free.returned.is_empty())
+                    && self.budget.try_reserve(self.arena.size)
+                {
+                    let seg = free.returned.pop().unwrap_or_else(|| {
+                        free.fresh += 1;
+                        free.fresh as u32 - 1
+                    });
+                    return Ok(self.reset(seg));
                 }
             }
             let waiting = lock(&self.free).cleaned.pop_front();
@@ -123,6 +132,39 @@ impl Store {
                 Clean::Busy | Clean::Nothing => return Err(NoMemory),
             }
         }
+    }
+
+    /// A grow of the index was refused for want of `want` bytes: moves
+    /// cleaned segments' bytes (cleaning some if need be) to the index's
+    /// reserve and their pages back to the system, until that much is there.
+    /// A returned segment is handed out again only when the budget has room
+    /// (for instance after the index's old arrays were freed).
+    #[cold]
+    fn give_to_index(&self, want: usize) {
+        let mut given = 0;
+        for _ in 0..want.div_ceil(self.arena.size) + 4 {
+            if given >= want {
+                break;
+            }
+            let next = lock(&self.free).cleaned.pop_front();
+            let Some((seg, goal)) = next else {
+                if matches!(self.clean_one(), Clean::Done) {
+                    continue;
+                }
+                break;
+            };
+            if !self.smr.poll(goal, true) {
+                lock(&self.free).cleaned.push_front((seg, goal));
+                break;
+            }
+            self.arena.discard(seg);
+            lock(&self.free).returned.push(seg);
+            // The bytes stay charged: they move to the index's reserve, so
+            // that no writer takes them back for a segment first.
+            self.table.add_reserve(self.arena.size);
+            given += self.arena.size;
+        }
+        self.table.clear_wants();
     }
 
     fn reset(&self, seg: u32) -> u32 {

@@ -169,6 +169,25 @@ impl Arena {
         }
     }
 
+    /// Returns segment `seg`'s pages to the system (they read as zeroes when
+    /// next touched); for a segment whose budget is given back to the index.
+    ///
+    /// The caller owns the segment (no slot names it, its grace period is
+    /// over).
+    pub(crate) fn discard(&self, seg: u32) {
+        const PAGE: usize = 4096;
+        let start = self.base as usize + seg as usize * self.size;
+        let (lo, hi) = ((start + PAGE - 1) & !(PAGE - 1), (start + self.size) & !(PAGE - 1));
+        if hi > lo {
+            // NOTE: the one system call of the store; a failure only leaves
+            // the pages resident, so it is ignored.
+            // SAFETY: [lo, hi) is inside the arena, page-aligned, and owned by
+            // the caller; MADV_DONTNEED on private anonymous memory keeps the
+            // mapping valid (reads see zeroes).
+            unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_DONTNEED) };
+        }
+    }
+
     /// Writes a filler over `len` bytes at `loc` (an abandoned reservation).
     ///
     /// # Safety

@@ -44,7 +44,8 @@
 //! [`Budget`]. Shards start small (a sparse table costs readers cache and TLB
 //! misses) and grow into a reserve charged up front; past it, a grow asks the
 //! budget, and one that does not fit is refused: the caller evicts an item
-//! from the home bucket instead.
+//! from the home bucket instead, and the table records what it wanted so
+//! that the engine gives segments back to the budget for the next grow.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -172,6 +173,9 @@ pub(crate) struct Table {
     /// Bytes charged to the budget up front for arrays not allocated yet:
     /// grows draw from here first, freed arrays return here.
     reserve: AtomicUsize,
+    /// Bytes the largest grow refused since the engine last looked (0:
+    /// none); the engine gives segments back to the budget for it.
+    wants: AtomicUsize,
 }
 
 #[inline]
@@ -215,7 +219,7 @@ impl Table {
                 state: SpinLock::new(ShardState { len: 0, retired: Vec::new() }),
             })
             .collect();
-        Some(Table { shards, smr, budget, reserve: AtomicUsize::new(reserve) })
+        Some(Table { shards, smr, budget, reserve: AtomicUsize::new(reserve), wants: AtomicUsize::new(0) })
     }
 
     /// Takes `n` bytes for an array: from the reserve, else the budget.
@@ -225,8 +229,21 @@ impl Table {
         r.is_ok() || self.budget.try_reserve(n)
     }
 
-    /// Gives a freed array's bytes back to the reserve (they stay charged).
-    fn give(&self, n: usize) {
+    /// Bytes a refused grow asked for (0: none).
+    pub(crate) fn wants(&self) -> usize {
+        // ORDERING: a hint; the budget's own exchange decides.
+        self.wants.load(Ordering::Relaxed)
+    }
+
+    /// The engine made room for what [`wants`](Table::wants) said.
+    pub(crate) fn clear_wants(&self) {
+        // ORDERING: as in `wants`.
+        self.wants.store(0, Ordering::Relaxed);
+    }
+
+    /// Adds `n` bytes, already charged to the budget, to the reserve (a freed
+    /// array's, or a segment's the engine gave up for the index).
+    pub(crate) fn add_reserve(&self, n: usize) {
         // ORDERING: as in `take`.
         self.reserve.fetch_add(n, Ordering::Relaxed);
     }
@@ -307,7 +324,7 @@ impl Table {
     fn reclaim_shard(&self, st: &mut ShardState) {
         st.retired.retain(|(goal, array)| {
             if self.smr.poll(*goal, false) {
-                self.give(Array::bytes(array.mask + 1));
+                self.add_reserve(Array::bytes(array.mask + 1));
                 false
             } else {
                 true
@@ -470,6 +487,8 @@ impl Locked<'_> {
         let old = self.array();
         let n = (old.mask + 1) * 2;
         if !self.table.take(Array::bytes(n)) {
+            // ORDERING: as in `Table::wants`.
+            self.table.wants.fetch_max(Array::bytes(n), Ordering::Relaxed);
             return false;
         }
         let new = Array::new(n);
