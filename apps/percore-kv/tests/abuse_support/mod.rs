@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use percore_kv::config::Settings;
@@ -18,7 +18,12 @@ pub(crate) fn settings() -> Settings {
 
 /// A client connection with a 10 s read timeout and `TCP_NODELAY`.
 pub(crate) fn connect(server: &Server) -> TcpStream {
-    let s = TcpStream::connect(server.local_addr()).unwrap();
+    connect_to(server.local_addr())
+}
+
+/// [`connect`] by address.
+pub(crate) fn connect_to(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_nodelay(true).unwrap();
