@@ -63,7 +63,8 @@ fn payloads() -> Vec<Vec<u8>> {
         b"gat 99999999999999 k\r\ngat 2147483648 k\r\ngat -99999999 k\r\ngats 4294967296 k\r\ntouch k 99999999999\r\n"
             .to_vec(),
         b"mg k v v v v t t T T s s\r\nmg k Tabc\r\nmg k T99999999999\r\nmg k N\r\nms k abc\r\nms k\r\n".to_vec(),
-        b"ms k 2 T-1 F99999999999\r\nhi\r\nms k 2 I I I q q\r\nhi\r\nma k D18446744073709551616\r\nma k MX\r\n".to_vec(),
+        b"ms k 2 T-1 F99999999999\r\nhi\r\nms k 2 I I I q q\r\nhi\r\nma k D18446744073709551616\r\nma k MX\r\n"
+            .to_vec(),
         b"mg !!!notbase64 b v\r\nmg  b\r\nmd k C99999999999999999999\r\nme\r\nme k k k\r\nmn junk\r\n".to_vec(),
         format!("get {}\r\n", "k ".repeat(400)).into_bytes(),
         b"GET k\r\nstats bogus\r\nstats detail bogus\r\nverbosity\r\nverbosity abc\r\nflush_all abc\r\n".to_vec(),
