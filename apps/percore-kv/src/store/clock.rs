@@ -8,7 +8,7 @@
 //! times are converted against the wall clock read once at start, as
 //! memcached does.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use super::ITEM_UPDATE_INTERVAL;
 
@@ -29,6 +29,8 @@ pub struct Clock {
     base_mono: i64,
     /// Seconds added by [`Clock::advance`] (tests).
     offset: AtomicU32,
+    /// Set by [`Clock::freeze`] (tests): the monotonic clock is ignored.
+    frozen: AtomicBool,
 }
 
 /// The relative time at start (as memcached: `ITEM_UPDATE_INTERVAL + 2`).
@@ -53,12 +55,21 @@ impl Clock {
     pub fn new() -> Clock {
         let unix =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        Clock { started_unix: unix - i64::from(START), base_mono: mono_secs(), offset: AtomicU32::new(0) }
+        Clock {
+            started_unix: unix - i64::from(START),
+            base_mono: mono_secs(),
+            offset: AtomicU32::new(0),
+            frozen: AtomicBool::new(false),
+        }
     }
 
     /// The current relative time (memcached's `current_time`).
     #[inline]
     pub fn now(&self) -> u32 {
+        // ORDERING: test knobs (see `offset`).
+        if self.frozen.load(Ordering::Relaxed) {
+            return START + self.offset.load(Ordering::Relaxed);
+        }
         let elapsed = (mono_secs() - self.base_mono).clamp(0, i64::from(u32::MAX / 2)) as u32;
         // ORDERING: the offset is a test knob; no other memory depends on it.
         START + elapsed + self.offset.load(Ordering::Relaxed)
@@ -72,6 +83,18 @@ impl Clock {
     /// The current Unix time as this clock sees it.
     pub fn unix_now(&self) -> i64 {
         self.started_unix + i64::from(self.now())
+    }
+
+    /// Stops the clock at the current time; from now on only
+    /// [`advance`](Clock::advance) moves it (tests that compare two stores
+    /// operation by operation, which a second ticking between them would
+    /// break).
+    pub fn freeze(&self) {
+        let elapsed = (mono_secs() - self.base_mono).clamp(0, i64::from(u32::MAX / 2)) as u32;
+        // ORDERING: test knobs (see `offset`).
+        self.offset.fetch_add(elapsed, Ordering::Relaxed);
+        // ORDERING: as above.
+        self.frozen.store(true, Ordering::Relaxed);
     }
 
     /// Moves the clock forward (tests of expiry).

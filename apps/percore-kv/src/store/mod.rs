@@ -26,7 +26,13 @@
 //! with an older CAS) and whether a win token was already handed out (`Z`).
 
 pub mod clock;
+mod engine;
+mod evict;
 pub mod model;
+mod ops;
+mod segment;
+mod sync;
+mod table;
 
 pub use clock::Clock;
 
@@ -43,10 +49,9 @@ pub const SIZE_CHECK_HEADER: usize = 48;
 /// The longest key memcached accepts.
 pub const KEY_MAX: usize = 250;
 
-/// The engine the server runs on.
-///
-/// Until the segment engine lands this is the reference model.
-pub use model::ModelStore as Store;
+/// The engine the server runs on: a segment log indexed by a table whose
+/// readers take no lock (see `engine.rs` for the design).
+pub use engine::Store;
 
 /// Limits of a store.
 #[derive(Clone, Debug)]

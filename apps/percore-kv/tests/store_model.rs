@@ -1,0 +1,275 @@
+//! Differential test: long random sequences of every store operation, run
+//! against the engine ([`Store`]) and the reference model ([`ModelStore`])
+//! with a memory limit large enough that nothing is evicted. Every outcome,
+//! every field of every hit (CAS uniques included: both bump one counter at
+//! the same events) and the counters after every step must be identical.
+//!
+//! Both clocks are frozen and advanced together, so expiry, TTLs, access
+//! times and delayed flushes are compared exactly too.
+#![cfg(not(feature = "loom"))]
+
+use percore_kv::store::model::ModelStore;
+use percore_kv::store::{
+    ArithOutcome, ArithReq, Config, DeleteOutcome, DeleteReq, GetReq, Mode, Store, StoreOutcome, StoreReq, StoreStats,
+};
+use proptest::prelude::*;
+
+const KEYS: [&[u8]; 6] = [b"a", b"b", b"counter", b"k-with-a-longer-name", b"n", b"z"];
+
+#[derive(Clone, Debug)]
+enum Op {
+    Store {
+        mode: Mode,
+        key: usize,
+        value: Vec<u8>,
+        flags: u32,
+        exp: i64,
+        cas: Option<i64>,
+        invalidate: bool,
+        vivify: Option<i64>,
+    },
+    Get {
+        key: usize,
+        touch: Option<i64>,
+        vivify: Option<i64>,
+        recache: Option<u32>,
+        no_bump: bool,
+    },
+    Delete {
+        key: usize,
+        cas: Option<i64>,
+        invalidate: bool,
+        ttl: Option<i64>,
+    },
+    Arith {
+        key: usize,
+        incr: bool,
+        delta: u64,
+        cas: Option<i64>,
+        vivify: Option<(u64, i64)>,
+        ttl: Option<i64>,
+    },
+    Touch {
+        key: usize,
+        exp: i64,
+    },
+    Flush {
+        delay: i64,
+    },
+    Advance {
+        secs: u32,
+    },
+}
+
+fn exptime() -> impl Strategy<Value = i64> {
+    prop_oneof![4 => Just(0i64), 2 => 1..5i64, 1 => Just(-1i64), 1 => 60..200i64]
+}
+
+/// A CAS relative to the key's last known one (`-1`: that one, `-2`: one
+/// older, others: literal).
+fn cas() -> impl Strategy<Value = Option<i64>> {
+    prop_oneof![4 => Just(None), 3 => Just(Some(-1i64)), 1 => Just(Some(-2i64)), 1 => (0..50i64).prop_map(Some)]
+}
+
+fn value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..40),
+        (0..u64::MAX).prop_map(|n| n.to_string().into_bytes()),
+        (0..100u64).prop_map(|n| format!("{n}  ").into_bytes()),
+    ]
+}
+
+fn mode() -> impl Strategy<Value = Mode> {
+    prop_oneof![
+        4 => Just(Mode::Set),
+        1 => Just(Mode::Add),
+        1 => Just(Mode::Replace),
+        1 => Just(Mode::Append),
+        1 => Just(Mode::Prepend)
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let key = 0..KEYS.len();
+    prop_oneof![
+        6 => (mode(), key.clone(), value(), any::<u32>(), exptime(), cas(), any::<bool>(), proptest::option::weighted(0.2, exptime()))
+            .prop_map(|(mode, key, value, flags, exp, cas, invalidate, vivify)| Op::Store {
+                mode, key, value, flags, exp, cas, invalidate, vivify
+            }),
+        6 => (key.clone(), proptest::option::weighted(0.15, exptime()), proptest::option::weighted(0.15, exptime()),
+              proptest::option::weighted(0.15, 0..100u32), any::<bool>())
+            .prop_map(|(key, touch, vivify, recache, no_bump)| Op::Get { key, touch, vivify, recache, no_bump }),
+        2 => (key.clone(), cas(), any::<bool>(), proptest::option::weighted(0.5, exptime()))
+            .prop_map(|(key, cas, invalidate, ttl)| Op::Delete { key, cas, invalidate, ttl }),
+        3 => (key.clone(), any::<bool>(), prop_oneof![0..10u64, Just(u64::MAX)], cas(),
+              proptest::option::weighted(0.3, (0..1000u64, exptime())), proptest::option::weighted(0.2, exptime()))
+            .prop_map(|(key, incr, delta, cas, vivify, ttl)| Op::Arith { key, incr, delta, cas, vivify, ttl }),
+        1 => (key, exptime()).prop_map(|(key, exp)| Op::Touch { key, exp }),
+        1 => prop_oneof![Just(0i64), 1..4i64].prop_map(|delay| Op::Flush { delay }),
+        2 => prop_oneof![1..3u32, Just(61u32)].prop_map(|secs| Op::Advance { secs }),
+    ]
+}
+
+/// Everything a hit reports, owned.
+type HitView = (Vec<u8>, Vec<u8>, u32, u64, i64, u32, bool, bool, bool, bool);
+
+fn view(h: &percore_kv::store::Hit<'_>) -> HitView {
+    (h.key.to_vec(), h.value.to_vec(), h.flags, h.cas, h.ttl, h.last_access, h.fetched, h.stale, h.win, h.token_taken)
+}
+
+fn comparable(mut s: StoreStats) -> StoreStats {
+    s.used_bytes = 0;
+    s
+}
+
+struct Pair {
+    engine: Store,
+    model: ModelStore,
+    /// The last CAS seen per key.
+    last_cas: [u64; KEYS.len()],
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let cfg = Config { memory_limit: 8 << 20, max_item_size: 64 << 10, writers: 1 };
+        let engine = Store::new(cfg.clone()).unwrap();
+        let model = ModelStore::new(cfg).unwrap();
+        engine.clock().freeze();
+        model.clock().freeze();
+        assert_eq!(engine.clock().now(), model.clock().now());
+        Pair { engine, model, last_cas: [0; KEYS.len()] }
+    }
+
+    fn cas(&self, key: usize, c: Option<i64>) -> Option<u64> {
+        c.map(|c| match c {
+            -1 => self.last_cas[key],
+            -2 => self.last_cas[key].saturating_sub(1),
+            c => c as u64,
+        })
+    }
+
+    fn step(&mut self, op: &Op) {
+        match *op {
+            Op::Store { mode, key, ref value, flags, exp, cas, invalidate, vivify } => {
+                let mut r = StoreReq::new(mode, KEYS[key], value, flags, exp);
+                r.cas = self.cas(key, cas);
+                r.invalidate = invalidate;
+                r.vivify = vivify;
+                let (a, b) = (self.engine.store(&r), self.model.store(&r));
+                assert_eq!(a, b, "{op:?}");
+                if let StoreOutcome::Stored { cas } = a {
+                    self.last_cas[key] = cas;
+                }
+            }
+            Op::Get { key, touch, vivify, recache, no_bump } => {
+                let req = GetReq { touch, vivify, recache, no_bump };
+                let a = self.engine.get(KEYS[key], &req, view);
+                let b = self.model.get(KEYS[key], &req, view);
+                assert_eq!(a, b, "{op:?}");
+                if let Some(h) = a {
+                    self.last_cas[key] = h.3;
+                }
+            }
+            Op::Delete { key, cas, invalidate, ttl } => {
+                let req = DeleteReq { cas: self.cas(key, cas), invalidate, ttl };
+                let (a, b) = (self.engine.delete(KEYS[key], &req), self.model.delete(KEYS[key], &req));
+                assert_eq!(a, b, "{op:?}");
+                if a == DeleteOutcome::Deleted && invalidate {
+                    // Learn the stale item's new CAS (a get, on both).
+                    let req = GetReq { no_bump: true, ..GetReq::default() };
+                    let a = self.engine.get(KEYS[key], &req, view);
+                    assert_eq!(a, self.model.get(KEYS[key], &req, view), "get after {op:?}");
+                    if let Some(h) = a {
+                        self.last_cas[key] = h.3;
+                    }
+                }
+            }
+            Op::Arith { key, incr, delta, cas, vivify, ttl } => {
+                let mut r = ArithReq::new(KEYS[key], incr, delta);
+                r.cas = self.cas(key, cas);
+                r.vivify = vivify;
+                r.ttl = ttl;
+                let (a, b) = (self.engine.arith(&r), self.model.arith(&r));
+                assert_eq!(a, b, "{op:?}");
+                if let ArithOutcome::Value { cas, .. } = a {
+                    self.last_cas[key] = cas;
+                }
+            }
+            Op::Touch { key, exp } => {
+                assert_eq!(self.engine.touch(KEYS[key], exp), self.model.touch(KEYS[key], exp), "{op:?}");
+            }
+            Op::Flush { delay } => {
+                self.engine.flush_all(delay);
+                self.model.flush_all(delay);
+            }
+            Op::Advance { secs } => {
+                self.engine.clock().advance(secs);
+                self.model.clock().advance(secs);
+            }
+        }
+        assert_eq!(comparable(self.engine.stats()), comparable(self.model.stats()), "after {op:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn engine_answers_like_the_model(ops in proptest::collection::vec(op(), 1..300)) {
+        let mut pair = Pair::new();
+        for op in &ops {
+            pair.step(op);
+        }
+        // Finally every key reads back the same.
+        for key in KEYS {
+            let req = GetReq { no_bump: true, ..GetReq::default() };
+            prop_assert_eq!(pair.engine.get(key, &req, view), pair.model.get(key, &req, view));
+        }
+        let st = pair.engine.stats();
+        prop_assert!(st.used_bytes <= st.limit_bytes);
+        prop_assert_eq!(st.evictions, 0);
+    }
+}
+
+/// A longer fixed-seed run over more keys, where tables grow and segments
+/// fill and are sealed (still without eviction).
+#[test]
+fn many_keys_many_segments() {
+    let cfg = Config { memory_limit: 32 << 20, max_item_size: 64 << 10, writers: 1 };
+    let engine = Store::new(cfg.clone()).unwrap();
+    let model = ModelStore::new(cfg).unwrap();
+    engine.clock().freeze();
+    model.clock().freeze();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..60_000u64 {
+        let r = next();
+        let key = format!("key:{}", r % 5000);
+        let value = vec![b'a' + (r % 26) as u8; (r >> 8) as usize % 300];
+        match r >> 60 {
+            0..=9 => {
+                let req = StoreReq::new(Mode::Set, key.as_bytes(), &value, i as u32, 0);
+                assert_eq!(engine.store(&req), model.store(&req));
+            }
+            10 | 11 => {
+                let req = StoreReq::new(Mode::Append, key.as_bytes(), b"+", 0, 0);
+                assert_eq!(engine.store(&req), model.store(&req));
+            }
+            12 => assert_eq!(
+                engine.delete(key.as_bytes(), &DeleteReq::default()),
+                model.delete(key.as_bytes(), &DeleteReq::default())
+            ),
+            _ => assert_eq!(
+                engine.get(key.as_bytes(), &GetReq::default(), view),
+                model.get(key.as_bytes(), &GetReq::default(), view)
+            ),
+        }
+    }
+    assert_eq!(comparable(engine.stats()), comparable(model.stats()));
+    assert_eq!(engine.stats().evictions, 0);
+}
