@@ -43,7 +43,6 @@ fn value(key: &str, version: u64) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "needs the segment engine: the reference model store has no memory limit and never evicts"]
 fn ten_times_the_memory_limit_evicts_and_never_corrupts() {
     let server = Server::start(Settings { memory_limit: LIMIT, ..settings() }).unwrap();
     let addr = server.local_addr();
