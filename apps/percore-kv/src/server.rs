@@ -21,6 +21,9 @@
 //! With `-U <port>` every worker also serves memcached's UDP protocol on
 //! its own socket of that port (see [`crate::udp`]).
 //!
+//! Expired items are removed lazily when touched, and by a sweep that runs
+//! once a second as a percore-pool job (never on a worker).
+//!
 //! # Limits
 //!
 //! * `-c`: past the limit a new connection gets memcached's
@@ -51,6 +54,7 @@ use std::time::{Duration, Instant};
 
 use percore::evq::net::{TcpListener, TcpStream};
 use percore::lwkt::{Builder, Runtime};
+use percore::pool::{Job, ThreadPool, PRI_NONE};
 
 use crate::config::Settings;
 use crate::context::{ConnInfo, Context};
@@ -65,6 +69,10 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
 /// A uthread's stack: generous, since only touched pages cost memory.
 const STACK_SIZE: usize = 256 * 1024;
+
+/// How often the expiry sweep runs, and how many items it looks at a run.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+const SWEEP_BUDGET: usize = 200_000;
 
 /// memcached's reply to a connection past `-c`.
 const TOO_MANY: &[u8] = b"ERROR Too many open connections\r\n";
@@ -121,6 +129,8 @@ pub struct Server {
     /// The listeners' descriptors, for `shutdown(2)`.
     listen_fds: Vec<i32>,
     live: Arc<Live>,
+    /// The expiry sweep: a percore-pool job that re-arms itself.
+    sweep: Option<(ThreadPool, Job)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -234,7 +244,8 @@ impl Server {
                 })
                 .map_err(|e| Error::Runtime(e.to_string()))?;
         }
-        Ok(Server { ctx, rt: Some(rt), addr, listen_fds, live })
+        let sweep = start_sweep(&ctx)?;
+        Ok(Server { ctx, rt: Some(rt), addr, listen_fds, live, sweep: Some(sweep) })
     }
 
     /// Where it listens.
@@ -274,8 +285,17 @@ impl Server {
             unsafe { libc::shutdown(info.fd, libc::SHUT_RD) };
         });
         let clean = self.live.wait_zero(SHUTDOWN_WAIT);
+        self.stop_sweep();
         drop(self.rt.take());
         clean
+    }
+
+    fn stop_sweep(&mut self) {
+        if let Some((_pool, job)) = self.sweep.take() {
+            // NOTE: waits for a run in progress; the job does not re-arm
+            // once the server is stopping.
+            let _ = job.cancel_timeout(SHUTDOWN_WAIT);
+        }
     }
 }
 
@@ -293,7 +313,28 @@ impl Drop for Server {
             });
             self.live.wait_zero(SHUTDOWN_WAIT);
         }
+        self.stop_sweep();
     }
+}
+
+/// Schedules the expiry sweep ([`Store::sweep`](crate::store::Store::sweep))
+/// on the shared percore-pool pool: it frees expired items without blocking
+/// the workers, a budget of items per run, once a second.
+fn start_sweep(ctx: &Arc<Context>) -> Result<(ThreadPool, Job), Error> {
+    let pool = ThreadPool::get(PRI_NONE).map_err(|e| Error::Runtime(e.to_string()))?;
+    let weak = Arc::downgrade(ctx);
+    let job = Job::new("kv-sweep", (), move |run| {
+        let g = run.lock();
+        match weak.upgrade() {
+            Some(ctx) if !ctx.shutting_down() => {
+                ctx.store.sweep(SWEEP_BUDGET);
+                g.rearm_after(SWEEP_EVERY)
+            }
+            _ => g.done(),
+        }
+    });
+    pool.schedule_after(&job, SWEEP_EVERY);
+    Ok((pool, job))
 }
 
 fn accept_loop(ctx: &Arc<Context>, live: &Arc<Live>, l: std::net::TcpListener) {
