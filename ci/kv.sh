@@ -80,4 +80,7 @@ YML
 start nutcracker 25130 nutcracker -c "$LOG/nutcracker.yml" -s 25139 -o "$LOG/nutcracker.out"
 timeout 60 python3 apps/percore-kv/tests/clients/twemproxy.py 25130 25131 25132 25133
 stop_all
+
+echo "--- hostile clients, faults and long runs (ci/kv-abuse.sh)"
+bash ci/kv-abuse.sh
 echo "kv: all outside checks passed"

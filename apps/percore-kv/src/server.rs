@@ -29,8 +29,12 @@
 //! * `-c`: past the limit a new connection gets memcached's
 //!   `ERROR Too many open connections` and is closed; `rejected_connections`
 //!   counts it.
-//! * `-o idle_timeout=N`: a connection with no input for N seconds is
-//!   closed (the socket's read timeout; `idle_kicks` counts it).
+//! * `-o idle_timeout=N`: a connection that completes no request for N
+//!   seconds is closed (`idle_kicks` counts it). As memcached, the clock
+//!   runs from the last request, not the last byte: a client that trickles a
+//!   byte at a time without ever finishing a request (or a value that takes
+//!   longer than N seconds to arrive) is closed too. Each read waits at most
+//!   what is left of the N seconds (the socket's read timeout).
 //!
 //! # Shutdown
 //!
@@ -400,9 +404,6 @@ fn serve(ctx: &Context, stream: TcpStream, info: Arc<ConnInfo>) {
         eprintln!("<{} new client connection from {}", info.fd, info.addr);
     }
     let _ = stream.set_nodelay(true);
-    if let Some(t) = ctx.settings.idle_timeout {
-        let _ = stream.set_read_timeout(Some(t));
-    }
     ctx.register_conn(info.clone());
     if !ctx.shutting_down() {
         conn_loop(ctx, &stream, &info);
@@ -421,6 +422,9 @@ fn conn_loop(ctx: &Context, stream: &TcpStream, info: &ConnInfo) {
     let (mut start, mut end) = (0usize, 0usize);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut want = 0usize;
+    let idle_timeout = ctx.settings.idle_timeout;
+    // When the last request was completed (for `idle_timeout`).
+    let mut last_request = Instant::now();
     loop {
         // Make room: drop what was consumed, then grow to what the next
         // request needs (once, not step by step) or by a chunk.
@@ -439,6 +443,15 @@ fn conn_loop(ctx: &Context, stream: &TcpStream, info: &ConnInfo) {
             (start, end) = (0, end - start);
             buf.truncate(READ_CHUNK);
             buf.shrink_to_fit();
+        }
+        if let Some(t) = idle_timeout {
+            // NOTE: the read waits only for what is left of the timeout, so
+            // bytes that complete no request do not keep the connection.
+            let left = t.saturating_sub(last_request.elapsed());
+            if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+                ctx.stats.idle_kicks.inc();
+                return;
+            }
         }
         let n = match (&*stream).read(&mut buf[end..]) {
             Ok(0) => return,
@@ -461,6 +474,9 @@ fn conn_loop(ctx: &Context, stream: &TcpStream, info: &ConnInfo) {
             let p = session.process(ctx, info, &buf[start..end], &mut out);
             start += p.consumed;
             want = p.want;
+            if p.consumed > 0 && idle_timeout.is_some() {
+                last_request = Instant::now();
+            }
             if !out.is_empty() {
                 if (&*stream).write_all(&out).is_err() {
                     return;
