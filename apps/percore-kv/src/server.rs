@@ -410,10 +410,42 @@ fn serve(ctx: &Context, stream: TcpStream, info: Arc<ConnInfo>) {
     }
     // NOTE: unregister before the socket closes (see `Server::shutdown`).
     ctx.unregister_conn(info.fd);
+    if ctx.shutting_down() {
+        drain_before_close(&stream);
+    }
     if verbose > 1 {
         eprintln!("<{} connection closed.", info.fd);
     }
     drop(stream);
+}
+
+/// How long a stopping server waits for a connection's last replies to be
+/// acknowledged before closing it.
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
+
+/// Closing a socket whose input was not all read sends a reset, and a reset
+/// throws away replies still in the send queue (a client that pipelined
+/// more requests than the server answered before stopping would see its
+/// last reply cut). So, when stopping, wait (bounded, parking only this
+/// uthread) until the peer has acknowledged every byte before the
+/// descriptor is closed: what it acknowledged is in its receive queue, which
+/// a reset does not discard.
+///
+/// NOTE: no `shutdown(SHUT_WR)` first: with the read side already shut (the
+/// stop's wake-up), Linux answers data arriving after our FIN with a reset
+/// at once (`TCPAbortOnData`), cutting the replies it meant to protect.
+fn drain_before_close(stream: &TcpStream) {
+    let deadline = Instant::now() + DRAIN_WAIT;
+    while Instant::now() < deadline {
+        let mut unacked: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ writes one int (bytes not yet acknowledged) to a
+        // valid pointer; the descriptor is the stream's, open until drop.
+        let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut unacked) };
+        if rc != 0 || unacked == 0 {
+            return;
+        }
+        let _ = percore::lwkt::sleep(Duration::from_millis(5));
+    }
 }
 
 fn conn_loop(ctx: &Context, stream: &TcpStream, info: &ConnInfo) {

@@ -245,3 +245,45 @@ fn udp_requests_are_framed_as_memcached_frames_them() {
     assert!(buf[8..n].starts_with(b"VERSION "));
     assert!(server.shutdown());
 }
+
+#[test]
+fn shutdown_never_cuts_a_large_reply() {
+    // Clients have pipelined gets of a 200 kB value and are not reading when
+    // the stop comes: replies are still queued in the kernel when each
+    // connection closes. Every reply that arrives must be whole.
+    let server = Server::start(settings()).unwrap();
+    let value = vec![b'v'; 200_000];
+    let mut set = format!("set big 0 0 {}\r\n", value.len()).into_bytes();
+    set.extend_from_slice(&value);
+    set.extend_from_slice(b"\r\n");
+    let mut clients: Vec<TcpStream> = (0..8).map(|_| connect(&server)).collect();
+    roundtrip(&mut clients[0], &set, b"STORED\r\n");
+    // Writers keep sending, so the server's input is never all read when
+    // it closes (closing with unread input sends a reset).
+    let writers: Vec<_> = clients
+        .iter()
+        .map(|c| {
+            let mut w = c.try_clone().unwrap();
+            std::thread::spawn(move || {
+                for _ in 0..2000 {
+                    if w.write_all(b"get big\r\n").is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let stopper = std::thread::spawn(move || server.shutdown());
+    let one = format!("VALUE big 0 {}\r\n", value.len()).len() + value.len() + "\r\nEND\r\n".len();
+    for c in &mut clients {
+        let got = read_to_close(c);
+        assert!(got.len() % one == 0, "a cut reply: {} bytes, replies of {one}", got.len());
+        assert!(got.len() >= one, "nothing answered");
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(stopper.join().unwrap());
+}

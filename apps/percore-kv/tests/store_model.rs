@@ -132,12 +132,21 @@ struct Pair {
 impl Pair {
     fn new() -> Pair {
         let cfg = Config { memory_limit: 8 << 20, max_item_size: 64 << 10, writers: 1 };
-        let engine = Store::new(cfg.clone()).unwrap();
-        let model = ModelStore::new(cfg).unwrap();
-        engine.clock().freeze();
-        model.clock().freeze();
-        assert_eq!(engine.clock().now(), model.clock().now());
-        Pair { engine, model, last_cas: [0; KEYS.len()] }
+        // NOTE: the two clocks are made one after the other; a second may
+        // tick in between. Make pairs until both read the same (a tick is
+        // rare, two in a row are not possible within a few attempts).
+        for _ in 0..5 {
+            let engine = Store::new(cfg.clone()).unwrap();
+            let model = ModelStore::new(cfg.clone()).unwrap();
+            engine.clock().freeze();
+            model.clock().freeze();
+            if engine.clock().now() == model.clock().now()
+                && engine.clock().started_unix() == model.clock().started_unix()
+            {
+                return Pair { engine, model, last_cas: [0; KEYS.len()] };
+            }
+        }
+        panic!("could not make two stores whose clocks agree");
     }
 
     fn cas(&self, key: usize, c: Option<i64>) -> Option<u64> {
