@@ -25,7 +25,9 @@
 //!   channels (capacity 1), either between two current_thread runtimes on
 //!   two threads (`tokio`, the same shape as percore's) or between two tasks
 //!   of a 2-worker multi_thread runtime (`tokio-multi_thread`: tokio places
-//!   them, possibly both on one worker).
+//!   them, possibly both on one worker). `cross_thread_pct` says in how
+//!   many of the round trips the two sides ran on different OS threads
+//!   (context, not a result: 100 for the pinned shapes by construction).
 //! * `lwkt_parked_memory`: memory per parked uthread / task, 10,000 of them
 //!   (uthreads in `tsleep`, tasks on a `Notify`), each implementation in a
 //!   fresh process of its own (this binary re-run, see [`child_main`]), so
@@ -494,6 +496,8 @@ fn remote_wake(budget: Budget, report: &mut Report) {
 // ---------------------------------------------------------------------------
 // lwkt_pingpong
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 /// The `q` quantile of sorted `v` by nearest rank (exact: one of the samples).
 fn nearest_rank(v: &[u64], q: f64) -> f64 {
     let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
@@ -506,7 +510,14 @@ fn pingpong(budget: Budget, report: &mut Report) {
         [(Duration::ZERO, budget.scale(20_000) as usize), (Duration::from_millis(1), budget.scale(2_000) as usize)];
     let warm = 100;
     for (gap, n) in shapes {
-        let mut push = |imp: &'static str, mut v: Vec<u64>| {
+        let mut push = |imp: &'static str, (mut v, cross): (Vec<u64>, usize)| {
+            let pct = 100.0 * cross as f64 / v.len().max(1) as f64;
+            report.push(
+                Row::new("lwkt_pingpong", imp, "cross_thread_pct", pct, "%", Better::Context)
+                    .field("workers", 2)
+                    .field("gap_us", gap.as_micros())
+                    .field("samples", v.len()),
+            );
             v.sort_unstable();
             for (metric, q) in [("median_us", 0.5), ("p99_us", 0.99)] {
                 let us = nearest_rank(&v, q) / 1e3;
@@ -526,9 +537,11 @@ fn pingpong(budget: Budget, report: &mut Report) {
         let trt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().expect("tokio");
         let (ping_tx, ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
         let (pong_tx, pong_rx) = tokio::sync::mpsc::channel::<u64>(1);
+        let echo_at = Arc::new(AtomicU64::new(0));
+        let at = echo_at.clone();
         let v = trt.block_on(async move {
-            let echo = tokio::spawn(tokio_echo(ping_rx, pong_tx));
-            let v = tokio::spawn(tokio_ping(ping_tx, pong_rx, warm, n, gap)).await.expect("join");
+            let echo = tokio::spawn(tokio_echo(ping_rx, pong_tx, at));
+            let v = tokio::spawn(tokio_ping(ping_tx, pong_rx, echo_at, warm, n, gap)).await.expect("join");
             echo.await.expect("join");
             v
         });
@@ -536,17 +549,29 @@ fn pingpong(budget: Budget, report: &mut Report) {
     }
 }
 
-/// Round trips in ns between a uthread on worker 0 and one on worker 1,
-/// through their lwkt ports.
-fn port_pingpong(h: &percore::lwkt::Handle, warm: usize, n: usize, gap: Duration) -> Vec<u64> {
+/// A number unique to the calling OS thread (the address of a thread-local).
+fn thread_tag() -> u64 {
+    thread_local!(static TAG: u8 = const { 0 });
+    TAG.with(|t| t as *const u8 as u64)
+}
+
+/// Round trips timed (ns) and how many of them crossed OS threads.
+type Trips = (Vec<u64>, usize);
+
+/// Round trips between a uthread on worker 0 and one on worker 1, through
+/// their lwkt ports.
+fn port_pingpong(h: &percore::lwkt::Handle, warm: usize, n: usize, gap: Duration) -> Trips {
     Builder::new()
         .worker(0)
         .spawn_on(h, move || {
             let me = lwkt::current().expect("a uthread");
+            let echo_at = Arc::new(AtomicU64::new(0));
+            let at = echo_at.clone();
             let peer = Builder::new()
                 .worker(1)
                 .spawn(move || loop {
                     let mut m = lwkt::wait_msg(None).expect("wait_msg");
+                    at.store(thread_tag(), Relaxed);
                     match m.take::<u64>() {
                         Some(v) if v != u64::MAX => me.send(v),
                         _ => break,
@@ -554,7 +579,7 @@ fn port_pingpong(h: &percore::lwkt::Handle, warm: usize, n: usize, gap: Duration
                 })
                 .expect("spawn");
             let to = peer.uthread().clone();
-            let mut v = Vec::with_capacity(n);
+            let (mut v, mut cross) = (Vec::with_capacity(n), 0);
             for i in 0..warm + n {
                 if !gap.is_zero() {
                     let _ = lwkt::sleep(gap);
@@ -566,11 +591,12 @@ fn port_pingpong(h: &percore::lwkt::Handle, warm: usize, n: usize, gap: Duration
                 drop(std::hint::black_box(reply));
                 if i >= warm {
                     v.push(d.as_nanos() as u64);
+                    cross += usize::from(echo_at.load(Relaxed) != thread_tag());
                 }
             }
             to.send(u64::MAX);
             peer.join().expect("join");
-            v
+            (v, cross)
         })
         .expect("spawn")
         .join()
@@ -578,24 +604,27 @@ fn port_pingpong(h: &percore::lwkt::Handle, warm: usize, n: usize, gap: Duration
 }
 
 /// The same through two `EventQueue`s.
-fn evq_pingpong(h: &percore::lwkt::Handle, warm: usize, n: usize, gap: Duration) -> Vec<u64> {
+fn evq_pingpong(h: &percore::lwkt::Handle, warm: usize, n: usize, gap: Duration) -> Trips {
     use percore::evq::{Event, EventQueue};
     Builder::new()
         .worker(0)
         .spawn_on(h, move || {
             let (ping, pong) = (EventQueue::new(), EventQueue::new());
             let (pi, po) = (ping.clone(), pong.clone());
+            let echo_at = Arc::new(AtomicU64::new(0));
+            let at = echo_at.clone();
             let peer = Builder::new()
                 .worker(1)
                 .spawn(move || loop {
                     let e = pi.recv(None).expect("recv");
+                    at.store(thread_tag(), Relaxed);
                     if e.payload == u64::MAX {
                         break;
                     }
                     po.post(e).expect("post");
                 })
                 .expect("spawn");
-            let mut v = Vec::with_capacity(n);
+            let (mut v, mut cross) = (Vec::with_capacity(n), 0);
             for i in 0..warm + n {
                 if !gap.is_zero() {
                     let _ = lwkt::sleep(gap);
@@ -606,11 +635,12 @@ fn evq_pingpong(h: &percore::lwkt::Handle, warm: usize, n: usize, gap: Duration)
                 let d = t.elapsed();
                 if i >= warm {
                     v.push(d.as_nanos() as u64);
+                    cross += usize::from(echo_at.load(Relaxed) != thread_tag());
                 }
             }
             ping.post(Event::new(1, u64::MAX)).expect("post");
             peer.join().expect("join");
-            v
+            (v, cross)
         })
         .expect("spawn")
         .join()
@@ -621,11 +651,12 @@ fn evq_pingpong(h: &percore::lwkt::Handle, warm: usize, n: usize, gap: Duration)
 async fn tokio_ping(
     tx: tokio::sync::mpsc::Sender<u64>,
     mut rx: tokio::sync::mpsc::Receiver<u64>,
+    echo_at: Arc<AtomicU64>,
     warm: usize,
     n: usize,
     gap: Duration,
-) -> Vec<u64> {
-    let mut v = Vec::with_capacity(n);
+) -> Trips {
+    let (mut v, mut cross) = (Vec::with_capacity(n), 0);
     for i in 0..warm + n {
         if !gap.is_zero() {
             tokio::time::sleep(gap).await;
@@ -636,14 +667,20 @@ async fn tokio_ping(
         let d = t.elapsed();
         if i >= warm {
             v.push(d.as_nanos() as u64);
+            cross += usize::from(echo_at.load(Relaxed) != thread_tag());
         }
     }
-    v // dropping `tx` ends the echo side
+    (v, cross) // dropping `tx` ends the echo side
 }
 
 /// The answering side: echo until the sender is gone.
-async fn tokio_echo(mut rx: tokio::sync::mpsc::Receiver<u64>, tx: tokio::sync::mpsc::Sender<u64>) {
+async fn tokio_echo(
+    mut rx: tokio::sync::mpsc::Receiver<u64>,
+    tx: tokio::sync::mpsc::Sender<u64>,
+    echo_at: Arc<AtomicU64>,
+) {
     while let Some(v) = rx.recv().await {
+        echo_at.store(thread_tag(), Relaxed);
         if tx.send(v).await.is_err() {
             break;
         }
@@ -651,15 +688,17 @@ async fn tokio_echo(mut rx: tokio::sync::mpsc::Receiver<u64>, tx: tokio::sync::m
 }
 
 /// Two current_thread runtimes on two threads, one side each.
-fn tokio_pingpong_2rt(warm: usize, n: usize, gap: Duration) -> Vec<u64> {
+fn tokio_pingpong_2rt(warm: usize, n: usize, gap: Duration) -> Trips {
     let (ping_tx, ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
     let (pong_tx, pong_rx) = tokio::sync::mpsc::channel::<u64>(1);
+    let echo_at = Arc::new(AtomicU64::new(0));
+    let at = echo_at.clone();
     let peer = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
-        rt.block_on(tokio_echo(ping_rx, pong_tx));
+        rt.block_on(tokio_echo(ping_rx, pong_tx, at));
     });
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("tokio");
-    let v = rt.block_on(tokio_ping(ping_tx, pong_rx, warm, n, gap));
+    let v = rt.block_on(tokio_ping(ping_tx, pong_rx, echo_at, warm, n, gap));
     peer.join().expect("echo thread");
     v
 }

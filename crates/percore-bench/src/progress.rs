@@ -39,12 +39,12 @@ pub(crate) struct Progress {
 /// 2-CPU development machine; `kv` depends on memcached being installed.
 pub(crate) fn estimate(subsystem: &str, quick: bool) -> Duration {
     let (q, f) = match subsystem {
-        "smr" => (4, 15),
-        "zone" => (2, 14),
-        "pool" => (6, 45),
-        "lwkt" => (4, 25),
-        "evq" => (8, 60),
-        "kv" => (30, 720),
+        "smr" => (4, 20),
+        "zone" => (2, 8),
+        "pool" => (7, 45),
+        "lwkt" => (9, 30),
+        "evq" => (9, 60),
+        "kv" => (15, 720),
         _ => (5, 30),
     };
     Duration::from_secs(if quick { q } else { f })
@@ -95,6 +95,8 @@ impl Progress {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.row.clear();
         s.row.push_str(row);
+        drop(s);
+        tick(&self.bar, &self.state);
     }
 
     /// Print a line above the bar.

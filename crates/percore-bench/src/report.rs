@@ -28,6 +28,8 @@ pub(crate) enum Better {
     Lower,
     /// Larger values win (throughput).
     Higher,
+    /// Neither: context to read the other rows by (no ratio, no chart bar).
+    Context,
 }
 
 /// One measurement.
@@ -72,7 +74,7 @@ impl Row {
         match (self.floor, self.better) {
             (Some(f), Better::Lower) => self.value < f,
             (Some(c), Better::Higher) => self.value > c,
-            (None, _) => false,
+            (Some(_), Better::Context) | (None, _) => false,
         }
     }
 
@@ -227,7 +229,7 @@ impl Report {
                 for r in in_group {
                     let ratio = match (percore, r.imp.starts_with("percore") || r.imp.starts_with("none")) {
                         _ if r.below_floor() => "BELOW FLOOR".to_string(),
-                        (Some(p), false) => ratio(p, r).map_or(String::new(), |x| format!("{x:.2}x")),
+                        (Some(p), false) => ratio(p, r).map_or(String::new(), format_ratio),
                         _ => String::new(),
                     };
                     writeln!(out, "  {:<34} {:<22} {:>14.3} {:<10} {:>14}", g.trim(), r.imp, r.value, r.unit, ratio)
@@ -250,6 +252,15 @@ impl Report {
     }
 }
 
+/// "2.50x", with more digits below 0.1x so a large loss does not read "0.00x".
+fn format_ratio(x: f64) -> String {
+    if x < 0.1 {
+        format!("{x:.3}x")
+    } else {
+        format!("{x:.2}x")
+    }
+}
+
 /// Row identity within a bench: the metric and the fields.
 pub(crate) fn group_key(r: &Row) -> String {
     r.group()
@@ -263,10 +274,11 @@ pub(crate) fn ratio(percore: &Row, peer: &Row) -> Option<f64> {
     if percore.below_floor() || peer.below_floor() || !(p > 0.0 && v > 0.0 && p.is_finite() && v.is_finite()) {
         return None;
     }
-    Some(match peer.better {
-        Better::Lower => v / p,
-        Better::Higher => p / v,
-    })
+    match peer.better {
+        Better::Lower => Some(v / p),
+        Better::Higher => Some(p / v),
+        Better::Context => None,
+    }
 }
 
 #[cfg(test)]
