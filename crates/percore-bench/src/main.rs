@@ -2,12 +2,20 @@
 //! same run, reporting ratios.
 //!
 //! ```text
-//! percore-bench [--quick] [--json] [SUBSYSTEM]...
+//! percore-bench [--quick] [--json] [--plot DIR] [SUBSYSTEM]...
 //! ```
 //!
 //! With no subsystem every one runs. `--quick` shortens every measurement so
 //! the whole run takes well under a minute (CI's smoke test); `--json` prints
-//! one JSON object per line instead of tables (DESIGN.md §6).
+//! one JSON object per line instead of tables (DESIGN.md §6). On a terminal
+//! (and without `--json`) stderr shows a progress bar: subsystem, last row,
+//! estimated time left. `--plot DIR` writes `DIR/<subsystem>.svg`, percore's
+//! advantage over each peer as ratio bars (`plot.rs`).
+//!
+//! A figure past the physical floor of its metric (below about one cycle per
+//! operation, a zero for something that allocates: `report.rs`) is flagged
+//! `BELOW FLOOR` (JSON: `"flag":"below_floor"`) instead of being reported,
+//! and listed again at the end on stderr.
 //!
 //! Subsystems: `smr`, `zone`, `pool`, `lwkt`, `evq`, `kv`. `evq` (see `evq.rs`)
 //! measures percore-evq against tokio: `evq_handoff` (a post to an event
@@ -32,7 +40,9 @@ mod kv;
 mod kv_load;
 mod kv_server;
 mod lwkt;
+mod plot;
 mod pool;
+mod progress;
 mod report;
 mod smr;
 mod util;
@@ -55,6 +65,9 @@ struct Args {
     /// One JSON object per line instead of tables.
     #[arg(long)]
     json: bool,
+    /// Write one SVG chart per subsystem into DIR (percore against each peer, ratio bars).
+    #[arg(long, value_name = "DIR")]
+    plot: Option<std::path::PathBuf>,
     /// Print percore's stats tree after the run.
     #[arg(long)]
     stats: bool,
@@ -132,14 +145,36 @@ impl Budget {
     }
 }
 
+impl Subsystem {
+    fn name(self) -> &'static str {
+        match self {
+            Subsystem::Smr => "smr",
+            Subsystem::Zone => "zone",
+            Subsystem::Pool => "pool",
+            Subsystem::Lwkt => "lwkt",
+            Subsystem::Evq => "evq",
+            Subsystem::Kv => "kv",
+        }
+    }
+}
+
 fn main() {
+    // A measurement that needs a process of its own (lwkt.rs) re-runs this
+    // binary with the environment variable set.
+    if let Some(code) = lwkt::child_main() {
+        std::process::exit(code);
+    }
     let args = Args::parse();
     let all = [Subsystem::Smr, Subsystem::Zone, Subsystem::Pool, Subsystem::Lwkt, Subsystem::Evq, Subsystem::Kv];
     let chosen: &[Subsystem] = if args.subsystems.is_empty() { &all } else { &args.subsystems };
     let budget = Budget { quick: args.quick, scale: args.scale };
-    let mut report = Report::new(args.json);
+    let plan = chosen.iter().map(|s| (s.name(), progress::estimate(s.name(), args.quick))).collect();
+    let mut report = Report::new(args.json).with_progress(progress::Progress::new(plan, args.json));
     let kv_opts = kv::Opts { threads: args.kv_threads.map(usize::from), loaders: args.kv_loaders.into() };
-    for s in chosen {
+    for (i, s) in chosen.iter().enumerate() {
+        if let Some(p) = report.progress() {
+            p.begin(i);
+        }
         match s {
             Subsystem::Smr => smr::run(budget, &mut report),
             Subsystem::Zone => zone::run(budget, &mut report),
@@ -149,9 +184,29 @@ fn main() {
             Subsystem::Kv => kv::run(budget, kv_opts, &mut report),
         }
     }
+    report.finish();
     if !report.is_json() {
         println!("percore-bench ({} mode, {} CPUs)", if args.quick { "quick" } else { "full" }, util::cpus());
         print!("{}", report.table());
+    }
+    let flagged: Vec<_> = report.flagged().collect();
+    if !flagged.is_empty() {
+        eprintln!(
+            "{} figure(s) below the physical floor (not results; see docs/BENCHMARKS.md, Floors):",
+            flagged.len()
+        );
+        for r in flagged {
+            eprintln!("  {} / {} / {}: {} {}", r.bench, r.imp, r.metric, r.value, r.unit);
+        }
+    }
+    if let Some(dir) = &args.plot {
+        match plot::write(dir, report.rows(), args.quick) {
+            Ok(files) => files.iter().for_each(|f| eprintln!("plot: {}", f.display())),
+            Err(e) => {
+                eprintln!("plot: {e}");
+                std::process::exit(1);
+            }
+        }
     }
     if args.stats {
         for (name, value) in percore::stats() {

@@ -275,8 +275,17 @@ impl Scheme for Crossbeam {
         f();
     }
     fn settle(&self) {
-        for _ in 0..64 {
+        // NOTE: everything this bench retired goes to crossbeam's global
+        // collector, which later benches (zone_smr_free) share. A `flush`
+        // frees at most 8 bags (512 nodes); a stalled-reader run leaves
+        // hundreds of thousands behind, which the next user of `pin` would
+        // pay for. Flush until 64 flushes in a row free nothing (or 10 s).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut idle = 0;
+        while idle < 64 && Instant::now() < deadline {
+            let before = DROPPED.load(Ordering::Relaxed);
             epoch::pin().flush();
+            idle = if DROPPED.load(Ordering::Relaxed) == before { idle + 1 } else { 0 };
         }
     }
 }

@@ -123,6 +123,13 @@ fn smr_free(target: Duration, reps: usize, report: &mut Report) {
     });
     report.push(row(bench, "crossbeam-epoch", 1, ns));
 
+    // NOTE: one guard across 64 deferrals must be flushed before it is
+    // dropped. crossbeam collects (at most 8 bags of 64 objects) only every
+    // 128th pin or on `flush`; a pin per 64 operations without `flush` seals
+    // 128 bags per collection and frees 8: garbage grows without bound and
+    // every allocation takes fresh memory (240-390 ns per pair in quick
+    // mode before issue 15, slower than a pin per operation). `flush` is
+    // crossbeam's documented way to hand the bag over and collect.
     let ns = ns_per_iter(target, reps, |n| {
         alloc_free(
             1,
@@ -136,6 +143,7 @@ fn smr_free(target: Duration, reps: usize, report: &mut Report) {
                     // SAFETY: as above.
                     unsafe { guard.defer_destroy(shared) };
                 }
+                guard.flush();
             },
             &|()| {},
         )
