@@ -126,10 +126,11 @@ impl Drop for Domain {
 ///     assert_eq!(v, 1);
 /// }
 ///
-/// // A writer: swap in a new value and retire the old one.
+/// // A writer: swap in a new value and retire the old one. The pointer
+/// // stays raw: SMR rebuilds the Box only after the grace period.
 /// let old = shared.swap(Box::into_raw(Box::new(2u64)), Ordering::AcqRel);
-/// // SAFETY: `old` is unlinked and came from Box::into_raw.
-/// smr.retire(unsafe { Box::from_raw(old) });
+/// // SAFETY: `old` is unlinked, came from Box::into_raw, retired once.
+/// unsafe { smr.retire(old) };
 /// smr.flush().unwrap(); // wait for readers and run the destructor now
 /// # drop(unsafe { Box::from_raw(shared.load(Ordering::Relaxed)) });
 /// ```
@@ -483,15 +484,56 @@ impl Smr {
         Ok(())
     }
 
-    /// Drop `object` once no reader can see it any more.
+    /// Free the `Box` behind `ptr` once no reader can see it any more.
     ///
-    /// The caller must have made it unreachable for new readers first.
     /// Objects collect in a per-thread batch; a full batch is tagged with one
     /// `advance` and freed when it expires. See [`Builder::max_pending`] for
-    /// when this blocks.
+    /// when this blocks. A null `ptr` is ignored.
+    ///
+    /// The pointer stays raw until the grace period has ended: only then is
+    /// the `Box` rebuilt (`Box::from_raw`) and dropped. Rebuilding it
+    /// earlier, as the `retire(Box<T>)` of older versions made callers do, is
+    /// undefined behaviour: a `Box` asserts unique access while readers may
+    /// still hold shared references (issue 16; Miri reports it).
+    ///
+    /// # Safety
+    ///
+    /// * `ptr` is null or came from [`Box::<T>::into_raw`] (or
+    ///   [`Box::leak`]);
+    /// * it is already unreachable for readers that enter a section of this
+    ///   domain from now on (unlinked);
+    /// * nobody frees, retires, or writes through it afterwards, and nobody
+    ///   uses it after the grace period (readers that entered before the
+    ///   unlink may keep reading through shared references until they leave
+    ///   their section).
+    ///
+    /// ```
+    /// use percore_smr::Smr;
+    /// use std::sync::atomic::{AtomicPtr, Ordering};
+    ///
+    /// let smr = Smr::new("doc-retire").unwrap();
+    /// let shared = AtomicPtr::new(Box::into_raw(Box::new(String::from("old"))));
+    /// let old = shared.swap(Box::into_raw(Box::new(String::from("new"))), Ordering::AcqRel);
+    /// // SAFETY: `old` came from Box::into_raw, is unlinked, retired once.
+    /// unsafe { smr.retire(old) };
+    /// smr.flush().unwrap();
+    /// # drop(unsafe { Box::from_raw(shared.load(Ordering::Relaxed)) });
+    /// ```
+    ///
+    /// Handing over a `Box` does not compile any more:
+    ///
+    /// ```compile_fail
+    /// let smr = percore_smr::Smr::new("doc-retire-box").unwrap();
+    /// unsafe { smr.retire(Box::new(1u32)) };
+    /// ```
     #[inline]
-    pub fn retire<T: Send + 'static>(&self, object: Box<T>) {
-        self.push(Deferred::boxed(object), std::mem::size_of::<T>());
+    pub unsafe fn retire<T: Send + 'static>(&self, ptr: *mut T) {
+        if ptr.is_null() {
+            return;
+        }
+        // SAFETY: the caller's promise (see above) is `Deferred::boxed`'s.
+        let d = unsafe { Deferred::boxed(ptr) };
+        self.push(d, std::mem::size_of::<T>());
     }
 
     /// Call `f` once no reader can see what the caller unlinked before this
