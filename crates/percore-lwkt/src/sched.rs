@@ -192,6 +192,12 @@ pub fn set_priority(pri: u8) -> Result<(), Error> {
 /// and blocking calls are refused. Nests. On a foreign thread there is no
 /// scheduler to hold off and it has no effect.
 ///
+/// The section belongs to the calling uthread. A uthread that exits inside
+/// one (no matching `crit_exit`, or a [`critical`] guard passed to
+/// `mem::forget`) leaks nothing into its worker: the depth is reset when it
+/// exits, and the leak is counted as `lwkt.<name>.w<i>.crit_leaks` in the
+/// stats tree.
+///
 /// ```
 /// percore_lwkt::crit_enter();
 /// percore_lwkt::crit_exit();

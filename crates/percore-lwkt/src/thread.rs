@@ -84,6 +84,10 @@ pub(crate) struct Sched {
     pub(crate) allq_idx: usize,
     /// Being unwound by runtime shutdown.
     pub(crate) cancelled: bool,
+    /// The uthread's critical-section depth while it is switched out
+    /// (saved and restored by the worker around each resume). A critical
+    /// section belongs to the uthread, not to the worker (issue 16).
+    pub(crate) crit: u32,
 }
 
 /// A uthread.
@@ -136,6 +140,7 @@ impl Thread {
                 tokens: TokenList::default(),
                 allq_idx: usize::MAX,
                 cancelled: false,
+                crit: 0,
             }),
         }
     }
