@@ -90,7 +90,9 @@ impl Uthread {
     ///
     /// Giving a uthread to the worker that already owns it does nothing.
     /// Its tokens were released when it blocked and are re-taken on `to`
-    /// before it runs; `thread_local!` values are `to`'s afterwards.
+    /// before it runs; `thread_local!` values are `to`'s afterwards. Its
+    /// blocking call returns on `to`'s OS thread: see the crate docs
+    /// ("Migration and `!Send` values") for what it may keep across it.
     ///
     /// # Errors
     ///

@@ -150,6 +150,11 @@ pub fn park_timeout(timeout: Duration) -> Result<(), Error> {
 /// `thread_local!` values are now the new worker's. Refused inside a
 /// critical or SMR section.
 ///
+/// The uthread continues on another OS thread: do not keep a `!Send` value
+/// the compiler cannot see (a `thread_local!` borrow, an `Rc`) across this
+/// call; percore's own thread-bound handles cope with it (see the crate
+/// docs, "Migration and `!Send` values").
+///
 /// ```
 /// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
 /// let w = rt.block_on(|| { percore_lwkt::migrate(1).unwrap(); percore_lwkt::worker_index() });

@@ -691,6 +691,14 @@ impl std::fmt::Debug for Guard<'_> {
 
 /// A thread's explicit registration with a domain (see [`Smr::register`]).
 /// Not `Send`: it names the registering thread's slot.
+///
+/// `!Send` alone does not keep it on its thread: a percore-lwkt uthread
+/// that calls `migrate()` (or is given away) carries it to another worker's
+/// OS thread. So [`enter`](Participant::enter) checks that the slot is the
+/// calling thread's (the same thread-local check [`Smr::enter`] makes);
+/// on another thread it enters through that thread's own slot instead, so a
+/// participant can never publish or nest on another thread's slot (issue
+/// 16). The check costs what `Smr::enter`'s fast path costs.
 pub struct Participant {
     smr: Smr,
     slot: *const Slot,
@@ -698,14 +706,35 @@ pub struct Participant {
 }
 
 impl Participant {
-    /// Enter a read section, like [`Smr::enter`] without the lookup.
+    /// Enter a read section, like [`Smr::enter`]. On a thread other than
+    /// the registering one (a migrated uthread) the section uses the calling
+    /// thread's slot, exactly as `Smr::enter` would.
+    ///
+    /// ```
+    /// let smr = percore_smr::Smr::new("participant-enter").unwrap();
+    /// let me = smr.register();
+    /// let g = me.enter();
+    /// assert!(smr.in_section());
+    /// drop(g);
+    /// ```
     #[inline]
     pub fn enter(&self) -> Guard<'_> {
+        if !self.is_home() {
+            return self.smr.enter();
+        }
         // SAFETY: the slot lives as long as the domain, which `self.smr`
-        // keeps alive; `Participant` is `!Send`, so this is its owner.
+        // keeps alive, and `is_home` checked it is the calling thread's.
         let slot = unsafe { &*self.slot };
         enter_slot(self.smr.shared(), slot);
         Guard { smr: &self.smr, slot, _not_send: PhantomData }
+    }
+
+    /// Whether the participant's slot is the calling thread's.
+    #[inline]
+    fn is_home(&self) -> bool {
+        let id = self.smr.shared().id;
+        let cached = FAST.with(|f| f.id.get() == id && std::ptr::eq(f.slot.get(), self.slot));
+        cached || self.smr.slot_slow(false).is_some_and(|p| std::ptr::eq(p, self.slot))
     }
 
     /// The domain.
@@ -716,6 +745,11 @@ impl Participant {
 
 impl Drop for Participant {
     fn drop(&mut self) {
+        // NOTE: only the owning thread may touch the slot's owner-only
+        // state; elsewhere (a migrated uthread) there is nothing to do.
+        if !self.is_home() {
+            return;
+        }
         // SAFETY: as in `enter`.
         let slot = unsafe { &*self.slot };
         if slot.ephemeral.get() {
