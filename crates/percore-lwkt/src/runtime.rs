@@ -385,6 +385,22 @@ impl Handle {
         self.shared.workers.len()
     }
 
+    /// Whether the runtime has begun shutting down (its [`Runtime`] was
+    /// dropped): no worker runs timers or uthreads any more, so a wait that
+    /// depends on them must fail instead of blocking (percore-evq's waits
+    /// return their `Shutdown` error).
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+    /// let h = rt.handle().clone();
+    /// assert!(!h.is_shutdown());
+    /// drop(rt);
+    /// assert!(h.is_shutdown());
+    /// ```
+    pub fn is_shutdown(&self) -> bool {
+        self.shared.is_shutdown()
+    }
+
     /// Spawn a uthread with the defaults of [`Builder`]: on the calling
     /// worker when called from one of this runtime's uthreads, else on the
     /// next worker in rotation.
