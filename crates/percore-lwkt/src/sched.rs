@@ -146,7 +146,9 @@ pub fn park_timeout(timeout: Duration) -> Result<(), Error> {
 }
 
 /// Move the calling uthread to worker `to` (`lwkt_migratecpu`). When this
-/// returns it runs there: its tokens were released and re-taken, and
+/// returns it runs there (a [`Uthread::give_to`](crate::Uthread::give_to)
+/// racing it is refused with `NotDescheduled` until it has): its tokens
+/// were released and re-taken, and
 /// `thread_local!` values are now the new worker's. Refused inside a
 /// critical or SMR section.
 ///
@@ -169,7 +171,15 @@ pub fn migrate(to: usize) -> Result<(), Error> {
     }
     w.check_block()?;
     if to != w.idx {
+        // NOTE: pinned against `give_to` until it has run on `to` (issue 16):
+        // a give-away racing the migration would otherwise move it on
+        // after it reached `to` but before it ran there.
+        // SAFETY: we are the uthread `t`, running on its owner; no other
+        // reference to its state is live.
+        unsafe { t.sched() }.migrating = true;
         w.switch_out(t, Intent::Migrate(to));
+        // SAFETY: as above, now on the new owner.
+        unsafe { t.sched() }.migrating = false;
     }
     Ok(())
 }

@@ -88,6 +88,10 @@ pub(crate) struct Sched {
     /// (saved and restored by the worker around each resume). A critical
     /// section belongs to the uthread, not to the worker (issue 16).
     pub(crate) crit: u32,
+    /// Inside `migrate`: set by the uthread before it switches out, cleared
+    /// when it runs again (on its target). While set, `give_away` refuses
+    /// (`NotDescheduled`), so `migrate` returns where it was asked to.
+    pub(crate) migrating: bool,
 }
 
 /// A uthread.
@@ -141,6 +145,7 @@ impl Thread {
                 allq_idx: usize::MAX,
                 cancelled: false,
                 crit: 0,
+                migrating: false,
             }),
         }
     }
