@@ -207,7 +207,9 @@ impl Builder {
         }
         match self.mode {
             Mode::Deferred { limit: 0 } => return invalid("deferred limit must be at least 1"),
-            Mode::Lazy { tick } if tick < Duration::from_micros(1) => return invalid("lazy tick must be at least 1us"),
+            Mode::Lazy { tick } if tick < Duration::from_micros(1) || tick > crate::domain::MAX_LAZY_TICK => {
+                return invalid("lazy tick must be between 1us and 1s (MAX_LAZY_TICK)")
+            }
             _ => {}
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
