@@ -522,9 +522,32 @@ impl<T> JoinHandle<T> {
     /// [`JoinError::Panicked`] with the panic payload. Works from a uthread
     /// (which blocks, letting its worker run others) and from a foreign
     /// thread (which parks). Refused with [`JoinError::Wait`] inside a
-    /// critical or SMR section, unless the uthread already finished.
+    /// critical or SMR section, unless the uthread already finished, and
+    /// with `JoinError::Wait(Error::SelfJoin)` when the uthread joins its
+    /// own handle (it would wait for itself for ever).
+    ///
+    /// ```
+    /// use percore_lwkt::{Error, JoinError, JoinHandle, Runtime};
+    /// use std::sync::{mpsc, Arc, Mutex};
+    ///
+    /// let rt = Runtime::builder().workers(1).build().unwrap();
+    /// let slot: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
+    /// let (s, (tx, rx)) = (slot.clone(), mpsc::channel());
+    /// let h = rt.spawn(move || {
+    ///     let me = loop {
+    ///         if let Some(h) = s.lock().unwrap().take() { break h; }
+    ///         percore_lwkt::yield_now();
+    ///     };
+    ///     tx.send(matches!(me.join(), Err(JoinError::Wait(Error::SelfJoin)))).unwrap();
+    /// }).unwrap();
+    /// *slot.lock().unwrap() = Some(h); // hand the uthread its own handle
+    /// assert!(rx.recv().unwrap());
+    /// ```
     pub fn join(self) -> Result<T, JoinError> {
         if !self.packet.is_done() {
+            if crate::current().is_some_and(|me| me == self.thread) {
+                return Err(JoinError::Wait(Error::SelfJoin));
+            }
             crate::worker::check_may_block().map_err(JoinError::Wait)?;
         }
         match self.packet.wait() {
