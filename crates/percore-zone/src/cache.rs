@@ -54,6 +54,9 @@
 //! to the depot at once (UMA's `uz_sleepers` check in `uma_zfree_arg`), then
 //! notify the waiters, who re-check under `wait_mx` (so no wakeup is lost
 //! among frees that saw `sleepers`; others are caught by the bounded slices).
+//! A waiter on a percore-lwkt uthread does not block its worker: it naps
+//! through `percore_cpu::coop` (1 ms at a time) and polls, so that a free
+//! by another uthread of the same worker can happen meanwhile.
 //!
 //! # Panicking hooks
 //!
@@ -660,6 +663,18 @@ impl<T: Send + 'static> Core<T> {
             // SMR: poll the head's tag every millisecond; otherwise frees
             // notify us, and the slice only bounds a missed notification.
             let slice = if self.grace.is_some() { Duration::from_millis(1) } else { Duration::from_millis(20) };
+            if percore_cpu::coop::can_nap() {
+                // NOTE: on a uthread, nap instead of blocking its worker: the
+                // free we wait for may come from a uthread of the same
+                // worker (issue 16). Without `wait_mx`, which that free
+                // takes to notify; the nap bounds the polling latency.
+                drop(g);
+                let napped = percore_cpu::coop::nap(Duration::from_millis(1).min(deadline - now));
+                g = lock(&self.wait_mx);
+                if napped {
+                    continue;
+                }
+            }
             g = match self.wake.wait_timeout(g, slice.min(deadline - now)) {
                 Ok((g, _)) => g,
                 Err(e) => e.into_inner().0,
