@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The zone and SMR stress tests under valgrind, with every zone in no-cache mode
 # (PERCORE_ZONE_NOCACHE=1: one system allocation per item, so memcheck sees
-# each alloc and free, and any read of a freed item). Scaled down and
-# bounded in time; any memcheck error fails the run.
+# each alloc and free, and any read of a freed item), then percore-lwkt's
+# uthread tests (uthread stacks are registered with valgrind, so it follows
+# the stack switches). Scaled down and bounded in time; any memcheck error
+# fails the run.
 source "$(dirname "$0")/common.sh"
 if ! command -v valgrind >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1; then
@@ -36,3 +38,10 @@ PERCORE_ZONE_NOCACHE=1 PERCORE_ZONE_STRESS_ITERS=${PERCORE_ZONE_STRESS_ITERS:-20
 bin=$(test_bin percore-smr stress)
 test -x "$bin"
 vg "$bin"
+# percore-lwkt: uthreads switching stacks (registered with valgrind's client
+# requests in sys/linux.rs), blocking, migration, give-away, shutdown.
+for t in uthread sync runtime stress; do
+    bin=$(test_bin percore-lwkt "$t")
+    test -x "$bin"
+    vg "$bin"
+done

@@ -218,11 +218,12 @@ impl Scheme for Percore {
     }
     fn replace(&self, i: usize, value: u64) {
         let old = self.table[i].swap(Box::into_raw(Box::new(Node::new(value))), Ordering::AcqRel);
-        // SAFETY: `old` is unlinked and came from Box::into_raw.
-        self.smr.retire(unsafe { Box::from_raw(old) });
+        // SAFETY: `old` is unlinked, came from Box::into_raw, retired once.
+        unsafe { self.smr.retire(old) };
     }
     fn retire_fresh(&self, value: u64) {
-        self.smr.retire(Box::new(Node::new(value)));
+        // SAFETY: a fresh Box::into_raw that nobody else can reach.
+        unsafe { self.smr.retire(Box::into_raw(Box::new(Node::new(value)))) };
     }
     fn touch(&self) {
         drop(self.smr.enter());

@@ -17,6 +17,9 @@
 //!   prefix (`smr.<name>.poll`, `zone.<name>.allocs`, ...) with [`stats::register`];
 //!   [`stats::snapshot`] returns every `(name, value)` pair in the process. The
 //!   facade re-exports it as `percore::stats()`, and `percore-bench` prints it.
+//! * **Cooperative waiting**: [`coop`] lets a lower crate (a zone at its
+//!   item limit) wait without blocking a uthread's worker, through a hook
+//!   the scheduler installs.
 //!
 //! ```
 //! use percore_cpu::{allowed_cpus, stats, Counter};
@@ -35,6 +38,7 @@
 
 #![warn(missing_docs)]
 
+pub mod coop;
 mod counter;
 mod error;
 mod per_slot;

@@ -334,7 +334,12 @@ impl Alarm {
     /// a.set_after(std::time::Duration::from_millis(1)).unwrap();
     /// a.wait(None).unwrap(); // a foreign thread blocks too
     /// ```
+    ///
+    /// [`Error::Shutdown`] once the runtime has shut down.
     pub fn new_in(handle: &Handle) -> Result<Alarm, Error> {
+        if handle.is_shutdown() {
+            return Err(Error::Shutdown);
+        }
         let driver = driver::get(handle)?;
         let cell = driver.alarm_zone()?.alloc_raw()?;
         // SAFETY: freshly allocated from the zone: a constructed cell.
@@ -365,7 +370,13 @@ impl Alarm {
     /// docs); otherwise an armed alarm is cancelled first, and an event of
     /// an earlier firing still in the queue is dropped. Either way, after
     /// `set` the queue holds only this arming's event, once it fires.
+    ///
+    /// [`Error::Shutdown`] once the runtime has shut down (no worker would
+    /// ever fire it).
     pub fn set(&mut self, at: Instant) -> Result<(), Error> {
+        if self.handle.is_shutdown() {
+            return Err(Error::Shutdown);
+        }
         let when = self.driver.wheels.nanos(at);
         // Armed, not fired, to a deadline no earlier: move it in place.
         if self.cell().state.rearm(self.gen, when) {
@@ -433,11 +444,22 @@ impl Alarm {
 
     /// Block until the alarm fires ([`Error::TimedOut`] after `timeout`;
     /// returns at once if it already fired and its event is still queued).
+    ///
+    /// [`Error::Shutdown`] when the runtime has shut down and the event is
+    /// not there: at once, or (a foreign thread waiting while it shuts
+    /// down) within a few tens of milliseconds.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        let deadline = waiter::deadline(timeout);
         loop {
-            let e = self.cell().queue.recv(timeout)?;
-            if e.kind == ALARM_EVENT && e.payload == self.gen {
-                return Ok(());
+            if self.handle.is_shutdown() && self.cell().queue.is_empty() {
+                return Err(Error::Shutdown);
+            }
+            match self.cell().queue.recv(waiter::slice(deadline)) {
+                Ok(e) if e.kind == ALARM_EVENT && e.payload == self.gen => return Ok(()),
+                Ok(_) => {}
+                // A foreign thread's slice ended before the deadline.
+                Err(Error::TimedOut) if deadline.is_none_or(|d| Instant::now() < d) => {}
+                Err(e) => return Err(e),
             }
         }
     }
@@ -458,15 +480,20 @@ impl Drop for Alarm {
     }
 }
 
-/// Block the calling uthread (or foreign thread) for `d` on an alarm of its
-/// runtime.
+/// Block the calling uthread for `d` on an alarm of its runtime; on a
+/// foreign thread (no runtime of its own), sleep the OS thread.
 ///
 /// ```
 /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
 /// rt.block_on(|| percore_evq::sleep(std::time::Duration::from_millis(2))).unwrap().unwrap();
+/// percore_evq::sleep(std::time::Duration::from_millis(1)).unwrap(); // a foreign thread
 /// ```
 pub fn sleep(d: Duration) -> Result<(), Error> {
-    let mut a = Alarm::new()?;
+    let Some(h) = Handle::current() else {
+        std::thread::sleep(d);
+        return Ok(());
+    };
+    let mut a = Alarm::new_in(&h)?;
     a.set_after(d)?;
     a.wait(None)
 }

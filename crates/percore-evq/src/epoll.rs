@@ -41,6 +41,7 @@ use crate::error::Error;
 use crate::io::Registration;
 use crate::queue::{wait_any, Ceq, Coalesce};
 use crate::stats::stats;
+use crate::waiter;
 use percore_lwkt::Handle;
 use std::collections::HashMap;
 use std::io;
@@ -165,7 +166,11 @@ impl Epoll {
     }
 
     /// A new, empty set on `handle`'s runtime (usable from any thread).
+    /// [`Error::Shutdown`] once the runtime has shut down.
     pub fn new_in(handle: &Handle) -> Result<Epoll, Error> {
+        if handle.is_shutdown() {
+            return Err(Error::Shutdown);
+        }
         // SAFETY: a plain system call; the result is checked and owned.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
@@ -277,6 +282,12 @@ impl Epoll {
     /// Each kernel event goes to exactly one caller; level-triggered ones
     /// again to the next caller while still ready. Refused inside a critical
     /// or SMR section; `Invalid` for an empty `events`.
+    ///
+    /// Returns by its deadline even on a foreign thread whose runtime's
+    /// workers are all busy (it then blocks in slices of a few tens of
+    /// milliseconds and polls the set itself between them), and fails with
+    /// [`Error::Shutdown`] when nothing is ready and the runtime has shut
+    /// down (or shuts down while a foreign thread waits).
     pub fn wait(&self, events: &mut [EpollEvent], timeout: Option<Duration>) -> Result<usize, Error> {
         if events.is_empty() {
             return Err(Error::Invalid("Epoll::wait needs room for at least one event".into()));
@@ -286,6 +297,12 @@ impl Epoll {
         if n > 0 || timeout == Some(Duration::ZERO) {
             return Ok(n);
         }
+        let handle = self.reg.handle();
+        if handle.is_shutdown() {
+            return Err(Error::Shutdown);
+        }
+        let deadline = waiter::deadline(timeout);
+        let uthread = percore_lwkt::current().is_some();
         let mut alarm = match timeout {
             Some(d) => {
                 let mut a = Alarm::new_in(self.reg.handle())?;
@@ -295,9 +312,13 @@ impl Epoll {
             None => None,
         };
         let r = loop {
+            // NOTE: the alarm is the waiter's own (the seed's protocol) and
+            // ends a uthread's wait; the slice bounds a foreign thread's
+            // wait when no worker fires the alarm or dispatches readiness.
+            let slice = if uthread { None } else { waiter::slice(deadline) };
             let woke = match &alarm {
-                Some(a) => wait_any(&[&self.wake, a.queue()], None),
-                None => wait_any(&[&self.wake], None),
+                Some(a) => wait_any(&[&self.wake, a.queue()], slice),
+                None => wait_any(&[&self.wake], slice),
             };
             match woke {
                 Ok((_, 0)) => {
@@ -307,6 +328,17 @@ impl Epoll {
                     }
                 }
                 Ok(_) => break Ok(self.poll(events)), // our own alarm fired
+                Err(Error::TimedOut) => {
+                    // A slice or the deadline ended: look at the set itself
+                    // (a busy worker may not have dispatched its readiness).
+                    let n = self.poll(events);
+                    if n > 0 || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                        break Ok(n);
+                    }
+                    if handle.is_shutdown() {
+                        break Err(Error::Shutdown);
+                    }
+                }
                 Err(e) => break Err(e),
             }
         };

@@ -16,6 +16,10 @@ pub enum Error {
     /// The queue or epoll instance was closed.
     #[error("closed")]
     Closed,
+    /// The runtime the alarm or epoll set belongs to has shut down: nothing
+    /// would ever fire or wake the wait.
+    #[error("the runtime has shut down")]
+    Shutdown,
     /// An argument is out of range; the message says which.
     #[error("invalid argument: {0}")]
     Invalid(String),

@@ -235,8 +235,8 @@ impl Drop for Registration {
     fn drop(&mut self) {
         let _ = self.handle.io_deregister(self.worker, self.fd);
         // SAFETY: created by `Box::leak` in `new`; now unreachable for new
-        // events (deregistered); in-flight dispatches are SMR readers.
-        let src = unsafe { Box::from_raw(self.src.as_ptr()) };
-        self.driver.smr.retire(src);
+        // events (deregistered); in-flight dispatches are SMR readers, so
+        // the pointer stays raw until their grace period ends.
+        unsafe { self.driver.smr.retire(self.src.as_ptr()) };
     }
 }

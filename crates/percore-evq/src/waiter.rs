@@ -64,6 +64,24 @@ pub(crate) fn block(deadline: Option<Instant>) -> Result<(), Error> {
     Ok(())
 }
 
+/// How long a foreign OS thread blocks at a time in a wait that a worker
+/// would end (an alarm firing, a readiness dispatch): it then checks its own
+/// deadline, the descriptors, and whether the runtime shut down. A uthread
+/// needs no slice: the worker runs its timers, and shutdown unwinds it.
+#[cfg(not(loom))]
+pub(crate) const FOREIGN_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The timeout of one blocking step of a wait that ends at `deadline`:
+/// all of it on a uthread, at most [`FOREIGN_SLICE`] on a foreign thread.
+#[cfg(not(loom))]
+pub(crate) fn slice(deadline: Option<Instant>) -> Option<std::time::Duration> {
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    if percore_lwkt::current().is_some() {
+        return left;
+    }
+    Some(left.map_or(FOREIGN_SLICE, |l| l.min(FOREIGN_SLICE)))
+}
+
 /// `now + timeout`, saturating far in the future instead of overflowing.
 pub(crate) fn deadline(timeout: Option<std::time::Duration>) -> Option<Instant> {
     let d = timeout?;

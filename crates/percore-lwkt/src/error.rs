@@ -78,6 +78,10 @@ pub enum Error {
     /// An exclusive token was asked for by a uthread holding it shared only.
     #[error("cannot upgrade a shared token to exclusive")]
     TokenUpgrade,
+    /// A uthread tried to join its own [`JoinHandle`](crate::JoinHandle):
+    /// it would wait for itself for ever.
+    #[error("a uthread cannot join itself")]
+    SelfJoin,
     /// [`Handle::driver`](crate::Handle::driver) asked for a driver of another
     /// type than the one already installed.
     #[error("the runtime already has a driver of another type")]

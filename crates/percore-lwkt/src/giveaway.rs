@@ -90,14 +90,17 @@ impl Uthread {
     ///
     /// Giving a uthread to the worker that already owns it does nothing.
     /// Its tokens were released when it blocked and are re-taken on `to`
-    /// before it runs; `thread_local!` values are `to`'s afterwards.
+    /// before it runs; `thread_local!` values are `to`'s afterwards. Its
+    /// blocking call returns on `to`'s OS thread: see the crate docs
+    /// ("Migration and `!Send` values") for what it may keep across it.
     ///
     /// # Errors
     ///
     /// * [`Error::NoSuchWorker`] for `to` out of range;
     /// * [`Error::NotDescheduled`] if it is running (to move the calling
     ///   uthread, use [`migrate`](crate::migrate)), not yet started on its
-    ///   worker, or in flight to another worker;
+    ///   worker, in flight to another worker, or inside `migrate` and not
+    ///   yet run on its target (so that `migrate` keeps its promise);
     /// * [`Error::Exited`] if it has returned;
     /// * [`Error::InCritical`] / [`Error::InSmrSection`] when the caller may
     ///   not block, [`Error::Shutdown`] when the runtime is shutting down.
@@ -162,6 +165,9 @@ impl Worker {
         let runnable = match s.state {
             RunState::Dead => return reply.send(Err(Error::Exited)),
             _ if to == self.idx => return reply.send(Ok(())),
+            // Inside `migrate`, not yet run on its target: its promise
+            // ("when this returns it runs there") wins.
+            _ if s.migrating => return reply.send(Err(Error::NotDescheduled)),
             RunState::Blocked => false,
             RunState::Queued => {
                 let taken = self.runq.borrow_mut().remove(&t, s.pri);

@@ -56,6 +56,31 @@
 //! uthread that [`migrate`]s sees the new worker's values afterwards. Do not
 //! keep a reference to a thread-local across a call that may switch.
 //!
+//! ## Migration and `!Send` values
+//!
+//! [`migrate`] moves the calling uthread to another worker's OS thread, and
+//! [`Uthread::give_to`] moves a descheduled one (so, for a uthread others
+//! may give away, any blocking call can return on another OS thread). A
+//! `!Send` value kept across such a call ends up used from another thread
+//! than the one it was made on, which `!Send` exists to forbid. percore's
+//! own thread-bound types are safe against it (issue 16):
+//!
+//! * an SMR [`Guard`](percore_smr::Guard) and a [`CritGuard`] cannot be
+//!   held across a switch: `migrate`, `give_to`'s target blocking, and every
+//!   blocking call are refused inside SMR and critical sections;
+//! * a [`percore_smr::Participant`] checks at each `enter` that its slot is
+//!   the calling thread's, and otherwise enters through that thread's slot;
+//! * a [`TokenGuard`] is the uthread's, not the thread's: tokens are released
+//!   at the switch and re-taken on the new worker before it runs.
+//!
+//! XXX: the compiler cannot see other `!Send` state a uthread carries
+//! across `migrate` or a blocking call: a borrow of a `thread_local!`
+//! (inside `LocalKey::with`), an `Rc`, a `MutexGuard` of a thread-bound
+//! lock, foreign thread-bound handles. Keeping one across these calls is
+//! the caller's bug and can be undefined behaviour; making migration
+//! `unsafe` (or opt-in per uthread) would let the type system say so, and
+//! is left open as an API decision.
+//!
 //! ## Absent in this release
 //!
 //! * Preemption proper: no uthread is ever switched out except at its own

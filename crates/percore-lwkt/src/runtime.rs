@@ -174,6 +174,9 @@ impl RuntimeBuilder {
 
     /// Start the workers.
     pub fn build(self) -> Result<Runtime, Error> {
+        // Lower crates' waits (a zone at its limit) park a uthread instead
+        // of its worker (issue 16). Process-wide; the first runtime installs.
+        let _ = percore_cpu::coop::install(coop_can_nap, coop_nap);
         let cpus = percore_cpu::allowed_cpus()?;
         let n = self.workers.unwrap_or(cpus.len());
         if n == 0 || cpus.is_empty() {
@@ -383,6 +386,22 @@ impl Handle {
     /// Number of workers.
     pub fn workers(&self) -> usize {
         self.shared.workers.len()
+    }
+
+    /// Whether the runtime has begun shutting down (its [`Runtime`] was
+    /// dropped): no worker runs timers or uthreads any more, so a wait that
+    /// depends on them must fail instead of blocking (percore-evq's waits
+    /// return their `Shutdown` error).
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+    /// let h = rt.handle().clone();
+    /// assert!(!h.is_shutdown());
+    /// drop(rt);
+    /// assert!(h.is_shutdown());
+    /// ```
+    pub fn is_shutdown(&self) -> bool {
+        self.shared.is_shutdown()
     }
 
     /// Spawn a uthread with the defaults of [`Builder`]: on the calling
@@ -620,4 +639,15 @@ impl Builder {
         worker::send(shared, target, Msg::Spawn(thread));
         Ok(handle)
     }
+}
+
+/// `percore_cpu::coop`'s query: a uthread that may block (not inside a
+/// critical or SMR section, where it could not switch anyway).
+fn coop_can_nap() -> bool {
+    worker::current_worker().is_some_and(|w| w.current_ptr().is_some()) && !crate::in_critical()
+}
+
+/// `percore_cpu::coop`'s nap: sleep the uthread.
+fn coop_nap(d: std::time::Duration) -> bool {
+    crate::sleep(d).is_ok()
 }

@@ -146,9 +146,16 @@ pub fn park_timeout(timeout: Duration) -> Result<(), Error> {
 }
 
 /// Move the calling uthread to worker `to` (`lwkt_migratecpu`). When this
-/// returns it runs there: its tokens were released and re-taken, and
+/// returns it runs there (a [`Uthread::give_to`](crate::Uthread::give_to)
+/// racing it is refused with `NotDescheduled` until it has): its tokens
+/// were released and re-taken, and
 /// `thread_local!` values are now the new worker's. Refused inside a
 /// critical or SMR section.
+///
+/// The uthread continues on another OS thread: do not keep a `!Send` value
+/// the compiler cannot see (a `thread_local!` borrow, an `Rc`) across this
+/// call; percore's own thread-bound handles cope with it (see the crate
+/// docs, "Migration and `!Send` values").
 ///
 /// ```
 /// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
@@ -164,7 +171,15 @@ pub fn migrate(to: usize) -> Result<(), Error> {
     }
     w.check_block()?;
     if to != w.idx {
+        // NOTE: pinned against `give_to` until it has run on `to` (issue 16):
+        // a give-away racing the migration would otherwise move it on
+        // after it reached `to` but before it ran there.
+        // SAFETY: we are the uthread `t`, running on its owner; no other
+        // reference to its state is live.
+        unsafe { t.sched() }.migrating = true;
         w.switch_out(t, Intent::Migrate(to));
+        // SAFETY: as above, now on the new owner.
+        unsafe { t.sched() }.migrating = false;
     }
     Ok(())
 }
@@ -191,6 +206,12 @@ pub fn set_priority(pri: u8) -> Result<(), Error> {
 /// [`crit_exit`], the worker does not switch away from the caller, IPIs wait,
 /// and blocking calls are refused. Nests. On a foreign thread there is no
 /// scheduler to hold off and it has no effect.
+///
+/// The section belongs to the calling uthread. A uthread that exits inside
+/// one (no matching `crit_exit`, or a [`critical`] guard passed to
+/// `mem::forget`) leaks nothing into its worker: the depth is reset when it
+/// exits, and the leak is counted as `lwkt.<name>.w<i>.crit_leaks` in the
+/// stats tree.
 ///
 /// ```
 /// percore_lwkt::crit_enter();

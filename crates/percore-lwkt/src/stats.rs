@@ -64,6 +64,10 @@ pub(crate) struct WorkerStats {
     pub(crate) cached_stacks: Stat,
     /// Readiness events from the worker's epoll instance handed to the driver.
     pub(crate) io_events: Stat,
+    /// Uthreads that exited inside a critical section (a `crit_enter`
+    /// without `crit_exit`, a forgotten `critical()` guard); their count was
+    /// reset so that it cannot leak into later uthreads.
+    pub(crate) crit_leaks: Stat,
 }
 
 pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::Registration {
@@ -87,6 +91,7 @@ pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::
                 ("runq_len", s.runq_len.get()),
                 ("cached_stacks", s.cached_stacks.get()),
                 ("io_events", s.io_events.get()),
+                ("crit_leaks", s.crit_leaks.get()),
             ] {
                 emit(&format!("w{i}.{k}"), v);
             }

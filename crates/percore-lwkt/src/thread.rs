@@ -84,6 +84,14 @@ pub(crate) struct Sched {
     pub(crate) allq_idx: usize,
     /// Being unwound by runtime shutdown.
     pub(crate) cancelled: bool,
+    /// The uthread's critical-section depth while it is switched out
+    /// (saved and restored by the worker around each resume). A critical
+    /// section belongs to the uthread, not to the worker (issue 16).
+    pub(crate) crit: u32,
+    /// Inside `migrate`: set by the uthread before it switches out, cleared
+    /// when it runs again (on its target). While set, `give_away` refuses
+    /// (`NotDescheduled`), so `migrate` returns where it was asked to.
+    pub(crate) migrating: bool,
 }
 
 /// A uthread.
@@ -136,6 +144,8 @@ impl Thread {
                 tokens: TokenList::default(),
                 allq_idx: usize::MAX,
                 cancelled: false,
+                crit: 0,
+                migrating: false,
             }),
         }
     }
@@ -512,9 +522,32 @@ impl<T> JoinHandle<T> {
     /// [`JoinError::Panicked`] with the panic payload. Works from a uthread
     /// (which blocks, letting its worker run others) and from a foreign
     /// thread (which parks). Refused with [`JoinError::Wait`] inside a
-    /// critical or SMR section, unless the uthread already finished.
+    /// critical or SMR section, unless the uthread already finished, and
+    /// with `JoinError::Wait(Error::SelfJoin)` when the uthread joins its
+    /// own handle (it would wait for itself for ever).
+    ///
+    /// ```
+    /// use percore_lwkt::{Error, JoinError, JoinHandle, Runtime};
+    /// use std::sync::{mpsc, Arc, Mutex};
+    ///
+    /// let rt = Runtime::builder().workers(1).build().unwrap();
+    /// let slot: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
+    /// let (s, (tx, rx)) = (slot.clone(), mpsc::channel());
+    /// let h = rt.spawn(move || {
+    ///     let me = loop {
+    ///         if let Some(h) = s.lock().unwrap().take() { break h; }
+    ///         percore_lwkt::yield_now();
+    ///     };
+    ///     tx.send(matches!(me.join(), Err(JoinError::Wait(Error::SelfJoin)))).unwrap();
+    /// }).unwrap();
+    /// *slot.lock().unwrap() = Some(h); // hand the uthread its own handle
+    /// assert!(rx.recv().unwrap());
+    /// ```
     pub fn join(self) -> Result<T, JoinError> {
         if !self.packet.is_done() {
+            if crate::current().is_some_and(|me| me == self.thread) {
+                return Err(JoinError::Wait(Error::SelfJoin));
+            }
             crate::worker::check_may_block().map_err(JoinError::Wait)?;
         }
         match self.packet.wait() {

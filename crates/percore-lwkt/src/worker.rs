@@ -33,6 +33,16 @@
 //! tries to block is refused. An SMR read section counts as a critical
 //! section (`percore_smr::in_section`).
 //!
+//! The depth belongs to the uthread, not to the worker: `run_one` adds the
+//! uthread's saved depth (`Sched::crit`) to the worker's count before the
+//! resume and takes it back after the switch-out. A uthread cannot block or
+//! yield inside a section, so the saved depth is normally zero; what it
+//! catches is a uthread that *exits* inside one (it returned inside
+//! `crit_enter()`, `mem::forget`'s a `critical()` guard, or panicked past a
+//! bare `crit_enter`). Such a leaked depth dies with its uthread and is
+//! counted as the worker's `crit_leaks`; it never reaches the next uthread
+//! (issue 16).
+//!
 //! ## Shutdown
 //!
 //! When the [`Runtime`](crate::Runtime) is dropped every worker stops at its
@@ -499,6 +509,11 @@ impl Worker {
         if self.preempt.get().is_some() {
             self.resolve_preempt(s.pri);
         }
+        // NOTE: the critical-section count is the uthread's: it runs with
+        // its own depth on top of the scheduler's (zero here), and takes it
+        // away when it switches out (issue 16).
+        let base = self.crit.get();
+        self.crit.set(base + s.crit);
         // SAFETY: only this worker touches the coroutine cell, and the
         // uthread itself never does; the reference ends with the resume.
         let result = match unsafe { t.coro() } {
@@ -508,6 +523,8 @@ impl Worker {
         self.current.set(std::ptr::null());
         // SAFETY: the uthread is switched out; its state is ours again.
         let s = unsafe { t.sched() };
+        s.crit = self.crit.get().saturating_sub(base);
+        self.crit.set(base);
         if !s.tokens.is_empty() {
             s.tokens.release_all();
         }
@@ -533,6 +550,11 @@ impl Worker {
                 }
             },
             CoroutineResult::Return(()) => {
+                if std::mem::take(&mut s.crit) != 0 {
+                    // It exited inside a critical section: the depth dies
+                    // with it; count the leak where users can see it.
+                    self.ws().stats.crit_leaks.bump();
+                }
                 s.state = RunState::Dead;
                 self.unadopt(&t);
                 t.port.close();
@@ -602,13 +624,17 @@ impl Worker {
         for t in &all {
             self.current.set(Arc::as_ptr(t));
             // SAFETY: `t` belongs to this worker and does not run.
-            let coro = unsafe {
+            let (coro, crit) = unsafe {
                 let s = t.sched();
                 s.cancelled = true;
                 s.state = RunState::Dead;
-                t.coro().take()
+                (t.coro().take(), std::mem::take(&mut s.crit))
             };
+            // The unwound uthread runs its destructors with its own depth.
+            let base = self.crit.get();
+            self.crit.set(base + crit);
             drop(coro);
+            self.crit.set(base);
             t.port.close();
             self.current.set(std::ptr::null());
         }

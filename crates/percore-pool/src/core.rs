@@ -92,6 +92,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Something a worker can run: a [`Job`](crate::Job) or a spawned closure.
+///
+/// NOTE: every method may run user code that the task itself does not catch
+/// (the destructor of a job's data when the pool held its last reference,
+/// of a spawned closure's result or captures). The pool calls them only
+/// through [`Core::guarded`], which catches such a panic and counts it in
+/// `panics`, so a destructor can never cost a worker (issue 16). A task
+/// leaves its own state consistent before any such drop.
 pub(crate) trait Task: Send + Sync + 'static {
     /// Run the entry `ticket` (popped by a worker; no pool lock held).
     /// Stale tickets are dropped here.
@@ -436,8 +443,26 @@ impl Core {
     /// Run one popped entry and account for it (the worker's inner step, and
     /// the loom model's "worker" step).
     pub(crate) fn run_entry(self: &Arc<Self>, entry: Entry) {
-        entry.task.run(entry.ticket, self);
+        self.guarded((), || entry.task.run(entry.ticket, self));
         self.stats.jobs_run.inc();
+    }
+
+    /// Call a [`Task`] method: a panic that escapes it (a user destructor;
+    /// the functions themselves are caught by the tasks) is caught, counted
+    /// in `panics`, and answered with `on_panic`.
+    #[inline]
+    pub(crate) fn guarded<R>(&self, on_panic: R, f: impl FnOnce() -> R) -> R {
+        match crate::sync::catch_unwind(f) {
+            Ok(r) => r,
+            Err(payload) => self.caught_slow(payload, on_panic),
+        }
+    }
+
+    #[cold]
+    fn caught_slow<R>(&self, payload: Box<dyn std::any::Any + Send>, on_panic: R) -> R {
+        self.stats.panics.inc();
+        crate::sync::drop_payload(payload);
+        on_panic
     }
 
     /// The loom model's worker step: run one entry, if any, through the
@@ -458,7 +483,7 @@ impl Core {
     pub(crate) fn promote_all(self: &Arc<Self>) {
         let due: Vec<Entry> = std::mem::take(&mut self.state.lock().delayed).into_values().collect();
         for e in due {
-            if !e.task.promote(e.ticket, self) {
+            if !self.guarded(false, || e.task.promote(e.ticket, self)) {
                 self.finish();
             }
         }
@@ -656,11 +681,13 @@ impl Core {
         }
         drop(st);
         for e in due {
+            // NOTE: a panicking promote can only be the drop of the task's
+            // last reference, after it decided not to queue: `false`.
             if dying {
-                e.task.shutdown(e.ticket);
+                self.guarded((), || e.task.shutdown(e.ticket));
                 self.stats.shutdown_cancelled.inc();
                 self.finish();
-            } else if !e.task.promote(e.ticket, self) {
+            } else if !self.guarded(false, || e.task.promote(e.ticket, self)) {
                 self.finish();
             }
         }

@@ -21,6 +21,13 @@
 //!   [`JoinHandle`], [`ThreadPool::schedule_after`] for delayed jobs,
 //!   [`ThreadPool::drain`], caught panics, and per-pool [`Stats`] in
 //!   percore's stats tree (`pool.<name>.*`).
+//! * Panics never cost a worker: a panic anywhere user code runs on a pool
+//!   thread (a job function, a spawned closure, the destructor of a
+//!   detached result, of a job's data or of a cancelled closure's captures)
+//!   is caught and counted in [`Stats::panics`]. User values dropped on the
+//!   caller's thread (an unjoined result dropped with its [`JoinHandle`],
+//!   captures dropped by [`JoinHandle::cancel`]) raise their panic there,
+//!   after the pool's own state is settled.
 //!
 //! ```
 //! use percore_pool::{Job, ThreadPool, PRI_NONE};

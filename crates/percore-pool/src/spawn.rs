@@ -52,6 +52,8 @@ use std::time::{Duration, Instant};
 
 type Thunk = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
 type Outcome = Result<Box<dyn Any + Send>, PanicPayload>;
+/// A caught panic of a destructor, on its way to be counted or re-raised.
+type Payload = Box<dyn Any + Send>;
 
 const FREE: usize = 0;
 const PENDING: usize = 1;
@@ -94,22 +96,30 @@ impl Cell {
     }
 
     /// One party is done with the cell; the last one recycles it.
-    fn release(self: Arc<Self>) {
+    ///
+    /// Returns the panic of a leftover's destructor (a result nobody joined,
+    /// a panic payload, a closure's captures), raised only after the cell
+    /// was recycled: the caller decides where it goes (issue 16).
+    #[must_use = "a destructor's panic must be counted or re-raised"]
+    fn release(self: Arc<Self>) -> Option<Payload> {
         // ORDERING: AcqRel so that the party that recycles sees every write
         // of the other (pairs with the other party's decrement).
         if self.users.fetch_sub(1, Ordering::AcqRel) == 1 {
-            cache::free(self);
+            return cache::free(self);
         }
+        None
     }
 
     /// Back to `FREE`, dropping leftovers. Caller: the last user.
-    fn reset(&self) {
+    fn reset(&self) -> Option<Payload> {
         // SAFETY: `users` reached zero: nobody else can touch the cell.
         let (thunk, result) = unsafe { ((*self.thunk.get()).take(), (*self.result.get()).take()) };
-        drop((thunk, result));
         // ORDERING: the cell is private to its owner until the pool lock
         // publishes it again.
         self.state.store(FREE, Ordering::Relaxed);
+        // NOTE: the leftovers are out of the cell already, so a panicking
+        // destructor leaves it clean and recyclable.
+        drop_caught((thunk, result))
     }
 
     /// Move from `PENDING` to `to`, keeping the `WAITER` bit; false if the
@@ -146,6 +156,19 @@ impl Cell {
     }
 }
 
+/// Drop `v`, returning the panic of its destructor instead of unwinding.
+fn drop_caught<V>(v: V) -> Option<Payload> {
+    crate::sync::catch_unwind(move || drop(v)).err()
+}
+
+/// Re-raise a destructor's panic on a pool thread: [`Core::guarded`]
+/// catches and counts it.
+fn reraise(p: Option<Payload>) {
+    if let Some(p) = p {
+        std::panic::resume_unwind(p);
+    }
+}
+
 impl Task for Cell {
     fn run(self: Arc<Self>, _ticket: u64, core: &Arc<Core>) {
         if self.leave_pending(RUNNING) {
@@ -161,7 +184,7 @@ impl Task for Cell {
             }
             self.finish(FINISHED);
         }
-        self.release();
+        reraise(self.release());
     }
 
     fn promote(self: Arc<Self>, ticket: u64, core: &Arc<Core>) -> bool {
@@ -171,23 +194,27 @@ impl Task for Cell {
     }
 
     fn shutdown(self: Arc<Self>, _ticket: u64) {
-        cancel(&self);
-        self.release();
+        let (_, captures) = cancel(&self);
+        let recycled = self.release();
+        reraise(captures.or(recycled));
     }
 }
 
-/// `PENDING` -> `CANCELLED`, dropping the closure. True if it never runs.
-fn cancel(cell: &Cell) -> bool {
+/// `PENDING` -> `CANCELLED`, dropping the closure. True if it never runs;
+/// second, the panic of the closure's captures' destructor, if any (the
+/// cell is already `CANCELLED` and its joiner woken when it is raised).
+fn cancel(cell: &Cell) -> (bool, Option<Payload>) {
     if !cell.leave_pending(CANCELLED) {
         // ORDERING: Acquire, as in `is_final`.
-        return cell.state.load(Ordering::Acquire) & MASK == CANCELLED;
+        return (cell.state.load(Ordering::Acquire) & MASK == CANCELLED, None);
     }
     // SAFETY: we won the cancel CAS: no worker will take the thunk, and the
     // handle is the only other party.
     let thunk = unsafe { (*cell.thunk.get()).take() };
-    drop(thunk);
+    // NOTE: wake the joiner before user code (the captures' destructors)
+    // runs: a panic there must not leave it waiting for ever.
     cell.finish(CANCELLED);
-    true
+    (true, drop_caught(thunk))
 }
 
 pub(crate) fn spawn<F, R>(core: &Arc<Core>, f: F) -> JoinHandle<R>
@@ -206,7 +233,10 @@ where
         // The pool is shutting down (a job spawning onto its dying pool):
         // the closure will not run, and the handle says so.
         cell.users.store(1, Ordering::Relaxed);
-        cancel(&cell);
+        if let (_, Some(p)) = cancel(&cell) {
+            // The spawner's own captures: their panic is the spawner's.
+            std::panic::resume_unwind(p);
+        }
     }
     JoinHandle { cell, _result: PhantomData }
 }
@@ -258,8 +288,16 @@ impl<R: Send + 'static> JoinHandle<R> {
     /// Cancel the closure if it has not started: true if it never will run
     /// (`join` then returns [`Error::Cancelled`]), false if it is running or
     /// has finished.
+    ///
+    /// The closure is dropped on the calling thread: a panic of its
+    /// captures' destructors propagates from here, after the cancellation
+    /// took effect.
     pub fn cancel(&self) -> bool {
-        cancel(&self.cell)
+        let (cancelled, captures) = cancel(&self.cell);
+        if let Some(p) = captures {
+            std::panic::resume_unwind(p);
+        }
+        cancelled
     }
 
     fn wait(&self, timeout: Option<Duration>) -> bool {
@@ -315,8 +353,21 @@ impl<R: Send + 'static> JoinHandle<R> {
 }
 
 impl<R> Drop for JoinHandle<R> {
+    /// Detach (or, after the closure finished, drop an unjoined result).
+    ///
+    /// When the handle is the last party, the result (or a panic payload) is
+    /// dropped on the calling thread: a panic of its destructor propagates
+    /// from here (swallowed if the thread is already unwinding, which would
+    /// abort). When the pool thread is the last party, it drops them and
+    /// counts such a panic in [`Stats::panics`](crate::Stats::panics).
     fn drop(&mut self) {
-        self.cell.clone().release();
+        if let Some(p) = self.cell.clone().release() {
+            if std::thread::panicking() {
+                crate::sync::drop_payload(p);
+            } else {
+                std::panic::resume_unwind(p);
+            }
+        }
     }
 }
 
@@ -330,7 +381,7 @@ impl<R> std::fmt::Debug for JoinHandle<R> {
 /// cache: cells are allocated and freed, which the model does not care about.
 #[cfg(not(loom))]
 mod cache {
-    use super::Cell;
+    use super::{Cell, Payload};
     use std::cell::RefCell;
     use std::sync::{Arc, Mutex};
 
@@ -366,8 +417,8 @@ mod cache {
     }
 
     #[inline]
-    pub(super) fn free(cell: Arc<Cell>) {
-        cell.reset();
+    pub(super) fn free(cell: Arc<Cell>) -> Option<Payload> {
+        let panicked = cell.reset();
         let _ = LOCAL.try_with(|l| {
             let mut l = l.borrow_mut();
             l.push(cell);
@@ -376,6 +427,7 @@ mod cache {
                 free_slow(full);
             }
         });
+        panicked
     }
 
     /// The magazine overflowed: hand a full one to the depot (or free it).
@@ -390,15 +442,16 @@ mod cache {
 
 #[cfg(loom)]
 mod cache {
-    use super::Cell;
+    use super::{Cell, Payload};
     use std::sync::Arc;
 
     pub(super) fn alloc() -> Arc<Cell> {
         Arc::new(Cell::new())
     }
 
-    pub(super) fn free(cell: Arc<Cell>) {
-        cell.reset();
+    pub(super) fn free(cell: Arc<Cell>) -> Option<Payload> {
+        let panicked = cell.reset();
         drop(cell);
+        panicked
     }
 }

@@ -99,7 +99,10 @@ impl PoolStats {
 pub struct Stats {
     /// Entries a worker took and ran (cancelled leftovers included).
     pub jobs_run: u64,
-    /// Job functions or spawned closures that panicked (caught).
+    /// Panics caught on pool threads: job functions and spawned closures that
+    /// panicked, and destructors of user values the pool dropped (a detached
+    /// result, a job's data, a cancelled closure's captures). No panic costs a
+    /// worker.
     pub panics: u64,
     /// Schedules that found no idle worker and woke the overseer.
     pub handoffs: u64,

@@ -83,6 +83,14 @@ pub(crate) fn catch_unwind<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
 }
 
+/// Drop a caught panic's payload without letting a panicking payload
+/// destructor escape (a payload whose `Drop` panics is leaked instead).
+pub(crate) fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = catch_unwind(move || drop(payload)) {
+        std::mem::forget(again);
+    }
+}
+
 /// The identity of the calling thread, to detect a job waiting for itself.
 #[cfg(not(loom))]
 pub(crate) fn current_thread() -> std::thread::ThreadId {

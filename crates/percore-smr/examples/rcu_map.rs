@@ -78,8 +78,9 @@ impl<V: Send + Sync + 'static> RcuMap<V> {
                 let next = node.next.load(Ordering::Acquire);
                 let fresh = Box::new(Node { key, value, next: AtomicPtr::new(next) });
                 link.store(Box::into_raw(fresh), Ordering::Release);
-                // SAFETY: `p` is now unlinked and came from Box::into_raw.
-                self.smr.retire(unsafe { Box::from_raw(p) });
+                // SAFETY: `p` is now unlinked, came from Box::into_raw, and
+                // is retired once (under the writer lock).
+                unsafe { self.smr.retire(p) };
                 return true;
             }
             link = &node.next;
@@ -101,7 +102,7 @@ impl<V: Send + Sync + 'static> RcuMap<V> {
                 link.store(node.next.load(Ordering::Acquire), Ordering::Release);
                 // SAFETY: as in `insert`. Readers already on `p` can still
                 // follow its `next`, which stays valid until they leave.
-                self.smr.retire(unsafe { Box::from_raw(p) });
+                unsafe { self.smr.retire(p) };
                 return true;
             }
             link = &node.next;

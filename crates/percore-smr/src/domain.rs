@@ -51,10 +51,17 @@ pub enum Mode {
     /// two ticks ahead. Meant for callers that only poll without waiting;
     /// a blocking wait sleeps tick by tick until the clock gets there.
     Lazy {
-        /// The clock period (at least 1 microsecond).
+        /// The clock period: at least 1 microsecond, at most
+        /// [`MAX_LAZY_TICK`] (a blocking wait takes about two ticks).
         tick: Duration,
     },
 }
+
+/// The longest [`Mode::Lazy`] tick a domain accepts (1 s). A grace period
+/// of a lazy domain lasts about two ticks, and `synchronize` sleeps that
+/// long: a longer tick (`Duration::MAX` used to be accepted) would make it
+/// wait for ever in practice (issue 16).
+pub const MAX_LAZY_TICK: Duration = Duration::from_secs(1);
 
 pub(crate) struct Counters {
     pub(crate) advance: Counter,

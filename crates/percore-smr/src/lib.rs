@@ -59,7 +59,8 @@
 //!
 //! [`Mode::Default`] bumps `wr_seq` on every advance. [`Mode::Deferred`] bumps
 //! only every `limit` advances per participant. [`Mode::Lazy`] lets `wr_seq`
-//! follow a clock, with goals two ticks ahead.
+//! follow a clock, with goals two ticks ahead (ticks from 1 us up to
+//! [`MAX_LAZY_TICK`], 1 s, so that a blocking wait always ends).
 //!
 //! ## Wrapping
 //!
@@ -113,7 +114,7 @@ mod slots;
 mod smr;
 mod sys;
 
-pub use domain::Mode;
+pub use domain::{Mode, MAX_LAZY_TICK};
 pub use error::Error;
 pub use seq::Seq;
 pub use smr::{in_section, Builder, Guard, Participant, Smr, DEFAULT_BATCH, DEFAULT_MAX_PENDING};

@@ -20,19 +20,29 @@ pub(crate) struct Deferred {
     call: unsafe fn(*mut ()),
 }
 
-// SAFETY: built only from `Box<T>` with `T: Send` or closures that are
-// `Send`; running it on another thread is what `Send` allows.
+// SAFETY: built only from boxed `T: Send` or closures that are `Send`;
+// running it on another thread is what `Send` allows.
 unsafe impl Send for Deferred {}
 
 impl Deferred {
-    /// Drop `b` later.
-    pub(crate) fn boxed<T: Send + 'static>(b: Box<T>) -> Deferred {
+    /// Drop the `Box<T>` behind `p` later.
+    ///
+    /// NOTE: `p` stays a raw pointer until the destructor runs: readers may
+    /// still hold shared references to `*p`, so no `Box` (a unique
+    /// reference) may exist before the grace period ends (issue 16).
+    ///
+    /// # Safety
+    ///
+    /// `p` is non-null, came from `Box::<T>::into_raw`, and nobody else frees
+    /// or writes through it (the contract of `Smr::retire`).
+    pub(crate) unsafe fn boxed<T: Send + 'static>(p: *mut T) -> Deferred {
         unsafe fn drop_box<T>(p: *mut ()) {
-            // SAFETY: `p` came from `Box::<T>::into_raw` in `boxed` and is
-            // consumed exactly once (`Deferred` runs only in its `Drop`).
+            // SAFETY: `p` came from `Box::<T>::into_raw` (the caller of
+            // `boxed` promised it) and is consumed exactly once (`Deferred`
+            // runs only in its `Drop`), after the grace period.
             drop(unsafe { Box::from_raw(p.cast::<T>()) });
         }
-        Deferred { data: Box::into_raw(b).cast(), call: drop_box::<T> }
+        Deferred { data: p.cast(), call: drop_box::<T> }
     }
 
     /// Call `f` later.

@@ -126,10 +126,11 @@ impl Drop for Domain {
 ///     assert_eq!(v, 1);
 /// }
 ///
-/// // A writer: swap in a new value and retire the old one.
+/// // A writer: swap in a new value and retire the old one. The pointer
+/// // stays raw: SMR rebuilds the Box only after the grace period.
 /// let old = shared.swap(Box::into_raw(Box::new(2u64)), Ordering::AcqRel);
-/// // SAFETY: `old` is unlinked and came from Box::into_raw.
-/// smr.retire(unsafe { Box::from_raw(old) });
+/// // SAFETY: `old` is unlinked, came from Box::into_raw, retired once.
+/// unsafe { smr.retire(old) };
 /// smr.flush().unwrap(); // wait for readers and run the destructor now
 /// # drop(unsafe { Box::from_raw(shared.load(Ordering::Relaxed)) });
 /// ```
@@ -206,7 +207,9 @@ impl Builder {
         }
         match self.mode {
             Mode::Deferred { limit: 0 } => return invalid("deferred limit must be at least 1"),
-            Mode::Lazy { tick } if tick < Duration::from_micros(1) => return invalid("lazy tick must be at least 1us"),
+            Mode::Lazy { tick } if tick < Duration::from_micros(1) || tick > crate::domain::MAX_LAZY_TICK => {
+                return invalid("lazy tick must be between 1us and 1s (MAX_LAZY_TICK)")
+            }
             _ => {}
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -483,15 +486,56 @@ impl Smr {
         Ok(())
     }
 
-    /// Drop `object` once no reader can see it any more.
+    /// Free the `Box` behind `ptr` once no reader can see it any more.
     ///
-    /// The caller must have made it unreachable for new readers first.
     /// Objects collect in a per-thread batch; a full batch is tagged with one
     /// `advance` and freed when it expires. See [`Builder::max_pending`] for
-    /// when this blocks.
+    /// when this blocks. A null `ptr` is ignored.
+    ///
+    /// The pointer stays raw until the grace period has ended: only then is
+    /// the `Box` rebuilt (`Box::from_raw`) and dropped. Rebuilding it
+    /// earlier, as the `retire(Box<T>)` of older versions made callers do, is
+    /// undefined behaviour: a `Box` asserts unique access while readers may
+    /// still hold shared references (issue 16; Miri reports it).
+    ///
+    /// # Safety
+    ///
+    /// * `ptr` is null or came from [`Box::<T>::into_raw`] (or
+    ///   [`Box::leak`]);
+    /// * it is already unreachable for readers that enter a section of this
+    ///   domain from now on (unlinked);
+    /// * nobody frees, retires, or writes through it afterwards, and nobody
+    ///   uses it after the grace period (readers that entered before the
+    ///   unlink may keep reading through shared references until they leave
+    ///   their section).
+    ///
+    /// ```
+    /// use percore_smr::Smr;
+    /// use std::sync::atomic::{AtomicPtr, Ordering};
+    ///
+    /// let smr = Smr::new("doc-retire").unwrap();
+    /// let shared = AtomicPtr::new(Box::into_raw(Box::new(String::from("old"))));
+    /// let old = shared.swap(Box::into_raw(Box::new(String::from("new"))), Ordering::AcqRel);
+    /// // SAFETY: `old` came from Box::into_raw, is unlinked, retired once.
+    /// unsafe { smr.retire(old) };
+    /// smr.flush().unwrap();
+    /// # drop(unsafe { Box::from_raw(shared.load(Ordering::Relaxed)) });
+    /// ```
+    ///
+    /// Handing over a `Box` does not compile any more:
+    ///
+    /// ```compile_fail
+    /// let smr = percore_smr::Smr::new("doc-retire-box").unwrap();
+    /// unsafe { smr.retire(Box::new(1u32)) };
+    /// ```
     #[inline]
-    pub fn retire<T: Send + 'static>(&self, object: Box<T>) {
-        self.push(Deferred::boxed(object), std::mem::size_of::<T>());
+    pub unsafe fn retire<T: Send + 'static>(&self, ptr: *mut T) {
+        if ptr.is_null() {
+            return;
+        }
+        // SAFETY: the caller's promise (see above) is `Deferred::boxed`'s.
+        let d = unsafe { Deferred::boxed(ptr) };
+        self.push(d, std::mem::size_of::<T>());
     }
 
     /// Call `f` once no reader can see what the caller unlinked before this
@@ -649,6 +693,14 @@ impl std::fmt::Debug for Guard<'_> {
 
 /// A thread's explicit registration with a domain (see [`Smr::register`]).
 /// Not `Send`: it names the registering thread's slot.
+///
+/// `!Send` alone does not keep it on its thread: a percore-lwkt uthread
+/// that calls `migrate()` (or is given away) carries it to another worker's
+/// OS thread. So [`enter`](Participant::enter) checks that the slot is the
+/// calling thread's (the same thread-local check [`Smr::enter`] makes);
+/// on another thread it enters through that thread's own slot instead, so a
+/// participant can never publish or nest on another thread's slot (issue
+/// 16). The check costs what `Smr::enter`'s fast path costs.
 pub struct Participant {
     smr: Smr,
     slot: *const Slot,
@@ -656,14 +708,35 @@ pub struct Participant {
 }
 
 impl Participant {
-    /// Enter a read section, like [`Smr::enter`] without the lookup.
+    /// Enter a read section, like [`Smr::enter`]. On a thread other than
+    /// the registering one (a migrated uthread) the section uses the calling
+    /// thread's slot, exactly as `Smr::enter` would.
+    ///
+    /// ```
+    /// let smr = percore_smr::Smr::new("participant-enter").unwrap();
+    /// let me = smr.register();
+    /// let g = me.enter();
+    /// assert!(smr.in_section());
+    /// drop(g);
+    /// ```
     #[inline]
     pub fn enter(&self) -> Guard<'_> {
+        if !self.is_home() {
+            return self.smr.enter();
+        }
         // SAFETY: the slot lives as long as the domain, which `self.smr`
-        // keeps alive; `Participant` is `!Send`, so this is its owner.
+        // keeps alive, and `is_home` checked it is the calling thread's.
         let slot = unsafe { &*self.slot };
         enter_slot(self.smr.shared(), slot);
         Guard { smr: &self.smr, slot, _not_send: PhantomData }
+    }
+
+    /// Whether the participant's slot is the calling thread's.
+    #[inline]
+    fn is_home(&self) -> bool {
+        let id = self.smr.shared().id;
+        let cached = FAST.with(|f| f.id.get() == id && std::ptr::eq(f.slot.get(), self.slot));
+        cached || self.smr.slot_slow(false).is_some_and(|p| std::ptr::eq(p, self.slot))
     }
 
     /// The domain.
@@ -674,6 +747,11 @@ impl Participant {
 
 impl Drop for Participant {
     fn drop(&mut self) {
+        // NOTE: only the owning thread may touch the slot's owner-only
+        // state; elsewhere (a migrated uthread) there is nothing to do.
+        if !self.is_home() {
+            return;
+        }
         // SAFETY: as in `enter`.
         let slot = unsafe { &*self.slot };
         if slot.ephemeral.get() {

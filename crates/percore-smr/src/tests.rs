@@ -7,6 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::Duration;
 
+/// Retire a fresh object (nobody else ever sees it).
+fn retire_new<T: Send + 'static>(smr: &Smr, value: T) {
+    // SAFETY: a fresh `Box::into_raw`, reachable by nobody, retired once.
+    unsafe { smr.retire(Box::into_raw(Box::new(value))) };
+}
+
 struct CountDrop(Arc<AtomicUsize>);
 impl Drop for CountDrop {
     fn drop(&mut self) {
@@ -111,7 +117,7 @@ fn retired_objects_run_after_flush_and_not_before_readers_leave() {
     });
     is_ready.recv().unwrap();
     for _ in 0..10 {
-        smr.retire(Box::new(CountDrop(dropped.clone())));
+        retire_new(&smr, CountDrop(dropped.clone()));
     }
     // Two full batches were tagged while the reader was inside.
     assert_eq!(dropped.load(Ordering::SeqCst), 0);
@@ -145,7 +151,7 @@ fn dropping_the_last_handle_runs_everything_pending() {
         let smr = Smr::builder("t-drop").batch_size(2).build().unwrap();
         let other = smr.clone();
         for _ in 0..5 {
-            smr.retire(Box::new(CountDrop(dropped.clone())));
+            retire_new(&smr, CountDrop(dropped.clone()));
         }
         drop(smr);
         assert_eq!(dropped.load(Ordering::SeqCst), 4.min(dropped.load(Ordering::SeqCst)));
@@ -164,7 +170,7 @@ fn a_thread_exit_queues_its_batch_and_frees_its_slot() {
         let _g = s.enter();
         drop(_g);
         for _ in 0..7 {
-            s.retire(Box::new(CountDrop(d.clone())));
+            retire_new(&s, CountDrop(d.clone()));
         }
     })
     .join()
@@ -226,7 +232,7 @@ fn the_cap_makes_writers_wait_for_a_stalled_reader() {
     let s = smr.clone();
     let writer = std::thread::spawn(move || {
         for i in 0..1000u64 {
-            s.retire(Box::new(i));
+            retire_new(&s, i);
             assert!(s.pending() <= cap + 16, "pending {} over cap", s.pending());
         }
     });
@@ -249,7 +255,7 @@ fn retire_inside_a_section_never_waits_for_itself() {
     let smr = Smr::builder("t-cap-self").batch_size(4).max_pending(8).build().unwrap();
     let g = smr.enter();
     for i in 0..100u64 {
-        smr.retire(Box::new(i)); // over the cap, but must not deadlock
+        retire_new(&smr, i); // over the cap, but must not deadlock
     }
     assert!(percore_cpu::stats::get("smr.t-cap-self.cap_overruns").unwrap() > 0);
     drop(g);
@@ -291,7 +297,7 @@ fn lazy_mode_follows_the_clock() {
     }
     let g2 = smr.advance();
     assert!(smr.poll(g2, true), "a blocking poll sleeps until the clock gets there");
-    smr.retire(Box::new(5u32));
+    retire_new(&smr, 5u32);
     smr.flush().unwrap();
     assert_eq!(smr.pending(), 0);
 }
@@ -410,7 +416,7 @@ fn sections_and_retires_in_late_thread_local_destructors_work() {
                 let g = smr.enter();
                 assert!(smr.in_section());
                 drop(g);
-                smr.retire(Box::new(CountDrop(dropped)));
+                retire_new(&smr, CountDrop(dropped));
                 let goal = smr.advance();
                 assert!(smr.poll(goal, true));
             }
@@ -462,7 +468,7 @@ fn concurrent_flushes_each_run_everything_queued_before_them() {
                 for round in 0..200 {
                     let before = dropped.load(Ordering::SeqCst);
                     for _ in 0..7 {
-                        smr.retire(Box::new(CountDrop(dropped.clone())));
+                        retire_new(&smr, CountDrop(dropped.clone()));
                     }
                     if round % 3 == 0 {
                         drop(smr.enter());
@@ -488,7 +494,7 @@ fn destructors_may_retire_into_the_same_domain() {
     let dropped = Arc::new(AtomicUsize::new(0));
     for _ in 0..10 {
         let (s, d) = (smr.clone(), dropped.clone());
-        smr.defer(move || s.retire(Box::new(CountDrop(d))));
+        smr.defer(move || retire_new(&s, CountDrop(d)));
     }
     smr.flush().unwrap(); // runs the closures, which retire more
     smr.flush().unwrap(); // runs what they retired

@@ -54,6 +54,28 @@
 //! to the depot at once (UMA's `uz_sleepers` check in `uma_zfree_arg`), then
 //! notify the waiters, who re-check under `wait_mx` (so no wakeup is lost
 //! among frees that saw `sleepers`; others are caught by the bounded slices).
+//! A waiter on a percore-lwkt uthread does not block its worker: it naps
+//! through `percore_cpu::coop` (1 ms at a time) and polls, so that a free
+//! by another uthread of the same worker can happen meanwhile.
+//!
+//! # Panicking hooks
+//!
+//! `init`, `ctor` and `dtor` are user code and may panic. Each call is
+//! wrapped in `catch_unwind`; the zone first settles its accounting and only
+//! then re-raises the panic to the caller of `alloc` or `free`, so no panic
+//! can use up `max_items` capacity (issue 16):
+//!
+//! * `init` panics: no `T` exists; the item's raw memory (and every raw item
+//!   of the same import not yet constructed) goes back to the keg, which
+//!   un-counts it. Items of that import already constructed stay cached.
+//! * `ctor` panics: the item goes back through the free path (without
+//!   `dtor`), as the hook left it: a valid `T`, since hooks get `&T` or
+//!   `&mut T`. The next allocation runs `ctor` on it again.
+//! * `dtor` panics: the free completes as usual, then the panic propagates.
+//!
+//! `fini` and `T`'s `Drop` run at reclaim and teardown, with no caller to
+//! hand a panic to. XXX: a panic there still escapes (and aborts when it
+//! happens while unwinding).
 
 use crate::bucket::{Bucket, Depot, Side};
 use crate::grace::{Grace, Tag};
@@ -70,6 +92,21 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 mod maint;
+
+/// A caught panic of a hook, held until the zone's state is settled.
+type Payload = Box<dyn std::any::Any + Send>;
+
+/// Run a hook, catching its panic.
+#[inline]
+fn hook(f: impl FnOnce()) -> Result<(), Payload> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+}
+
+/// Raise a hook's panic once the zone is consistent again.
+#[cold]
+fn reraise(p: Payload) -> ! {
+    std::panic::resume_unwind(p)
+}
 
 /// A hook called with a pointer to a constructed item. The wrapper built by
 /// the public builder decides whether it gets `&T` or `&mut T`.
@@ -271,8 +308,22 @@ impl<T: Send + 'static> Core<T> {
     #[inline]
     pub(crate) unsafe fn free(&self, p: NonNull<T>) {
         if let Some(dtor) = &self.dtor {
-            dtor(p);
+            if let Err(panic) = hook(|| dtor(p)) {
+                // SAFETY: forwarded contract.
+                unsafe { self.give_back(p) };
+                reraise(panic);
+            }
         }
+        // SAFETY: forwarded contract.
+        unsafe { self.give_back(p) };
+    }
+
+    /// `free` after `dtor`: the item goes back to the cache.
+    ///
+    /// # Safety
+    /// As for `free`.
+    #[inline]
+    unsafe fn give_back(&self, p: NonNull<T>) {
         // ORDERING: a hint; a waiter that raced past it is woken by its own
         // bounded wait slice (see the module docs).
         if !self.limited || self.sleepers.load(Ordering::Relaxed) == 0 {
@@ -292,8 +343,19 @@ impl<T: Send + 'static> Core<T> {
     #[inline]
     fn ctor(&self, p: NonNull<T>) {
         if let Some(ctor) = &self.ctor {
-            ctor(p);
+            if let Err(panic) = hook(|| ctor(p)) {
+                self.ctor_panicked(p, panic);
+            }
         }
+    }
+
+    /// `ctor` panicked on `p`: give the item back (without `dtor`; it is a
+    /// valid `T` as the hook left it), then re-raise.
+    #[cold]
+    fn ctor_panicked(&self, p: NonNull<T>, panic: Payload) -> ! {
+        // SAFETY: `p` came from this zone's alloc and the caller never saw it.
+        unsafe { self.give_back(p) };
+        reraise(panic)
     }
 
     #[cold]
@@ -308,15 +370,26 @@ impl<T: Send + 'static> Core<T> {
     }
 
     /// One attempt through every layer; `None` at the item limit.
+    ///
+    /// A panic of `init` is re-raised here, after the import that ran it
+    /// has put its bucket away (see "Panicking hooks").
     fn alloc_once(&self) -> Result<Option<NonNull<T>>, Error> {
         if self.nocache {
             return self.nocache_alloc();
         }
-        match self.my_slot() {
+        let mut panic = None;
+        let r = match self.my_slot() {
             // SAFETY: the slot is this thread's.
-            Some(slot) => unsafe { slot.slow(|m| self.refill(m)) },
-            None => self.uncached_alloc(),
+            Some(slot) => unsafe { slot.slow(|m| self.refill(m, &mut panic)) },
+            None => self.uncached_alloc(&mut panic),
+        };
+        if let Some(p) = panic {
+            // NOTE: `refill` takes nothing after a panic, and a one-item
+            // import that panicked has nothing to hand out.
+            debug_assert!(!matches!(r, Ok(Some(_))), "an item taken despite init's panic");
+            reraise(p);
         }
+        r
     }
 
     /// The calling thread's slot, registering the zone for its exit drain
@@ -342,7 +415,7 @@ impl<T: Send + 'static> Core<T> {
     }
 
     /// The alloc bucket is empty: swap, trade at the depot, or import.
-    fn refill(&self, m: &mut Magazine<T>) -> Result<Option<NonNull<T>>, Error> {
+    fn refill(&self, m: &mut Magazine<T>, panic: &mut Option<Payload>) -> Result<Option<NonNull<T>>, Error> {
         if let Some(p) = m.alloc.pop() {
             return Ok(Some(p));
         }
@@ -375,8 +448,8 @@ impl<T: Send + 'static> Core<T> {
             }
         };
         let cap = bucket.cap();
-        let r = self.import(&mut bucket, cap);
-        if matches!(r, Ok(0)) && self.grace.is_some() {
+        let r = self.import(&mut bucket, cap, panic);
+        if matches!(r, Ok(0)) && self.grace.is_some() && panic.is_none() {
             // At the item limit: now a scan is worth its fence.
             let mut d = self.depot.lock();
             if let Some(full) = d.take_full(|t| self.expired(t)) {
@@ -391,25 +464,39 @@ impl<T: Send + 'static> Core<T> {
         if let Some(old) = m.alloc.put(bucket) {
             self.depot.lock().put_full(old);
         }
+        if panic.is_some() {
+            return Ok(None); // `alloc_once` raises it; take nothing
+        }
         r.map(|_| m.alloc.pop())
     }
 
     /// Fill `bucket` with up to `n` fresh items from the keg, running `init`
-    /// on each outside the keg lock.
-    fn import(&self, bucket: &mut Bucket<T>, n: usize) -> Result<usize, Error> {
+    /// on each outside the keg lock. Returns how many were constructed.
+    ///
+    /// If `init` panics, the raw items not constructed go back to the keg
+    /// and the panic is left in `panic` for the caller to raise once the
+    /// bucket is put away.
+    fn import(&self, bucket: &mut Bucket<T>, n: usize, panic: &mut Option<Payload>) -> Result<usize, Error> {
         let mut raw = Vec::with_capacity(n);
-        let got = self
-            .keg
+        self.keg
             .import(n, self.limit, &mut raw)
             .map_err(|bytes| Error::OutOfMemory { zone: self.name.clone(), bytes })?;
-        for r in raw {
+        let mut made = 0;
+        for (i, r) in raw.iter().enumerate() {
             let p = r.cast::<T>();
             // SAFETY: a raw item of our keg: aligned, sized for `T`, unused.
-            unsafe { p.as_ptr().write((self.hooks.init)()) };
+            if let Err(e) = hook(|| unsafe { p.as_ptr().write((self.hooks.init)()) }) {
+                // NOTE: `init` panicked before the write: items `i..` hold
+                // no `T`; un-count them (issue 16: no phantom items).
+                self.keg.release(raw[i..].iter().copied());
+                *panic = Some(e);
+                break;
+            }
             // The bucket has room: `n` is at most its free capacity.
             let _ = bucket.push(p);
+            made += 1;
         }
-        Ok(got)
+        Ok(made)
     }
 
     fn expired(&self, tag: &Tag) -> bool {
@@ -476,7 +563,7 @@ impl<T: Send + 'static> Core<T> {
     }
 
     /// Alloc for a thread without a slot: one item from the depot or keg.
-    fn uncached_alloc(&self) -> Result<Option<NonNull<T>>, Error> {
+    fn uncached_alloc(&self, panic: &mut Option<Payload>) -> Result<Option<NonNull<T>>, Error> {
         {
             let mut d = self.depot.lock();
             if self.grace.is_none() {
@@ -492,7 +579,7 @@ impl<T: Send + 'static> Core<T> {
             }
         }
         let mut one = Bucket::new(1);
-        self.import(&mut one, 1)?;
+        self.import(&mut one, 1, panic)?;
         Ok(one.pop())
     }
 
@@ -538,9 +625,17 @@ impl<T: Send + 'static> Core<T> {
         // sees this sleeper and hands its item over, or happened before our
         // next `alloc_once`, which then finds the item.
         self.sleepers.fetch_add(1, Ordering::SeqCst);
+        /// Un-counts the sleeper on every exit, a hook's panic included.
+        struct Sleeper<'a>(&'a AtomicUsize);
+        impl Drop for Sleeper<'_> {
+            fn drop(&mut self) {
+                // ORDERING: see the increment.
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let sleeper = Sleeper(&self.sleepers);
         let r = self.wait_loop(deadline, start);
-        // ORDERING: see above.
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        drop(sleeper);
         if r.is_err() {
             self.stats.fails.inc();
         }
@@ -568,6 +663,18 @@ impl<T: Send + 'static> Core<T> {
             // SMR: poll the head's tag every millisecond; otherwise frees
             // notify us, and the slice only bounds a missed notification.
             let slice = if self.grace.is_some() { Duration::from_millis(1) } else { Duration::from_millis(20) };
+            if percore_cpu::coop::can_nap() {
+                // NOTE: on a uthread, nap instead of blocking its worker: the
+                // free we wait for may come from a uthread of the same
+                // worker (issue 16). Without `wait_mx`, which that free
+                // takes to notify; the nap bounds the polling latency.
+                drop(g);
+                let napped = percore_cpu::coop::nap(Duration::from_millis(1).min(deadline - now));
+                g = lock(&self.wait_mx);
+                if napped {
+                    continue;
+                }
+            }
             g = match self.wake.wait_timeout(g, slice.min(deadline - now)) {
                 Ok((g, _)) => g,
                 Err(e) => e.into_inner().0,

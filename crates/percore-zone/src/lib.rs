@@ -33,6 +33,11 @@
 //! * **Stats** live in the percore stats tree under `zone.<name>.*`:
 //!   `allocs`, `frees`, `fails`, `items`, `cached`, `slabs`, `bucket_size`,
 //!   `smr_waiting`.
+//! * **Panicking hooks** cost no capacity: a panic in `init`, `ctor` or
+//!   `dtor` propagates to the caller of the allocation or free only after
+//!   the zone has settled its accounting (raw memory of a failed `init` goes
+//!   back to the slabs; an item whose `ctor` or `dtor` panicked goes back to
+//!   the cache as the hook left it). `max_items` stays reachable.
 //! * **No-cache mode** ([`Builder::no_cache`], or `PERCORE_ZONE_NOCACHE=1`
 //!   in the environment) makes every item its own system allocation so that
 //!   valgrind and sanitizers see each allocation and free.

@@ -159,10 +159,13 @@ impl Keg {
     pub(crate) fn release(&self, items: impl IntoIterator<Item = NonNull<u8>>) {
         let mut k = self.lock();
         for item in items {
-            let base = (item.as_ptr() as usize) & !(self.geo.slab.size() - 1);
+            // NOTE: `map_addr` keeps the slab allocation's provenance (the
+            // item pointer was derived from it), so Miri can follow it.
+            let mask = !(self.geo.slab.size() - 1);
+            let base = item.as_ptr().map_addr(|a| a & mask).cast::<SlabHdr>();
             // SAFETY: every item of this keg lies in a slab aligned to its
             // size, so masking yields the header, alive while the item is.
-            let hdr_ptr = unsafe { NonNull::new_unchecked(base as *mut SlabHdr) };
+            let hdr_ptr = unsafe { NonNull::new_unchecked(base) };
             // SAFETY: as above; we hold the lock.
             let hdr = unsafe { &mut *hdr_ptr.as_ptr() };
             let f = item.cast::<FreeItem>();

@@ -108,12 +108,16 @@ fn thread_exit_returns_its_buckets_to_the_depot() {
 
 #[test]
 fn cross_thread_frees() {
+    /// An item pointer on its way to the freeing thread (keeps provenance).
+    struct SendPtr(std::ptr::NonNull<u64>);
+    // SAFETY: the pointer is only used by the receiving thread.
+    unsafe impl Send for SendPtr {}
     let zone = Zone::new("t.cross", || 0u64).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(|| {
             for _ in 0..5000 {
-                tx.send(zone.alloc_raw().unwrap().as_ptr() as usize).unwrap();
+                tx.send(SendPtr(zone.alloc_raw().unwrap())).unwrap();
             }
             drop(tx);
             // Settle this thread's fast-path counts now: a scoped thread's
@@ -122,7 +126,7 @@ fn cross_thread_frees() {
         });
         s.spawn(|| {
             for p in rx {
-                let p = std::ptr::NonNull::new(p as *mut u64).unwrap();
+                let p = p.0;
                 // SAFETY: allocated by the other thread, freed once here.
                 unsafe { zone.free_raw(p) };
             }

@@ -24,7 +24,9 @@
 //! {
 //!     let _guard = smr.enter(); // readers pay no fence
 //! }
-//! smr.retire(Box::new(42u64)); // freed once no reader can still see it
+//! let unlinked = Box::into_raw(Box::new(42u64));
+//! // SAFETY: from Box::into_raw, reachable by no reader, retired once.
+//! unsafe { smr.retire(unlinked) }; // freed once no reader can still see it
 //! smr.flush().unwrap();
 //! assert!(percore::stats().iter().any(|(name, _)| name.starts_with("smr.doc.")));
 //! ```

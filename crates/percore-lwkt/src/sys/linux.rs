@@ -61,6 +61,11 @@ pub(crate) struct Stack {
     base: usize,
     len: usize,
     usable: usize,
+    /// Tells valgrind the mapping is a stack, so that it follows the
+    /// switches onto it instead of reporting every access ("client switching
+    /// stacks?"); a no-op instruction sequence elsewhere (issue 16).
+    /// Deregistered (dropped) before the mapping goes.
+    valgrind: std::mem::ManuallyDrop<corosensei::stack::valgrind::ValgrindStackRegistration>,
 }
 
 // SAFETY: a stack is plain memory owned by this value; it may be freed on any
@@ -88,7 +93,8 @@ impl Stack {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let s = Stack { base: p as usize + len, len, usable };
+        let valgrind = corosensei::stack::valgrind::ValgrindStackRegistration::new(p.cast::<u8>(), len);
+        let s = Stack { base: p as usize + len, len, usable, valgrind: std::mem::ManuallyDrop::new(valgrind) };
         if guard {
             // SAFETY: the first page lies inside the mapping just created.
             if unsafe { libc::mprotect(p, page, libc::PROT_NONE) } != 0 {
@@ -106,6 +112,8 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        // SAFETY: dropped once, here, before the mapping it names goes.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.valgrind) };
         // SAFETY: we own the mapping [base - len, base) and nothing uses it:
         // a coroutine gives its stack back only once it has finished.
         unsafe {

@@ -32,7 +32,8 @@
 //! `PERCORE_SMR_FENCE=rmw` in the environment forces the fallback (tests and
 //! benchmarks of the fallback path).
 
-#[cfg(all(target_os = "linux", not(loom)))]
+// NOTE: Miri cannot run `membarrier(2)`; there the fallback is the only flavour.
+#[cfg(all(target_os = "linux", not(loom), not(miri)))]
 mod linux;
 
 use crate::loom::fence;
@@ -59,7 +60,7 @@ fn choose() -> Flavour {
     if std::env::var_os("PERCORE_SMR_FENCE").is_some_and(|v| v == "rmw") {
         return Flavour::Rmw;
     }
-    #[cfg(all(target_os = "linux", not(loom)))]
+    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
     if linux::register_private_expedited() {
         return Flavour::Membarrier;
     }
@@ -71,7 +72,7 @@ fn choose() -> Flavour {
 #[inline]
 pub(crate) fn heavy_fence(flavour: Flavour) {
     match flavour {
-        #[cfg(all(target_os = "linux", not(loom)))]
+        #[cfg(all(target_os = "linux", not(loom), not(miri)))]
         Flavour::Membarrier => linux::private_expedited(),
         // Under loom (and on platforms that never pick Membarrier) the
         // reader's light fence is itself a full fence; a SeqCst fence here
@@ -84,7 +85,9 @@ pub(crate) fn heavy_fence(flavour: Flavour) {
 /// between the store and the section's loads.
 #[inline]
 pub(crate) fn publish_with_full_fence(c_seq: &crate::loom::AtomicU32, seq: u32) {
-    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    // NOTE: Miri checks the language model, not x86-64's: it takes the
+    // portable store-and-fence path below.
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
     {
         // ORDERING: a locked RMW (`xchg`) is a full barrier on x86-64 (Intel
         // SDM vol. 3, 8.2.2), so later loads cannot pass this store. The
@@ -93,7 +96,7 @@ pub(crate) fn publish_with_full_fence(c_seq: &crate::loom::AtomicU32, seq: u32) 
         // SeqCst fence before its scan completes the pair.
         c_seq.swap(seq, Ordering::SeqCst);
     }
-    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    #[cfg(not(all(target_arch = "x86_64", not(loom), not(miri))))]
     {
         // ORDERING: store, then a full fence, pairing with the writer's.
         c_seq.store(seq, Ordering::Relaxed);

@@ -31,7 +31,15 @@ impl<T: Send + 'static> Core<T> {
             }
         };
         // SAFETY: fresh memory with `T`'s layout.
-        unsafe { p.as_ptr().write((self.hooks.init)()) };
+        if let Err(panic) = super::hook(|| unsafe { p.as_ptr().write((self.hooks.init)()) }) {
+            // No `T` was written: free the memory, un-count it, re-raise.
+            if layout.size() != 0 {
+                // SAFETY: allocated above with this layout, holds no `T`.
+                unsafe { dealloc(p.as_ptr().cast(), layout) };
+            }
+            self.keg.uncharge(1);
+            super::reraise(panic);
+        }
         Ok(Some(p))
     }
 
