@@ -67,10 +67,11 @@
 //! * `std::thread::sleep` (use [`time::sleep`]);
 //! * `std::net` sockets and other blocking system calls (use [`net`], or
 //!   move the call to a thread pool with [`lwkt::block_in_pool`]);
-//! * a `std::sync::Mutex` or `Condvar` held or waited on across a
-//!   scheduling point: another uthread of the same worker that wants it
-//!   then spins the worker into a deadlock (use a [`sync::Token`], which is
-//!   released whenever its holder blocks);
+//! * a `std::sync::Mutex` or `Condvar` held across a scheduling point:
+//!   another uthread that then waits for it blocks its worker's OS thread,
+//!   and if the holder belongs to that same worker it can never run to
+//!   release it, a deadlock (use a [`sync::Token`], which is released
+//!   whenever its holder blocks);
 //! * a long computation without [`lwkt::maybe_yield`] in its loop.
 //!
 //! ## Choices
