@@ -7,7 +7,7 @@
 //!
 //! With no subsystem every one runs. `--quick` shortens every measurement so
 //! the whole run takes well under a minute (CI's smoke test); `--json` prints
-//! one JSON object per line instead of tables (DESIGN.md §6). On a terminal
+//! one JSON object per line instead of tables (`docs/DESIGN.md` §6). On a terminal
 //! (and without `--json`) stderr shows a progress bar: subsystem, last row,
 //! estimated time left. `--plot DIR` writes `DIR/<subsystem>.svg`, percore's
 //! advantage over each peer as ratio bars (`plot.rs`).

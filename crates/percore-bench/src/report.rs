@@ -1,6 +1,6 @@
 //! Results: one row per measurement, printed as a table for people or as
 //! JSON lines (`{"bench", "impl", "metric", "value", "unit", ...fields}`,
-//! DESIGN.md §6).
+//! `docs/DESIGN.md` §6).
 //!
 //! Every row carries the physical floor of its metric: the smallest value a
 //! real measurement can give on any machine this runs on (for lower-is-better

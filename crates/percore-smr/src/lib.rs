@@ -101,7 +101,7 @@
 //! smr.flush().unwrap();
 //! ```
 //!
-//! See `examples/list.rs` for a lock-free read-mostly map built on this crate.
+//! See `examples/rcu_map.rs` for a lock-free read-mostly map built on this crate.
 
 #![warn(missing_docs)]
 
