@@ -69,9 +69,10 @@ impl Current {
         // ORDERING: AcqRel: release publishes `next`'s fields to readers;
         // acquire makes the old one's ours to retire.
         let old = self.ptr.swap(Box::into_raw(Box::new(next)), Ordering::AcqRel);
-        // SAFETY: `old` came from `Box::into_raw` and is unlinked now: no new
-        // reader can load it, and `retire` waits out the ones that did.
-        self.smr.retire(unsafe { Box::from_raw(old) });
+        // SAFETY: `old` came from `Box::into_raw`, is unlinked now (no new
+        // reader can load it), is retired once and never written again;
+        // `retire` frees it only after the readers that may hold it are gone.
+        unsafe { self.smr.retire(old) };
     }
 }
 
