@@ -497,8 +497,7 @@ fn conn_loop(ctx: &Context, stream: &TcpStream, info: &ConnInfo) {
         };
         end += n;
         ctx.stats.bytes_read.add(n as u64);
-        // ORDERING: a report for `stats conns`; nothing depends on it.
-        info.last_cmd.store(ctx.store.clock().now(), Ordering::Relaxed);
+        // NOTE: `Session::process` records the time in `info.last_cmd`.
         // Answer every complete request, one batch of replies per write (a
         // session stops early once its replies pass a high-water mark, so a
         // client that pipelines without reading is not buffered for).

@@ -285,18 +285,33 @@ fn exptime(v: i32) -> i64 {
     i64::from(v)
 }
 
-/// Appends the decimal digits of `n`.
+/// "00" to "99", for two digits at a time.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// Appends the decimal digits of `n` (two digits per division: every `get`
+/// hit prints its flags and length).
 #[inline]
 fn put_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
-    loop {
+    while n >= 100 {
+        let d = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+    }
+    if n >= 10 {
+        let d = n as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+    } else {
         i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        buf[i] = b'0' + n as u8;
     }
     out.extend_from_slice(&buf[i..]);
 }
@@ -345,7 +360,7 @@ mod tests {
 
     #[test]
     fn digits() {
-        for n in [0u64, 7, 10, 99, 12345, u64::MAX] {
+        for n in [0u64, 7, 9, 10, 99, 100, 101, 999, 1000, 12345, 4294967295, u64::MAX / 10, u64::MAX] {
             let mut v = Vec::new();
             put_u64(&mut v, n);
             assert_eq!(v, n.to_string().as_bytes());
