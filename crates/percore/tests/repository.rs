@@ -80,14 +80,6 @@ fn docs_point_to_files_that_exist() {
             }
         }
     }
-    // XXX: known, in code another owner is changing (reported): the store's
-    // loom model is the `loom_tests` module of `table.rs`, not a tests/ file.
-    // Remove an entry once fixed; a stale entry fails this test too.
-    const KNOWN: &[&str] = &["apps/percore-kv/src/store/segment.rs:31: tests/loom_table.rs"];
-    for k in KNOWN {
-        assert!(dead.iter().any(|d| d == k), "fixed, remove from KNOWN: {k}");
-    }
-    dead.retain(|d| !KNOWN.contains(&d.as_str()));
     assert!(dead.is_empty(), "dead references:\n{}", dead.join("\n"));
 }
 

@@ -28,7 +28,7 @@
 use std::alloc::Layout;
 // NOTE: std atomics, not the loom shim: the header's atomics are views of
 // raw segment bytes, which loom's atomics cannot be. The loom model covers
-// the table's publish/retire protocol (`table.rs`, `tests/loom_table.rs`).
+// the table's publish/retire protocol (`table.rs`, and its `loom_tests` module).
 use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 /// Bytes of an item's header.
