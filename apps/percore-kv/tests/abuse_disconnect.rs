@@ -49,8 +49,8 @@ fn ten_thousand_abrupt_disconnects_leak_nothing() {
     set.extend_from_slice(b"\r\n");
     roundtrip(&mut probe, &set, b"STORED\r\n");
     let settle = || {
-        wait_for("curr_connections back to the probe alone", 20, || curr_connections(&server) == 1);
-        wait_for("connection uthreads to end", 20, || live_connections(&server) == baseline_live + 1);
+        wait_for("curr_connections back to the probe alone", 60, || curr_connections(&server) == 1);
+        wait_for("connection uthreads to end", 60, || live_connections(&server) == baseline_live + 1);
     };
     parallel(4, 1000, |i| die(addr, i));
     settle();
