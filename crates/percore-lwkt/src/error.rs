@@ -19,7 +19,7 @@ pub enum Error {
     /// (`vm.max_map_count`, about two mappings per guarded stack) or memory.
     #[error(
         "the OS refused a {size}-byte uthread stack ({source}); too many uthreads for vm.max_map_count? \
-         Builder::guard_pages(false) halves the mappings per stack"
+         RuntimeBuilder::guard_pages(false) halves the mappings per stack"
     )]
     StackExhausted {
         /// The stack size asked for.

@@ -49,6 +49,18 @@
 //! point and at the outermost `crit_exit`, so uthreads that keep yielding
 //! never starve a remote wake-up.
 //!
+//! ## Stacks and overflow
+//!
+//! Each uthread runs on its own `mmap`'d stack of
+//! [`DEFAULT_STACK_SIZE`] (256 KiB, [`RuntimeBuilder::stack_size`],
+//! [`Builder::stack_size`]) with a guard page below it. Only touched pages
+//! cost memory. A uthread that overflows faults on the guard page, and the
+//! runtime's `SIGSEGV` handler (on a per-worker alternate signal stack,
+//! `sys/overflow.rs`) prints `uthread '<name>' on worker N overflowed its
+//! stack (size S); raise it with Builder::stack_size or
+//! RuntimeBuilder::stack_size` and aborts the process: an overflow cannot be
+//! recovered from, but it is never a bare "Segmentation fault".
+//!
 //! ## Thread-locals
 //!
 //! Code on a uthread runs on its worker's OS thread: `thread_local!` gives

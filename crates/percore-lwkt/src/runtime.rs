@@ -14,8 +14,24 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 
-/// Default usable stack size of a uthread: 64 KiB (committed lazily).
-pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
+/// Default usable stack size of a uthread: 256 KiB, reserved, not
+/// committed.
+///
+/// Stacks are `MAP_NORESERVE` mappings: a uthread costs only the pages it
+/// touched, so this default does not raise the memory of a parked uthread
+/// (percore-bench's `lwkt_parked_memory` measures touched pages, a few KiB
+/// per uthread whatever the reserved size). It costs address space (10,000
+/// uthreads reserve 2.5 GiB of the 128 TiB user space) and page-table setup
+/// only when touched. It was 64 KiB, which a 64 KiB local array, or a debug
+/// build's formatting and panic machinery a few calls deep, overflowed; it
+/// stays well below 2 MiB so that transparent huge pages never back a whole
+/// stack. Cached stacks keep the pages their last uthread touched (at most
+/// [`DEFAULT_STACK_CACHE`] per worker).
+///
+/// An overflow hits the guard page below the stack and the runtime reports
+/// it on stderr (`uthread '<name>' on worker N overflowed its stack (size
+/// S)`) before aborting the process; see [`RuntimeBuilder::guard_pages`].
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 /// Default number of cached stacks per worker.
 pub const DEFAULT_STACK_CACHE: usize = 64;
 /// The highest priority (`0` is the lowest).
@@ -156,6 +172,12 @@ impl RuntimeBuilder {
     }
 
     /// Whether uthread stacks get a `PROT_NONE` guard page (default `true`).
+    /// A guarded uthread that overflows its stack faults on the guard page;
+    /// the runtime's `SIGSEGV` handler (on an alternate signal stack per
+    /// worker) recognises it, writes `uthread '<name>' on worker N
+    /// overflowed its stack (size S); raise it with Builder::stack_size or
+    /// RuntimeBuilder::stack_size` to stderr and aborts the process. Other
+    /// faults go to the handler found before (std's, or the default action).
     /// A guarded stack costs two kernel mappings and `vm.max_map_count`
     /// (65,530 by default) then limits a process to about 32,700 uthreads;
     /// an unguarded stack is one mapping, and adjacent ones usually merge
@@ -279,7 +301,7 @@ pub struct Runtime {
 
 impl Runtime {
     /// A builder with the defaults: one pinned worker per allowed CPU,
-    /// 64 KiB guarded stacks.
+    /// guarded stacks of [`DEFAULT_STACK_SIZE`].
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             workers: None,
@@ -607,7 +629,9 @@ impl Builder {
             None => Stack::new(size, shared.cfg.guard).map_err(|source| Error::StackExhausted { size, source })?,
         };
         let id = next_id();
-        let thread = Arc::new(Thread::new(id, self.name.map(Into::into), shared.clone(), target, pri));
+        let mut thread = Thread::new(id, self.name.map(Into::into), shared.clone(), target, pri);
+        thread.stack = (stack.guard_range(), stack.usable());
+        let thread = Arc::new(thread);
         let packet = Arc::new(Oneshot::new());
         let completer = Completer(Some(packet.clone()));
         let coro = crate::thread::Coro::with_stack(stack, move |y: &corosensei::Yielder<(), ()>, ()| {

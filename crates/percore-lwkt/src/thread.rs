@@ -109,6 +109,9 @@ pub(crate) struct Thread {
     /// Written by the uthread itself, read by the worker holding the entry.
     timer: AtomicU64,
     pub(crate) port: Port,
+    /// Its stack's guard range and usable size, for the overflow handler
+    /// (`sys/overflow.rs`); set before the uthread is shared, then immutable.
+    pub(crate) stack: ((usize, usize), usize),
     sched: UnsafeCell<Sched>,
     /// The coroutine. Owner-only like `sched`, but a separate cell: the
     /// scheduler holds it mutably across `resume` while the uthread uses
@@ -134,6 +137,7 @@ impl Thread {
             holds: AtomicUsize::new(0),
             timer: AtomicU64::new(0),
             port: Port::default(),
+            stack: ((0, 0), 0),
             coro: UnsafeCell::new(None),
             sched: UnsafeCell::new(Sched {
                 yielder: std::ptr::null(),
