@@ -134,6 +134,8 @@ mod idle;
 mod ipi;
 mod loom;
 #[cfg(not(loom))]
+mod monitor;
+#[cfg(not(loom))]
 mod port;
 #[cfg(not(loom))]
 mod preempt;
@@ -164,11 +166,13 @@ pub use driver::{Driver, IoEvent, IO_POLL_EVERY};
 #[cfg(not(loom))]
 pub use error::{Error, JoinError};
 #[cfg(not(loom))]
+pub use monitor::ShutdownTimeout;
+#[cfg(not(loom))]
 pub use port::{wait_msg, Message};
 #[cfg(not(loom))]
 pub use runtime::{
-    spawn, Builder, Handle, Runtime, RuntimeBuilder, DEFAULT_PRIORITY, DEFAULT_STACK_CACHE, DEFAULT_STACK_SIZE,
-    MAX_PRIORITY,
+    spawn, Builder, Handle, Runtime, RuntimeBuilder, DEFAULT_PRIORITY, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STACK_CACHE,
+    DEFAULT_STACK_SIZE, MAX_PRIORITY,
 };
 #[cfg(not(loom))]
 pub use sched::{

@@ -13,6 +13,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Default usable stack size of a uthread: 256 KiB, reserved, not
 /// committed.
@@ -32,6 +33,10 @@ use std::sync::{Arc, Barrier, Mutex, OnceLock};
 /// it on stderr (`uthread '<name>' on worker N overflowed its stack (size
 /// S)`) before aborting the process; see [`RuntimeBuilder::guard_pages`].
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+/// How long dropping a [`Runtime`] waits for its workers to stop before it
+/// reports the uthreads that keep them and detaches them (see
+/// [`RuntimeBuilder::shutdown_timeout`]).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default number of cached stacks per worker.
 pub const DEFAULT_STACK_CACHE: usize = 64;
 /// The highest priority (`0` is the lowest).
@@ -70,6 +75,8 @@ pub(crate) struct Config {
     pub(crate) stack_size: usize,
     pub(crate) guard: bool,
     pub(crate) stack_cache: usize,
+    /// What `Drop for Runtime` waits.
+    pub(crate) shutdown_timeout: Duration,
 }
 
 /// What other threads may touch of one worker.
@@ -86,6 +93,9 @@ pub(crate) struct WorkerShared {
     /// Whether any descriptor was ever registered on `poller` (else a busy
     /// worker skips its periodic non-blocking poll).
     pub(crate) has_io: AtomicBool,
+    /// The running uthread and the heartbeat, for observers on other threads
+    /// (`monitor.rs`).
+    pub(crate) slot: crate::monitor::RunningSlot,
 }
 
 impl WorkerShared {
@@ -113,6 +123,8 @@ pub(crate) struct Shared {
     /// The pool of [`block_in_pool`](crate::block_in_pool), taken on first
     /// use and given back when the runtime goes.
     pub(crate) pool: OnceLock<percore_pool::ThreadPool>,
+    /// The runtime's name (stats tree, diagnostics).
+    pub(crate) name: String,
 }
 
 impl Shared {
@@ -188,6 +200,19 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long dropping the [`Runtime`] waits for its workers (default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`], 10 s; `Duration::MAX`: for ever). When
+    /// time is up, `Drop` writes the [`ShutdownTimeout`](crate::ShutdownTimeout)
+    /// report (the uthreads that never reached a scheduling point, with
+    /// their names and workers) to stderr and returns, leaving the workers
+    /// detached: each stops at its uthread's next scheduling point, and what
+    /// the runtime holds is freed then (or leaks, if that never comes).
+    /// [`Runtime::shutdown_timeout`] gives the same report as a value.
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.cfg.shutdown_timeout = d;
+        self
+    }
+
     /// Stacks of exited uthreads each worker keeps for reuse (default 64).
     pub fn stack_cache(mut self, n: usize) -> Self {
         self.cfg.stack_cache = n;
@@ -214,6 +239,7 @@ impl RuntimeBuilder {
                     cpu: cpus[i % cpus.len()],
                     poller: crate::sys::Poller::new().map_err(Error::Poller)?,
                     has_io: AtomicBool::new(false),
+                    slot: Default::default(),
                 })
             })
             .collect::<Result<_, Error>>()?;
@@ -227,6 +253,7 @@ impl RuntimeBuilder {
             stopping: AtomicBool::new(false),
             rotor: AtomicUsize::new(0),
             pool: OnceLock::new(),
+            name: self.name.clone(),
         });
         let stats = crate::stats::register(&self.name, &shared);
         let mut threads = Vec::with_capacity(n);
@@ -284,6 +311,12 @@ impl RuntimeBuilder {
 /// from one of its own uthreads, the runtime only signals the shutdown and
 /// does not wait for its workers.
 ///
+/// `Drop` waits at most [`RuntimeBuilder::shutdown_timeout`] (default
+/// [`DEFAULT_SHUTDOWN_TIMEOUT`], 10 s) and never hangs silently: when a
+/// uthread that never yields keeps a worker past it, `Drop` writes which
+/// (name, id, worker) to stderr and returns with the workers detached (see
+/// [`Runtime::shutdown_timeout`], which returns that report instead).
+///
 /// ```
 /// use percore_lwkt::Runtime;
 /// let rt = Runtime::builder().workers(2).build().unwrap();
@@ -307,7 +340,12 @@ impl Runtime {
             workers: None,
             name: format!("rt{}", NEXT_ID.fetch_add(1, Relaxed)),
             pin: true,
-            cfg: Config { stack_size: DEFAULT_STACK_SIZE, guard: true, stack_cache: DEFAULT_STACK_CACHE },
+            cfg: Config {
+                stack_size: DEFAULT_STACK_SIZE,
+                guard: true,
+                stack_cache: DEFAULT_STACK_CACHE,
+                shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            },
         }
     }
 
@@ -340,6 +378,55 @@ impl Runtime {
         self.handle.spawn(f)
     }
 
+    /// Shut down as `Drop` does, waiting at most `timeout` for the workers
+    /// to stop (`Duration::MAX`: for ever). When time is up, returns
+    /// [`ShutdownTimeout`](crate::ShutdownTimeout) naming the uthreads that
+    /// still run (a uthread that never reaches a scheduling point keeps its
+    /// worker, and shutdown needs every worker); the workers are then
+    /// detached: each stops at its uthread's next scheduling point, and the
+    /// runtime's memory is freed then (or leaks, if that never comes).
+    ///
+    /// Called from one of the runtime's own uthreads, it cannot wait for
+    /// itself: it signals the shutdown and returns the error at once, naming
+    /// the caller.
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
+    /// rt.block_on(|| ()).unwrap();
+    /// rt.shutdown_timeout(std::time::Duration::from_secs(10)).unwrap();
+    /// ```
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Result<(), crate::ShutdownTimeout> {
+        self.stop(timeout)
+    }
+
+    /// Signal the shutdown and wait for the workers at most `timeout`.
+    fn stop(&mut self, timeout: Duration) -> Result<(), crate::ShutdownTimeout> {
+        let shared = self.handle.shared.clone();
+        shared.shutdown.store(true, Release);
+        for w in shared.workers.iter() {
+            w.notify();
+        }
+        if worker::current_worker().is_some_and(|w| Arc::ptr_eq(&w.shared, &shared)) {
+            self.threads.clear(); // detached: we are one of them
+            return Err(crate::ShutdownTimeout { timeout, running: crate::current().into_iter().collect() });
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        let mut pause = Duration::from_micros(20);
+        while !self.threads.iter().all(|t| t.is_finished()) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let running = shared.workers.iter().filter_map(|w| w.slot.running()).collect();
+                self.threads.clear(); // detach
+                return Err(crate::ShutdownTimeout { timeout, running });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(1));
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+
     /// Run `f` on a uthread and wait for its result from the calling (foreign)
     /// thread; a panic in `f` comes back as [`JoinError::Panicked`].
     pub fn block_on<F, T>(&self, f: F) -> Result<T, JoinError>
@@ -364,16 +451,14 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        let shared = &self.handle.shared;
-        shared.shutdown.store(true, Release);
-        for w in shared.workers.iter() {
-            w.notify();
+        let own = worker::current_worker().is_some_and(|w| Arc::ptr_eq(&w.shared, &self.handle.shared));
+        if self.threads.is_empty() && !own {
+            return; // stopped already (`shutdown_timeout`)
         }
-        let own = worker::current_worker().is_some_and(|w| Arc::ptr_eq(&w.shared, shared));
-        if !own {
-            for t in self.threads.drain(..) {
-                let _ = t.join();
-            }
+        match self.stop(self.handle.shared.cfg.shutdown_timeout) {
+            Err(_) if own => {} // dropped from its own uthread: signal only
+            Err(e) => eprintln!("percore-lwkt: runtime '{}': {e}", self.handle.shared.name),
+            Ok(()) => {}
         }
     }
 }

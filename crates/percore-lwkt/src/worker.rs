@@ -521,12 +521,14 @@ impl Worker {
         // NOTE: `t` (and so its name) outlives the resume: the overflow
         // handler may read both while the uthread runs.
         self.guard.set(t.stack.0, t.stack.1, t.name.as_deref());
+        self.ws().slot.enter(&t);
         // SAFETY: only this worker touches the coroutine cell, and the
         // uthread itself never does; the reference ends with the resume.
         let result = match unsafe { t.coro() } {
             Some(c) => c.resume(()),
             None => CoroutineResult::Return(()),
         };
+        self.ws().slot.leave();
         self.guard.clear();
         self.current.set(std::ptr::null());
         // SAFETY: the uthread is switched out; its state is ours again.
@@ -644,7 +646,9 @@ impl Worker {
             let base = self.crit.get();
             self.crit.set(base + crit);
             self.guard.set(t.stack.0, t.stack.1, t.name.as_deref());
+            self.ws().slot.enter(t);
             drop(coro);
+            self.ws().slot.leave();
             self.guard.clear();
             self.crit.set(base);
             t.port.close();
