@@ -38,6 +38,20 @@
 //! the current one's next scheduling point (counted as a preempt hit; a
 //! scheduling point refused inside a critical section counts a miss).
 //!
+//! ## Never block the worker
+//!
+//! A uthread shares its worker's OS thread with every other uthread of that
+//! worker. Anything that blocks the OS thread instead of the uthread stalls
+//! them all until it returns: `std::thread::sleep` (use [`sleep`]), blocking
+//! std I/O (use percore-evq's sockets, or [`block_in_pool`]), a std `Mutex`
+//! or `Condvar` wait (use [`Token`], [`tsleep`], ports), a long computation
+//! without [`maybe_yield`]. A std `MutexGuard` held across a switch can
+//! deadlock the worker outright: the next uthread that locks it blocks the
+//! OS thread the holder needs to run again. The watchdog
+//! ([`RuntimeBuilder::watchdog`], on by default, 100 ms) counts such stalls
+//! as `lwkt.<name>.w<i>.stalls` and logs each stalling uthread's name and
+//! worker once to stderr.
+//!
 //! ## Wake-ups
 //!
 //! Every blocking operation parks the uthread on its park word
@@ -157,6 +171,8 @@ mod timer;
 #[cfg(not(loom))]
 mod token;
 #[cfg(not(loom))]
+mod watchdog;
+#[cfg(not(loom))]
 mod worker;
 
 #[cfg(not(loom))]
@@ -185,6 +201,8 @@ pub use sleepq::{tsleep, wakeup, wakeup_one};
 pub use thread::{JoinHandle, Uthread};
 #[cfg(not(loom))]
 pub use token::{Token, TokenGuard};
+#[cfg(not(loom))]
+pub use watchdog::DEFAULT_WATCHDOG;
 
 /// The protocol cores, exposed to the loom models in `tests/loom_*.rs` only.
 #[cfg(loom)]

@@ -74,7 +74,6 @@ impl RunningSlot {
     }
 
     /// The heartbeat count (any thread).
-    #[allow(dead_code)] // XXX: read by the watchdog (next change)
     pub(crate) fn heartbeat(&self) -> u64 {
         self.heartbeat.load(Relaxed)
     }

@@ -154,6 +154,7 @@ pub struct RuntimeBuilder {
     name: String,
     pin: bool,
     cfg: Config,
+    watchdog: Option<Duration>,
 }
 
 impl RuntimeBuilder {
@@ -210,6 +211,23 @@ impl RuntimeBuilder {
     /// [`Runtime::shutdown_timeout`] gives the same report as a value.
     pub fn shutdown_timeout(mut self, d: Duration) -> Self {
         self.cfg.shutdown_timeout = d;
+        self
+    }
+
+    /// The watchdog's stall threshold (default `Some(`[`DEFAULT_WATCHDOG`](crate::DEFAULT_WATCHDOG)`)`,
+    /// 100 ms; `None` turns it off). A monitor thread notices a worker that
+    /// has run one uthread for longer than this without a scheduling point
+    /// (the uthread called `std::thread::sleep`, blocking std I/O, or waits
+    /// on a std `Mutex`), counts it as `lwkt.<name>.w<i>.stalls` in the
+    /// stats tree, and logs the uthread's name and worker to stderr once per
+    /// uthread. The workers pay a relaxed counter store per resume and yield.
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::builder().workers(1).watchdog(None).build().unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn watchdog(mut self, threshold: Option<Duration>) -> Self {
+        self.watchdog = threshold;
         self
     }
 
@@ -292,7 +310,20 @@ impl RuntimeBuilder {
                 Err(_) => first_err = first_err.or(Some(Error::NoWorkers)),
             }
         }
-        let rt = Runtime { handle: Handle { shared }, threads, _stats: stats };
+        let monitor = match self.watchdog {
+            Some(d) => {
+                Some(crate::watchdog::start(Arc::downgrade(&shared), &self.name, d).map_err(Error::WorkerThread))
+            }
+            None => None,
+        };
+        let monitor = match monitor.transpose() {
+            Ok(m) => m,
+            Err(e) => {
+                first_err = first_err.or(Some(e));
+                None
+            }
+        };
+        let rt = Runtime { handle: Handle { shared }, threads, monitor, _stats: stats };
         match first_err {
             None => Ok(rt),
             Some(e) => Err(e), // dropping `rt` stops the started workers
@@ -329,6 +360,8 @@ impl RuntimeBuilder {
 pub struct Runtime {
     handle: Handle,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// The watchdog's thread (`watchdog.rs`), if on.
+    monitor: Option<std::thread::JoinHandle<()>>,
     _stats: percore_cpu::stats::Registration,
 }
 
@@ -340,6 +373,7 @@ impl Runtime {
             workers: None,
             name: format!("rt{}", NEXT_ID.fetch_add(1, Relaxed)),
             pin: true,
+            watchdog: Some(crate::DEFAULT_WATCHDOG),
             cfg: Config {
                 stack_size: DEFAULT_STACK_SIZE,
                 guard: true,
@@ -405,6 +439,9 @@ impl Runtime {
         shared.shutdown.store(true, Release);
         for w in shared.workers.iter() {
             w.notify();
+        }
+        if let Some(m) = self.monitor.take() {
+            m.thread().unpark(); // it sees the shutdown and returns; detached
         }
         if worker::current_worker().is_some_and(|w| Arc::ptr_eq(&w.shared, &shared)) {
             self.threads.clear(); // detached: we are one of them
@@ -594,6 +631,18 @@ impl std::fmt::Debug for Handle {
 }
 
 /// Spawn a uthread on the caller's runtime (the caller must be a uthread).
+///
+/// # Never block the worker
+///
+/// The uthread shares its worker's OS thread with the worker's other
+/// uthreads, and runs until it reaches a scheduling point (a yield, a
+/// blocking percore call, [`maybe_yield`](crate::maybe_yield)). Whatever
+/// blocks the OS thread instead stalls all of them: `std::thread::sleep`
+/// (use [`sleep`](crate::sleep)), blocking std I/O (percore-evq's sockets or
+/// [`block_in_pool`](crate::block_in_pool)), a std `Mutex` wait (a
+/// [`Token`](crate::Token)), and a std `MutexGuard` held across a switch can
+/// deadlock the worker. The watchdog ([`RuntimeBuilder::watchdog`]) counts
+/// and logs such stalls.
 ///
 /// ```
 /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();

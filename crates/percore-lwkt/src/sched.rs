@@ -60,6 +60,7 @@ pub fn yield_now() {
         debug_assert!(matches!(e, Error::Shutdown), "percore_lwkt::yield_now: {e}");
         return;
     }
+    w.ws().slot.beat();
     w.poll_ipis();
     if w.yield_wanted(t) {
         w.switch_out(t, Intent::Yield);
@@ -84,6 +85,7 @@ pub fn maybe_yield() {
         w.preempt_missed();
         return;
     }
+    w.ws().slot.beat();
     w.poll_ipis();
     if w.resched.get() || (w.yield_wanted(t) && w.slice_expired(QUANTUM)) {
         w.switch_out(t, Intent::Yield);

@@ -68,6 +68,10 @@ pub(crate) struct WorkerStats {
     /// without `crit_exit`, a forgotten `critical()` guard); their count was
     /// reset so that it cannot leak into later uthreads.
     pub(crate) crit_leaks: Stat,
+    /// Times the watchdog saw this worker run one uthread for longer than
+    /// its threshold without a scheduling point (`watchdog.rs`); written by
+    /// the monitor thread only.
+    pub(crate) stalls: Stat,
 }
 
 pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::Registration {
@@ -92,6 +96,7 @@ pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::
                 ("cached_stacks", s.cached_stacks.get()),
                 ("io_events", s.io_events.get()),
                 ("crit_leaks", s.crit_leaks.get()),
+                ("stalls", s.stalls.get()),
             ] {
                 emit(&format!("w{i}.{k}"), v);
             }
