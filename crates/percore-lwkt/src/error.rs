@@ -28,6 +28,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A stack size above [`MAX_STACK_SIZE`](crate::MAX_STACK_SIZE)
+    /// ([`Builder::stack_size`](crate::Builder::stack_size),
+    /// [`RuntimeBuilder::stack_size`](crate::RuntimeBuilder::stack_size)).
+    #[error("stack size {size} is above the maximum {max}", max = crate::MAX_STACK_SIZE)]
+    StackSize {
+        /// The size asked for.
+        size: usize,
+    },
     /// A worker index outside `0..workers`.
     #[error("worker {worker} does not exist (the runtime has {workers})")]
     NoSuchWorker {

@@ -37,6 +37,19 @@ pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 /// reports the uthreads that keep them and detaches them (see
 /// [`RuntimeBuilder::shutdown_timeout`]).
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest uthread stack, 1 GiB: a larger [`Builder::stack_size`] or
+/// [`RuntimeBuilder::stack_size`] makes `spawn` / `build` fail with
+/// [`Error::StackSize`] (never an arithmetic overflow).
+pub const MAX_STACK_SIZE: usize = 1 << 30;
+/// The smallest uthread stack, 16 KiB: smaller sizes are raised to it.
+const MIN_STACK_SIZE: usize = 16 * 1024;
+
+/// `bytes` rounded up to pages, at least [`MIN_STACK_SIZE`]; `None` above
+/// [`MAX_STACK_SIZE`].
+fn stack_bytes(bytes: usize) -> Option<usize> {
+    (bytes <= MAX_STACK_SIZE).then(|| bytes.max(MIN_STACK_SIZE).next_multiple_of(4096))
+}
+
 /// Default number of cached stacks per worker.
 pub const DEFAULT_STACK_CACHE: usize = 64;
 /// The highest priority (`0` is the lowest).
@@ -178,9 +191,15 @@ impl RuntimeBuilder {
     }
 
     /// Default usable stack size of uthreads (rounded up to pages, at least
-    /// 16 KiB). Memory is committed only as the stack grows.
+    /// 16 KiB, at most [`MAX_STACK_SIZE`]: above it `build` fails with
+    /// [`Error::StackSize`]). Memory is committed only as the stack grows.
+    ///
+    /// ```
+    /// let e = percore_lwkt::Runtime::builder().stack_size(usize::MAX).build().unwrap_err();
+    /// assert!(matches!(e, percore_lwkt::Error::StackSize { size: usize::MAX }));
+    /// ```
     pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.cfg.stack_size = bytes.max(16 * 1024).next_multiple_of(4096);
+        self.cfg.stack_size = bytes;
         self
     }
 
@@ -238,10 +257,12 @@ impl RuntimeBuilder {
     }
 
     /// Start the workers.
-    pub fn build(self) -> Result<Runtime, Error> {
+    pub fn build(mut self) -> Result<Runtime, Error> {
         // Lower crates' waits (a zone at its limit) park a uthread instead
         // of its worker (issue 16). Process-wide; the first runtime installs.
         let _ = percore_cpu::coop::install(coop_can_nap, coop_nap);
+        let size = self.cfg.stack_size;
+        self.cfg.stack_size = stack_bytes(size).ok_or(Error::StackSize { size })?;
         let cpus = percore_cpu::allowed_cpus()?;
         let n = self.workers.unwrap_or(cpus.len());
         if n == 0 || cpus.is_empty() {
@@ -708,10 +729,12 @@ impl Builder {
         self
     }
 
-    /// Usable stack size in bytes (rounded up to pages, at least 16 KiB).
-    /// Only stacks of the runtime's default size are cached.
+    /// Usable stack size in bytes (rounded up to pages, at least 16 KiB, at
+    /// most [`MAX_STACK_SIZE`]: above it `spawn` fails with
+    /// [`Error::StackSize`]). Only stacks of the runtime's default size are
+    /// cached.
     pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.stack_size = Some(bytes.max(16 * 1024).next_multiple_of(4096));
+        self.stack_size = Some(bytes);
         self
     }
 
@@ -757,7 +780,10 @@ impl Builder {
             (None, Some(w)) if !self.rotate => w.idx,
             _ => shared.rotor.fetch_add(1, Relaxed) % n,
         };
-        let size = self.stack_size.unwrap_or(shared.cfg.stack_size);
+        let size = match self.stack_size {
+            Some(b) => stack_bytes(b).ok_or(Error::StackSize { size: b })?,
+            None => shared.cfg.stack_size,
+        };
         let stack = match here.and_then(|w| w.take_stack(size)) {
             Some(s) => s,
             None => Stack::new(size, shared.cfg.guard).map_err(|source| Error::StackExhausted { size, source })?,

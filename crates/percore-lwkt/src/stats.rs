@@ -72,6 +72,8 @@ pub(crate) struct WorkerStats {
     /// its threshold without a scheduling point (`watchdog.rs`); written by
     /// the monitor thread only.
     pub(crate) stalls: Stat,
+    /// `yield_now` calls refused (no-ops) inside a critical or SMR section.
+    pub(crate) yields_refused: Stat,
 }
 
 pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::Registration {
@@ -97,6 +99,7 @@ pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::
                 ("io_events", s.io_events.get()),
                 ("crit_leaks", s.crit_leaks.get()),
                 ("stalls", s.stalls.get()),
+                ("yields_refused", s.yields_refused.get()),
             ] {
                 emit(&format!("w{i}.{k}"), v);
             }
