@@ -73,6 +73,11 @@ pub enum Error {
     /// ([`Uthread::give_to`](crate::Uthread::give_to)); these states pass.
     #[error("the uthread is not descheduled (running, starting or migrating)")]
     NotDescheduled,
+    /// The uthread's message port holds its capacity of messages
+    /// ([`RuntimeBuilder::port_capacity`](crate::RuntimeBuilder::port_capacity);
+    /// [`Uthread::try_send`](crate::Uthread::try_send)).
+    #[error("the uthread's message port is full")]
+    Full,
     /// The uthread has returned.
     #[error("the uthread has exited")]
     Exited,

@@ -187,8 +187,8 @@ pub use monitor::ShutdownTimeout;
 pub use port::{wait_msg, Message};
 #[cfg(not(loom))]
 pub use runtime::{
-    spawn, Builder, Handle, Runtime, RuntimeBuilder, DEFAULT_PRIORITY, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STACK_CACHE,
-    DEFAULT_STACK_SIZE, MAX_PRIORITY, MAX_STACK_SIZE,
+    spawn, Builder, Handle, Runtime, RuntimeBuilder, DEFAULT_PORT_CAPACITY, DEFAULT_PRIORITY, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_STACK_CACHE, DEFAULT_STACK_SIZE, MAX_PRIORITY, MAX_STACK_SIZE,
 };
 #[cfg(not(loom))]
 pub use sched::{

@@ -50,6 +50,9 @@ fn stack_bytes(bytes: usize) -> Option<usize> {
     (bytes <= MAX_STACK_SIZE).then(|| bytes.max(MIN_STACK_SIZE).next_multiple_of(4096))
 }
 
+/// Default bound of a uthread's message port: 65,536 messages
+/// ([`RuntimeBuilder::port_capacity`]).
+pub const DEFAULT_PORT_CAPACITY: usize = 65_536;
 /// Default number of cached stacks per worker.
 pub const DEFAULT_STACK_CACHE: usize = 64;
 /// The highest priority (`0` is the lowest).
@@ -90,6 +93,8 @@ pub(crate) struct Config {
     pub(crate) stack_cache: usize,
     /// What `Drop for Runtime` waits.
     pub(crate) shutdown_timeout: Duration,
+    /// Messages a uthread's port holds at most (`port.rs`).
+    pub(crate) port_capacity: usize,
 }
 
 /// What other threads may touch of one worker.
@@ -127,6 +132,9 @@ pub(crate) struct Shared {
     pub(crate) workers: Box<[WorkerShared]>,
     pub(crate) cfg: Config,
     pub(crate) foreign_sent: Counter,
+    /// Messages `Uthread::send` dropped at a full port where it could not
+    /// wait (`port.rs`).
+    pub(crate) port_full_drops: Counter,
     pub(crate) barrier: Barrier,
     /// The driver, once one is installed (`driver.rs`).
     pub(crate) driver: std::sync::OnceLock<crate::driver::Installed>,
@@ -250,6 +258,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The most messages a uthread's port holds (default
+    /// [`DEFAULT_PORT_CAPACITY`], 65,536; at least 1). Beyond it
+    /// [`Uthread::try_send`] fails with [`Error::Full`] and
+    /// [`Uthread::send`] / [`Uthread::call`] wait for room.
+    pub fn port_capacity(mut self, n: usize) -> Self {
+        self.cfg.port_capacity = n.max(1);
+        self
+    }
+
     /// Stacks of exited uthreads each worker keeps for reuse (default 64).
     pub fn stack_cache(mut self, n: usize) -> Self {
         self.cfg.stack_cache = n;
@@ -286,6 +303,7 @@ impl RuntimeBuilder {
             workers,
             cfg: self.cfg,
             foreign_sent: Counter::new(),
+            port_full_drops: Counter::new(),
             barrier: Barrier::new(n),
             driver: std::sync::OnceLock::new(),
             shutdown: AtomicBool::new(false),
@@ -400,6 +418,7 @@ impl Runtime {
                 guard: true,
                 stack_cache: DEFAULT_STACK_CACHE,
                 shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+                port_capacity: DEFAULT_PORT_CAPACITY,
             },
         }
     }

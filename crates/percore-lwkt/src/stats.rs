@@ -81,6 +81,7 @@ pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::
     percore_cpu::stats::register(&format!("lwkt.{name}"), move |emit| {
         let Some(sh) = weak.upgrade() else { return };
         emit("foreign_ipis", sh.foreign_sent.sum());
+        emit("port_full_drops", sh.port_full_drops.sum());
         for (i, w) in sh.workers.iter().enumerate() {
             let s = &w.stats;
             for (k, v) in [
