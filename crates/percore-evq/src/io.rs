@@ -192,6 +192,10 @@ impl Registration {
 
     /// Run the non-blocking `op` until it does not return `WouldBlock`,
     /// waiting for `dir` readiness in between; `TimedOut` after `deadline`.
+    /// Once the runtime has shut down no worker reports readiness any more,
+    /// so every call fails at once with an `io::Error` of kind `Other`
+    /// wrapping [`Error::Shutdown`] (checked before each try, and a foreign
+    /// waiter re-checks every `FOREIGN_SLICE`).
     /// When `drained` says a result shows the socket drained (a partial
     /// read or write), the direction's readiness is cleared at once, so the
     /// next call waits for an edge instead of paying for an `EAGAIN`
@@ -204,7 +208,11 @@ impl Registration {
         mut op: impl FnMut() -> io::Result<R>,
     ) -> io::Result<R> {
         let src = self.source();
+        let foreign = percore_lwkt::current().is_none();
         loop {
+            if self.handle.is_shutdown() {
+                return Err(Error::Shutdown.into());
+            }
             let snap = src.ready.load(Acquire);
             if snap & dir.mask() != 0 {
                 match op() {
@@ -226,7 +234,16 @@ impl Registration {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
             }
-            src.wait(dir, deadline).map_err(io::Error::from)?;
+            // NOTE: a uthread's wait ends with its runtime (it is cancelled);
+            // a foreign thread's wakes in slices to see the shutdown.
+            let until = match (foreign, deadline) {
+                (false, d) => d,
+                (true, d) => {
+                    let slice = Instant::now() + crate::waiter::FOREIGN_SLICE;
+                    Some(d.map_or(slice, |d| d.min(slice)))
+                }
+            };
+            src.wait(dir, until).map_err(io::Error::from)?;
         }
     }
 }

@@ -16,6 +16,26 @@
 //! thread, still without busy waiting) and moved between uthreads; their
 //! readiness keeps arriving through the worker that created them.
 //!
+//! A socket outlives its runtime only as a dead end: once the runtime is
+//! dropped nothing reports readiness, so every read, write, accept, connect
+//! or peek fails at once with an `io::Error` of kind
+//! [`Other`](std::io::ErrorKind::Other) whose inner error is
+//! [`Error::Shutdown`] (`e.get_ref()` downcasts to it), including a call
+//! that is already waiting (a foreign thread notices within 50 ms). Closing
+//! (dropping) it still works. `NotConnected` was not chosen: it would claim
+//! something about the peer, which may well still be there.
+//!
+//! ```
+//! use percore_evq::{net::UnixStream, Error};
+//! use std::io::Read;
+//!
+//! let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+//! let (mut a, _b) = rt.block_on(|| UnixStream::pair().unwrap()).unwrap();
+//! drop(rt);
+//! let e = a.read(&mut [0u8; 8]).unwrap_err();
+//! assert!(matches!(e.get_ref().and_then(|e| e.downcast_ref()), Some(Error::Shutdown)));
+//! ```
+//!
 //! ```
 //! use percore_evq::net::{TcpListener, TcpStream};
 //! use std::io::{Read, Write};

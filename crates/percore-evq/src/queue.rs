@@ -440,10 +440,39 @@ impl std::fmt::Debug for Ceq {
 }
 
 impl Ceq {
-    /// A coalescing queue for ids `0..ids`.
+    /// The most ids a queue may have: ids are `u32`.
+    pub const MAX_IDS: usize = u32::MAX as usize + 1;
+
+    /// A coalescing queue for ids `0..ids` (9 bytes of memory per id, taken
+    /// at once).
+    ///
+    /// # Panics
+    ///
+    /// When [`Ceq::try_new`] fails: `ids` above [`Ceq::MAX_IDS`], or the
+    /// memory for them not available. Use `try_new` for sizes that come
+    /// from outside.
     pub fn new(ids: usize, op: Coalesce) -> Ceq {
-        let store = CeqStore { values: vec![0; ids], queued: vec![false; ids], ring: VecDeque::new(), op };
-        Ceq { inner: Shared::new(store) }
+        Ceq::try_new(ids, op).unwrap_or_else(|e| panic!("Ceq::new({ids}): {e}"))
+    }
+
+    /// A coalescing queue for ids `0..ids`, or [`Error::Invalid`] for more
+    /// than [`Ceq::MAX_IDS`] ids and [`Error::Io`] (`OutOfMemory`) when the
+    /// allocator refuses their memory: never an abort.
+    ///
+    /// ```
+    /// use percore_evq::{Ceq, Coalesce, Error};
+    /// assert!(matches!(Ceq::try_new(usize::MAX, Coalesce::Or), Err(Error::Invalid(_))));
+    /// assert_eq!(Ceq::try_new(8, Coalesce::Or).unwrap().ids(), 8);
+    /// ```
+    pub fn try_new(ids: usize, op: Coalesce) -> Result<Ceq, Error> {
+        if ids > Ceq::MAX_IDS {
+            return Err(Error::Invalid(format!("a Ceq has at most {} ids (ids are u32), not {ids}", Ceq::MAX_IDS)));
+        }
+        let oom = || Error::Io(std::io::Error::new(std::io::ErrorKind::OutOfMemory, format!("Ceq of {ids} ids")));
+        let values = zeroed_vec::<u64>(ids).ok_or_else(oom)?;
+        let queued = zeroed_vec::<bool>(ids).ok_or_else(oom)?;
+        let store = CeqStore { values, queued, ring: VecDeque::new(), op };
+        Ok(Ceq { inner: Shared::new(store) })
     }
 
     /// Number of ids.
@@ -496,6 +525,35 @@ impl Ceq {
 }
 
 queue_impls!(Ceq);
+
+/// Marks types whose all-zero bytes are a valid value.
+///
+/// # Safety
+///
+/// Implement only for such types.
+unsafe trait Zeroable: Copy {}
+// SAFETY: 0 is a u64.
+unsafe impl Zeroable for u64 {}
+// SAFETY: the byte 0 is `false`.
+unsafe impl Zeroable for bool {}
+
+/// `vec![T::zero; n]` through `alloc_zeroed` (the kernel's lazily zeroed
+/// pages: nothing is touched up front), or `None` when the allocator
+/// refuses; never an abort.
+fn zeroed_vec<T: Zeroable>(n: usize) -> Option<Vec<T>> {
+    let layout = std::alloc::Layout::array::<T>(n).ok()?;
+    if layout.size() == 0 {
+        return Some(Vec::new());
+    }
+    // SAFETY: the layout has a non-zero size.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` was allocated by the global allocator with the layout of
+    // `[T; n]`, and all-zero bytes are `n` valid `T`s (`Zeroable`).
+    Some(unsafe { Vec::from_raw_parts(p, n, n) })
+}
 
 /// Block on several queues at once (`uth_blockon_evqs`): returns the first
 /// event found, scanning `queues` in order, and the index of its queue; or

@@ -28,6 +28,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A stack size above [`MAX_STACK_SIZE`](crate::MAX_STACK_SIZE)
+    /// ([`Builder::stack_size`](crate::Builder::stack_size),
+    /// [`RuntimeBuilder::stack_size`](crate::RuntimeBuilder::stack_size)).
+    #[error("stack size {size} is above the maximum {max}", max = crate::MAX_STACK_SIZE)]
+    StackSize {
+        /// The size asked for.
+        size: usize,
+    },
     /// A worker index outside `0..workers`.
     #[error("worker {worker} does not exist (the runtime has {workers})")]
     NoSuchWorker {
@@ -65,6 +73,11 @@ pub enum Error {
     /// ([`Uthread::give_to`](crate::Uthread::give_to)); these states pass.
     #[error("the uthread is not descheduled (running, starting or migrating)")]
     NotDescheduled,
+    /// The uthread's message port holds its capacity of messages
+    /// ([`RuntimeBuilder::port_capacity`](crate::RuntimeBuilder::port_capacity);
+    /// [`Uthread::try_send`](crate::Uthread::try_send)).
+    #[error("the uthread's message port is full")]
+    Full,
     /// The uthread has returned.
     #[error("the uthread has exited")]
     Exited,

@@ -27,8 +27,18 @@
 //! other's rings make progress (DragonFly's `lwkt_send_ipiq` does the same).
 //! Whether the target must be woken is a separate protocol (`idle.rs`).
 //! Under loom the capacity shrinks to 2 so the full case is reached.
+//!
+//! ## Slots on first use
+//!
+//! A runtime of `n` workers has `n * n` rings, most of which never carry a
+//! message (256 workers: 65,536 rings, 293 MB of slots allocated at start-up
+//! before this, issue 13). A ring's slots are allocated by its producer on
+//! its first push and published with a release store of `slots` that comes
+//! before the `tail` release of that push; the consumer reads `slots` only
+//! after its acquire of `tail` showed a message, so it always sees them. An
+//! unused ring is its two indices and a null pointer.
 
-use crate::loom::{spin_loop, AtomicUsize, UnsafeCell};
+use crate::loom::{spin_loop, AtomicPtr, AtomicUsize, UnsafeCell};
 use crossbeam_utils::CachePadded;
 use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -46,7 +56,9 @@ pub struct Ring<T> {
     head: CachePadded<AtomicUsize>,
     /// Next slot to write. Stored by the producer only.
     tail: CachePadded<AtomicUsize>,
-    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
+    /// The first of [`CAPACITY`] slots (a leaked boxed slice), null until the
+    /// first push. Stored by the producer only, once.
+    slots: AtomicPtr<UnsafeCell<MaybeUninit<T>>>,
 }
 
 // SAFETY: values move from the producer's thread to the consumer's, so `T`
@@ -68,8 +80,29 @@ impl<T> Ring<T> {
         Ring {
             head: CachePadded::new(AtomicUsize::new(0)),
             tail: CachePadded::new(AtomicUsize::new(0)),
-            slots: (0..CAPACITY).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect(),
+            slots: AtomicPtr::new(std::ptr::null_mut()),
         }
+    }
+
+    /// The producer's first push: allocate and publish the slots.
+    #[cold]
+    fn alloc_slots(&self) -> *mut UnsafeCell<MaybeUninit<T>> {
+        let b: Box<[UnsafeCell<MaybeUninit<T>>]> =
+            (0..CAPACITY).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect();
+        let p = Box::into_raw(b).cast::<UnsafeCell<MaybeUninit<T>>>();
+        // ORDERING: release, paired with the acquire load in `pop` (which
+        // also follows the acquire of a later `tail`).
+        self.slots.store(p, Release);
+        p
+    }
+
+    /// Slot `i % CAPACITY` of the allocated slots `base`.
+    #[inline]
+    fn slot(&self, base: *mut UnsafeCell<MaybeUninit<T>>, i: usize) -> &UnsafeCell<MaybeUninit<T>> {
+        // SAFETY: `base` is the start of a live boxed slice of `CAPACITY`
+        // slots, freed only in `drop` (`&mut self`); callers do not keep the
+        // reference beyond the `&self` borrow it is tied to.
+        unsafe { &*base.add(i % CAPACITY) }
     }
 
     /// Append `v`; gives it back when the ring is full.
@@ -86,7 +119,12 @@ impl<T> Ring<T> {
         if t.wrapping_sub(h) >= CAPACITY {
             return Err(v);
         }
-        self.slots[t % CAPACITY].with_mut(|p| {
+        // ORDERING: relaxed: only this producer ever stores `slots`.
+        let mut base = self.slots.load(Relaxed);
+        if base.is_null() {
+            base = self.alloc_slots();
+        }
+        self.slot(base, t).with_mut(|p| {
             // SAFETY: slot `t` is outside `[head, tail)`, so it is ours and
             // holds no live value.
             unsafe { (*p).write(v) };
@@ -110,7 +148,10 @@ impl<T> Ring<T> {
         if h == t {
             return None;
         }
-        let v = self.slots[h % CAPACITY].with_mut(|p| {
+        // ORDERING: acquire pairs with the release store in `alloc_slots`;
+        // non-null, since a message was pushed (see "Slots on first use").
+        let base = self.slots.load(Acquire);
+        let v = self.slot(base, h).with_mut(|p| {
             // SAFETY: slot `h` is in `[head, tail)`: initialised, and ours
             // until we move `head` past it.
             unsafe { (*p).assume_init_read() }
@@ -149,6 +190,12 @@ impl<T> Drop for Ring<T> {
     fn drop(&mut self) {
         // SAFETY: `&mut self`: no producer or consumer is left.
         while unsafe { self.pop() }.is_some() {}
+        let base = self.slots.load(Acquire);
+        if !base.is_null() {
+            // SAFETY: made by `Box::into_raw` of a `CAPACITY`-slot slice in
+            // `alloc_slots`; the slots hold no live values any more.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(base, CAPACITY)) });
+        }
     }
 }
 

@@ -38,6 +38,20 @@
 //! the current one's next scheduling point (counted as a preempt hit; a
 //! scheduling point refused inside a critical section counts a miss).
 //!
+//! ## Never block the worker
+//!
+//! A uthread shares its worker's OS thread with every other uthread of that
+//! worker. Anything that blocks the OS thread instead of the uthread stalls
+//! them all until it returns: `std::thread::sleep` (use [`sleep`]), blocking
+//! std I/O (use percore-evq's sockets, or [`block_in_pool`]), a std `Mutex`
+//! or `Condvar` wait (use [`Token`], [`tsleep`], ports), a long computation
+//! without [`maybe_yield`]. A std `MutexGuard` held across a switch can
+//! deadlock the worker outright: the next uthread that locks it blocks the
+//! OS thread the holder needs to run again. The watchdog
+//! ([`RuntimeBuilder::watchdog`], on by default, 100 ms) counts such stalls
+//! as `lwkt.<name>.w<i>.stalls` and logs each stalling uthread's name and
+//! worker once to stderr.
+//!
 //! ## Wake-ups
 //!
 //! Every blocking operation parks the uthread on its park word
@@ -48,6 +62,18 @@
 //! be woken from its futex sleep. Inboxes are drained at every scheduling
 //! point and at the outermost `crit_exit`, so uthreads that keep yielding
 //! never starve a remote wake-up.
+//!
+//! ## Stacks and overflow
+//!
+//! Each uthread runs on its own `mmap`'d stack of
+//! [`DEFAULT_STACK_SIZE`] (256 KiB, [`RuntimeBuilder::stack_size`],
+//! [`Builder::stack_size`]) with a guard page below it. Only touched pages
+//! cost memory. A uthread that overflows faults on the guard page, and the
+//! runtime's `SIGSEGV` handler (on a per-worker alternate signal stack,
+//! `sys/overflow.rs`) prints `uthread '<name>' on worker N overflowed its
+//! stack (size S); raise it with Builder::stack_size or
+//! RuntimeBuilder::stack_size` and aborts the process: an overflow cannot be
+//! recovered from, but it is never a bare "Segmentation fault".
 //!
 //! ## Thread-locals
 //!
@@ -122,6 +148,8 @@ mod idle;
 mod ipi;
 mod loom;
 #[cfg(not(loom))]
+mod monitor;
+#[cfg(not(loom))]
 mod port;
 #[cfg(not(loom))]
 mod preempt;
@@ -143,6 +171,8 @@ mod timer;
 #[cfg(not(loom))]
 mod token;
 #[cfg(not(loom))]
+mod watchdog;
+#[cfg(not(loom))]
 mod worker;
 
 #[cfg(not(loom))]
@@ -152,11 +182,13 @@ pub use driver::{Driver, IoEvent, IO_POLL_EVERY};
 #[cfg(not(loom))]
 pub use error::{Error, JoinError};
 #[cfg(not(loom))]
+pub use monitor::ShutdownTimeout;
+#[cfg(not(loom))]
 pub use port::{wait_msg, Message};
 #[cfg(not(loom))]
 pub use runtime::{
-    spawn, Builder, Handle, Runtime, RuntimeBuilder, DEFAULT_PRIORITY, DEFAULT_STACK_CACHE, DEFAULT_STACK_SIZE,
-    MAX_PRIORITY,
+    spawn, Builder, Handle, Runtime, RuntimeBuilder, DEFAULT_PORT_CAPACITY, DEFAULT_PRIORITY, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_STACK_CACHE, DEFAULT_STACK_SIZE, MAX_PRIORITY, MAX_STACK_SIZE,
 };
 #[cfg(not(loom))]
 pub use sched::{
@@ -169,6 +201,8 @@ pub use sleepq::{tsleep, wakeup, wakeup_one};
 pub use thread::{JoinHandle, Uthread};
 #[cfg(not(loom))]
 pub use token::{Token, TokenGuard};
+#[cfg(not(loom))]
+pub use watchdog::DEFAULT_WATCHDOG;
 
 /// The protocol cores, exposed to the loom models in `tests/loom_*.rs` only.
 #[cfg(loom)]

@@ -7,10 +7,10 @@
 //! stacks, which loom cannot model, and is tested by the stress tests instead.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicUsize};
+pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicUsize};
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize};
 
 /// An `UnsafeCell` with loom's closure-based API, so that loom can check
 /// every access of a ring slot for data races.

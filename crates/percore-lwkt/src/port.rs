@@ -11,9 +11,21 @@
 //! the port lock, then unparks; the receiver checks the queue under the lock
 //! before parking, and a wake-up that lands in between leaves the park word
 //! `NOTIFIED`, so its park returns at once.
+//!
+//! ## Bound
+//!
+//! A port holds at most [`RuntimeBuilder::port_capacity`](crate::RuntimeBuilder::port_capacity)
+//! messages (default [`DEFAULT_PORT_CAPACITY`](crate::DEFAULT_PORT_CAPACITY),
+//! 65,536). [`Uthread::try_send`] fails with [`Error::Full`] then;
+//! [`Uthread::send`] and [`Uthread::call`] wait for room (back-pressure):
+//! the sender registers in the port's `senders` under the lock and parks;
+//! every `wait_msg` that takes a message, and `close`, wake them all, and
+//! each retries. Where the sender may not block (a critical or SMR section,
+//! shutdown unwinding) `send` drops the message instead, counted as
+//! `lwkt.<name>.port_full_drops`, and `call` returns the refusal.
 
 use crate::error::Error;
-use crate::thread::{wait_once, Oneshot, Uthread};
+use crate::thread::{wait_once, Oneshot, Uthread, Waiter};
 use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -33,17 +45,20 @@ pub(crate) struct Port {
 struct PortQ {
     msgs: VecDeque<Message>,
     closed: bool,
+    /// Senders waiting for room (see "Bound").
+    senders: Vec<Waiter>,
 }
 
 impl Port {
     /// The owner exited: drop what is queued, refuse what comes.
     pub(crate) fn close(&self) {
-        let msgs = {
+        let (msgs, senders) = {
             let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
             q.closed = true;
-            std::mem::take(&mut q.msgs)
+            (std::mem::take(&mut q.msgs), std::mem::take(&mut q.senders))
         };
         drop(msgs); // outside the lock: replies wake callers
+        senders.into_iter().for_each(Waiter::wake);
     }
 }
 
@@ -105,25 +120,81 @@ impl std::fmt::Debug for Message {
     }
 }
 
+/// What [`Uthread::post`] did.
+enum Posted {
+    Queued,
+    /// The uthread has exited; the message was dropped.
+    Closed,
+    /// The port is full and the caller may not wait (or `wait` was false);
+    /// the message was dropped.
+    Full(Error),
+}
+
 impl Uthread {
-    fn post(&self, m: Message) {
-        let refused = {
-            let mut q = self.0.port.q.lock().unwrap_or_else(|e| e.into_inner());
-            if q.closed {
-                Some(m)
-            } else {
-                q.msgs.push_back(m);
-                None
+    /// Queue `m`, waiting for room when the port is full and `wait` says so
+    /// and the caller may block (see "Bound").
+    fn post(&self, m: Message, wait: bool) -> Posted {
+        let cap = self.0.shared.cfg.port_capacity;
+        let mut m = Some(m);
+        loop {
+            let outcome = {
+                let mut q = self.0.port.q.lock().unwrap_or_else(|e| e.into_inner());
+                if q.closed {
+                    Some(Posted::Closed)
+                } else if q.msgs.len() < cap {
+                    q.msgs.push_back(m.take().expect("message posted once"));
+                    Some(Posted::Queued)
+                } else if !wait {
+                    Some(Posted::Full(Error::Full))
+                } else if let Err(e) = crate::worker::check_may_block() {
+                    Some(Posted::Full(e))
+                } else {
+                    q.senders.push(Waiter::current());
+                    None // wait for room, then retry
+                }
+            };
+            match outcome {
+                Some(Posted::Queued) => {
+                    self.0.unpark();
+                    return Posted::Queued;
+                }
+                // Closed or full: `m` is dropped here (a caller gets NoReply).
+                Some(other) => return other,
+                None => {
+                    if let Err(e) = wait_once(None) {
+                        return Posted::Full(e);
+                    }
+                }
             }
-        };
-        match refused {
-            Some(m) => drop(m), // the uthread is gone: NoReply
-            None => self.0.unpark(),
         }
     }
 
-    /// Send `msg` to this uthread's port without waiting (`lwkt_sendmsg`).
-    /// A message to a uthread that has exited is dropped.
+    /// Send `msg` without waiting, or [`Error::Full`] when the port holds
+    /// [`RuntimeBuilder::port_capacity`](crate::RuntimeBuilder::port_capacity)
+    /// messages already, [`Error::Exited`] when the uthread has exited (the
+    /// message is dropped in both cases).
+    ///
+    /// ```
+    /// use percore_lwkt::{Error, Runtime};
+    /// let rt = Runtime::builder().workers(1).port_capacity(1).build().unwrap();
+    /// let rx = rt.spawn(|| percore_lwkt::park()).unwrap(); // never reads
+    /// rx.uthread().try_send(1u8).unwrap();
+    /// assert!(matches!(rx.uthread().try_send(2u8), Err(Error::Full)));
+    /// ```
+    pub fn try_send<M: Any + Send>(&self, msg: M) -> Result<(), Error> {
+        match self.post(Message { payload: Some(Box::new(msg)), reply: None, from: crate::current() }, false) {
+            Posted::Queued => Ok(()),
+            Posted::Closed => Err(Error::Exited),
+            Posted::Full(e) => Err(e),
+        }
+    }
+
+    /// Send `msg` to this uthread's port (`lwkt_sendmsg`). A message to a
+    /// uthread that has exited is dropped. When the port is full (see
+    /// [`RuntimeBuilder::port_capacity`](crate::RuntimeBuilder::port_capacity))
+    /// the sender waits for room; where it may not block (a critical or SMR
+    /// section) the message is dropped and counted as
+    /// `lwkt.<name>.port_full_drops`: use [`Uthread::try_send`] there.
     ///
     /// ```
     /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
@@ -132,13 +203,17 @@ impl Uthread {
     /// assert_eq!(rx.join().unwrap(), Some(7));
     /// ```
     pub fn send<M: Any + Send>(&self, msg: M) {
-        self.post(Message { payload: Some(Box::new(msg)), reply: None, from: crate::current() });
+        let m = Message { payload: Some(Box::new(msg)), reply: None, from: crate::current() };
+        if let Posted::Full(_) = self.post(m, true) {
+            self.0.shared.port_full_drops.inc();
+        }
     }
 
     /// Send `msg` and wait for the reply (`lwkt_domsg`), from a uthread or a
     /// foreign thread. [`Error::NoReply`] if the message is dropped
     /// unanswered (including when the uthread exits first) or answered with
-    /// another type than `R`.
+    /// another type than `R`. A full port is waited for, as by
+    /// [`send`](Uthread::send).
     ///
     /// ```
     /// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
@@ -152,7 +227,10 @@ impl Uthread {
     pub fn call<M: Any + Send, R: Any>(&self, msg: M) -> Result<R, Error> {
         crate::worker::check_may_block()?;
         let slot = Arc::new(Oneshot::new());
-        self.post(Message { payload: Some(Box::new(msg)), reply: Some(slot.clone()), from: crate::current() });
+        let m = Message { payload: Some(Box::new(msg)), reply: Some(slot.clone()), from: crate::current() };
+        if let Posted::Full(e) = self.post(m, true) {
+            return Err(e);
+        }
         match slot.wait()? {
             Some(r) => r.downcast::<R>().map(|b| *b).map_err(|_| Error::NoReply),
             None => Err(Error::NoReply),
@@ -173,7 +251,14 @@ pub fn wait_msg(timeout: Option<Duration>) -> Result<Message, Error> {
     crate::worker::check_may_block()?;
     let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
     loop {
-        if let Some(m) = me.0.port.q.lock().unwrap_or_else(|e| e.into_inner()).msgs.pop_front() {
+        let (m, senders) = {
+            let mut q = me.0.port.q.lock().unwrap_or_else(|e| e.into_inner());
+            let m = q.msgs.pop_front();
+            let senders = if m.is_some() { std::mem::take(&mut q.senders) } else { Vec::new() };
+            (m, senders)
+        };
+        senders.into_iter().for_each(Waiter::wake); // room: they retry
+        if let Some(m) = m {
             return Ok(m);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -13,9 +13,46 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-/// Default usable stack size of a uthread: 64 KiB (committed lazily).
-pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
+/// Default usable stack size of a uthread: 256 KiB, reserved, not
+/// committed.
+///
+/// Stacks are `MAP_NORESERVE` mappings: a uthread costs only the pages it
+/// touched, so this default does not raise the memory of a parked uthread
+/// (percore-bench's `lwkt_parked_memory` measures touched pages, a few KiB
+/// per uthread whatever the reserved size). It costs address space (10,000
+/// uthreads reserve 2.5 GiB of the 128 TiB user space) and page-table setup
+/// only when touched. It was 64 KiB, which a 64 KiB local array, or a debug
+/// build's formatting and panic machinery a few calls deep, overflowed; it
+/// stays well below 2 MiB so that transparent huge pages never back a whole
+/// stack. Cached stacks keep the pages their last uthread touched (at most
+/// [`DEFAULT_STACK_CACHE`] per worker).
+///
+/// An overflow hits the guard page below the stack and the runtime reports
+/// it on stderr (`uthread '<name>' on worker N overflowed its stack (size
+/// S)`) before aborting the process; see [`RuntimeBuilder::guard_pages`].
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+/// How long dropping a [`Runtime`] waits for its workers to stop before it
+/// reports the uthreads that keep them and detaches them (see
+/// [`RuntimeBuilder::shutdown_timeout`]).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest uthread stack, 1 GiB: a larger [`Builder::stack_size`] or
+/// [`RuntimeBuilder::stack_size`] makes `spawn` / `build` fail with
+/// [`Error::StackSize`] (never an arithmetic overflow).
+pub const MAX_STACK_SIZE: usize = 1 << 30;
+/// The smallest uthread stack, 16 KiB: smaller sizes are raised to it.
+const MIN_STACK_SIZE: usize = 16 * 1024;
+
+/// `bytes` rounded up to pages, at least [`MIN_STACK_SIZE`]; `None` above
+/// [`MAX_STACK_SIZE`].
+fn stack_bytes(bytes: usize) -> Option<usize> {
+    (bytes <= MAX_STACK_SIZE).then(|| bytes.max(MIN_STACK_SIZE).next_multiple_of(4096))
+}
+
+/// Default bound of a uthread's message port: 65,536 messages
+/// ([`RuntimeBuilder::port_capacity`]).
+pub const DEFAULT_PORT_CAPACITY: usize = 65_536;
 /// Default number of cached stacks per worker.
 pub const DEFAULT_STACK_CACHE: usize = 64;
 /// The highest priority (`0` is the lowest).
@@ -54,6 +91,10 @@ pub(crate) struct Config {
     pub(crate) stack_size: usize,
     pub(crate) guard: bool,
     pub(crate) stack_cache: usize,
+    /// What `Drop for Runtime` waits.
+    pub(crate) shutdown_timeout: Duration,
+    /// Messages a uthread's port holds at most (`port.rs`).
+    pub(crate) port_capacity: usize,
 }
 
 /// What other threads may touch of one worker.
@@ -70,6 +111,9 @@ pub(crate) struct WorkerShared {
     /// Whether any descriptor was ever registered on `poller` (else a busy
     /// worker skips its periodic non-blocking poll).
     pub(crate) has_io: AtomicBool,
+    /// The running uthread and the heartbeat, for observers on other threads
+    /// (`monitor.rs`).
+    pub(crate) slot: crate::monitor::RunningSlot,
 }
 
 impl WorkerShared {
@@ -88,6 +132,9 @@ pub(crate) struct Shared {
     pub(crate) workers: Box<[WorkerShared]>,
     pub(crate) cfg: Config,
     pub(crate) foreign_sent: Counter,
+    /// Messages `Uthread::send` dropped at a full port where it could not
+    /// wait (`port.rs`).
+    pub(crate) port_full_drops: Counter,
     pub(crate) barrier: Barrier,
     /// The driver, once one is installed (`driver.rs`).
     pub(crate) driver: std::sync::OnceLock<crate::driver::Installed>,
@@ -97,6 +144,8 @@ pub(crate) struct Shared {
     /// The pool of [`block_in_pool`](crate::block_in_pool), taken on first
     /// use and given back when the runtime goes.
     pub(crate) pool: OnceLock<percore_pool::ThreadPool>,
+    /// The runtime's name (stats tree, diagnostics).
+    pub(crate) name: String,
 }
 
 impl Shared {
@@ -126,6 +175,7 @@ pub struct RuntimeBuilder {
     name: String,
     pin: bool,
     cfg: Config,
+    watchdog: Option<Duration>,
 }
 
 impl RuntimeBuilder {
@@ -149,13 +199,25 @@ impl RuntimeBuilder {
     }
 
     /// Default usable stack size of uthreads (rounded up to pages, at least
-    /// 16 KiB). Memory is committed only as the stack grows.
+    /// 16 KiB, at most [`MAX_STACK_SIZE`]: above it `build` fails with
+    /// [`Error::StackSize`]). Memory is committed only as the stack grows.
+    ///
+    /// ```
+    /// let e = percore_lwkt::Runtime::builder().stack_size(usize::MAX).build().unwrap_err();
+    /// assert!(matches!(e, percore_lwkt::Error::StackSize { size: usize::MAX }));
+    /// ```
     pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.cfg.stack_size = bytes.max(16 * 1024).next_multiple_of(4096);
+        self.cfg.stack_size = bytes;
         self
     }
 
     /// Whether uthread stacks get a `PROT_NONE` guard page (default `true`).
+    /// A guarded uthread that overflows its stack faults on the guard page;
+    /// the runtime's `SIGSEGV` handler (on an alternate signal stack per
+    /// worker) recognises it, writes `uthread '<name>' on worker N
+    /// overflowed its stack (size S); raise it with Builder::stack_size or
+    /// RuntimeBuilder::stack_size` to stderr and aborts the process. Other
+    /// faults go to the handler found before (std's, or the default action).
     /// A guarded stack costs two kernel mappings and `vm.max_map_count`
     /// (65,530 by default) then limits a process to about 32,700 uthreads;
     /// an unguarded stack is one mapping, and adjacent ones usually merge
@@ -166,6 +228,45 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long dropping the [`Runtime`] waits for its workers (default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`], 10 s; `Duration::MAX`: for ever). When
+    /// time is up, `Drop` writes the [`ShutdownTimeout`](crate::ShutdownTimeout)
+    /// report (the uthreads that never reached a scheduling point, with
+    /// their names and workers) to stderr and returns, leaving the workers
+    /// detached: each stops at its uthread's next scheduling point, and what
+    /// the runtime holds is freed then (or leaks, if that never comes).
+    /// [`Runtime::shutdown_timeout`] gives the same report as a value.
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.cfg.shutdown_timeout = d;
+        self
+    }
+
+    /// The watchdog's stall threshold (default `Some(`[`DEFAULT_WATCHDOG`](crate::DEFAULT_WATCHDOG)`)`,
+    /// 100 ms; `None` turns it off). A monitor thread notices a worker that
+    /// has run one uthread for longer than this without a scheduling point
+    /// (the uthread called `std::thread::sleep`, blocking std I/O, or waits
+    /// on a std `Mutex`), counts it as `lwkt.<name>.w<i>.stalls` in the
+    /// stats tree, and logs the uthread's name and worker to stderr once per
+    /// uthread. The workers pay a relaxed counter store per resume and yield.
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::builder().workers(1).watchdog(None).build().unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn watchdog(mut self, threshold: Option<Duration>) -> Self {
+        self.watchdog = threshold;
+        self
+    }
+
+    /// The most messages a uthread's port holds (default
+    /// [`DEFAULT_PORT_CAPACITY`], 65,536; at least 1). Beyond it
+    /// [`Uthread::try_send`] fails with [`Error::Full`] and
+    /// [`Uthread::send`] / [`Uthread::call`] wait for room.
+    pub fn port_capacity(mut self, n: usize) -> Self {
+        self.cfg.port_capacity = n.max(1);
+        self
+    }
+
     /// Stacks of exited uthreads each worker keeps for reuse (default 64).
     pub fn stack_cache(mut self, n: usize) -> Self {
         self.cfg.stack_cache = n;
@@ -173,10 +274,12 @@ impl RuntimeBuilder {
     }
 
     /// Start the workers.
-    pub fn build(self) -> Result<Runtime, Error> {
+    pub fn build(mut self) -> Result<Runtime, Error> {
         // Lower crates' waits (a zone at its limit) park a uthread instead
         // of its worker (issue 16). Process-wide; the first runtime installs.
         let _ = percore_cpu::coop::install(coop_can_nap, coop_nap);
+        let size = self.cfg.stack_size;
+        self.cfg.stack_size = stack_bytes(size).ok_or(Error::StackSize { size })?;
         let cpus = percore_cpu::allowed_cpus()?;
         let n = self.workers.unwrap_or(cpus.len());
         if n == 0 || cpus.is_empty() {
@@ -192,6 +295,7 @@ impl RuntimeBuilder {
                     cpu: cpus[i % cpus.len()],
                     poller: crate::sys::Poller::new().map_err(Error::Poller)?,
                     has_io: AtomicBool::new(false),
+                    slot: Default::default(),
                 })
             })
             .collect::<Result<_, Error>>()?;
@@ -199,12 +303,14 @@ impl RuntimeBuilder {
             workers,
             cfg: self.cfg,
             foreign_sent: Counter::new(),
+            port_full_drops: Counter::new(),
             barrier: Barrier::new(n),
             driver: std::sync::OnceLock::new(),
             shutdown: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             rotor: AtomicUsize::new(0),
             pool: OnceLock::new(),
+            name: self.name.clone(),
         });
         let stats = crate::stats::register(&self.name, &shared);
         let mut threads = Vec::with_capacity(n);
@@ -243,7 +349,20 @@ impl RuntimeBuilder {
                 Err(_) => first_err = first_err.or(Some(Error::NoWorkers)),
             }
         }
-        let rt = Runtime { handle: Handle { shared }, threads, _stats: stats };
+        let monitor = match self.watchdog {
+            Some(d) => {
+                Some(crate::watchdog::start(Arc::downgrade(&shared), &self.name, d).map_err(Error::WorkerThread))
+            }
+            None => None,
+        };
+        let monitor = match monitor.transpose() {
+            Ok(m) => m,
+            Err(e) => {
+                first_err = first_err.or(Some(e));
+                None
+            }
+        };
+        let rt = Runtime { handle: Handle { shared }, threads, monitor, _stats: stats };
         match first_err {
             None => Ok(rt),
             Some(e) => Err(e), // dropping `rt` stops the started workers
@@ -262,6 +381,12 @@ impl RuntimeBuilder {
 /// from one of its own uthreads, the runtime only signals the shutdown and
 /// does not wait for its workers.
 ///
+/// `Drop` waits at most [`RuntimeBuilder::shutdown_timeout`] (default
+/// [`DEFAULT_SHUTDOWN_TIMEOUT`], 10 s) and never hangs silently: when a
+/// uthread that never yields keeps a worker past it, `Drop` writes which
+/// (name, id, worker) to stderr and returns with the workers detached (see
+/// [`Runtime::shutdown_timeout`], which returns that report instead).
+///
 /// ```
 /// use percore_lwkt::Runtime;
 /// let rt = Runtime::builder().workers(2).build().unwrap();
@@ -274,18 +399,27 @@ impl RuntimeBuilder {
 pub struct Runtime {
     handle: Handle,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// The watchdog's thread (`watchdog.rs`), if on.
+    monitor: Option<std::thread::JoinHandle<()>>,
     _stats: percore_cpu::stats::Registration,
 }
 
 impl Runtime {
     /// A builder with the defaults: one pinned worker per allowed CPU,
-    /// 64 KiB guarded stacks.
+    /// guarded stacks of [`DEFAULT_STACK_SIZE`].
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             workers: None,
             name: format!("rt{}", NEXT_ID.fetch_add(1, Relaxed)),
             pin: true,
-            cfg: Config { stack_size: DEFAULT_STACK_SIZE, guard: true, stack_cache: DEFAULT_STACK_CACHE },
+            watchdog: Some(crate::DEFAULT_WATCHDOG),
+            cfg: Config {
+                stack_size: DEFAULT_STACK_SIZE,
+                guard: true,
+                stack_cache: DEFAULT_STACK_CACHE,
+                shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+                port_capacity: DEFAULT_PORT_CAPACITY,
+            },
         }
     }
 
@@ -318,6 +452,58 @@ impl Runtime {
         self.handle.spawn(f)
     }
 
+    /// Shut down as `Drop` does, waiting at most `timeout` for the workers
+    /// to stop (`Duration::MAX`: for ever). When time is up, returns
+    /// [`ShutdownTimeout`](crate::ShutdownTimeout) naming the uthreads that
+    /// still run (a uthread that never reaches a scheduling point keeps its
+    /// worker, and shutdown needs every worker); the workers are then
+    /// detached: each stops at its uthread's next scheduling point, and the
+    /// runtime's memory is freed then (or leaks, if that never comes).
+    ///
+    /// Called from one of the runtime's own uthreads, it cannot wait for
+    /// itself: it signals the shutdown and returns the error at once, naming
+    /// the caller.
+    ///
+    /// ```
+    /// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
+    /// rt.block_on(|| ()).unwrap();
+    /// rt.shutdown_timeout(std::time::Duration::from_secs(10)).unwrap();
+    /// ```
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Result<(), crate::ShutdownTimeout> {
+        self.stop(timeout)
+    }
+
+    /// Signal the shutdown and wait for the workers at most `timeout`.
+    fn stop(&mut self, timeout: Duration) -> Result<(), crate::ShutdownTimeout> {
+        let shared = self.handle.shared.clone();
+        shared.shutdown.store(true, Release);
+        for w in shared.workers.iter() {
+            w.notify();
+        }
+        if let Some(m) = self.monitor.take() {
+            m.thread().unpark(); // it sees the shutdown and returns; detached
+        }
+        if worker::current_worker().is_some_and(|w| Arc::ptr_eq(&w.shared, &shared)) {
+            self.threads.clear(); // detached: we are one of them
+            return Err(crate::ShutdownTimeout { timeout, running: crate::current().into_iter().collect() });
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        let mut pause = Duration::from_micros(20);
+        while !self.threads.iter().all(|t| t.is_finished()) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let running = shared.workers.iter().filter_map(|w| w.slot.running()).collect();
+                self.threads.clear(); // detach
+                return Err(crate::ShutdownTimeout { timeout, running });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(1));
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+
     /// Run `f` on a uthread and wait for its result from the calling (foreign)
     /// thread; a panic in `f` comes back as [`JoinError::Panicked`].
     pub fn block_on<F, T>(&self, f: F) -> Result<T, JoinError>
@@ -342,16 +528,14 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        let shared = &self.handle.shared;
-        shared.shutdown.store(true, Release);
-        for w in shared.workers.iter() {
-            w.notify();
+        let own = worker::current_worker().is_some_and(|w| Arc::ptr_eq(&w.shared, &self.handle.shared));
+        if self.threads.is_empty() && !own {
+            return; // stopped already (`shutdown_timeout`)
         }
-        let own = worker::current_worker().is_some_and(|w| Arc::ptr_eq(&w.shared, shared));
-        if !own {
-            for t in self.threads.drain(..) {
-                let _ = t.join();
-            }
+        match self.stop(self.handle.shared.cfg.shutdown_timeout) {
+            Err(_) if own => {} // dropped from its own uthread: signal only
+            Err(e) => eprintln!("percore-lwkt: runtime '{}': {e}", self.handle.shared.name),
+            Ok(()) => {}
         }
     }
 }
@@ -488,6 +672,18 @@ impl std::fmt::Debug for Handle {
 
 /// Spawn a uthread on the caller's runtime (the caller must be a uthread).
 ///
+/// # Never block the worker
+///
+/// The uthread shares its worker's OS thread with the worker's other
+/// uthreads, and runs until it reaches a scheduling point (a yield, a
+/// blocking percore call, [`maybe_yield`](crate::maybe_yield)). Whatever
+/// blocks the OS thread instead stalls all of them: `std::thread::sleep`
+/// (use [`sleep`](crate::sleep)), blocking std I/O (percore-evq's sockets or
+/// [`block_in_pool`](crate::block_in_pool)), a std `Mutex` wait (a
+/// [`Token`](crate::Token)), and a std `MutexGuard` held across a switch can
+/// deadlock the worker. The watchdog ([`RuntimeBuilder::watchdog`]) counts
+/// and logs such stalls.
+///
 /// ```
 /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
 /// let v = rt.block_on(|| percore_lwkt::spawn(|| "hi").unwrap().join().unwrap()).unwrap();
@@ -552,10 +748,12 @@ impl Builder {
         self
     }
 
-    /// Usable stack size in bytes (rounded up to pages, at least 16 KiB).
-    /// Only stacks of the runtime's default size are cached.
+    /// Usable stack size in bytes (rounded up to pages, at least 16 KiB, at
+    /// most [`MAX_STACK_SIZE`]: above it `spawn` fails with
+    /// [`Error::StackSize`]). Only stacks of the runtime's default size are
+    /// cached.
     pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.stack_size = Some(bytes.max(16 * 1024).next_multiple_of(4096));
+        self.stack_size = Some(bytes);
         self
     }
 
@@ -601,13 +799,18 @@ impl Builder {
             (None, Some(w)) if !self.rotate => w.idx,
             _ => shared.rotor.fetch_add(1, Relaxed) % n,
         };
-        let size = self.stack_size.unwrap_or(shared.cfg.stack_size);
+        let size = match self.stack_size {
+            Some(b) => stack_bytes(b).ok_or(Error::StackSize { size: b })?,
+            None => shared.cfg.stack_size,
+        };
         let stack = match here.and_then(|w| w.take_stack(size)) {
             Some(s) => s,
             None => Stack::new(size, shared.cfg.guard).map_err(|source| Error::StackExhausted { size, source })?,
         };
         let id = next_id();
-        let thread = Arc::new(Thread::new(id, self.name.map(Into::into), shared.clone(), target, pri));
+        let mut thread = Thread::new(id, self.name.map(Into::into), shared.clone(), target, pri);
+        thread.stack = (stack.guard_range(), stack.usable());
+        let thread = Arc::new(thread);
         let packet = Arc::new(Oneshot::new());
         let completer = Completer(Some(packet.clone()));
         let coro = crate::thread::Coro::with_stack(stack, move |y: &corosensei::Yielder<(), ()>, ()| {

@@ -34,10 +34,10 @@ pub fn worker_index() -> Option<usize> {
 /// pending IPIs first; returns at once when no one else is runnable. On a
 /// foreign thread, yields the OS thread.
 ///
-/// # Panics
-///
-/// In debug builds, inside a critical or SMR section (in release builds it
-/// then returns without switching).
+/// Inside a critical or SMR section, where switching is not allowed, it is
+/// a no-op, in debug and release builds alike, counted as
+/// `lwkt.<name>.w<i>.yields_refused` in the stats tree (issue 13; it used to
+/// panic in debug builds only).
 ///
 /// ```
 /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
@@ -57,9 +57,12 @@ pub fn yield_now() {
     let Some(t) = w.current_ptr() else { return };
     if let Err(e) = w.check_block() {
         w.preempt_missed();
-        debug_assert!(matches!(e, Error::Shutdown), "percore_lwkt::yield_now: {e}");
+        if !matches!(e, Error::Shutdown) {
+            w.ws().stats.yields_refused.bump();
+        }
         return;
     }
+    w.ws().slot.beat();
     w.poll_ipis();
     if w.yield_wanted(t) {
         w.switch_out(t, Intent::Yield);
@@ -84,6 +87,7 @@ pub fn maybe_yield() {
         w.preempt_missed();
         return;
     }
+    w.ws().slot.beat();
     w.poll_ipis();
     if w.resched.get() || (w.yield_wanted(t) && w.slice_expired(QUANTUM)) {
         w.switch_out(t, Intent::Yield);
@@ -93,6 +97,11 @@ pub fn maybe_yield() {
 /// Block the caller for `d` (a per-worker timer wakes it). On a foreign
 /// thread, sleeps the OS thread. Refused inside a critical or SMR section.
 ///
+/// A `d` too long for an `Instant` (`Duration::MAX`) sleeps for ever, as
+/// every other percore wait given `Duration::MAX` does (park, tsleep, joins,
+/// ports); on a uthread it ends only with [`Error::Shutdown`] when the
+/// runtime is dropped (the uthread is then cancelled).
+///
 /// ```
 /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
 /// rt.block_on(|| percore_lwkt::sleep(std::time::Duration::from_millis(1))).unwrap().unwrap();
@@ -100,7 +109,9 @@ pub fn maybe_yield() {
 pub fn sleep(d: Duration) -> Result<(), Error> {
     worker::check_may_block()?;
     let Some(deadline) = Instant::now().checked_add(d) else {
-        return Err(Error::TimedOut);
+        loop {
+            wait_once(None)?; // for ever: spurious returns loop
+        }
     };
     loop {
         if Instant::now() >= deadline {

@@ -68,6 +68,12 @@ pub(crate) struct WorkerStats {
     /// without `crit_exit`, a forgotten `critical()` guard); their count was
     /// reset so that it cannot leak into later uthreads.
     pub(crate) crit_leaks: Stat,
+    /// Times the watchdog saw this worker run one uthread for longer than
+    /// its threshold without a scheduling point (`watchdog.rs`); written by
+    /// the monitor thread only.
+    pub(crate) stalls: Stat,
+    /// `yield_now` calls refused (no-ops) inside a critical or SMR section.
+    pub(crate) yields_refused: Stat,
 }
 
 pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::Registration {
@@ -75,6 +81,7 @@ pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::
     percore_cpu::stats::register(&format!("lwkt.{name}"), move |emit| {
         let Some(sh) = weak.upgrade() else { return };
         emit("foreign_ipis", sh.foreign_sent.sum());
+        emit("port_full_drops", sh.port_full_drops.sum());
         for (i, w) in sh.workers.iter().enumerate() {
             let s = &w.stats;
             for (k, v) in [
@@ -92,6 +99,8 @@ pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::
                 ("cached_stacks", s.cached_stacks.get()),
                 ("io_events", s.io_events.get()),
                 ("crit_leaks", s.crit_leaks.get()),
+                ("stalls", s.stalls.get()),
+                ("yields_refused", s.yields_refused.get()),
             ] {
                 emit(&format!("w{i}.{k}"), v);
             }

@@ -109,6 +109,11 @@ pub(crate) struct Thread {
     /// Written by the uthread itself, read by the worker holding the entry.
     timer: AtomicU64,
     pub(crate) port: Port,
+    /// Its stack's guard range and usable size, for the overflow handler
+    /// (`sys/overflow.rs`); set before the uthread is shared, then immutable.
+    pub(crate) stack: ((usize, usize), usize),
+    /// The watchdog has reported this uthread's stall (`watchdog.rs`).
+    pub(crate) stall_logged: std::sync::atomic::AtomicBool,
     sched: UnsafeCell<Sched>,
     /// The coroutine. Owner-only like `sched`, but a separate cell: the
     /// scheduler holds it mutably across `resume` while the uthread uses
@@ -134,6 +139,8 @@ impl Thread {
             holds: AtomicUsize::new(0),
             timer: AtomicU64::new(0),
             port: Port::default(),
+            stack: ((0, 0), 0),
+            stall_logged: std::sync::atomic::AtomicBool::new(false),
             coro: UnsafeCell::new(None),
             sched: UnsafeCell::new(Sched {
                 yielder: std::ptr::null(),

@@ -125,6 +125,9 @@ pub(crate) struct Worker {
     lone_yields: Cell<u32>,
     /// Idle rounds the next spin may take (adaptive, see `idle`).
     pub(crate) spin_budget: Cell<u32>,
+    /// The running uthread's stack, for the overflow handler
+    /// (`sys/overflow.rs`); boxed so its address stays put.
+    guard: Box<crate::sys::overflow::GuardRecord>,
 }
 
 thread_local! {
@@ -234,6 +237,7 @@ impl Worker {
             io_countdown: Cell::new(crate::driver::IO_POLL_EVERY),
             lone_yields: Cell::new(0),
             spin_budget: Cell::new(SPIN_ROUNDS),
+            guard: Box::new(crate::sys::overflow::GuardRecord::new(idx)),
         }
     }
 
@@ -514,12 +518,18 @@ impl Worker {
         // away when it switches out (issue 16).
         let base = self.crit.get();
         self.crit.set(base + s.crit);
+        // NOTE: `t` (and so its name) outlives the resume: the overflow
+        // handler may read both while the uthread runs.
+        self.guard.set(t.stack.0, t.stack.1, t.name.as_deref());
+        self.ws().slot.enter(&t);
         // SAFETY: only this worker touches the coroutine cell, and the
         // uthread itself never does; the reference ends with the resume.
         let result = match unsafe { t.coro() } {
             Some(c) => c.resume(()),
             None => CoroutineResult::Return(()),
         };
+        self.ws().slot.leave();
+        self.guard.clear();
         self.current.set(std::ptr::null());
         // SAFETY: the uthread is switched out; its state is ours again.
         let s = unsafe { t.sched() };
@@ -577,6 +587,7 @@ impl Worker {
     /// The scheduler loop of worker `idx`; returns at shutdown.
     pub(crate) fn run(self) {
         WORKER.with(|w| w.set(&self));
+        let alt = crate::sys::overflow::enter_worker(&self.guard);
         let ws = self.ws();
         let mut contended = 0u32;
         while !self.shared.is_shutdown() {
@@ -609,6 +620,7 @@ impl Worker {
             ws.stats.cached_stacks.set(self.stacks.borrow().len() as u64);
         }
         self.shutdown();
+        crate::sys::overflow::leave_worker(alt);
         WORKER.with(|w| w.set(std::ptr::null()));
     }
 
@@ -633,7 +645,11 @@ impl Worker {
             // The unwound uthread runs its destructors with its own depth.
             let base = self.crit.get();
             self.crit.set(base + crit);
+            self.guard.set(t.stack.0, t.stack.1, t.name.as_deref());
+            self.ws().slot.enter(t);
             drop(coro);
+            self.ws().slot.leave();
+            self.guard.clear();
             self.crit.set(base);
             t.port.close();
             self.current.set(std::ptr::null());

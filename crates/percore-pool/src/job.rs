@@ -47,12 +47,13 @@
 
 use crate::core::{Core, DelayKey, Entry, Task};
 use crate::error::{Error, PanicPayload};
-use crate::sync::{current_thread, Condvar, Mutex, MutexGuard, ThreadId};
+use crate::sync::{current_thread, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, ThreadId};
 use crate::ThreadPool;
 use std::ffi::CString;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,13 +92,56 @@ enum State {
 
 /// The protocol fields, under the job lock.
 struct Proto {
+    /// Changed only through [`Proto::set_state`], which keeps the mirror.
     state: State,
     next_ticket: u64,
     refs: usize,
     waiters: usize,
     dying: bool,
-    stats: JobStats,
-    panic: Option<PanicPayload>,
+    /// The job's [`Mirror`] (also in `JobInner`), written under this lock.
+    mirror: Arc<Mirror>,
+}
+
+impl Proto {
+    fn set_state(&mut self, st: State) {
+        // ORDERING: release: a lock-free `Job::status` that sees the new
+        // status sees what was done under the lock before it.
+        self.mirror.status.store(status_of(&st) as usize, Release);
+        self.state = st;
+    }
+}
+
+/// What [`Job::status`], [`Job::stats`] and [`Job::take_panic`] read
+/// without the job lock, so that they cannot deadlock against a live
+/// [`JobLock`] on the same thread (issue 13). Written under the job lock by
+/// the protocol (counts, status) and by the panic path (its own small lock,
+/// never held across user code).
+struct Mirror {
+    /// A [`JobStatus`] as `usize` (`Idle` = 0).
+    status: AtomicUsize,
+    runs: AtomicU64,
+    panics: AtomicU64,
+    shutdown_cancelled: AtomicU64,
+    panic: Mutex<Option<PanicPayload>>,
+}
+
+impl Default for Mirror {
+    fn default() -> Mirror {
+        Mirror {
+            status: AtomicUsize::new(JobStatus::Idle as usize),
+            runs: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            shutdown_cancelled: AtomicU64::new(0),
+            panic: Mutex::new(None),
+        }
+    }
+}
+
+impl Mirror {
+    fn bump(c: &AtomicU64) {
+        // ORDERING: relaxed: a count; the writers hold the job lock.
+        c.fetch_add(1, Relaxed);
+    }
 }
 
 pub(crate) struct Locked<T> {
@@ -113,6 +157,8 @@ pub(crate) struct JobInner<T: Send + 'static> {
     lock: Mutex<Locked<T>>,
     cv: Condvar,
     func: Box<JobFn<T>>,
+    /// Lock-free snapshots for `status`, `stats`, `take_panic`.
+    mirror: Arc<Mirror>,
 }
 
 /// A named, reusable job with its own lock guarding its data `T`.
@@ -165,6 +211,7 @@ impl<T: Send + 'static> Job<T> {
     {
         let name: String = name.into();
         let os_name = crate::sys::thread_name(&name);
+        let mirror = Arc::new(Mirror::default());
         Job {
             inner: Arc::new(JobInner {
                 name: name.into_boxed_str(),
@@ -176,13 +223,13 @@ impl<T: Send + 'static> Job<T> {
                         refs: 0,
                         waiters: 0,
                         dying: false,
-                        stats: JobStats::default(),
-                        panic: None,
+                        mirror: mirror.clone(),
                     },
                     data,
                 }),
                 cv: Condvar::new(),
                 func: Box::new(f),
+                mirror,
             }),
         }
     }
@@ -198,20 +245,44 @@ impl<T: Send + 'static> Job<T> {
         JobLock { job: &self.inner, guard: Some(self.inner.lock.lock()) }
     }
 
-    /// What the job is doing now.
+    /// What the job is doing now: a snapshot as of the last change made
+    /// under the job's lock. Lock-free, so it may be called while a
+    /// [`JobLock`] of the same job is alive (on this thread or another);
+    /// [`JobLock::status`] reads the state under the lock instead.
+    ///
+    /// ```
+    /// use percore_pool::{Job, JobStatus};
+    /// let job = Job::new("j", 0u32, |run| run.lock().done());
+    /// let g = job.lock();
+    /// assert_eq!(job.status(), JobStatus::Idle); // no deadlock
+    /// assert_eq!(job.stats().runs, 0);
+    /// assert!(job.take_panic().is_none());
+    /// drop(g);
+    /// ```
     pub fn status(&self) -> JobStatus {
-        self.lock().status()
+        match self.inner.mirror.status.load(Acquire) {
+            0 => JobStatus::Idle,
+            1 => JobStatus::Scheduled,
+            2 => JobStatus::Delayed,
+            _ => JobStatus::Running,
+        }
     }
 
-    /// Run, panic and shutdown counts.
+    /// Run, panic and shutdown counts. Lock-free (like [`Job::status`]);
+    /// each count is exact, the three are not read at one instant.
     pub fn stats(&self) -> JobStats {
-        self.inner.lock.lock().proto.stats
+        let m = &self.inner.mirror;
+        JobStats {
+            runs: m.runs.load(Relaxed),
+            panics: m.panics.load(Relaxed),
+            shutdown_cancelled: m.shutdown_cancelled.load(Relaxed),
+        }
     }
 
     /// The payload of the most recent panic of the job's function, if not
-    /// taken yet.
+    /// taken yet. Does not take the job's lock (like [`Job::status`]).
     pub fn take_panic(&self) -> Option<PanicPayload> {
-        self.inner.lock.lock().proto.panic.take()
+        self.inner.mirror.panic.lock().take()
     }
 
     /// [`JobLock::cancel_async`] with the lock taken for the call.
@@ -340,7 +411,7 @@ impl<'a, T: Send + 'static> JobLock<'a, T> {
             proto.refs -= 1;
         }
         // Otherwise its popper sees a dead ticket and releases it.
-        proto.state = State::Idle;
+        proto.set_state(State::Idle);
         self.notify();
         true
     }
@@ -451,14 +522,14 @@ fn schedule_locked<T: Send + 'static>(
             if !core.push(entry) {
                 return false;
             }
-            proto.state = State::Queued { core: core.clone(), ticket };
+            proto.set_state(State::Queued { core: core.clone(), ticket });
         }
         Some(d) => {
             let deadline = Instant::now().checked_add(d).unwrap_or_else(far_future);
             let Some(key) = core.push_delayed(deadline, entry) else {
                 return false;
             };
-            proto.state = State::Delayed { core: core.clone(), ticket, key };
+            proto.set_state(State::Delayed { core: core.clone(), ticket, key });
         }
     }
     proto.refs += 1;
@@ -561,7 +632,7 @@ impl<'r, T: Send + 'static> RunLock<'r, T> {
         if let Some(core) = core {
             let proto = &mut self.guard.proto;
             if !schedule_locked(self.run.job, proto, &core, delay) && !proto.dying {
-                proto.stats.shutdown_cancelled += 1;
+                Mirror::bump(&proto.mirror.shutdown_cancelled);
                 core.stats.shutdown_cancelled.inc();
             }
         }
@@ -602,7 +673,7 @@ fn finish_run<T: Send + 'static>(job: &JobInner<T>, proto: &mut Proto, ticket: u
         State::Running { ticket: t, .. } if *t == ticket => {}
         _ => return false,
     }
-    proto.state = State::Idle;
+    proto.set_state(State::Idle);
     proto.refs -= 1;
     if proto.waiters > 0 {
         job.cv.notify_all();
@@ -621,8 +692,8 @@ impl<T: Send + 'static> Task for JobInner<T> {
                 release_ref(&self, proto);
                 return;
             }
-            proto.state = State::Running { core: core.clone(), ticket, thread: current_thread() };
-            proto.stats.runs += 1;
+            proto.set_state(State::Running { core: core.clone(), ticket, thread: current_thread() });
+            Mirror::bump(&proto.mirror.runs);
         }
         crate::sys::rename_current(&self.os_name);
         let run = Run { job: &self, ticket, _brand: PhantomData };
@@ -642,7 +713,7 @@ impl<T: Send + 'static> Task for JobInner<T> {
             release_ref(&self, proto);
             return false;
         }
-        proto.state = State::Queued { core: core.clone(), ticket };
+        proto.set_state(State::Queued { core: core.clone(), ticket });
         core.push_promoted(Entry { task: self.clone(), ticket });
         true
     }
@@ -651,8 +722,8 @@ impl<T: Send + 'static> Task for JobInner<T> {
         let mut g = self.lock.lock();
         let proto = &mut g.proto;
         if matches!(&proto.state, State::Delayed { ticket: t, .. } if *t == ticket) {
-            proto.state = State::Idle;
-            proto.stats.shutdown_cancelled += 1;
+            proto.set_state(State::Idle);
+            Mirror::bump(&proto.mirror.shutdown_cancelled);
         }
         release_ref(&self, proto);
     }
@@ -665,8 +736,8 @@ impl<T: Send + 'static> JobInner<T> {
         core.stats.panics.inc();
         let mut g = self.lock.lock();
         let proto = &mut g.proto;
-        proto.stats.panics += 1;
-        proto.panic = Some(PanicPayload::new(payload));
+        Mirror::bump(&proto.mirror.panics);
+        *proto.mirror.panic.lock() = Some(PanicPayload::new(payload));
         finish_run(self, proto, ticket);
     }
 }

@@ -43,10 +43,19 @@ fn bounded(what: &str, f: impl FnOnce() + Send + 'static) {
 fn a_detached_result_with_a_panicking_destructor_costs_no_worker() {
     bounded("detached result", || {
         let pool = ThreadPool::builder().name("issue16-detached").max_threads(1).build().unwrap();
-        drop(pool.spawn(|| PanicOnDrop)); // detached: the worker drops the result
-                                          // The single worker must still be there to run this.
+        // Detached: whichever of the handle and the worker is last drops the
+        // result. NOTE: when the closure finishes before the handle is
+        // dropped, the handle is last and the panic propagates from its
+        // drop on this thread, as documented on `JoinHandle`'s `Drop`; the
+        // test used to assume the worker always came last (a flake under
+        // load).
+        let h = pool.spawn(|| PanicOnDrop);
+        let dropped_here = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(h))).is_err();
+        // The single worker must still be there to run this.
         assert_eq!(pool.spawn(|| 7).join().unwrap(), 7);
-        assert!(pool.stats().panics >= 1, "the destructor's panic is counted");
+        if !dropped_here {
+            assert!(pool.stats().panics >= 1, "the destructor's panic is counted");
+        }
         drop(pool); // must not hang on a dead worker
     });
 }

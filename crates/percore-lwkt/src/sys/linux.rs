@@ -38,7 +38,7 @@ impl Futex {
     }
 }
 
-fn page_size() -> usize {
+pub(super) fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if p <= 0 {
@@ -107,6 +107,12 @@ impl Stack {
     /// Usable bytes (without the guard page).
     pub(crate) fn usable(&self) -> usize {
         self.usable
+    }
+
+    /// The guard page's address range `[lo, hi)`; empty when unguarded.
+    pub(crate) fn guard_range(&self) -> (usize, usize) {
+        let lo = self.base - self.len;
+        (lo, lo + (self.len - self.usable))
     }
 }
 

@@ -1,4 +1,5 @@
-//! Platform code: the futex the idle protocol sleeps on, and uthread stacks.
+//! Platform code: the futex the idle protocol sleeps on, uthread stacks, and
+//! the stack-overflow handler (`overflow.rs`).
 //!
 //! Only this module issues system calls. Under `--cfg loom` the futex is
 //! emulated with a loom mutex and condition variable, which is exactly the
@@ -9,6 +10,8 @@
 mod linux;
 #[cfg(all(not(loom), target_os = "linux"))]
 pub(crate) use linux::*;
+#[cfg(all(not(loom), target_os = "linux"))]
+pub(crate) mod overflow;
 
 #[cfg(loom)]
 mod loom_futex;
