@@ -208,7 +208,8 @@ fn stress_cancel_races_firing_across_workers() {
                                 1 => percore_lwkt::yield_now(),
                                 _ => {
                                     let w = percore_lwkt::worker_index().unwrap();
-                                    percore_lwkt::migrate(1 - w).unwrap();
+                                    // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+                                    unsafe { percore_lwkt::migrate(1 - w) }.unwrap();
                                 }
                             }
                             if a.cancel() {
@@ -331,7 +332,8 @@ fn stress_rearm_races_firing_across_workers() {
                                 1 => percore_lwkt::yield_now(),
                                 _ => {
                                     let w = percore_lwkt::worker_index().unwrap();
-                                    percore_lwkt::migrate(1 - w).unwrap();
+                                    // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+                                    unsafe { percore_lwkt::migrate(1 - w) }.unwrap();
                                 }
                             }
                             let last = Instant::now() + Duration::from_micros(100 + (r * 7 + u) % 2500);

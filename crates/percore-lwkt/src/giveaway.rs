@@ -105,6 +105,14 @@ impl Uthread {
     /// * [`Error::InCritical`] / [`Error::InSmrSection`] when the caller may
     ///   not block, [`Error::Shutdown`] when the runtime is shutting down.
     ///
+    /// # Safety
+    ///
+    /// The uthread resumes on another OS thread at whatever blocking call it
+    /// is parked in, and the compiler cannot see what its stack holds. The
+    /// caller promises that the uthread keeps no `!Send` value across its
+    /// blocking calls (no `Rc`, no `thread_local!` borrow, no guard of a
+    /// thread-bound lock), as for [`migrate`](crate::migrate).
+    ///
     /// ```
     /// use percore_lwkt::{Builder, Runtime};
     /// use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -121,7 +129,8 @@ impl Uthread {
     /// }).unwrap();
     /// let u = h.uthread().clone();
     /// // Retry while it has not blocked yet.
-    /// while let Err(e) = u.give_to(1) {
+    /// // SAFETY: the uthread above holds nothing `!Send` while it parks.
+    /// while let Err(e) = unsafe { u.give_to(1) } {
     ///     assert!(matches!(e, percore_lwkt::Error::NotDescheduled), "{e}");
     ///     std::thread::yield_now();
     /// }
@@ -129,9 +138,18 @@ impl Uthread {
     /// go.store(true, SeqCst);
     /// u.unpark();
     /// assert_eq!(h.join().unwrap(), Some(1));
-    /// assert!(matches!(u.give_to(7), Err(percore_lwkt::Error::NoSuchWorker { worker: 7, .. })));
+    /// // SAFETY: as above.
+    /// assert!(matches!(unsafe { u.give_to(7) }, Err(percore_lwkt::Error::NoSuchWorker { worker: 7, .. })));
     /// ```
-    pub fn give_to(&self, to: usize) -> Result<(), Error> {
+    ///
+    /// Without `unsafe` it does not compile:
+    ///
+    /// ```compile_fail
+    /// fn move_it(u: &percore_lwkt::Uthread) {
+    ///     let _ = u.give_to(1);
+    /// }
+    /// ```
+    pub unsafe fn give_to(&self, to: usize) -> Result<(), Error> {
         let shared = &self.0.shared;
         let n = shared.workers.len();
         if to >= n {
@@ -236,16 +254,19 @@ mod tests {
         let go = Arc::new(AtomicBool::new(false));
         let h = parked_on_0(&rt, go.clone());
         let u = h.uthread().clone();
-        while u.give_to(1).is_err() {
+        // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+        while unsafe { u.give_to(1) }.is_err() {
             std::thread::yield_now();
         }
         assert_eq!(u.worker(), 1);
         // Same worker again: nothing to do.
-        u.give_to(1).unwrap();
+        // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+        unsafe { u.give_to(1) }.unwrap();
         go.store(true, SeqCst);
         u.unpark();
         assert_eq!(h.join().unwrap(), Some(1));
-        assert!(matches!(u.give_to(0), Err(Error::Exited)));
+        // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+        assert!(matches!(unsafe { u.give_to(0) }, Err(Error::Exited)));
         let s = &rt.handle().shared.workers;
         assert_eq!(s[0].stats.given_away.get(), 1);
     }
@@ -253,14 +274,17 @@ mod tests {
     #[test]
     fn running_uthread_is_refused() {
         let rt = Runtime::builder().workers(2).build().unwrap();
-        let r = rt.block_on(|| crate::current().unwrap().give_to(1)).unwrap();
+        // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+        let r = rt.block_on(|| unsafe { crate::current().unwrap().give_to(1) }).unwrap();
         assert!(matches!(r, Err(Error::NotDescheduled)), "{r:?}");
-        let r = rt.block_on(|| crate::current().unwrap().give_to(9)).unwrap();
+        // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+        let r = rt.block_on(|| unsafe { crate::current().unwrap().give_to(9) }).unwrap();
         assert!(matches!(r, Err(Error::NoSuchWorker { worker: 9, workers: 2 })), "{r:?}");
         let r = rt
             .block_on(|| {
                 let _c = crate::critical();
-                crate::current().unwrap().give_to(0)
+                // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+                unsafe { crate::current().unwrap().give_to(0) }
             })
             .unwrap();
         assert!(matches!(r, Err(Error::InCritical)), "{r:?}");
@@ -278,7 +302,8 @@ mod tests {
                 crate::crit_enter();
                 let queued = crate::spawn(crate::worker_index).unwrap();
                 let u = queued.uthread().clone();
-                let mover = std::thread::spawn(move || u.give_to(1));
+                // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+                let mover = std::thread::spawn(move || unsafe { u.give_to(1) });
                 // The outermost `crit_exit` drains IPIs without switching:
                 // spin on it until the mover has its answer.
                 while !mover.is_finished() {
@@ -311,7 +336,8 @@ mod tests {
             })
             .unwrap();
         let u = h.uthread().clone();
-        while u.give_to(1).is_err() {
+        // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+        while unsafe { u.give_to(1) }.is_err() {
             std::thread::yield_now();
         }
         go.store(true, SeqCst);

@@ -99,13 +99,15 @@
 //! * a [`TokenGuard`] is the uthread's, not the thread's: tokens are released
 //!   at the switch and re-taken on the new worker before it runs.
 //!
-//! XXX: the compiler cannot see other `!Send` state a uthread carries
-//! across `migrate` or a blocking call: a borrow of a `thread_local!`
-//! (inside `LocalKey::with`), an `Rc`, a `MutexGuard` of a thread-bound
-//! lock, foreign thread-bound handles. Keeping one across these calls is
-//! the caller's bug and can be undefined behaviour; making migration
-//! `unsafe` (or opt-in per uthread) would let the type system say so, and
-//! is left open as an API decision.
+//! The compiler cannot see other `!Send` state a uthread carries across
+//! `migrate` or a blocking call: a borrow of a `thread_local!` (inside
+//! `LocalKey::with`), an `Rc`, a `MutexGuard` of a thread-bound lock,
+//! foreign thread-bound handles. So both moves are `unsafe fn`s: the caller
+//! promises the moved uthread keeps none of these across the move (for
+//! [`migrate`], across that call; for [`Uthread::give_to`], across the
+//! target's blocking calls). Everything else in this crate is safe to call
+//! from safe code: a uthread never changes OS thread except through these
+//! two (workers are pinned and never steal each other's uthreads).
 //!
 //! ## Absent in this release
 //!

@@ -140,7 +140,8 @@ mod tests {
             .worker(0)
             .spawn_on(rt.handle(), || {
                 let h = Builder::new().priority(20).spawn(crate::worker_index).unwrap();
-                h.uthread().give_to(1).unwrap(); // queued: moves at once
+                // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+                unsafe { h.uthread().give_to(1) }.unwrap(); // queued: moves at once
                 crate::yield_now(); // only we are left to run here
                 h.join().unwrap()
             })

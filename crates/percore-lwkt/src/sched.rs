@@ -163,17 +163,33 @@ pub fn park_timeout(timeout: Duration) -> Result<(), Error> {
 /// `thread_local!` values are now the new worker's. Refused inside a
 /// critical or SMR section.
 ///
-/// The uthread continues on another OS thread: do not keep a `!Send` value
-/// the compiler cannot see (a `thread_local!` borrow, an `Rc`) across this
-/// call; percore's own thread-bound handles cope with it (see the crate
-/// docs, "Migration and `!Send` values").
+/// # Safety
+///
+/// The uthread continues on another OS thread, and the compiler cannot see
+/// what its stack holds. The caller promises that no `!Send` value made
+/// before the call is used after it: no `Rc`, no borrow of a
+/// `thread_local!` (a `LocalKey::with` closure must not span the call), no
+/// guard of a thread-bound lock, no foreign thread-bound handle. percore's
+/// own thread-bound types are safe across it (see the crate docs,
+/// "Migration and `!Send` values").
 ///
 /// ```
 /// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
-/// let w = rt.block_on(|| { percore_lwkt::migrate(1).unwrap(); percore_lwkt::worker_index() });
+/// let w = rt.block_on(|| {
+///     // SAFETY: nothing `!Send` lives across the move.
+///     unsafe { percore_lwkt::migrate(1) }.unwrap();
+///     percore_lwkt::worker_index()
+/// });
 /// assert_eq!(w.unwrap(), Some(1));
 /// ```
-pub fn migrate(to: usize) -> Result<(), Error> {
+///
+/// Without `unsafe` it does not compile:
+///
+/// ```compile_fail
+/// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
+/// rt.block_on(|| percore_lwkt::migrate(1)).unwrap();
+/// ```
+pub unsafe fn migrate(to: usize) -> Result<(), Error> {
     let w = current_worker().ok_or(Error::NotUthread)?;
     let t = w.current_ptr().ok_or(Error::NotUthread)?;
     let n = w.shared.workers.len();

@@ -32,7 +32,8 @@ fn a_participant_kept_across_migrate_enters_on_the_new_thread() {
                 .worker(0)
                 .spawn_on(rt.handle(), move || {
                     let me = smr.register(); // worker 0's OS thread
-                    percore_lwkt::migrate(1).unwrap();
+                                             // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+                    unsafe { percore_lwkt::migrate(1) }.unwrap();
                     assert_eq!(percore_lwkt::worker_index(), Some(1));
                     let g = me.enter();
                     let seen_here = smr.in_section() && percore_lwkt::in_critical();

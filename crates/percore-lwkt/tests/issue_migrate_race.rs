@@ -29,7 +29,8 @@ fn migrate_returns_on_its_target_despite_racing_give_to() {
                 let mut wrong = 0u64;
                 for i in 0..20_000usize {
                     let to = i % 2;
-                    percore_lwkt::migrate(to).unwrap();
+                    // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+                    unsafe { percore_lwkt::migrate(to) }.unwrap();
                     if percore_lwkt::worker_index() != Some(to) {
                         wrong += 1;
                     }
@@ -45,7 +46,8 @@ fn migrate_returns_on_its_target_despite_racing_give_to() {
         let g = gives.clone();
         let giver = std::thread::spawn(move || {
             while !stop.load(SeqCst) {
-                if u.give_to(1 - u.worker()).is_ok() {
+                // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+                if unsafe { u.give_to(1 - u.worker()) }.is_ok() {
                     g.fetch_add(1, SeqCst);
                 }
             }

@@ -77,7 +77,8 @@ fn migration_under_load() {
                         for k in 0..20usize {
                             if i % 2 == 0 {
                                 let to = (i + k) % 2;
-                                percore_lwkt::migrate(to).unwrap();
+                                // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+                                unsafe { percore_lwkt::migrate(to) }.unwrap();
                                 assert_eq!(percore_lwkt::worker_index(), Some(to));
                                 hops.fetch_add(1, SeqCst);
                             } else if k % 5 == 0 {
@@ -135,7 +136,8 @@ fn give_away_against_concurrent_unparks() {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let u = &us2[(x >> 33) as usize % N];
                 // Only this thread moves them: the other worker is a real move.
-                match u.give_to(1 - u.worker()) {
+                // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+                match unsafe { u.give_to(1 - u.worker()) } {
                     Ok(()) => drop(moved2.fetch_add(1, SeqCst)),
                     Err(Error::NotDescheduled) | Err(Error::Exited) => {}
                     Err(e) => panic!("{e}"),

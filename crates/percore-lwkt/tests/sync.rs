@@ -121,7 +121,9 @@ fn token_counter_with_blocking_inside() {
                             }
                             bump(); // re-taken by the scheduler before we ran again
                             if i % 2 == 0 && k % 97 == 0 {
-                                percore_lwkt::migrate((percore_lwkt::worker_index().unwrap() + 1) % 2).unwrap();
+                                // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+                                unsafe { percore_lwkt::migrate((percore_lwkt::worker_index().unwrap() + 1) % 2) }
+                                    .unwrap();
                                 bump();
                             }
                         }

@@ -117,7 +117,8 @@ fn migrate_moves_the_uthread() {
             .spawn_on(rt.handle(), move || {
                 let mut seen = Vec::new();
                 for i in 0..20 {
-                    percore_lwkt::migrate(i % 2).unwrap();
+                    // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+                    unsafe { percore_lwkt::migrate(i % 2) }.unwrap();
                     seen.push((percore_lwkt::worker_index().unwrap(), percore_cpu::current_cpu().unwrap()));
                     assert_eq!(percore_lwkt::current().unwrap().worker(), i % 2);
                 }
@@ -130,7 +131,8 @@ fn migrate_moves_the_uthread() {
             assert_eq!(w, i % 2);
             assert_eq!(cpu, cpus[w % cpus.len()]);
         }
-        let e = rt.block_on(|| percore_lwkt::migrate(9)).unwrap();
+        // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+        let e = rt.block_on(|| unsafe { percore_lwkt::migrate(9) }).unwrap();
         assert!(matches!(e, Err(Error::NoSuchWorker { .. })));
     });
 }
@@ -146,7 +148,8 @@ fn blocking_is_refused_in_critical_and_smr_sections() {
                 assert!(percore_lwkt::in_critical());
                 assert!(matches!(percore_lwkt::sleep(Duration::from_millis(1)), Err(Error::InCritical)));
                 assert!(matches!(percore_lwkt::tsleep(&CHAN, None), Err(Error::InCritical)));
-                assert!(matches!(percore_lwkt::migrate(1), Err(Error::InCritical)));
+                // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+                assert!(matches!(unsafe { percore_lwkt::migrate(1) }, Err(Error::InCritical)));
                 assert!(matches!(percore_lwkt::wait_msg(None), Err(Error::InCritical)));
                 let h = percore_lwkt::spawn(|| ()).unwrap();
                 assert!(matches!(h.join(), Err(percore_lwkt::JoinError::Wait(Error::InCritical))));
@@ -157,7 +160,8 @@ fn blocking_is_refused_in_critical_and_smr_sections() {
                 let _g = smr.enter();
                 assert!(percore_lwkt::in_critical());
                 assert!(matches!(percore_lwkt::sleep(Duration::from_millis(1)), Err(Error::InSmrSection)));
-                assert!(matches!(percore_lwkt::migrate(1), Err(Error::InSmrSection)));
+                // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+                assert!(matches!(unsafe { percore_lwkt::migrate(1) }, Err(Error::InSmrSection)));
             }
             percore_lwkt::sleep(Duration::from_millis(1)).unwrap();
         })
