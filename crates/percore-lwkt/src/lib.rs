@@ -182,7 +182,7 @@ pub use blocking::{block_in, block_in_pool};
 #[cfg(not(loom))]
 pub use driver::{Driver, IoEvent, IO_POLL_EVERY};
 #[cfg(not(loom))]
-pub use error::{Error, JoinError};
+pub use error::{Error, JoinError, PanicPayload};
 #[cfg(not(loom))]
 pub use monitor::ShutdownTimeout;
 #[cfg(not(loom))]

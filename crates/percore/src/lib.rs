@@ -264,7 +264,7 @@ where
     };
     match rt.block_on(f) {
         Ok(v) => v,
-        Err(JoinError::Panicked(p)) => std::panic::resume_unwind(p),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => panic!("percore::run: {e}"),
     }
 }
