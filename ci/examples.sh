@@ -2,6 +2,8 @@
 # The facade's examples (crates/percore/examples), each run to its end in
 # release: every one is bounded (it makes its own load and exits), so a
 # hang or a failed check fails CI. A run past its limit counts as a hang.
+# The list is every file in that directory (the glob below): a new example,
+# such as tokio_interop.rs (uthread <-> tokio), is run without editing this.
 source "$(dirname "$0")/common.sh"
 limit=${PERCORE_EXAMPLE_TIMEOUT:-60}
 cargo build --release -p percore --examples

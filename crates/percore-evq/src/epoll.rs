@@ -49,54 +49,47 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Interest and event bits (the kernel's `EPOLL*` values).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Interest(u32);
-
-impl Interest {
-    /// Readable (`EPOLLIN`).
-    pub const READABLE: Interest = Interest(libc::EPOLLIN as u32);
-    /// Writable (`EPOLLOUT`).
-    pub const WRITABLE: Interest = Interest(libc::EPOLLOUT as u32);
-    /// Urgent data (`EPOLLPRI`).
-    pub const PRIORITY: Interest = Interest(libc::EPOLLPRI as u32);
-    /// The peer shut down its writing half (`EPOLLRDHUP`).
-    pub const READ_HANGUP: Interest = Interest(libc::EPOLLRDHUP as u32);
-    /// Hang-up (`EPOLLHUP`): always reported, needs no interest.
-    pub const HANGUP: Interest = Interest(libc::EPOLLHUP as u32);
-    /// Error (`EPOLLERR`): always reported, needs no interest.
-    pub const ERROR: Interest = Interest(libc::EPOLLERR as u32);
-    /// Edge triggered (`EPOLLET`): report transitions only.
-    pub const EDGE: Interest = Interest(libc::EPOLLET as u32);
-    /// One-shot (`EPOLLONESHOT`): disarm after one event until
-    /// [`modify`](Epoll::modify).
-    pub const ONESHOT: Interest = Interest(libc::EPOLLONESHOT as u32);
-
-    /// The raw bits.
-    pub const fn bits(self) -> u32 {
-        self.0
-    }
-
-    /// From raw `EPOLL*` bits.
-    pub const fn from_bits(bits: u32) -> Interest {
-        Interest(bits)
-    }
-
-    /// Whether every bit of `other` is set.
-    pub const fn contains(self, other: Interest) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Whether any bit of `other` is set.
-    pub const fn intersects(self, other: Interest) -> bool {
-        self.0 & other.0 != 0
+bitflags::bitflags! {
+    /// Interest and event bits (the kernel's `EPOLL*` values), a `bitflags`
+    /// type: `|`, `&`, `contains`, `intersects`, `bits`, and `Debug` /
+    /// `Display` that print flag names (`Interest(READABLE | EDGE)`).
+    /// Bits without a name (as the kernel may report) are kept, and printed
+    /// in hex.
+    ///
+    /// ```
+    /// use percore_evq::Interest;
+    /// let i = Interest::READABLE | Interest::ONESHOT;
+    /// assert!(i.contains(Interest::READABLE) && !i.contains(Interest::EDGE));
+    /// assert_eq!(format!("{i:?}"), "Interest(READABLE | ONESHOT)");
+    /// assert_eq!(i.to_string(), "READABLE | ONESHOT");
+    /// assert_eq!(Interest::from_bits_retain(libc::EPOLLIN as u32), Interest::READABLE);
+    /// ```
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct Interest: u32 {
+        /// Readable (`EPOLLIN`).
+        const READABLE = libc::EPOLLIN as u32;
+        /// Writable (`EPOLLOUT`).
+        const WRITABLE = libc::EPOLLOUT as u32;
+        /// Urgent data (`EPOLLPRI`).
+        const PRIORITY = libc::EPOLLPRI as u32;
+        /// The peer shut down its writing half (`EPOLLRDHUP`).
+        const READ_HANGUP = libc::EPOLLRDHUP as u32;
+        /// Hang-up (`EPOLLHUP`): always reported, needs no interest.
+        const HANGUP = libc::EPOLLHUP as u32;
+        /// Error (`EPOLLERR`): always reported, needs no interest.
+        const ERROR = libc::EPOLLERR as u32;
+        /// Edge triggered (`EPOLLET`): report transitions only.
+        const EDGE = libc::EPOLLET as u32;
+        /// One-shot (`EPOLLONESHOT`): disarm after one event until
+        /// [`modify`](Epoll::modify).
+        const ONESHOT = libc::EPOLLONESHOT as u32;
     }
 }
 
-impl std::ops::BitOr for Interest {
-    type Output = Interest;
-    fn bitor(self, o: Interest) -> Interest {
-        Interest(self.0 | o.0)
+impl std::fmt::Display for Interest {
+    /// The flag names joined by ` | ` (bitflags' text format).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        bitflags::parser::to_writer(self, f)
     }
 }
 
@@ -188,7 +181,7 @@ impl Epoll {
     }
 
     fn ctl(&self, op: i32, fd: RawFd, interest: Interest, slot: usize) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: interest.0, u64: slot as u64 };
+        let mut ev = libc::epoll_event { events: interest.bits(), u64: slot as u64 };
         // SAFETY: `ev` outlives the call; the kernel checks `fd`.
         if unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) } < 0 {
             return Err(io::Error::last_os_error());
@@ -196,10 +189,11 @@ impl Epoll {
         Ok(())
     }
 
-    /// Add `fd` with `interest`; events report `data`. `AlreadyExists` if
-    /// it is in the set; the kernel's errors otherwise (`EPERM` for regular
-    /// files, `EBADF`...).
-    pub fn add(&self, fd: &impl AsRawFd, interest: Interest, data: u64) -> io::Result<()> {
+    /// Add `fd` with `interest`; events report `data`. [`Error::Io`] with
+    /// `AlreadyExists` if it is in the set; with the kernel's errors
+    /// otherwise (`EPERM` for regular files, `EBADF`...). The same error
+    /// type as [`wait`](Epoll::wait), so one `?` serves both.
+    pub fn add(&self, fd: &impl AsRawFd, interest: Interest, data: u64) -> Result<(), Error> {
         let fd = fd.as_raw_fd();
         let mut t = self.table();
         let slot = t.free.pop().unwrap_or_else(|| {
@@ -208,7 +202,7 @@ impl Epoll {
         });
         if let Err(e) = self.ctl(libc::EPOLL_CTL_ADD, fd, interest, slot) {
             t.free.push(slot);
-            return Err(e);
+            return Err(e.into());
         }
         // A stale entry under this number: its descriptor was closed.
         if let Some(old) = t.by_fd.insert(fd, slot) {
@@ -220,7 +214,8 @@ impl Epoll {
     }
 
     /// Change `fd`'s interest and data (re-arms a one-shot registration).
-    pub fn modify(&self, fd: &impl AsRawFd, interest: Interest, data: u64) -> io::Result<()> {
+    /// [`Error::Io`] with `NotFound` if it is not in the set.
+    pub fn modify(&self, fd: &impl AsRawFd, interest: Interest, data: u64) -> Result<(), Error> {
         let fd = fd.as_raw_fd();
         let mut t = self.table();
         let slot = *t.by_fd.get(&fd).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
@@ -229,17 +224,17 @@ impl Epoll {
         Ok(())
     }
 
-    /// Remove `fd`. `NotFound` if it is not in the set.
-    pub fn delete(&self, fd: &impl AsRawFd) -> io::Result<()> {
+    /// Remove `fd`. [`Error::Io`] with `NotFound` if it is not in the set.
+    pub fn delete(&self, fd: &impl AsRawFd) -> Result<(), Error> {
         let fd = fd.as_raw_fd();
         let mut t = self.table();
         let slot = t.by_fd.remove(&fd).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         t.slots[slot] = None;
         t.free.push(slot);
-        match self.ctl(libc::EPOLL_CTL_DEL, fd, Interest(0), 0) {
+        match self.ctl(libc::EPOLL_CTL_DEL, fd, Interest::empty(), 0) {
             // Closed meanwhile: the kernel dropped it already.
             Err(e) if e.raw_os_error() == Some(libc::EBADF) || e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-            r => r,
+            r => Ok(r?),
         }
     }
 
@@ -259,7 +254,7 @@ impl Epoll {
         for e in &buf[..n] {
             let (slot, events) = (e.u64 as usize, e.events);
             if let Some(Some(en)) = t.slots.get(slot) {
-                out[k] = EpollEvent { events: Interest(events), data: en.data };
+                out[k] = EpollEvent { events: Interest::from_bits_retain(events), data: en.data };
                 level |= !en.interest.intersects(Interest::EDGE | Interest::ONESHOT);
                 k += 1;
             }

@@ -278,12 +278,18 @@ fn add_delete_modify_errors() {
     on_uthread(|| {
         let ep = Epoll::new().unwrap();
         let (a, mut b) = pair();
-        assert_eq!(ep.delete(&a).unwrap_err().kind(), ErrorKind::NotFound);
-        assert_eq!(ep.modify(&a, Interest::READABLE, 1).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(ep.delete(&a).map_err(std::io::Error::from).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            ep.modify(&a, Interest::READABLE, 1).map_err(std::io::Error::from).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
         ep.add(&a, Interest::READABLE, 1).unwrap();
-        assert_eq!(ep.add(&a, Interest::READABLE, 2).unwrap_err().kind(), ErrorKind::AlreadyExists);
+        assert_eq!(
+            ep.add(&a, Interest::READABLE, 2).map_err(std::io::Error::from).unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
         ep.delete(&a).unwrap();
-        assert_eq!(ep.delete(&a).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(ep.delete(&a).map_err(std::io::Error::from).unwrap_err().kind(), ErrorKind::NotFound);
         b.write_all(b"x").unwrap();
         assert!(wait(&ep, POLL).is_empty(), "deleted: no events");
         // Re-added after delete: reported with the new data.
@@ -292,7 +298,10 @@ fn add_delete_modify_errors() {
         // A regular file cannot be polled; a bad descriptor is refused.
         let f = std::fs::File::open("/proc/self/status").unwrap();
         assert!(ep.add(&f, Interest::READABLE, 4).is_err());
-        assert_eq!(ep.add(&Raw(-1), Interest::READABLE, 5).unwrap_err().raw_os_error(), Some(libc::EBADF));
+        assert_eq!(
+            ep.add(&Raw(-1), Interest::READABLE, 5).map_err(std::io::Error::from).unwrap_err().raw_os_error(),
+            Some(libc::EBADF)
+        );
     });
 }
 

@@ -1,5 +1,5 @@
+pub use percore_pool::PanicPayload;
 use std::any::Any;
-use std::fmt;
 use std::io;
 
 /// Errors of the LWKT runtime.
@@ -106,26 +106,54 @@ pub enum Error {
 
 /// Why [`JoinHandle::join`](crate::JoinHandle::join) or
 /// [`block_in_pool`](crate::block_in_pool) returned no value.
+///
+/// The same shape as `percore_pool::JoinError` (issue 13): [`is_panic`],
+/// [`is_cancelled`], [`panic_message`], and [`into_panic`] to resume the
+/// panic on the joining thread (tokio's shape). The payload sits in a
+/// [`PanicPayload`], whose lock makes the error `Sync`: `?` carries it into
+/// `Box<dyn Error + Send + Sync>` or anyhow.
+///
+/// [`is_panic`]: JoinError::is_panic
+/// [`is_cancelled`]: JoinError::is_cancelled
+/// [`panic_message`]: JoinError::panic_message
+/// [`into_panic`]: JoinError::into_panic
+///
+/// ```
+/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+/// let e = rt.block_on(|| -> u32 { std::panic::panic_any(7u32) }).unwrap_err();
+/// assert!(e.is_panic() && !e.is_cancelled());
+/// assert_eq!(e.panic_message(), None); // not a string
+/// let boxed: Box<dyn std::error::Error + Send + Sync> = e.into();
+/// let e = boxed.downcast::<percore_lwkt::JoinError>().unwrap();
+/// assert_eq!(*e.into_panic().downcast::<u32>().unwrap(), 7);
+/// ```
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JoinError {
     /// The uthread (or the closure given to `block_in_pool`) panicked; the
     /// payload is the panic's.
-    Panicked(Box<dyn Any + Send + 'static>),
+    #[error("panicked: {0}")]
+    Panicked(PanicPayload),
     /// The runtime shut down before the uthread finished: it was cancelled
     /// (its stack unwound, never resumed normally). From `block_in_pool`:
     /// the pool shut down before the closure ran.
+    #[error("cancelled by shutdown before it finished")]
     Cancelled,
     /// Waiting was refused (for example from inside a critical section).
+    #[error("cannot wait for the uthread: {0}")]
     Wait(Error),
 }
 
 impl JoinError {
+    /// A panic caught with `catch_unwind`.
+    pub(crate) fn panicked(p: Box<dyn Any + Send>) -> JoinError {
+        JoinError::Panicked(PanicPayload::new(p))
+    }
+
     /// The panic message, when the payload is a string.
     pub fn panic_message(&self) -> Option<&str> {
         match self {
-            JoinError::Panicked(p) => {
-                p.downcast_ref::<&str>().copied().or_else(|| p.downcast_ref::<String>().map(|s| s.as_str()))
-            }
+            JoinError::Panicked(p) => p.is_str().then(|| p.message()),
             _ => None,
         }
     }
@@ -134,30 +162,29 @@ impl JoinError {
     pub fn is_panic(&self) -> bool {
         matches!(self, JoinError::Panicked(_))
     }
-}
 
-impl fmt::Debug for JoinError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// Whether the uthread was cancelled by shutdown (or the blocking pool
+    /// shut down before the closure ran).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, JoinError::Cancelled)
+    }
+
+    /// The panic payload, to resume with `std::panic::resume_unwind`.
+    ///
+    /// # Panics
+    ///
+    /// If the error is not a panic ([`is_panic`](JoinError::is_panic) is
+    /// false); [`try_into_panic`](JoinError::try_into_panic) does not.
+    #[track_caller]
+    pub fn into_panic(self) -> Box<dyn Any + Send> {
+        self.try_into_panic().expect("`JoinError::into_panic` on an error that is not a panic")
+    }
+
+    /// The panic payload, or the error itself when it is not a panic.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send>, JoinError> {
         match self {
-            JoinError::Panicked(_) => {
-                write!(f, "Panicked({:?})", self.panic_message().unwrap_or("<non-string payload>"))
-            }
-            JoinError::Cancelled => write!(f, "Cancelled"),
-            JoinError::Wait(e) => write!(f, "Wait({e:?})"),
+            JoinError::Panicked(p) => Ok(p.into_inner()),
+            e => Err(e),
         }
     }
 }
-
-impl fmt::Display for JoinError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JoinError::Panicked(_) => {
-                write!(f, "panicked: {}", self.panic_message().unwrap_or("<non-string payload>"))
-            }
-            JoinError::Cancelled => write!(f, "cancelled by shutdown before it finished"),
-            JoinError::Wait(e) => write!(f, "cannot wait for the uthread: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for JoinError {}

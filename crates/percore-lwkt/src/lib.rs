@@ -25,6 +25,7 @@
 //! | thread cache, `lwkt_exit` reaping | per-worker stack cache, stacks reaped after the switch |
 //! | device interrupts into the scheduler | [`Driver`]: a per-worker poll hook and the worker's own kernel epoll instance, for crates above (percore-evq) |
 //! | a kernel thread doing blocking work for a sleeping thread | [`block_in_pool`], [`block_in`] (percore-pool) |
+//! | (async interop) | [`block_on_future`]: a uthread awaits any `Future`; a [`JoinHandle`] is a `Future` |
 //!
 //! ## How a switch works
 //!
@@ -142,6 +143,8 @@ mod driver;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
+mod future;
+#[cfg(not(loom))]
 mod giveaway;
 // NOTE: `pub` items inside are reached by the loom models only (`__loom`).
 #[allow(unreachable_pub)]
@@ -182,7 +185,9 @@ pub use blocking::{block_in, block_in_pool};
 #[cfg(not(loom))]
 pub use driver::{Driver, IoEvent, IO_POLL_EVERY};
 #[cfg(not(loom))]
-pub use error::{Error, JoinError};
+pub use error::{Error, JoinError, PanicPayload};
+#[cfg(not(loom))]
+pub use future::block_on_future;
 #[cfg(not(loom))]
 pub use monitor::ShutdownTimeout;
 #[cfg(not(loom))]

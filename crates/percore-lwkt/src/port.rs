@@ -177,7 +177,8 @@ impl Uthread {
     /// ```
     /// use percore_lwkt::{Error, Runtime};
     /// let rt = Runtime::builder().workers(1).port_capacity(1).build().unwrap();
-    /// let rx = rt.spawn(|| percore_lwkt::park()).unwrap(); // never reads
+    /// // Never reads; parks until shutdown (a spurious return parks again).
+    /// let rx = rt.spawn(|| while percore_lwkt::park().is_ok() {}).unwrap();
     /// rx.uthread().try_send(1u8).unwrap();
     /// assert!(matches!(rx.uthread().try_send(2u8), Err(Error::Full)));
     /// ```

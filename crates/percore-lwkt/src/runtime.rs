@@ -832,7 +832,7 @@ impl Builder {
                         // (the completer reports `Cancelled` as it drops).
                         resume_unwind(p);
                     }
-                    completer.complete(Err(JoinError::Panicked(p)));
+                    completer.complete(Err(JoinError::panicked(p)));
                 }
             }
         });

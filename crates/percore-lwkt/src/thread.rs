@@ -294,11 +294,13 @@ impl Drop for Thread {
     }
 }
 
-/// Something that can wait and be woken: a uthread or a foreign OS thread.
+/// Something that can wait and be woken: a uthread, a foreign OS thread,
+/// or an async task (a [`JoinHandle`] polled as a `Future`).
 #[derive(Clone)]
 pub(crate) enum Waiter {
     U(Arc<Thread>),
     Os(std::thread::Thread),
+    Task(std::task::Waker),
 }
 
 impl Waiter {
@@ -316,7 +318,18 @@ impl Waiter {
         match self {
             Waiter::U(t) => t.unpark_owned(),
             Waiter::Os(t) => t.unpark(),
+            Waiter::Task(w) => w.wake(),
         }
+    }
+}
+
+impl std::task::Wake for Waiter {
+    fn wake(self: Arc<Self>) {
+        Waiter::wake(Arc::unwrap_or_clone(self));
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        Waiter::wake((**self).clone());
     }
 }
 
@@ -381,6 +394,9 @@ impl<T> Oneshot<T> {
     /// Wait for the value (once per slot). The caller checked that it may
     /// block.
     pub(crate) fn wait(&self) -> Result<T, Error> {
+        // Whether `waiter` is ours (this call's), not a waker left by an
+        // earlier `poll`.
+        let mut registered = false;
         loop {
             match self.state.load(Acquire) {
                 DONE => {
@@ -392,10 +408,48 @@ impl<T> Oneshot<T> {
                     // SAFETY: before `WAITING` only the waiter touches it.
                     unsafe { *self.waiter.get() = Some(Waiter::current()) };
                     // ORDERING: release publishes `waiter` to `complete`.
-                    let _ = self.state.compare_exchange(OPEN, WAITING, Release, Acquire);
+                    registered = self.state.compare_exchange(OPEN, WAITING, Release, Acquire).is_ok();
                     continue;
                 }
-                _ => wait_once(None)?,
+                _ if registered => wait_once(None)?,
+                _ => {
+                    // A stale registration from `poll`: take the slot back
+                    // (fails only if `complete` won, then `DONE` is seen).
+                    // ORDERING: acquire, as for the `DONE` load above.
+                    let _ = self.state.compare_exchange(WAITING, OPEN, Acquire, Acquire);
+                }
+            }
+        }
+    }
+
+    /// The `Future` side of [`Oneshot::wait`]: the value if it is there,
+    /// otherwise register `cx`'s waker (replacing an earlier one) and
+    /// return `Pending`. Never blocks.
+    pub(crate) fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<T, Error>> {
+        use std::task::Poll;
+        loop {
+            match self.state.load(Acquire) {
+                DONE => {
+                    // SAFETY: as in `wait`.
+                    return Poll::Ready(unsafe { (*self.value.get()).take() }.ok_or(Error::Shutdown));
+                }
+                OPEN => {
+                    // SAFETY: before `WAITING` only the waiter touches it.
+                    unsafe { *self.waiter.get() = Some(Waiter::Task(cx.waker().clone())) };
+                    // ORDERING: release publishes `waiter` to `complete`;
+                    // on failure `complete` won and the loop sees `DONE`.
+                    if self.state.compare_exchange(OPEN, WAITING, Release, Acquire).is_ok() {
+                        return Poll::Pending;
+                    }
+                }
+                _ => {
+                    // Registered before, maybe with another waker: take the
+                    // slot back and register again. `complete` reads
+                    // `waiter` only if it swaps `WAITING` away, so once this
+                    // CAS succeeds the slot is ours.
+                    // ORDERING: acquire, as for the `DONE` load above.
+                    let _ = self.state.compare_exchange(WAITING, OPEN, Acquire, Acquire);
+                }
             }
         }
     }
@@ -571,6 +625,26 @@ impl<T> JoinHandle<T> {
     /// The uthread.
     pub fn uthread(&self) -> &Uthread {
         &self.thread
+    }
+}
+
+/// Await a uthread from async code: `handle.await` gives what
+/// [`JoinHandle::join`] would, without blocking the executor's thread (the
+/// waker is registered in the join slot and woken when the uthread ends; no
+/// polling loop). Polling again replaces the waker; a handle polled and then
+/// [`join`](JoinHandle::join)ed still joins.
+///
+/// ```
+/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+/// let h = rt.spawn(|| 6 * 7).unwrap();
+/// // Any executor will do; this one parks the calling thread.
+/// assert_eq!(percore_lwkt::block_on_future(h).unwrap().unwrap(), 42);
+/// ```
+impl<T> std::future::Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        self.packet.poll(cx).map(|r| r.unwrap_or_else(|e| Err(JoinError::Wait(e))))
     }
 }
 

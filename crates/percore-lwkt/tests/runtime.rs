@@ -62,7 +62,7 @@ fn panics_are_returned_by_join_and_workers_survive() {
             .block_on(|| {
                 let h = percore_lwkt::spawn(|| -> () { std::panic::panic_any(17u32) }).unwrap();
                 match h.join() {
-                    Err(JoinError::Panicked(p)) => *p.downcast::<u32>().unwrap(),
+                    Err(e @ JoinError::Panicked(_)) => *e.into_panic().downcast::<u32>().unwrap(),
                     other => panic!("{other:?}"),
                 }
             })

@@ -42,31 +42,120 @@ pub enum Error {
     WouldDeadlock,
 }
 
+/// Why a [`JoinHandle::join`](crate::JoinHandle::join) returned no value.
+///
+/// The same shape as `percore_lwkt::JoinError` (issue 13): [`is_panic`],
+/// [`is_cancelled`], [`panic_message`], and [`into_panic`] to resume the
+/// panic on the joining thread. `Send + Sync + 'static`, so `?` carries it
+/// into `Box<dyn Error + Send + Sync>`; it converts into [`Error`] too.
+///
+/// [`is_panic`]: JoinError::is_panic
+/// [`is_cancelled`]: JoinError::is_cancelled
+/// [`panic_message`]: JoinError::panic_message
+/// [`into_panic`]: JoinError::into_panic
+///
+/// ```
+/// let pool = percore_pool::ThreadPool::get(percore_pool::PRI_NONE).unwrap();
+/// let e = pool.spawn(|| -> u32 { panic!("boom") }).join().unwrap_err();
+/// assert!(e.is_panic() && !e.is_cancelled());
+/// assert_eq!(e.panic_message(), Some("boom"));
+/// let r = std::panic::catch_unwind(move || std::panic::resume_unwind(e.into_panic()));
+/// assert_eq!(r.unwrap_err().downcast_ref::<&str>(), Some(&"boom"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The closure panicked; the payload is inside.
+    #[error("the job panicked: {0}")]
+    Panicked(PanicPayload),
+    /// The closure was cancelled before it ran ([`JoinHandle::cancel`](crate::JoinHandle::cancel),
+    /// or its pool shut down first).
+    #[error("the job was cancelled before it ran")]
+    Cancelled,
+}
+
+impl JoinError {
+    /// Whether the closure panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, JoinError::Panicked(_))
+    }
+
+    /// Whether the closure was cancelled before it ran.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, JoinError::Cancelled)
+    }
+
+    /// The panic message, when it panicked with a string.
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            JoinError::Panicked(p) => p.is_str().then(|| p.message()),
+            _ => None,
+        }
+    }
+
+    /// The panic payload, to resume with `std::panic::resume_unwind`.
+    ///
+    /// # Panics
+    ///
+    /// If the error is not a panic ([`is_panic`](JoinError::is_panic) is
+    /// false); [`try_into_panic`](JoinError::try_into_panic) does not.
+    #[track_caller]
+    pub fn into_panic(self) -> Box<dyn Any + Send> {
+        self.try_into_panic().expect("`JoinError::into_panic` on an error that is not a panic")
+    }
+
+    /// The panic payload, or the error itself when it is not a panic.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send>, JoinError> {
+        match self {
+            JoinError::Panicked(p) => Ok(p.into_inner()),
+            e => Err(e),
+        }
+    }
+}
+
+impl From<JoinError> for Error {
+    fn from(e: JoinError) -> Error {
+        match e {
+            JoinError::Panicked(p) => Error::Panicked(p),
+            JoinError::Cancelled => Error::Cancelled,
+        }
+    }
+}
+
 /// The payload of a panic inside a job, with its message extracted.
 ///
 /// ```
 /// let pool = percore_pool::ThreadPool::get(percore_pool::PRI_NONE).unwrap();
 /// let h = pool.spawn(|| -> u32 { panic!("boom") });
 /// match h.join() {
-///     Err(percore_pool::Error::Panicked(p)) => assert_eq!(p.message(), "boom"),
+///     Err(percore_pool::JoinError::Panicked(p)) => assert_eq!(p.message(), "boom"),
 ///     other => panic!("{other:?}"),
 /// }
 /// ```
 pub struct PanicPayload {
     message: String,
+    /// The payload was a `&str` or `String`.
+    is_str: bool,
     payload: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 impl PanicPayload {
-    pub(crate) fn new(payload: Box<dyn Any + Send>) -> Self {
-        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
-            (*s).to_string()
+    /// Wrap a payload caught with `std::panic::catch_unwind`, extracting its
+    /// message (percore-lwkt wraps a uthread's panic in one too).
+    ///
+    /// ```
+    /// let p = percore_pool::PanicPayload::new(Box::new("boom"));
+    /// assert_eq!(p.message(), "boom");
+    /// ```
+    pub fn new(payload: Box<dyn Any + Send>) -> Self {
+        let (message, is_str) = if let Some(s) = payload.downcast_ref::<&'static str>() {
+            ((*s).to_string(), true)
         } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
+            (s.clone(), true)
         } else {
-            "(non-string panic payload)".to_string()
+            ("(non-string panic payload)".to_string(), false)
         };
-        PanicPayload { message, payload: Mutex::new(Some(payload)) }
+        PanicPayload { message, is_str, payload: Mutex::new(Some(payload)) }
     }
 
     /// The panic message, or `"(non-string panic payload)"`.
@@ -74,10 +163,22 @@ impl PanicPayload {
         &self.message
     }
 
+    /// Whether the panic's payload was a string (its message is real).
+    pub fn is_str(&self) -> bool {
+        self.is_str
+    }
+
     /// The original payload, to re-raise with `std::panic::resume_unwind`.
     /// `None` if it was taken before.
     pub fn take(&self) -> Option<Box<dyn Any + Send>> {
         self.payload.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// The original payload, for `std::panic::resume_unwind`; if it was
+    /// [`take`](PanicPayload::take)n before, the message as a `String`.
+    pub fn into_inner(self) -> Box<dyn Any + Send> {
+        let p = self.payload.into_inner().unwrap_or_else(|e| e.into_inner());
+        p.unwrap_or_else(|| Box::new(self.message))
     }
 }
 

@@ -55,7 +55,7 @@
 //! A pool is destroyed when its last handle is dropped. From then on it
 //! accepts no new work: a job that re-arms itself is not rescheduled and a
 //! closure spawned from inside the pool is cancelled (its handle says
-//! [`Error::Cancelled`]). Everything already queued **runs**; delayed jobs
+//! [`JoinError::Cancelled`]). Everything already queued **runs**; delayed jobs
 //! whose time has not come are **cancelled** and their owner is told
 //! ([`JobStats::shutdown_cancelled`], [`Stats::shutdown_cancelled`]). The
 //! drop waits until every pool thread has exited, unless it happens on one
@@ -117,7 +117,7 @@ mod stats;
 mod sync;
 mod sys;
 
-pub use error::{Error, PanicPayload};
+pub use error::{Error, JoinError, PanicPayload};
 pub use job::{Done, Job, JobLock, JobStats, JobStatus, Run, RunLock};
 pub use percpu::PerCpuPool;
 pub use pool::{Builder, ThreadPool, PRI_MAX, PRI_MIN, PRI_NONE};

@@ -41,7 +41,7 @@
 //! cover this module; its protocol is the table above.
 
 use crate::core::{Core, Entry, Task};
-use crate::error::{Error, PanicPayload};
+use crate::error::{JoinError, PanicPayload};
 use crate::sync::{AtomicUsize, Condvar, Mutex};
 use std::any::Any;
 use std::cell::UnsafeCell;
@@ -245,8 +245,12 @@ where
 ///
 /// Dropping the handle detaches the closure (it still runs).
 ///
+/// The same shape as `percore_lwkt::JoinHandle` (issue 13): [`join`](JoinHandle::join)
+/// returns a [`JoinError`] with `is_panic`, `is_cancelled`, `panic_message`
+/// and `into_panic`; [`is_finished`](JoinHandle::is_finished) polls.
+///
 /// ```
-/// use percore_pool::{Error, ThreadPool};
+/// use percore_pool::{JoinError, ThreadPool};
 /// let pool = ThreadPool::builder().name("doc-join").max_threads(1).build().unwrap();
 /// let (tx, rx) = std::sync::mpsc::channel::<()>();
 /// let blocker = pool.spawn(move || rx.recv().is_ok());
@@ -257,7 +261,7 @@ where
 /// assert!(blocker.join().unwrap());
 /// match queued.join() {
 ///     Ok(v) => assert!(!cancelled && v == 1),
-///     Err(Error::Cancelled) => assert!(cancelled),
+///     Err(JoinError::Cancelled) => assert!(cancelled),
 ///     Err(e) => panic!("{e}"),
 /// }
 /// ```
@@ -267,9 +271,10 @@ pub struct JoinHandle<R> {
 }
 
 impl<R: Send + 'static> JoinHandle<R> {
-    /// Wait for the closure and return its result: [`Error::Panicked`] if
-    /// it panicked, [`Error::Cancelled`] if it was cancelled before it ran.
-    pub fn join(self) -> Result<R, Error> {
+    /// Wait for the closure and return its result: [`JoinError::Panicked`]
+    /// if it panicked, [`JoinError::Cancelled`] if it was cancelled before
+    /// it ran.
+    pub fn join(self) -> Result<R, JoinError> {
         self.wait(None);
         self.take()
     }
@@ -286,7 +291,7 @@ impl<R: Send + 'static> JoinHandle<R> {
     }
 
     /// Cancel the closure if it has not started: true if it never will run
-    /// (`join` then returns [`Error::Cancelled`]), false if it is running or
+    /// (`join` then returns [`JoinError::Cancelled`]), false if it is running or
     /// has finished.
     ///
     /// The closure is dropped on the calling thread: a panic of its
@@ -332,10 +337,10 @@ impl<R: Send + 'static> JoinHandle<R> {
         }
     }
 
-    fn take(&self) -> Result<R, Error> {
+    fn take(&self) -> Result<R, JoinError> {
         // ORDERING: Acquire, as in `is_final`.
         if self.cell.state.load(Ordering::Acquire) & MASK != FINISHED {
-            return Err(Error::Cancelled);
+            return Err(JoinError::Cancelled);
         }
         // SAFETY: FINISHED: the worker is done with the result slot, and
         // `join` consumed the only handle.
@@ -344,10 +349,10 @@ impl<R: Send + 'static> JoinHandle<R> {
             Some(Ok(v)) => match v.downcast::<R>() {
                 Ok(v) => Ok(*v),
                 // NOTE: unreachable: the thunk was built by `spawn::<F, R>`.
-                Err(_) => Err(Error::Cancelled),
+                Err(_) => Err(JoinError::Cancelled),
             },
-            Some(Err(p)) => Err(Error::Panicked(p)),
-            None => Err(Error::Cancelled),
+            Some(Err(p)) => Err(JoinError::Panicked(p)),
+            None => Err(JoinError::Cancelled),
         }
     }
 }

@@ -14,7 +14,7 @@
 mod common;
 
 use common::{wait_for, Gate, LONG};
-use percore_pool::{Error, Job, ThreadPool};
+use percore_pool::{Job, JoinError, ThreadPool};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -89,7 +89,7 @@ fn captures_with_panicking_destructors_dropped_by_cancel_leave_a_cancelled_handl
         // handle still says Cancelled instead of hanging.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| queued.cancel()));
         assert!(r.is_err());
-        assert!(matches!(queued.join(), Err(Error::Cancelled)));
+        assert!(matches!(queued.join(), Err(JoinError::Cancelled)));
         gate.open();
         blocker.join().unwrap();
         assert_eq!(pool.spawn(|| 9).join().unwrap(), 9);

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Gate, LONG};
-use percore_pool::{Error, ThreadPool, PRI_NONE};
+use percore_pool::{JoinError, ThreadPool, PRI_NONE};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ fn a_panic_is_caught_and_observable() {
     let pool = ThreadPool::builder().name("spawn-panic").max_threads(1).build().unwrap();
     let h = pool.spawn(|| -> u8 { panic!("spawned boom") });
     match h.join() {
-        Err(Error::Panicked(p)) => {
+        Err(JoinError::Panicked(p)) => {
             assert_eq!(p.message(), "spawned boom");
             assert!(p.take().is_some());
             assert!(p.take().is_none());
@@ -32,7 +32,7 @@ fn a_panic_is_caught_and_observable() {
     }
     let h = pool.spawn(|| std::panic::panic_any(7u32));
     match h.join() {
-        Err(e @ Error::Panicked(_)) => assert!(e.to_string().contains("non-string")),
+        Err(e @ JoinError::Panicked(_)) => assert!(e.to_string().contains("non-string")),
         other => panic!("{other:?}"),
     }
     // The worker survived both.
@@ -56,7 +56,7 @@ fn cancel_before_start_and_not_after() {
     assert!(victim.is_finished());
     gate.open();
     blocker.join().unwrap();
-    assert!(matches!(victim.join(), Err(Error::Cancelled)));
+    assert!(matches!(victim.join(), Err(JoinError::Cancelled)));
     pool.drain_timeout(LONG).unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 0);
     let done = pool.spawn(|| 3);

@@ -10,7 +10,8 @@
 //! | item | what |
 //! | --- | --- |
 //! | [`run`] | start a runtime with the defaults, run a closure on a uthread, return its value |
-//! | [`spawn`], [`Builder`], [`JoinHandle`] | start a uthread (a stackful light-weight thread) and join it |
+//! | [`spawn`], [`Builder`], [`JoinHandle`] | start a uthread (a stackful light-weight thread) and join it (or `.await` it) |
+//! | [`block_on_future`] | wait on any `Future` from a uthread without blocking its worker |
 //! | [`Runtime`], [`RuntimeBuilder`], [`Handle`] | a runtime with chosen workers, stacks and pinning |
 //! | [`net`] | TCP, UDP and Unix sockets whose blocking parks the uthread, not the worker; `Epoll` |
 //! | [`time`] | [`time::sleep`], [`time::timeout`], [`time::Alarm`] |
@@ -226,6 +227,21 @@ where
     percore_lwkt::spawn(f)
 }
 
+/// Wait on any `Future` from a uthread without blocking its worker: the
+/// uthread parks while the future is pending and its waker unparks it
+/// ([`lwkt::block_on_future`]; on a foreign thread it parks the thread).
+/// The other way round, a [`JoinHandle`] is a `Future`: async code awaits a
+/// uthread's result. `examples/tokio_interop.rs` shows both with tokio.
+///
+/// ```
+/// let v = percore::run(|| {
+///     let h = percore::spawn(|| 6 * 7).unwrap();
+///     percore::block_on_future(async move { h.await.unwrap() + 1 }).unwrap()
+/// });
+/// assert_eq!(v, 43);
+/// ```
+pub use percore_lwkt::block_on_future;
+
 /// Start a runtime with the defaults (one pinned worker per allowed CPU,
 /// see [`Runtime::builder`]), run `f` on one of its uthreads, wait for it,
 /// shut the runtime down and return `f`'s value: the entry point of a
@@ -264,7 +280,7 @@ where
     };
     match rt.block_on(f) {
         Ok(v) => v,
-        Err(JoinError::Panicked(p)) => std::panic::resume_unwind(p),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => panic!("percore::run: {e}"),
     }
 }
