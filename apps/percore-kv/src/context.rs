@@ -119,6 +119,24 @@ pub struct ServerStats {
 }
 
 impl ServerStats {
+    /// Counts one retrieval as memcached does: a touching one (`gat`,
+    /// binary touch/gat) under `cmd_touch` and `touch_hits`/`touch_misses`,
+    /// any other under `cmd_get` and `get_hits`/`get_misses`.
+    #[inline]
+    pub fn count_retrieval(&self, touch: bool, hit: bool) {
+        let (cmd, hits, misses) = if touch {
+            (&self.cmd_touch, &self.touch_hits, &self.touch_misses)
+        } else {
+            (&self.cmd_get, &self.get_hits, &self.get_misses)
+        };
+        cmd.inc();
+        if hit {
+            hits.inc()
+        } else {
+            misses.inc()
+        }
+    }
+
     /// `stats reset`: zeroes what memcached zeroes (command and connection
     /// counters, bytes, and the store's cumulative counters; not gauges).
     pub fn reset(&self, store_now: StoreStats) {

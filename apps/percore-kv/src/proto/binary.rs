@@ -325,25 +325,7 @@ fn get(ctx: &Context, h: &Header, ext: &[u8], key: &[u8], out: &mut Vec<u8>, qui
             out.extend_from_slice(hit.value);
         }
     });
-    let st = &ctx.stats;
-    match (touch, hit.is_some()) {
-        (true, true) => {
-            st.cmd_touch.inc();
-            st.touch_hits.inc();
-        }
-        (true, false) => {
-            st.cmd_touch.inc();
-            st.touch_misses.inc();
-        }
-        (false, true) => {
-            st.cmd_get.inc();
-            st.get_hits.inc();
-        }
-        (false, false) => {
-            st.cmd_get.inc();
-            st.get_misses.inc();
-        }
-    }
+    ctx.stats.count_retrieval(touch, hit.is_some());
     if hit.is_none() && !quiet {
         if with_key {
             put_header(out, h, status::KEY_ENOENT, 0, key.len(), key.len(), 0);

@@ -246,24 +246,7 @@ fn get(ctx: &Context, line: &[u8], out: &mut Vec<u8>, cas: bool, touch: bool) {
             out.extend_from_slice(h.value);
             out.extend_from_slice(b"\r\n");
         });
-        match (touch, hit.is_some()) {
-            (true, true) => {
-                st.cmd_touch.inc();
-                st.touch_hits.inc();
-            }
-            (true, false) => {
-                st.cmd_touch.inc();
-                st.touch_misses.inc();
-            }
-            (false, true) => {
-                st.cmd_get.inc();
-                st.get_hits.inc();
-            }
-            (false, false) => {
-                st.cmd_get.inc();
-                st.get_misses.inc();
-            }
-        }
+        st.count_retrieval(touch, hit.is_some());
     }
     out.extend_from_slice(b"END\r\n");
 }
