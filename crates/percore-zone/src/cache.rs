@@ -74,8 +74,8 @@
 //! * `dtor` panics: the free completes as usual, then the panic propagates.
 //!
 //! `fini` and `T`'s `Drop` run at reclaim and teardown, with no caller to
-//! hand a panic to. XXX: a panic there still escapes (and aborts when it
-//! happens while unwinding).
+//! hand a panic to: a panic there is caught, counted under `hook_panics` in
+//! the stats tree, and the item's memory is freed all the same.
 
 use crate::bucket::{Bucket, Depot, Side};
 use crate::grace::{Grace, Tag};
@@ -118,6 +118,9 @@ pub(crate) struct Hooks<T> {
     pub(crate) fini: Option<Hook<T>>,
     pub(crate) ctor: Option<Hook<T>>,
     pub(crate) dtor: Option<Hook<T>>,
+    /// Panics of `fini` or `T::drop` caught at reclaim or teardown (the
+    /// stats tree's `hook_panics`).
+    pub(crate) lost_panics: AtomicU64,
 }
 
 impl<T> Hooks<T> {
@@ -127,11 +130,19 @@ impl<T> Hooks<T> {
     /// `p` is a constructed item nobody else can reach (for SMR zones: its
     /// tag has expired).
     unsafe fn destroy(&self, p: NonNull<T>) {
-        if let Some(fini) = &self.fini {
-            fini(p);
+        use std::panic::{catch_unwind, AssertUnwindSafe};
+        // NOTE: nobody called in who could take a panic here (reclaim,
+        // teardown, a grace period's end), so a panic of `fini` or of `T`'s
+        // `Drop` is caught (the panic hook still reports it), counted, and
+        // the item's memory is freed all the same.
+        let fini = self.fini.as_ref().map_or(Ok(()), |fini| catch_unwind(AssertUnwindSafe(|| fini(p))));
+        // SAFETY: per the contract, `p` holds a `T` that nobody can reach;
+        // a panicking `fini` leaves it a valid `T` (hooks get `&mut T`).
+        let drop = catch_unwind(AssertUnwindSafe(|| unsafe { p.as_ptr().drop_in_place() }));
+        if fini.is_err() || drop.is_err() {
+            // ORDERING: a statistic; nothing is published through it.
+            self.lost_panics.fetch_add(1, StdOrdering::Relaxed);
         }
-        // SAFETY: per the contract, `p` holds a `T` that nobody can reach.
-        unsafe { p.as_ptr().drop_in_place() };
     }
 }
 

@@ -332,6 +332,7 @@ impl<T: Send + Sync + 'static> SmrBuilder<T> {
             ctor: wrap(self.ctor.take()),
             dtor: wrap(self.dtor.take()),
             init: self.common.init,
+            lost_panics: Default::default(),
         };
         let grace: Arc<dyn crate::grace::Grace> = Arc::new(self.smr.clone());
         Ok(SmrZone { core: Core::new(cfg, hooks, Some(grace))?, smr: self.smr })

@@ -233,6 +233,7 @@ fn fake_core(limit: Option<usize>, grace: &Arc<FakeGrace>, finis: &Arc<AtomicUsi
         })),
         ctor: None,
         dtor: None,
+        lost_panics: Default::default(),
     };
     Core::new(cfg, hooks, Some(grace.clone())).unwrap()
 }

@@ -332,6 +332,7 @@ impl<T: Send + 'static> Builder<T> {
             ctor: wrap(self.ctor_hook.take()),
             dtor: wrap(self.dtor_hook.take()),
             init: self.common.init,
+            lost_panics: Default::default(),
         };
         Ok(Zone { core: Core::new(cfg, hooks, None)? })
     }

@@ -164,6 +164,8 @@ impl<T: Send + 'static> Core<T> {
         emit("slabs", s.slabs);
         emit("bucket_size", s.bucket_size);
         emit("smr_waiting", s.smr_waiting);
+        // ORDERING: a statistic.
+        emit("hook_panics", self.hooks.lost_panics.load(std::sync::atomic::Ordering::Relaxed));
     }
 }
 
