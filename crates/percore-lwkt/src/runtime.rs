@@ -381,6 +381,17 @@ impl RuntimeBuilder {
 /// from one of its own uthreads, the runtime only signals the shutdown and
 /// does not wait for its workers.
 ///
+/// # Shutdown and destructors
+///
+/// A cancelled uthread's values are dropped by unwinding its stack, the only
+/// way to run their destructors. A destructor that panics during that
+/// unwind is a panic during unwinding, on which Rust aborts the process
+/// (the destructor's panic message is printed first); no library can catch
+/// it. So a value that lives across a blocking call should not panic in its
+/// `Drop`, or the uthread should be finished before the runtime goes
+/// ([`Runtime::shutdown_timeout`] says which are still running). Tested in
+/// `tests/issue_cancel_destructor_panic.rs`.
+///
 /// `Drop` waits at most [`RuntimeBuilder::shutdown_timeout`] (default
 /// [`DEFAULT_SHUTDOWN_TIMEOUT`], 10 s) and never hangs silently: when a
 /// uthread that never yields keeps a worker past it, `Drop` writes which
