@@ -214,6 +214,9 @@ pub struct Context {
     /// Current verbosity (`verbosity` changes it).
     pub verbosity: AtomicU8,
     shutdown: AtomicBool,
+    /// Wakes [`Context::wait_for_shutdown`]; the flag itself is `shutdown`.
+    stop_mx: Mutex<()>,
+    stop_cv: std::sync::Condvar,
     conns: Mutex<BTreeMap<i32, Arc<ConnInfo>>>,
     started_unix: AtomicU64,
 }
@@ -234,6 +237,8 @@ impl Context {
             stats: ServerStats::default(),
             verbosity,
             shutdown: AtomicBool::new(false),
+            stop_mx: Mutex::new(()),
+            stop_cv: std::sync::Condvar::new(),
             conns: Mutex::new(BTreeMap::new()),
             started_unix: AtomicU64::new(started),
         }))
@@ -251,6 +256,20 @@ impl Context {
         // ORDERING: pairs with the acquire load in `shutting_down`; what was
         // written before the request is visible to whoever acts on it.
         self.shutdown.store(true, Ordering::Release);
+        // NOTE: taking the lock orders the store with a waiter's check, so
+        // the notification cannot fall between its check and its sleep. The
+        // lock is held for no switch point (it is safe on a uthread).
+        let _g = self.stop_mx.lock().unwrap_or_else(|e| e.into_inner());
+        self.stop_cv.notify_all();
+    }
+
+    /// Blocks the calling OS thread until a stop is asked for (no polling).
+    /// Not for uthreads: it would block their worker.
+    pub fn wait_for_shutdown(&self) {
+        let mut g = self.stop_mx.lock().unwrap_or_else(|e| e.into_inner());
+        while !self.shutting_down() {
+            g = self.stop_cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// Whether a stop was asked for.

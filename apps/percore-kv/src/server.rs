@@ -268,9 +268,7 @@ impl Server {
     /// Blocks until a stop is asked for ([`Context::request_shutdown`]: the
     /// `shutdown` command, a signal handler, another thread).
     pub fn wait(&self) {
-        while !self.ctx.shutting_down() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.ctx.wait_for_shutdown();
     }
 
     /// Stops accepting, lets every connection answer what it has read,

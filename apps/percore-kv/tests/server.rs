@@ -287,3 +287,18 @@ fn shutdown_never_cuts_a_large_reply() {
     }
     assert!(stopper.join().unwrap());
 }
+
+#[test]
+fn the_shutdown_command_wakes_a_waiting_server() {
+    let server = Server::start(Settings { enable_shutdown: true, ..settings() }).unwrap();
+    let mut c = connect(&server);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        server.wait();
+        tx.send(()).unwrap();
+        server.shutdown()
+    });
+    c.write_all(b"shutdown\r\n").unwrap();
+    rx.recv_timeout(Duration::from_secs(10)).expect("wait() did not return after `shutdown`");
+    assert!(waiter.join().unwrap());
+}
