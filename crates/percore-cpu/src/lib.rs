@@ -17,6 +17,9 @@
 //!   prefix (`smr.<name>.poll`, `zone.<name>.allocs`, ...) with [`stats::register`];
 //!   [`stats::snapshot`] returns every `(name, value)` pair in the process. The
 //!   facade re-exports it as `percore::stats()`, and `percore-bench` prints it.
+//! * **The loom door**: [`loom`] is where every percore protocol takes its
+//!   atomics, cells, locks and thread-locals, so that `--cfg loom` swaps them
+//!   all for loom's model-checked versions in one place.
 //! * **Cooperative waiting**: [`coop`] lets a lower crate (a zone at its
 //!   item limit) wait without blocking a uthread's worker, through a hook
 //!   the scheduler installs.
@@ -41,6 +44,7 @@
 pub mod coop;
 mod counter;
 mod error;
+pub mod loom;
 mod per_slot;
 pub mod stats;
 mod sys;
