@@ -12,6 +12,7 @@
 //! | CEQ (coalescing event queue) | [`Ceq`], [`Coalesce`] |
 //! | alarms, `ep_alarm` from a `kmem_cache` | [`Alarm`]: per-worker timer sets, objects from one SMR zone per runtime |
 //! | epoll on CEQs | [`Epoll`] |
+//! | (the rest as events too) | [`Select`]: queues, uthreads' ends, a [`CancellationToken`], a timeout |
 //! | blocking sockets over async syscalls | [`net`]: `TcpListener`, `TcpStream`, `UdpSocket`, `UnixStream`, `UnixListener` |
 //!
 //! Everything runs on the runtime's workers (percore-lwkt): alarms fire and
@@ -48,6 +49,7 @@ mod alarm {
     #[allow(unreachable_pub)]
     pub(crate) mod state;
 }
+mod cancel;
 #[cfg(not(loom))]
 mod driver;
 #[cfg(not(loom))]
@@ -61,16 +63,21 @@ pub mod net;
 // NOTE: under loom, the parts only the alarm uses are left unused.
 #[cfg_attr(loom, allow(dead_code))]
 mod queue;
+#[cfg(not(loom))]
+mod select;
 mod stats;
 mod waiter;
 
 #[cfg(not(loom))]
 pub use alarm::{sleep, Alarm, ALARM_EVENT};
+pub use cancel::{CancellationToken, Cancelled};
 #[cfg(not(loom))]
 pub use epoll::{Epoll, EpollEvent, Interest};
 pub use error::Error;
 #[cfg(not(loom))]
 pub use queue::{wait_any, Ceq, Coalesce, Event, EventQueue, Queue};
+#[cfg(not(loom))]
+pub use select::{Select, Selected};
 
 /// The crate README's example, compiled and run as a doc test.
 #[cfg(doctest)]
@@ -83,5 +90,6 @@ pub struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __loom {
     pub use crate::alarm::state::{AlarmState, Cancel, Fire, Park};
+    pub use crate::cancel::CancellationToken;
     pub use crate::queue::{wait_any, Ceq, Coalesce, Event, EventQueue, Queue};
 }

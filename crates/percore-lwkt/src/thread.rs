@@ -426,13 +426,20 @@ impl<T> Oneshot<T> {
     /// otherwise register `cx`'s waker (replacing an earlier one) and
     /// return `Pending`. Never blocks.
     pub(crate) fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<T, Error>> {
+        std::task::ready!(self.poll_done(cx));
+        // SAFETY: `poll_done` saw `DONE` with acquire: `value` is written and
+        // nobody else reads it.
+        std::task::Poll::Ready(unsafe { (*self.value.get()).take() }.ok_or(Error::Shutdown))
+    }
+
+    /// `Ready` once the value is there (without taking it), otherwise
+    /// register `cx`'s waker (replacing an earlier one) and return
+    /// `Pending`. Never blocks.
+    pub(crate) fn poll_done(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         use std::task::Poll;
         loop {
             match self.state.load(Acquire) {
-                DONE => {
-                    // SAFETY: as in `wait`.
-                    return Poll::Ready(unsafe { (*self.value.get()).take() }.ok_or(Error::Shutdown));
-                }
+                DONE => return Poll::Ready(()),
                 OPEN => {
                     // SAFETY: before `WAITING` only the waiter touches it.
                     unsafe { *self.waiter.get() = Some(Waiter::Task(cx.waker().clone())) };
@@ -620,6 +627,28 @@ impl<T> JoinHandle<T> {
     /// Whether the uthread has finished (its value is ready).
     pub fn is_finished(&self) -> bool {
         self.packet.is_done()
+    }
+
+    /// `Ready` once the uthread has finished, without taking its value
+    /// ([`join`](JoinHandle::join) then returns at once); otherwise `cx`'s
+    /// waker is registered in the join slot (replacing the one an earlier
+    /// poll left) and woken when the uthread ends. This is how a wait over
+    /// several sources (`percore_evq::Select`) watches a join without
+    /// consuming it.
+    ///
+    /// ```
+    /// use std::task::{Context, Poll, Waker};
+    ///
+    /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+    /// let h = rt.spawn(|| 7).unwrap();
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// while h.poll_finished(&mut cx).is_pending() {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert_eq!(h.join().unwrap(), 7); // the value is still there
+    /// ```
+    pub fn poll_finished(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.packet.poll_done(cx)
     }
 
     /// The uthread.

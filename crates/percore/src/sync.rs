@@ -6,6 +6,7 @@
 //! | sleep until someone signals an address | [`tsleep`], [`wakeup`], [`wakeup_one`] | `tsleep` / `wakeup` |
 //! | a typed message to a uthread, with or without a reply | [`Uthread::send`](crate::Uthread::send), [`Uthread::call`](crate::Uthread::call), [`wait_msg`], [`Message`] | `lwkt_msgport` |
 //! | a stream of small events, waited on from several queues at once | [`EventQueue`], [`Ceq`], [`wait_any`] | Akaros event queues |
+//! | one wait over queues, uthreads' ends, cancellation and a timeout | [`Select`], [`CancellationToken`] | Akaros: everything is an event |
 //!
 //! Every wait here parks the calling uthread only (its worker runs others),
 //! works from foreign threads too (which block), takes a timeout, and is
@@ -201,3 +202,40 @@ pub use percore_evq::Queue;
 /// assert!(matches!(e, QueueError::TimedOut));
 /// ```
 pub use percore_evq::Error as QueueError;
+
+/// One wait over event queues, uthreads' ends, cancellation tokens and a
+/// timeout ([`evq::Select`](crate::evq::Select)).
+///
+/// ```
+/// use percore::sync::{CancellationToken, EventQueue, Select, Selected};
+/// use std::time::Duration;
+///
+/// let stop = CancellationToken::new();
+/// let got = percore::run(move || {
+///     let work = percore::spawn(|| 6 * 7).unwrap();
+///     let idle = EventQueue::new();
+///     let mut sel = Select::new();
+///     sel.recv(&idle);
+///     let done = sel.join(&work);
+///     sel.cancelled(&stop);
+///     let r = sel.wait(Some(Duration::from_secs(10))).unwrap();
+///     assert_eq!(r, Selected::Ready { index: done });
+///     drop(sel);
+///     work.join().unwrap()
+/// });
+/// assert_eq!(got, 42);
+/// ```
+pub use percore_evq::Select;
+
+/// What a [`Select`] found ([`evq::Selected`](crate::evq::Selected)).
+pub use percore_evq::Selected;
+
+/// A flag that, cancelled once, ends every wait on it: a [`Select`] source,
+/// a `Future`, a blocking wait ([`evq::CancellationToken`](crate::evq::CancellationToken)).
+///
+/// ```
+/// let t = percore::sync::CancellationToken::new();
+/// assert!(t.cancel() && t.is_cancelled());
+/// percore::run(move || t.wait(None)).unwrap();
+/// ```
+pub use percore_evq::CancellationToken;

@@ -1,0 +1,244 @@
+//! `Select`: one wait over event queues, uthreads' ends, cancellation tokens
+//! and a timeout (issue 13, "composition"); and `CancellationToken`.
+
+mod common;
+
+use common::watchdog;
+use percore_evq::{CancellationToken, Ceq, Coalesce, Error, Event, EventQueue, Select, Selected};
+use percore_lwkt::Runtime;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+const LONG: Option<Duration> = Some(Duration::from_secs(60));
+
+fn rt(workers: usize) -> Runtime {
+    Runtime::builder().workers(workers).build().unwrap()
+}
+
+#[test]
+fn an_event_is_reported_with_its_queue_index() {
+    let rt = rt(2);
+    let (a, b) = (EventQueue::new(), Ceq::new(4, Coalesce::Or));
+    let (a2, b2) = (a.clone(), b.clone());
+    let h = rt
+        .spawn(move || {
+            let mut s = Select::new();
+            let ia = s.recv(&a2);
+            let ib = s.recv(&b2);
+            assert_eq!((ia, ib), (0, 1));
+            s.wait(LONG)
+        })
+        .unwrap();
+    b.post(3, 0b10).unwrap();
+    assert_eq!(h.join().unwrap().unwrap(), Selected::Event { index: 1, event: Event::new(3, 0b10) });
+    assert!(a.is_empty());
+}
+
+#[test]
+fn a_join_is_selected_without_consuming_the_value() {
+    let rt = rt(2);
+    let gate = EventQueue::new();
+    let g = gate.clone();
+    let slow = rt.spawn(move || g.recv(LONG).map(|e| e.payload * 2)).unwrap();
+    let q = EventQueue::new();
+    let got = watchdog(30, "select on a join", String::new, move || {
+        let mut s = Select::new();
+        let iq = s.recv(&q);
+        let ij = s.join(&slow);
+        assert_eq!(s.wait(Some(Duration::ZERO)).unwrap_err().to_string(), Error::TimedOut.to_string());
+        gate.post(Event::new(0, 21)).unwrap();
+        let r = s.wait(LONG).unwrap();
+        assert_eq!(r, Selected::Ready { index: ij });
+        assert_ne!(r.index(), iq);
+        drop(s);
+        slow.join().unwrap().unwrap()
+    });
+    assert_eq!(got, 42);
+}
+
+#[test]
+fn cancel_from_another_uthread_wakes_the_select_and_leaves_no_waker() {
+    let rt = rt(2);
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let q = EventQueue::new();
+    let h = rt
+        .spawn(move || {
+            let mut s = Select::new();
+            s.recv(&q);
+            let ic = s.cancelled(&t);
+            let r = s.wait(LONG);
+            (r, ic)
+        })
+        .unwrap();
+    // Cancel only once the select is registered, so the wake-up path (not
+    // the first poll) is what ends it.
+    watchdog(30, "select registers", String::new, {
+        let token = token.clone();
+        move || {
+            while token.registered() == 0 {
+                std::thread::yield_now();
+            }
+        }
+    });
+    assert!(token.cancel());
+    let (r, ic) = h.join().unwrap();
+    assert_eq!(r.unwrap(), Selected::Ready { index: ic });
+    assert_eq!(token.registered(), 0, "the select's waker left behind");
+}
+
+#[test]
+fn a_select_that_ends_for_another_reason_deregisters_from_the_token() {
+    let token = CancellationToken::new();
+    let q = EventQueue::new();
+    for i in 0..100 {
+        let mut s = Select::new();
+        s.cancelled(&token);
+        let iq = s.recv(&q);
+        if i % 2 == 0 {
+            // Ends with an event, after the token was registered.
+            q.post(Event::new(1, i)).unwrap();
+            assert_eq!(s.wait(LONG).unwrap(), Selected::Event { index: iq, event: Event::new(1, i) });
+        } else {
+            assert!(matches!(s.wait(Some(Duration::from_millis(1))), Err(Error::TimedOut)));
+        }
+        assert_eq!(token.registered(), 1, "registered while the select lives");
+    }
+    assert_eq!(token.registered(), 0);
+}
+
+#[test]
+fn timeouts_zero_and_none() {
+    let mut s = Select::new();
+    assert!(matches!(s.wait(Some(Duration::ZERO)), Err(Error::TimedOut)));
+    assert!(matches!(s.wait(Some(Duration::from_millis(5))), Err(Error::TimedOut)));
+    // A timeout too large for `Instant` means "no limit": a ready source
+    // still returns at once.
+    let t = CancellationToken::new();
+    t.cancel();
+    let mut s = Select::new();
+    s.cancelled(&t);
+    assert_eq!(s.wait(Some(Duration::MAX)).unwrap(), Selected::Ready { index: 0 });
+}
+
+#[test]
+fn a_closed_queue_gives_its_last_events_then_closed() {
+    let q = EventQueue::new();
+    q.post(Event::new(9, 9)).unwrap();
+    q.close();
+    let t = CancellationToken::new();
+    let mut s = Select::new();
+    s.cancelled(&t);
+    let iq = s.recv(&q);
+    assert_eq!(s.wait(LONG).unwrap(), Selected::Event { index: iq, event: Event::new(9, 9) });
+    assert_eq!(s.wait(LONG).unwrap(), Selected::Closed { index: iq });
+}
+
+#[test]
+fn the_first_ready_source_wins() {
+    let (t1, t2) = (CancellationToken::new(), CancellationToken::new());
+    t1.cancel();
+    t2.cancel();
+    let mut s = Select::new();
+    s.cancelled(&t2);
+    s.cancelled(&t1);
+    assert_eq!(s.wait(LONG).unwrap().index(), 0);
+}
+
+#[test]
+fn token_wait_and_future() {
+    let rt = rt(1);
+    let t = CancellationToken::new();
+    assert!(matches!(t.wait(Some(Duration::from_millis(2))), Err(Error::TimedOut)));
+    let t2 = t.clone();
+    let h = rt.spawn(move || percore_lwkt::block_on_future(t2.cancelled())).unwrap();
+    std::thread::sleep(Duration::from_millis(10));
+    t.cancel();
+    h.join().unwrap().unwrap();
+    t.wait(None).unwrap();
+}
+
+/// Bounded stress: 8 uthreads on 2 workers each select over their own queue,
+/// a shared queue and one shared token, while two foreign threads post 2,000
+/// events; then the token is cancelled. Every event is delivered exactly once
+/// and every select returns.
+#[test]
+fn stress_many_selects_share_a_token_and_a_queue() {
+    const USERS: usize = 8;
+    const EVENTS: u64 = 1000;
+    let rt = rt(2);
+    let token = CancellationToken::new();
+    let shared = EventQueue::new();
+    let sum = Arc::new(AtomicU64::new(0));
+    let count = Arc::new(AtomicU64::new(0));
+    let own: Vec<EventQueue> = (0..USERS).map(|_| EventQueue::new()).collect();
+    let users: Vec<_> = own
+        .iter()
+        .map(|mine| {
+            let (mine, shared, token, sum, count) =
+                (mine.clone(), shared.clone(), token.clone(), sum.clone(), count.clone());
+            rt.spawn(move || {
+                let mut s = Select::new();
+                s.recv(&mine);
+                s.recv(&shared);
+                let quit = s.cancelled(&token);
+                loop {
+                    match s.wait(LONG).unwrap() {
+                        Selected::Event { event, .. } => {
+                            sum.fetch_add(event.payload, Relaxed);
+                            count.fetch_add(1, Relaxed);
+                        }
+                        Selected::Ready { index } if index == quit => {
+                            // Drain what is left of our own queue.
+                            while let Ok(e) = mine.recv(Some(Duration::ZERO)) {
+                                sum.fetch_add(e.payload, Relaxed);
+                                count.fetch_add(1, Relaxed);
+                            }
+                            return;
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+            })
+            .unwrap()
+        })
+        .collect();
+    let posters: Vec<_> = (0..2u64)
+        .map(|p| {
+            let (own, shared) = (own.clone(), shared.clone());
+            std::thread::spawn(move || {
+                for i in 0..EVENTS {
+                    let ev = Event::new(0, p * EVENTS + i + 1);
+                    if i % 2 == 0 {
+                        shared.post(ev).unwrap();
+                    } else {
+                        own[(i as usize) % USERS].post(ev).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    posters.into_iter().for_each(|p| p.join().unwrap());
+    let c = count.clone();
+    watchdog(60, "selects drain the shared queue", move || format!("{} delivered", c.load(Relaxed)), {
+        let shared = shared.clone();
+        move || {
+            while !shared.is_empty() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    token.cancel();
+    let c = count.clone();
+    watchdog(
+        60,
+        "every select returns",
+        move || format!("{} delivered", c.load(Relaxed)),
+        move || users.into_iter().for_each(|u| u.join().unwrap()),
+    );
+    let n = 2 * EVENTS;
+    assert_eq!(count.load(Relaxed), n);
+    assert_eq!(sum.load(Relaxed), n * (n + 1) / 2);
+    assert_eq!(token.registered(), 0);
+}
