@@ -83,7 +83,13 @@
 //!   no spinning, no periodic wake-ups.
 
 use crate::stats::PoolStats;
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard};
+use percore_cpu::loom::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard};
+// NOTE: `Arc` is `std`'s, not the loom shim's: it manages memory, not the
+// protocol (a job's protocol references are the counted `refs` of `job.rs`),
+// and loom's `Arc` cannot be coerced to `Arc<dyn Task>`. The shim's locks
+// ignore poisoning, which is right here: job functions run outside the pool
+// lock, and one that panics holding its job's lock leaves the protocol fields
+// consistent (each is changed in one statement).
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::CString;
@@ -452,7 +458,7 @@ impl Core {
     /// in `panics`, and answered with `on_panic`.
     #[inline]
     pub(crate) fn guarded<R>(&self, on_panic: R, f: impl FnOnce() -> R) -> R {
-        match crate::sync::catch_unwind(f) {
+        match crate::error::catch_unwind(f) {
             Ok(r) => r,
             Err(payload) => self.caught_slow(payload, on_panic),
         }
@@ -461,7 +467,7 @@ impl Core {
     #[cold]
     fn caught_slow<R>(&self, payload: Box<dyn std::any::Any + Send>, on_panic: R) -> R {
         self.stats.panics.inc();
-        crate::sync::drop_payload(payload);
+        crate::error::drop_payload(payload);
         on_panic
     }
 
@@ -537,7 +543,7 @@ impl Core {
         while self.queued.load(Ordering::Relaxed) == 0 && !self.ready_nonempty() && start.elapsed() < self.cfg.spin {
             round += 1;
             if round % 8 == 0 {
-                crate::sync::yield_now();
+                percore_cpu::loom::yield_now();
             } else {
                 for _ in 0..32 {
                     std::hint::spin_loop();

@@ -47,8 +47,8 @@
 
 use crate::core::{Core, DelayKey, Entry, Task};
 use crate::error::{Error, PanicPayload};
-use crate::sync::{current_thread, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, ThreadId};
 use crate::ThreadPool;
+use percore_cpu::loom::{current_thread, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, ThreadId};
 use std::ffi::CString;
 use std::fmt;
 use std::marker::PhantomData;
@@ -697,7 +697,7 @@ impl<T: Send + 'static> Task for JobInner<T> {
         }
         crate::sys::rename_current(&self.os_name);
         let run = Run { job: &self, ticket, _brand: PhantomData };
-        let result = crate::sync::catch_unwind(|| {
+        let result = crate::error::catch_unwind(|| {
             let _done: Done<'_> = (self.func)(run);
         });
         crate::sys::rename_current(&core.base_name);

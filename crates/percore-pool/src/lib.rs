@@ -114,7 +114,6 @@ mod percpu;
 mod pool;
 mod spawn;
 mod stats;
-mod sync;
 mod sys;
 
 pub use error::{Error, JoinError, PanicPayload};

@@ -42,7 +42,7 @@
 
 use crate::core::{Core, Entry, Task};
 use crate::error::{JoinError, PanicPayload};
-use crate::sync::{AtomicUsize, Condvar, Mutex};
+use percore_cpu::loom::{AtomicUsize, Condvar, Mutex};
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
@@ -158,7 +158,7 @@ impl Cell {
 
 /// Drop `v`, returning the panic of its destructor instead of unwinding.
 fn drop_caught<V>(v: V) -> Option<Payload> {
-    crate::sync::catch_unwind(move || drop(v)).err()
+    crate::error::catch_unwind(move || drop(v)).err()
 }
 
 /// Re-raise a destructor's panic on a pool thread: [`Core::guarded`]
@@ -175,7 +175,7 @@ impl Task for Cell {
             // SAFETY: RUNNING and we won the CAS: the thunk is ours.
             let thunk = unsafe { (*self.thunk.get()).take() };
             if let Some(f) = thunk {
-                let outcome = crate::sync::catch_unwind(f).map_err(|p| {
+                let outcome = crate::error::catch_unwind(f).map_err(|p| {
                     core.stats.panics.inc();
                     PanicPayload::new(p)
                 });
@@ -368,7 +368,7 @@ impl<R> Drop for JoinHandle<R> {
     fn drop(&mut self) {
         if let Some(p) = self.cell.clone().release() {
             if std::thread::panicking() {
-                crate::sync::drop_payload(p);
+                crate::error::drop_payload(p);
             } else {
                 std::panic::resume_unwind(p);
             }

@@ -79,10 +79,11 @@
 
 use crate::bucket::{Bucket, Depot, Side};
 use crate::grace::{Grace, Tag};
-use crate::loom::{lock, AtomicUsize, Condvar, Mutex, Ordering, UnsafeCell, BUCKET_MIN, SCAN_SLACK, SMR_BUCKET_START};
 use crate::participant;
 use crate::slab::{Geometry, Keg};
+use crate::tuning::{BUCKET_MIN, SCAN_SLACK, SMR_BUCKET_START};
 use crate::Error;
+use percore_cpu::loom::{AtomicUsize, Condvar, Mutex, Ordering, UnsafeCell};
 use percore_cpu::{Counter, PerSlot};
 use std::alloc::Layout;
 use std::collections::VecDeque;
@@ -620,7 +621,7 @@ impl<T: Send + 'static> Core<T> {
     }
 
     fn wake_waiters(&self) {
-        let _g = lock(&self.wait_mx);
+        let _g = self.wait_mx.lock();
         self.wake.notify_all();
     }
 
@@ -654,7 +655,7 @@ impl<T: Send + 'static> Core<T> {
     }
 
     fn wait_loop(&self, deadline: Instant, start: Instant) -> Result<NonNull<T>, Error> {
-        let mut g = lock(&self.wait_mx);
+        let mut g = self.wait_mx.lock();
         loop {
             if let Some(grace) = &self.grace {
                 // Our own frees are not expired either; queue them so the
@@ -681,15 +682,12 @@ impl<T: Send + 'static> Core<T> {
                 // takes to notify; the nap bounds the polling latency.
                 drop(g);
                 let napped = percore_cpu::coop::nap(Duration::from_millis(1).min(deadline - now));
-                g = lock(&self.wait_mx);
+                g = self.wait_mx.lock();
                 if napped {
                     continue;
                 }
             }
-            g = match self.wake.wait_timeout(g, slice.min(deadline - now)) {
-                Ok((g, _)) => g,
-                Err(e) => e.into_inner().0,
-            };
+            g = self.wake.wait_timeout(g, slice.min(deadline - now));
         }
     }
 

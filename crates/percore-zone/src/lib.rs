@@ -71,12 +71,12 @@ mod bucket;
 mod cache;
 mod error;
 mod grace;
-mod loom;
 mod participant;
 mod slab;
 mod smr_zone;
 #[cfg(all(test, not(loom)))]
 mod tests;
+mod tuning;
 mod zone;
 
 pub use error::Error;

@@ -50,7 +50,7 @@ fn init_once_ctor_dtor_every_time_fini_on_drop() {
     assert_eq!(calls.dtor.load(SeqCst), 1000);
     // One bucket's worth was constructed once and reused.
     let inits = calls.init.load(SeqCst);
-    assert!((1..=crate::loom::BUCKET_MAX).contains(&inits), "{inits}");
+    assert!((1..=crate::tuning::BUCKET_MAX).contains(&inits), "{inits}");
     assert_eq!(calls.fini.load(SeqCst), 0);
     drop(zone);
     assert_eq!(calls.fini.load(SeqCst), inits, "drop runs fini on every constructed item");
@@ -243,7 +243,7 @@ fn smr_items_are_not_reused_before_their_tag_expires() {
     let grace = Arc::new(FakeGrace::default());
     let finis = Arc::new(AtomicUsize::new(0));
     let core = fake_core(None, &grace, &finis);
-    let n = 10 * crate::loom::BUCKET_MAX;
+    let n = 10 * crate::tuning::BUCKET_MAX;
     let first: Vec<_> = (0..n).map(|_| core.alloc(None).unwrap()).collect();
     let freed: HashSet<_> = first.iter().map(|p| p.as_ptr() as usize).collect();
     for p in first {

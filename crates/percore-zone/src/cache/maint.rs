@@ -2,9 +2,9 @@
 //! exit and teardown. See `cache.rs` for the design.
 
 use super::{Core, Hooks, Slot};
-use crate::loom::lock;
 use crate::participant::Drain;
 use crate::{Error, Reclaimed, Stats};
+use percore_cpu::loom::Ordering;
 use std::alloc::{alloc, dealloc, Layout};
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -53,7 +53,7 @@ impl<T: Send + 'static> Core<T> {
             }
             Some(g) => {
                 let tag = g.advance();
-                lock(&self.retired).push_back((tag, p));
+                self.retired.lock().push_back((tag, p));
                 self.reap_retired();
             }
         }
@@ -67,7 +67,7 @@ impl<T: Send + 'static> Core<T> {
         let Some(g) = &self.grace else { return };
         let mut done = Vec::new();
         {
-            let mut r = lock(&self.retired);
+            let mut r = self.retired.lock();
             while r.front().is_some_and(|(tag, _)| g.expired(tag)) {
                 if let Some((_, p)) = r.pop_front() {
                     done.push(p);
@@ -150,7 +150,7 @@ impl<T: Send + 'static> Core<T> {
             bucket_size: self.depot.bucket_size() as u64,
             smr_waiting: waiting,
             // ORDERING: a statistic.
-            sleepers: self.sleepers.load(crate::loom::Ordering::Relaxed) as u64,
+            sleepers: self.sleepers.load(Ordering::Relaxed) as u64,
         }
     }
 
@@ -165,7 +165,7 @@ impl<T: Send + 'static> Core<T> {
         emit("bucket_size", s.bucket_size);
         emit("smr_waiting", s.smr_waiting);
         // ORDERING: a statistic.
-        emit("hook_panics", self.hooks.lost_panics.load(std::sync::atomic::Ordering::Relaxed));
+        emit("hook_panics", self.hooks.lost_panics.load(Ordering::Relaxed));
     }
 }
 
@@ -239,7 +239,7 @@ impl<T: Send + 'static> Drop for Core<T> {
             }
             take(d.loose.take());
         }
-        let nocache_items = lock(&self.retired).drain(..).map(|(_, p)| p).collect();
+        let nocache_items = self.retired.lock().drain(..).map(|(_, p)| p).collect();
         let geo = self.keg.geo;
         let keg = std::mem::replace(&mut self.keg, crate::slab::Keg::new(geo));
         let td = Teardown { hooks: self.hooks.clone(), items, nocache_items, keg };
