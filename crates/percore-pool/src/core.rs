@@ -12,7 +12,7 @@
 //!
 //! # Mechanism
 //!
-//! One mutex (`Core::state`, the seed's `tp_lock`) protects everything in
+//! One mutex (`PoolCore::state`, the seed's `tp_lock`) protects everything in
 //! [`State`]. A job's protocol state lives under the job's own lock
 //! (`job.rs`). The lock order is **job lock, then pool lock**; nothing that
 //! holds the pool lock ever takes a job lock. Entries in the queue are
@@ -102,16 +102,16 @@ use std::time::{Duration, Instant};
 /// NOTE: every method may run user code that the task itself does not catch
 /// (the destructor of a job's data when the pool held its last reference,
 /// of a spawned closure's result or captures). The pool calls them only
-/// through [`Core::guarded`], which catches such a panic and counts it in
+/// through [`PoolCore::guarded`], which catches such a panic and counts it in
 /// `panics`, so a destructor can never cost a worker (issue 16). A task
 /// leaves its own state consistent before any such drop.
 pub(crate) trait Task: Send + Sync + 'static {
     /// Run the entry `ticket` (popped by a worker; no pool lock held).
     /// Stale tickets are dropped here.
-    fn run(self: Arc<Self>, ticket: u64, core: &Arc<Core>);
+    fn run(self: Arc<Self>, ticket: u64, core: &Arc<PoolCore>);
     /// A delayed entry is due: queue it on `core` if `ticket` is still live
     /// (returns true), else drop it (returns false). No pool lock held.
-    fn promote(self: Arc<Self>, ticket: u64, core: &Arc<Core>) -> bool;
+    fn promote(self: Arc<Self>, ticket: u64, core: &Arc<PoolCore>) -> bool;
     /// The pool shut down before this delayed entry was due: tell its owner.
     fn shutdown(self: Arc<Self>, ticket: u64);
 }
@@ -169,8 +169,10 @@ pub(crate) struct State {
     drain_waiters: usize,
 }
 
-/// The shared heart of one pool.
-pub(crate) struct Core {
+/// The shared heart of one pool (the seed's `struct threadpool`): the pool
+/// lock and its state, the queues, the condition variables, and what every
+/// worker, the overseer and each handle reach through an `Arc`.
+pub(crate) struct PoolCore {
     pub(crate) state: Mutex<State>,
     overseer_cv: Condvar,
     /// Drain waiters and the destroyer wait here (`notify_all`).
@@ -203,12 +205,12 @@ enum Wake {
     Overseer,
 }
 
-impl Core {
-    /// A core with no threads. [`Core::start`] adds the overseer; the loom
+impl PoolCore {
+    /// A core with no threads. [`PoolCore::start`] adds the overseer; the loom
     /// model drives a core without threads instead.
-    pub(crate) fn new(cfg: Config, stats: Arc<PoolStats>) -> Core {
+    pub(crate) fn new(cfg: Config, stats: Arc<PoolStats>) -> PoolCore {
         let base_name = crate::sys::thread_name(&format!("poolthr/{}", cfg.name));
-        Core {
+        PoolCore {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 delayed: BTreeMap::new(),
@@ -237,7 +239,7 @@ impl Core {
 
     /// Whether the calling thread is one of this pool's threads.
     pub(crate) fn is_current(&self) -> bool {
-        CURRENT.with(|c| c.get() == self as *const Core as usize)
+        CURRENT.with(|c| c.get() == self as *const PoolCore as usize)
     }
 
     // ----- queueing (called with a job lock held, or none) -----
@@ -399,7 +401,7 @@ impl Core {
         }
     }
 
-    /// Like [`Core::finish_locked`], taking the lock.
+    /// Like [`PoolCore::finish_locked`], taking the lock.
     pub(crate) fn finish(&self) {
         let mut st = self.state.lock();
         self.finish_locked(&mut st);
@@ -600,7 +602,7 @@ impl Core {
 
     /// Name, pin and prioritise the calling pool thread.
     fn setup_thread(&self) {
-        CURRENT.with(|c| c.set(self as *const Core as usize));
+        CURRENT.with(|c| c.set(self as *const PoolCore as usize));
         if let Some(cpu) = self.cfg.cpu {
             if percore_cpu::pin_current(cpu).is_err() {
                 self.stats.pin_errors.inc();

@@ -7,7 +7,7 @@
 //! priority. As in the seed, the loser finds the winner's pool on its second
 //! look, takes a reference to it, and destroys its own after unlocking.
 
-use crate::core::{Config, Core};
+use crate::core::{Config, PoolCore};
 use crate::job::Job;
 use crate::spawn::JoinHandle;
 use crate::stats::{PoolStats, Stats};
@@ -104,7 +104,7 @@ impl<V> Registry<V> {
 
 /// A started pool and its stats registration; dropping it shuts it down.
 pub(crate) struct Pool {
-    pub(crate) core: Arc<Core>,
+    pub(crate) core: Arc<PoolCore>,
     /// Set by [`Pool::publish`]: only the winner of a creation race appears
     /// in the stats tree, so a shared pool's name never gets a `#2` suffix.
     reg: OnceLock<percore_cpu::stats::Registration>,
@@ -113,7 +113,7 @@ pub(crate) struct Pool {
 impl Pool {
     pub(crate) fn start(cfg: Config) -> Result<Pool, Error> {
         let stats = Arc::new(PoolStats::default());
-        let core = Arc::new(Core::new(cfg, stats));
+        let core = Arc::new(PoolCore::new(cfg, stats));
         core.start()?;
         Ok(Pool { core, reg: OnceLock::new() })
     }
@@ -196,7 +196,7 @@ impl ThreadPool {
 
     /// A private pool around a core that has no threads (the loom model).
     #[cfg(loom)]
-    pub(crate) fn from_core(core: Arc<Core>) -> ThreadPool {
+    pub(crate) fn from_core(core: Arc<PoolCore>) -> ThreadPool {
         ThreadPool::from_pool(Pool { core, reg: OnceLock::new() })
     }
 
@@ -205,7 +205,7 @@ impl ThreadPool {
         self.handle.pool.publish();
     }
 
-    pub(crate) fn core(&self) -> &Arc<Core> {
+    pub(crate) fn core(&self) -> &Arc<PoolCore> {
         &self.handle.pool.core
     }
 

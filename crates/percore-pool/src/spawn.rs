@@ -40,7 +40,7 @@
 //! XXX: the cell's `UnsafeCell`s are `std`'s, so the loom model does not
 //! cover this module; its protocol is the table above.
 
-use crate::core::{Core, Entry, Task};
+use crate::core::{Entry, PoolCore, Task};
 use crate::error::{JoinError, PanicPayload};
 use percore_cpu::loom::{AtomicUsize, Condvar, Mutex};
 use std::any::Any;
@@ -161,7 +161,7 @@ fn drop_caught<V>(v: V) -> Option<Payload> {
     crate::error::catch_unwind(move || drop(v)).err()
 }
 
-/// Re-raise a destructor's panic on a pool thread: [`Core::guarded`]
+/// Re-raise a destructor's panic on a pool thread: [`PoolCore::guarded`]
 /// catches and counts it.
 fn reraise(p: Option<Payload>) {
     if let Some(p) = p {
@@ -170,7 +170,7 @@ fn reraise(p: Option<Payload>) {
 }
 
 impl Task for Cell {
-    fn run(self: Arc<Self>, _ticket: u64, core: &Arc<Core>) {
+    fn run(self: Arc<Self>, _ticket: u64, core: &Arc<PoolCore>) {
         if self.leave_pending(RUNNING) {
             // SAFETY: RUNNING and we won the CAS: the thunk is ours.
             let thunk = unsafe { (*self.thunk.get()).take() };
@@ -187,7 +187,7 @@ impl Task for Cell {
         reraise(self.release());
     }
 
-    fn promote(self: Arc<Self>, ticket: u64, core: &Arc<Core>) -> bool {
+    fn promote(self: Arc<Self>, ticket: u64, core: &Arc<PoolCore>) -> bool {
         // Spawned closures are never delayed; a promoted one just runs.
         core.push_promoted(Entry { task: self, ticket });
         true
@@ -217,7 +217,7 @@ fn cancel(cell: &Cell) -> (bool, Option<Payload>) {
     (true, drop_caught(thunk))
 }
 
-pub(crate) fn spawn<F, R>(core: &Arc<Core>, f: F) -> JoinHandle<R>
+pub(crate) fn spawn<F, R>(core: &Arc<PoolCore>, f: F) -> JoinHandle<R>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,

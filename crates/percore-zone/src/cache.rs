@@ -210,14 +210,16 @@ struct Magazine<T> {
 }
 
 /// Counters for a zone (see [`crate::Stats`]).
-pub(crate) struct Shared {
+pub(crate) struct ZoneCounters {
     allocs: Counter,
     frees: Counter,
     pub(crate) fails: Counter,
 }
 
-/// The zone proper.
-pub(crate) struct Core<T: Send + 'static> {
+/// The object cache both zone kinds are built on (UMA's `uma_zone`):
+/// per-participant buckets, the depot, the slabs, and for SMR zones the
+/// grace-period tags.
+pub(crate) struct Cache<T: Send + 'static> {
     pub(crate) name: String,
     /// `init` and `fini` (shared with a deferred teardown).
     hooks: Arc<Hooks<T>>,
@@ -237,19 +239,19 @@ pub(crate) struct Core<T: Send + 'static> {
     wake: Condvar,
     /// No-cache SMR zones: freed items waiting for their tag, oldest first.
     retired: Mutex<VecDeque<(Tag, NonNull<T>)>>,
-    pub(crate) stats: Shared,
-    me: Weak<Core<T>>,
+    pub(crate) counters: ZoneCounters,
+    me: Weak<Cache<T>>,
     _reg: Option<percore_cpu::stats::Registration>,
 }
 
 // SAFETY: items are `T: Send` values moved between threads by the zone; the
 // raw pointers inside are owned by the zone and guarded as documented on
 // each field (slot cells by participant ownership, the rest by mutexes).
-unsafe impl<T: Send + 'static> Send for Core<T> {}
+unsafe impl<T: Send + 'static> Send for Cache<T> {}
 // SAFETY: as above; no `&T` is shared by the zone itself.
-unsafe impl<T: Send + 'static> Sync for Core<T> {}
+unsafe impl<T: Send + 'static> Sync for Cache<T> {}
 
-impl<T: Send + 'static> Core<T> {
+impl<T: Send + 'static> Cache<T> {
     pub(crate) fn new(cfg: Config, mut hooks: Hooks<T>, grace: Option<Arc<dyn Grace>>) -> Result<Arc<Self>, Error> {
         if cfg.limit == Some(0) {
             return Err(Error::Config(format!("zone {}: max_items must be at least 1", cfg.name)));
@@ -263,14 +265,14 @@ impl<T: Send + 'static> Core<T> {
         let bucket_max = cfg.limit.map_or(usize::MAX, |l| (l / (4 * cpus)).max(1));
         let nslots = if nocache { 0 } else { cfg.participants };
         let prefix = format!("zone.{}", cfg.name);
-        Ok(Arc::new_cyclic(|me: &Weak<Core<T>>| {
+        Ok(Arc::new_cyclic(|me: &Weak<Cache<T>>| {
             let weak = me.clone();
             let reg = percore_cpu::stats::register(&prefix, move |emit| {
-                if let Some(core) = weak.upgrade() {
-                    core.emit_stats(emit);
+                if let Some(cache) = weak.upgrade() {
+                    cache.emit_stats(emit);
                 }
             });
-            Core {
+            Cache {
                 name: cfg.name,
                 ctor: hooks.ctor.take(),
                 dtor: hooks.dtor.take(),
@@ -290,7 +292,7 @@ impl<T: Send + 'static> Core<T> {
                 wait_mx: Mutex::new(()),
                 wake: Condvar::new(),
                 retired: Mutex::new(VecDeque::new()),
-                stats: Shared { allocs: Counter::new(), frees: Counter::new(), fails: Counter::new() },
+                counters: ZoneCounters { allocs: Counter::new(), frees: Counter::new(), fails: Counter::new() },
                 me: me.clone(),
                 _reg: Some(reg),
             }
@@ -376,7 +378,7 @@ impl<T: Send + 'static> Core<T> {
             Some(p) => p,
             None => self.alloc_wait_slow(deadline)?,
         };
-        self.stats.allocs.inc();
+        self.counters.allocs.inc();
         self.ctor(p);
         Ok(p)
     }
@@ -524,7 +526,7 @@ impl<T: Send + 'static> Core<T> {
 
     #[cold]
     fn free_slow(&self, p: NonNull<T>) {
-        self.stats.frees.inc();
+        self.counters.frees.inc();
         if self.nocache {
             return self.nocache_free(p);
         }
@@ -629,7 +631,7 @@ impl<T: Send + 'static> Core<T> {
     #[cold]
     fn alloc_wait_slow(&self, deadline: Option<Instant>) -> Result<NonNull<T>, Error> {
         let Some(deadline) = deadline else {
-            self.stats.fails.inc();
+            self.counters.fails.inc();
             return Err(Error::Full { zone: self.name.clone(), limit: self.limit });
         };
         let start = Instant::now();
@@ -649,7 +651,7 @@ impl<T: Send + 'static> Core<T> {
         let r = self.wait_loop(deadline, start);
         drop(sleeper);
         if r.is_err() {
-            self.stats.fails.inc();
+            self.counters.fails.inc();
         }
         r
     }

@@ -2,7 +2,7 @@
 //! readers. The mechanism is in `cache.rs` ("SMR zones"); this file is the
 //! public face and the guarantee.
 
-use crate::cache::{Core, Hook, Hooks};
+use crate::cache::{Cache, Hook, Hooks};
 use crate::zone::{deadline, Common};
 use crate::{Error, Reclaimed, Stats};
 use percore_smr::Smr;
@@ -70,22 +70,22 @@ use std::time::Duration;
 /// }
 /// ```
 pub struct SmrZone<T: Send + Sync + 'static> {
-    core: Arc<Core<T>>,
+    cache: Arc<Cache<T>>,
     smr: Smr,
 }
 
 impl<T: Send + Sync + 'static> Clone for SmrZone<T> {
     fn clone(&self) -> Self {
-        SmrZone { core: self.core.clone(), smr: self.smr.clone() }
+        SmrZone { cache: self.cache.clone(), smr: self.smr.clone() }
     }
 }
 
 impl<T: Send + Sync + 'static> fmt::Debug for SmrZone<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SmrZone")
-            .field("name", &self.core.name)
+            .field("name", &self.cache.name)
             .field("smr", &self.smr.name())
-            .field("stats", &self.core.stats())
+            .field("stats", &self.cache.stats())
             .finish()
     }
 }
@@ -127,7 +127,7 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// ```
     #[inline]
     pub fn try_alloc(&self) -> Result<SmrBox<'_, T>, Error> {
-        Ok(SmrBox { ptr: self.core.alloc(None)?, core: &self.core })
+        Ok(SmrBox { ptr: self.cache.alloc(None)?, cache: &self.cache })
     }
 
     /// Allocate an item; at the item limit, wait up to `timeout` for freed
@@ -143,7 +143,7 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// assert!(zone.alloc_wait(Duration::from_secs(10)).is_ok());
     /// ```
     pub fn alloc_wait(&self, timeout: Duration) -> Result<SmrBox<'_, T>, Error> {
-        Ok(SmrBox { ptr: self.core.alloc(Some(deadline(timeout)))?, core: &self.core })
+        Ok(SmrBox { ptr: self.cache.alloc(Some(deadline(timeout)))?, cache: &self.cache })
     }
 
     /// Allocate an item as a raw pointer (for lock-free structures); free it
@@ -159,7 +159,7 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// ```
     #[inline]
     pub fn alloc_raw(&self) -> Result<NonNull<T>, Error> {
-        self.core.alloc(None)
+        self.cache.alloc(None)
     }
 
     /// [`alloc_raw`](SmrZone::alloc_raw), waiting like
@@ -173,7 +173,7 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// unsafe { zone.free_raw(p) };
     /// ```
     pub fn alloc_raw_wait(&self, timeout: Duration) -> Result<NonNull<T>, Error> {
-        self.core.alloc(Some(deadline(timeout)))
+        self.cache.alloc(Some(deadline(timeout)))
     }
 
     /// Free an item: runs `dtor` now; the item is reused (or finalised) only
@@ -194,7 +194,7 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     #[inline]
     pub unsafe fn free_raw(&self, item: NonNull<T>) {
         // SAFETY: forwarded contract.
-        unsafe { self.core.free(item) }
+        unsafe { self.cache.free(item) }
     }
 
     /// Trim the caches: every item whose grace period has expired (checked
@@ -218,7 +218,7 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// assert_eq!((zone.stats().slabs, r.slabs), (0, 1));
     /// ```
     pub fn reclaim(&self) -> Reclaimed {
-        self.core.reclaim()
+        self.cache.reclaim()
     }
 
     /// A snapshot of this zone's counters (also under `zone.<name>.*`).
@@ -230,7 +230,7 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// assert_eq!(zone.stats().allocs, 1);
     /// ```
     pub fn stats(&self) -> Stats {
-        self.core.stats()
+        self.cache.stats()
     }
 
     /// The zone's name.
@@ -240,7 +240,7 @@ impl<T: Send + Sync + 'static> SmrZone<T> {
     /// assert_eq!(percore_zone::SmrZone::new("doc.smr.name", &smr, || ()).unwrap().name(), "doc.smr.name");
     /// ```
     pub fn name(&self) -> &str {
-        &self.core.name
+        &self.cache.name
     }
 
     /// The domain whose readers this zone protects.
@@ -335,7 +335,7 @@ impl<T: Send + Sync + 'static> SmrBuilder<T> {
             lost_panics: Default::default(),
         };
         let grace: Arc<dyn crate::grace::Grace> = Arc::new(self.smr.clone());
-        Ok(SmrZone { core: Core::new(cfg, hooks, Some(grace))?, smr: self.smr })
+        Ok(SmrZone { cache: Cache::new(cfg, hooks, Some(grace))?, smr: self.smr })
     }
 }
 
@@ -358,7 +358,7 @@ impl<T: Send + Sync + 'static> SmrBuilder<T> {
 /// ```
 pub struct SmrBox<'z, T: Send + Sync + 'static> {
     ptr: NonNull<T>,
-    core: &'z Core<T>,
+    cache: &'z Cache<T>,
 }
 
 // SAFETY: owns the item like a `Box` (only `&T` is ever formed).
@@ -396,9 +396,9 @@ impl<T: Send + Sync + 'static> Deref for SmrBox<'_, T> {
 impl<T: Send + Sync + 'static> Drop for SmrBox<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: allocated by `core`, freed once; never published (or the
+        // SAFETY: allocated by `cache`, freed once; never published (or the
         // owner unlinked it before dropping, per `into_raw`'s contract).
-        unsafe { self.core.free(self.ptr) }
+        unsafe { self.cache.free(self.ptr) }
     }
 }
 

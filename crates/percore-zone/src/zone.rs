@@ -1,7 +1,7 @@
 //! The public face of a plain zone: [`Zone`], its [`Builder`] and the owned
 //! handle [`ZBox`]. The machinery is in `cache.rs`.
 
-use crate::cache::{Config, Core, Hooks};
+use crate::cache::{Cache, Config, Hooks};
 use crate::{Error, Reclaimed, Stats};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -33,18 +33,18 @@ use std::time::{Duration, Instant};
 /// assert!(again.is_empty() && again.capacity() >= 4096);
 /// ```
 pub struct Zone<T: Send + 'static> {
-    core: Arc<Core<T>>,
+    cache: Arc<Cache<T>>,
 }
 
 impl<T: Send + 'static> Clone for Zone<T> {
     fn clone(&self) -> Self {
-        Zone { core: self.core.clone() }
+        Zone { cache: self.cache.clone() }
     }
 }
 
 impl<T: Send + 'static> fmt::Debug for Zone<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Zone").field("name", &self.core.name).field("stats", &self.core.stats()).finish()
+        f.debug_struct("Zone").field("name", &self.cache.name).field("stats", &self.cache.stats()).finish()
     }
 }
 
@@ -84,7 +84,7 @@ impl<T: Send + 'static> Zone<T> {
     /// ```
     #[inline]
     pub fn try_alloc(&self) -> Result<ZBox<'_, T>, Error> {
-        Ok(ZBox { ptr: self.core.alloc(None)?, core: &self.core })
+        Ok(ZBox { ptr: self.cache.alloc(None)?, cache: &self.cache })
     }
 
     /// Allocate an item, waiting up to `timeout` for one to be freed when the
@@ -99,7 +99,7 @@ impl<T: Send + 'static> Zone<T> {
     /// assert!(zone.alloc_wait(Duration::from_secs(10)).is_ok());
     /// ```
     pub fn alloc_wait(&self, timeout: Duration) -> Result<ZBox<'_, T>, Error> {
-        Ok(ZBox { ptr: self.core.alloc(Some(deadline(timeout)))?, core: &self.core })
+        Ok(ZBox { ptr: self.cache.alloc(Some(deadline(timeout)))?, cache: &self.cache })
     }
 
     /// Allocate an item as a raw pointer, for lock-free structures that
@@ -121,7 +121,7 @@ impl<T: Send + 'static> Zone<T> {
     /// ```
     #[inline]
     pub fn alloc_raw(&self) -> Result<NonNull<T>, Error> {
-        self.core.alloc(None)
+        self.cache.alloc(None)
     }
 
     /// [`alloc_raw`](Zone::alloc_raw), waiting up to `timeout` at the limit.
@@ -133,7 +133,7 @@ impl<T: Send + 'static> Zone<T> {
     /// unsafe { zone.free_raw(p) };
     /// ```
     pub fn alloc_raw_wait(&self, timeout: Duration) -> Result<NonNull<T>, Error> {
-        self.core.alloc(Some(deadline(timeout)))
+        self.cache.alloc(Some(deadline(timeout)))
     }
 
     /// Give back an item from [`alloc_raw`](Zone::alloc_raw) (or
@@ -152,7 +152,7 @@ impl<T: Send + 'static> Zone<T> {
     #[inline]
     pub unsafe fn free_raw(&self, item: NonNull<T>) {
         // SAFETY: forwarded contract.
-        unsafe { self.core.free(item) }
+        unsafe { self.cache.free(item) }
     }
 
     /// Trim the caches: the calling thread's buckets and the depot's go back
@@ -169,7 +169,7 @@ impl<T: Send + 'static> Zone<T> {
     /// assert_eq!(zone.stats().slabs, 0);
     /// ```
     pub fn reclaim(&self) -> Reclaimed {
-        self.core.reclaim()
+        self.cache.reclaim()
     }
 
     /// A snapshot of this zone's counters (also in the stats tree under
@@ -183,7 +183,7 @@ impl<T: Send + 'static> Zone<T> {
     /// assert_eq!(percore_cpu::stats::get("zone.doc.stats.allocs"), Some(1));
     /// ```
     pub fn stats(&self) -> Stats {
-        self.core.stats()
+        self.cache.stats()
     }
 
     /// The zone's name.
@@ -192,7 +192,7 @@ impl<T: Send + 'static> Zone<T> {
     /// assert_eq!(percore_zone::Zone::new("doc.name", || ()).unwrap().name(), "doc.name");
     /// ```
     pub fn name(&self) -> &str {
-        &self.core.name
+        &self.cache.name
     }
 }
 
@@ -334,7 +334,7 @@ impl<T: Send + 'static> Builder<T> {
             init: self.common.init,
             lost_panics: Default::default(),
         };
-        Ok(Zone { core: Core::new(cfg, hooks, None)? })
+        Ok(Zone { cache: Cache::new(cfg, hooks, None)? })
     }
 }
 
@@ -357,7 +357,7 @@ impl<T: Send + 'static> Builder<T> {
 /// ```
 pub struct ZBox<'z, T: Send + 'static> {
     ptr: NonNull<T>,
-    core: &'z Core<T>,
+    cache: &'z Cache<T>,
 }
 
 // SAFETY: a `ZBox` owns its `T` like a `Box`; freeing from another thread is
@@ -403,8 +403,8 @@ impl<T: Send + 'static> DerefMut for ZBox<'_, T> {
 impl<T: Send + 'static> Drop for ZBox<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: allocated by `core`, freed exactly once, here.
-        unsafe { self.core.free(self.ptr) }
+        // SAFETY: allocated by `cache`, freed exactly once, here.
+        unsafe { self.cache.free(self.ptr) }
     }
 }
 

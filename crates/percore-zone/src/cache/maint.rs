@@ -1,7 +1,7 @@
 //! The engine's maintenance side: no-cache mode, reclaim, statistics, thread
 //! exit and teardown. See `cache.rs` for the design.
 
-use super::{Core, Hooks, Slot};
+use super::{Cache, Hooks, Slot};
 use crate::participant::Drain;
 use crate::{Error, Reclaimed, Stats};
 use percore_cpu::loom::Ordering;
@@ -9,7 +9,7 @@ use std::alloc::{alloc, dealloc, Layout};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-impl<T: Send + 'static> Core<T> {
+impl<T: Send + 'static> Cache<T> {
     /// No-cache mode: every item is its own system allocation, so a
     /// sanitizer or valgrind sees each alloc and free.
     pub(super) fn nocache_alloc(&self) -> Result<Option<NonNull<T>>, Error> {
@@ -129,7 +129,7 @@ impl<T: Send + 'static> Core<T> {
             // SAFETY: the slot is this thread's (participant invariant 1).
             unsafe { slot.slow(|_| ()) };
         }
-        let (mut allocs, mut frees) = (self.stats.allocs.sum(), self.stats.frees.sum());
+        let (mut allocs, mut frees) = (self.counters.allocs.sum(), self.counters.frees.sum());
         for s in self.slots.iter() {
             allocs = allocs.wrapping_add(s.allocs.get());
             frees = frees.wrapping_add(s.frees.get());
@@ -142,7 +142,7 @@ impl<T: Send + 'static> Core<T> {
         Stats {
             allocs,
             frees,
-            fails: self.stats.fails.sum(),
+            fails: self.counters.fails.sum(),
             items,
             cached: items.saturating_sub(allocs.saturating_sub(frees)),
             depot_items,
@@ -183,7 +183,7 @@ unsafe fn nocache_destroy<T>(hooks: &Hooks<T>, p: NonNull<T>) {
     }
 }
 
-impl<T: Send + 'static> Drain for Core<T> {
+impl<T: Send + 'static> Drain for Cache<T> {
     fn drain_participant(&self, index: usize) {
         if let Some(slot) = self.slots.get(index) {
             self.drain_slot(slot, true);
@@ -217,7 +217,7 @@ impl<T> Teardown<T> {
     }
 }
 
-impl<T: Send + 'static> Drop for Core<T> {
+impl<T: Send + 'static> Drop for Cache<T> {
     fn drop(&mut self) {
         // Unregister the stats source first: it can no longer upgrade.
         self._reg = None;
