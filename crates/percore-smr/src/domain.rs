@@ -63,17 +63,42 @@ pub enum Mode {
 /// wait for ever in practice (issue 16).
 pub const MAX_LAZY_TICK: Duration = Duration::from_secs(1);
 
-/// The domain's counters in the stats tree (`smr.<name>.*`).
-pub(crate) struct DomainCounters {
-    pub(crate) advance: Counter,
-    pub(crate) advance_wait: Counter,
-    pub(crate) poll: Counter,
-    pub(crate) poll_scan: Counter,
-    pub(crate) poll_fail: Counter,
-    pub(crate) retired: Counter,
-    pub(crate) reclaimed: Counter,
-    pub(crate) backpressure: Counter,
-    pub(crate) cap_overrun: Counter,
+percore_cpu::stats_struct! {
+    /// The domain's counters in the stats tree (`smr.<name>.*`).
+    #[derive(Default)]
+    pub(crate) struct DomainCounters {
+        /// Sequence advances (`smr_advance`, and the lazy clock's steps).
+        pub(crate) advance: Counter,
+        /// Advances that waited for readers because the write sequence was
+        /// too far ahead of `rd_seq`.
+        pub(crate) advance_wait: Counter,
+        /// Polls.
+        pub(crate) poll: Counter,
+        /// Polls that scanned the slots.
+        pub(crate) poll_scan: Counter,
+        /// Polls whose goal had not expired.
+        pub(crate) poll_fail: Counter,
+        /// Objects retired.
+        pub(crate) retired: Counter,
+        /// Objects reclaimed.
+        pub(crate) reclaimed: Counter,
+        /// Retirers that waited because more than the cap was pending.
+        pub(crate) backpressure: Counter => "backpressure_waits",
+        /// Retires that found the pending cap exceeded but could not wait
+        /// (inside a section, or from a path that must not block).
+        pub(crate) cap_overrun: Counter => "cap_overruns",
+    }
+}
+
+/// The domain's source in the stats tree: its counters and its gauges.
+impl percore_cpu::stats::Emit for Domain {
+    fn emit(&self, emit: &mut dyn FnMut(&str, u64)) {
+        self.counters.emit(emit);
+        // ORDERING: statistics.
+        emit("pending", self.pending.load(Ordering::Relaxed) as u64);
+        emit("pending_bytes", self.pending_bytes.load(Ordering::Relaxed) as u64);
+        emit("participants", self.participants());
+    }
 }
 
 pub(crate) struct Queue {
@@ -164,17 +189,7 @@ impl Domain {
             pending_bytes: CachePadded::new(AtomicUsize::new(0)),
             max_pending,
             batch_size,
-            counters: DomainCounters {
-                advance: Counter::new(),
-                advance_wait: Counter::new(),
-                poll: Counter::new(),
-                poll_scan: Counter::new(),
-                poll_fail: Counter::new(),
-                retired: Counter::new(),
-                reclaimed: Counter::new(),
-                backpressure: Counter::new(),
-                cap_overrun: Counter::new(),
-            },
+            counters: DomainCounters::default(),
         }
     }
 

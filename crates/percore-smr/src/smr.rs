@@ -218,22 +218,7 @@ impl Builder {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let domain = Arc::new(Domain::new(id, self.name.clone(), self.mode, self.max_pending, self.batch_size));
         register_fence_stats(domain.flavour);
-        let s = domain.clone();
-        let reg = stats::register(&format!("smr.{}", self.name), move |emit| {
-            let c = &s.counters;
-            emit("advance", c.advance.sum());
-            emit("advance_wait", c.advance_wait.sum());
-            emit("poll", c.poll.sum());
-            emit("poll_scan", c.poll_scan.sum());
-            emit("poll_fail", c.poll_fail.sum());
-            emit("retired", c.retired.sum());
-            emit("reclaimed", c.reclaimed.sum());
-            emit("pending", s.pending.load(Ordering::Relaxed) as u64);
-            emit("pending_bytes", s.pending_bytes.load(Ordering::Relaxed) as u64);
-            emit("backpressure_waits", c.backpressure.sum());
-            emit("cap_overruns", c.cap_overrun.sum());
-            emit("participants", s.participants());
-        });
+        let reg = stats::register_source(&format!("smr.{}", self.name), domain.clone());
         Ok(Smr { domain: domain.clone(), _owner: Arc::new(DomainOwner { domain, _stats: reg }) })
     }
 }

@@ -210,6 +210,7 @@ struct Magazine<T> {
 }
 
 /// Counters for a zone (see [`crate::Stats`]).
+#[derive(Default)]
 pub(crate) struct ZoneCounters {
     allocs: Counter,
     frees: Counter,
@@ -266,12 +267,7 @@ impl<T: Send + 'static> Cache<T> {
         let nslots = if nocache { 0 } else { cfg.participants };
         let prefix = format!("zone.{}", cfg.name);
         Ok(Arc::new_cyclic(|me: &Weak<Cache<T>>| {
-            let weak = me.clone();
-            let reg = percore_cpu::stats::register(&prefix, move |emit| {
-                if let Some(cache) = weak.upgrade() {
-                    cache.emit_stats(emit);
-                }
-            });
+            let reg = percore_cpu::stats::register_source(&prefix, me.clone());
             Cache {
                 name: cfg.name,
                 ctor: hooks.ctor.take(),
@@ -292,7 +288,7 @@ impl<T: Send + 'static> Cache<T> {
                 wait_mx: Mutex::new(()),
                 wake: Condvar::new(),
                 retired: Mutex::new(VecDeque::new()),
-                counters: ZoneCounters { allocs: Counter::new(), frees: Counter::new(), fails: Counter::new() },
+                counters: ZoneCounters::default(),
                 me: me.clone(),
                 _reg: Some(reg),
             }

@@ -83,36 +83,38 @@ pub use error::Error;
 pub use smr_zone::{SmrBox, SmrBuilder, SmrZone};
 pub use zone::{Builder, ZBox, Zone};
 
-/// A snapshot of a zone's counters; see [`Zone::stats`].
-///
-/// Counters are read without stopping the zone, so a snapshot taken while
-/// other threads work is approximate. The fast paths count nothing: a
-/// thread's allocations and frees are added up at its bucket exchanges, when
-/// it exits, and when it calls [`Zone::stats`] itself, so a live thread's
-/// latest operations (at most two buckets' worth) may be missing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Successful allocations.
-    pub allocs: u64,
-    /// Frees.
-    pub frees: u64,
-    /// Allocations that failed (limit reached, timeout, would deadlock).
-    pub fails: u64,
-    /// Items out of the slabs: allocated plus cached.
-    pub items: u64,
-    /// Constructed items cached for reuse (`items - (allocs - frees)`).
-    pub cached: u64,
-    /// Items in the depot (shared cache).
-    pub depot_items: u64,
-    /// Slabs held.
-    pub slabs: u64,
-    /// Capacity of newly made buckets.
-    pub bucket_size: u64,
-    /// SMR zones: buckets in the depot still waiting for their grace period.
-    pub smr_waiting: u64,
-    /// Threads waiting in `alloc_wait`.
-    pub sleepers: u64,
+percore_cpu::stats_struct! {
+    /// A snapshot of a zone's counters; see [`Zone::stats`].
+    ///
+    /// Counters are read without stopping the zone, so a snapshot taken while
+    /// other threads work is approximate. The fast paths count nothing: a
+    /// thread's allocations and frees are added up at its bucket exchanges, when
+    /// it exits, and when it calls [`Zone::stats`] itself, so a live thread's
+    /// latest operations (at most two buckets' worth) may be missing.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub struct Stats {
+        /// Successful allocations.
+        pub allocs: u64,
+        /// Frees.
+        pub frees: u64,
+        /// Allocations that failed (limit reached, timeout, would deadlock).
+        pub fails: u64,
+        /// Items out of the slabs: allocated plus cached.
+        pub items: u64,
+        /// Constructed items cached for reuse (`items - (allocs - frees)`).
+        pub cached: u64,
+        /// Items in the depot (shared cache).
+        pub depot_items: u64,
+        /// Slabs held.
+        pub slabs: u64,
+        /// Capacity of newly made buckets.
+        pub bucket_size: u64,
+        /// SMR zones: buckets in the depot still waiting for their grace period.
+        pub smr_waiting: u64,
+        /// Threads waiting in `alloc_wait`.
+        pub sleepers: u64,
+    }
 }
 
 /// What [`Zone::reclaim`] gave back.

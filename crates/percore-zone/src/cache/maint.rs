@@ -153,17 +153,13 @@ impl<T: Send + 'static> Cache<T> {
             sleepers: self.sleepers.load(Ordering::Relaxed) as u64,
         }
     }
+}
 
-    pub(super) fn emit_stats(&self, emit: &mut dyn FnMut(&str, u64)) {
-        let s = self.stats();
-        emit("allocs", s.allocs);
-        emit("frees", s.frees);
-        emit("fails", s.fails);
-        emit("items", s.items);
-        emit("cached", s.cached);
-        emit("slabs", s.slabs);
-        emit("bucket_size", s.bucket_size);
-        emit("smr_waiting", s.smr_waiting);
+/// The zone's source in the stats tree (`zone.<name>.*`): every [`Stats`]
+/// field, and the hook panics caught.
+impl<T: Send + 'static> percore_cpu::stats::Emit for Cache<T> {
+    fn emit(&self, emit: &mut dyn FnMut(&str, u64)) {
+        self.stats().emit(emit);
         // ORDERING: a statistic.
         emit("hook_panics", self.hooks.lost_panics.load(Ordering::Relaxed));
     }
