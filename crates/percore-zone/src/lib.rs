@@ -81,7 +81,7 @@ mod zone;
 
 pub use error::Error;
 pub use smr_zone::{SmrBox, SmrBuilder, SmrZone};
-pub use zone::{Builder, ZBox, Zone};
+pub use zone::{Builder, GenericBox, GenericBuilder, GenericZone, Kind, Plain, SmrKind, ZBox, Zone};
 
 percore_cpu::stats_struct! {
     /// A snapshot of a zone's counters; see [`Zone::stats`].
