@@ -54,12 +54,21 @@
 //! settle `pending` for the entries they ran whenever they next take the
 //! pool lock (at the latest, right after `ready` runs dry).
 //!
-//! A worker that runs out of work first *spins* for `cfg.spin` (10 us by
-//! default), polling `queued`, a relaxed copy of the queue length written
+//! A worker that runs out of work first *spins* for up to `cfg.spin` (50 us
+//! by default), polling `queued`, a relaxed copy of the queue length written
 //! under the lock. While any worker spins, pushers wake nobody: the spinner
 //! re-checks the queue under the lock before it sleeps, so nothing is lost.
 //! Back-to-back jobs then cost no futex wake on either side; an idle pool
 //! pays the spin once after its last job, and nothing afterwards.
+//!
+//! Spinning adapts per worker (`next_budget`). A worker woken within
+//! `4 * cfg.spin` after it went to sleep spins the full `cfg.spin` next
+//! time: jobs come back to back, and the submitter was only slow to return
+//! (on this project's 2-CPU VM, a submitter woken by the job it waited for
+//! came back later than a 10 or 20 us spin for most jobs, within 50 us for
+//! most: `docs/BENCHMARKS.md`, issue 15's pool section). Woken later,
+//! it halves its budget, down to a sixteenth, so that jobs trickling in a
+//! millisecond or more apart do not pay a full spin each.
 //!
 //! The overseer creates a worker when work is queued and nobody is idle or
 //! waking, at once while the pool has fewer workers than CPUs, and beyond
@@ -142,6 +151,18 @@ pub(crate) struct Config {
     pub(crate) eager_threads: usize,
     pub(crate) stall: Duration,
     pub(crate) spin: Duration,
+}
+
+/// The spin budget after a sleep of `slept`: the full `spin` again when the
+/// worker was woken within `4 * spin` (jobs come back to back, give or take
+/// a submitter's own wake-up), half of it otherwise (jobs come too seldom
+/// for spinning to pay), down to a sixteenth.
+fn next_budget(budget: Duration, spin: Duration, slept: Duration) -> Duration {
+    if slept <= 4 * spin {
+        spin
+    } else {
+        (budget / 2).max(spin / 16)
+    }
 }
 
 /// One sleeping worker's wake-up channel (the seed's `tpt_cv`).
@@ -501,6 +522,8 @@ impl PoolCore {
         self.setup_thread();
         let mut spun = false;
         let mut done = 0;
+        // This worker's spin budget (see "Spinning" in the module essay).
+        let mut budget = self.cfg.spin;
         loop {
             if self.take_work(&mut done) {
                 spun = false;
@@ -517,15 +540,17 @@ impl PoolCore {
             }
             if !spun {
                 // Look again after spinning: the queues, then `dying`.
-                drop(self.spin(st));
+                drop(self.spin(st, budget));
                 spun = true;
                 continue;
             }
             spun = false;
+            let slept = Instant::now();
             match self.idle_slow(st, &me) {
                 Some(st) => drop(st),
                 None => return,
             }
+            budget = next_budget(budget, self.cfg.spin, slept.elapsed());
         }
     }
 
@@ -533,8 +558,8 @@ impl PoolCore {
     /// before going to sleep: a job that arrives meanwhile is taken without
     /// a futex wake on either side. Bounded, so an idle pool still costs
     /// nothing; pushers see `spinning` and wake nobody.
-    fn spin<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        if self.cfg.spin.is_zero() {
+    fn spin<'a>(&'a self, mut st: MutexGuard<'a, State>, budget: Duration) -> MutexGuard<'a, State> {
+        if budget.is_zero() {
             return st;
         }
         st.spinning += 1;
@@ -542,7 +567,7 @@ impl PoolCore {
         let start = Instant::now();
         let mut round = 0u32;
         // ORDERING: a hint; see `publish_len`.
-        while self.queued.load(Ordering::Relaxed) == 0 && !self.ready_nonempty() && start.elapsed() < self.cfg.spin {
+        while self.queued.load(Ordering::Relaxed) == 0 && !self.ready_nonempty() && start.elapsed() < budget {
             round += 1;
             if round % 8 == 0 {
                 percore_cpu::loom::yield_now();
@@ -784,5 +809,28 @@ impl PoolCore {
             st = self.drain_cv.wait(st);
         }
         st.drain_waiters -= 1;
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::next_budget;
+    use std::time::Duration;
+
+    #[test]
+    fn the_spin_budget_halves_for_far_apart_jobs_and_comes_back_for_close_ones() {
+        let spin = Duration::from_micros(50);
+        let far = Duration::from_millis(1);
+        let mut b = spin;
+        let mut seen = vec![b];
+        for _ in 0..6 {
+            b = next_budget(b, spin, far);
+            seen.push(b);
+        }
+        let us: Vec<u128> = seen.iter().map(|d| d.as_nanos()).collect();
+        assert_eq!(us, [50_000, 25_000, 12_500, 6_250, 3_125, 3_125, 3_125]);
+        assert_eq!(next_budget(b, spin, 4 * spin), spin, "woken soon: the full spin again");
+        assert_eq!(next_budget(b, spin, 4 * spin + Duration::from_nanos(1)), b, "at the floor");
+        assert_eq!(next_budget(Duration::ZERO, Duration::ZERO, far), Duration::ZERO, "no spin stays none");
     }
 }
