@@ -171,6 +171,14 @@ impl<S: Emit + ?Sized> Emit for Arc<S> {
     }
 }
 
+/// Under loom, protocol state lives in loom's `Arc` (see [`crate::loom`]).
+#[cfg(loom)]
+impl<S: Emit> Emit for loom::sync::Arc<S> {
+    fn emit(&self, emit: &mut dyn FnMut(&str, u64)) {
+        (**self).emit(emit);
+    }
+}
+
 /// A source that may be gone: it reports nothing once the last `Arc` is
 /// dropped (for a source that owns its own [`Registration`]).
 impl<S: Emit + ?Sized> Emit for Weak<S> {
