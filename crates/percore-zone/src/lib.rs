@@ -30,9 +30,14 @@
 //!   find a constructed `T` (the exact guarantee is on [`SmrZone`]). Only
 //!   items whose tag expired are finalised, and only slabs made of such items
 //!   go back to the system.
-//! * **Stats** live in the percore stats tree under `zone.<name>.*`:
-//!   `allocs`, `frees`, `fails`, `items`, `cached`, `slabs`, `bucket_size`,
-//!   `smr_waiting`.
+//! * **Stats** live in the percore stats tree under `zone.<name>.*`: every
+//!   field of [`Stats`] (`allocs`, `frees`, `fails`, `items`, `cached`,
+//!   `depot_items`, `slabs`, `bucket_size`, `smr_waiting`, `sleepers`) and
+//!   `hook_panics`.
+//! * **One API, two kinds.** [`Zone`] and [`SmrZone`] are the two kinds of
+//!   one [`GenericZone`] (and [`ZBox`]/[`SmrBox`] of one [`GenericBox`]):
+//!   what they share is written once in `zone.rs`, and the [`Kind`] decides
+//!   constructors, hook signatures and `DerefMut`.
 //! * **Panicking hooks** cost no capacity: a panic in `init`, `ctor` or
 //!   `dtor` propagates to the caller of the allocation or free only after
 //!   the zone has settled its accounting (raw memory of a failed `init` goes
