@@ -14,7 +14,8 @@
 //!   adds to its own shard with a relaxed atomic add on a line nobody else
 //!   writes, and a reader sums the shards. Adds never contend; reads are rare.
 //! * **The stats tree**: every subsystem registers its counters under a dotted
-//!   prefix (`smr.<name>.poll`, `zone.<name>.allocs`, ...) with [`stats::register`];
+//!   prefix (`smr.<name>.poll`, `zone.<name>.allocs`, ...) with [`stats::register`]
+//!   (or, for a struct of counters, [`stats_struct!`] and [`stats::register_source`]);
 //!   [`stats::snapshot`] returns every `(name, value)` pair in the process. The
 //!   facade re-exports it as `percore::stats()`, and `percore-bench` prints it.
 //! * **The loom door**: [`loom`] is where every percore protocol takes its

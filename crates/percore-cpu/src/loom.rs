@@ -182,6 +182,19 @@ pub fn yield_now() {
     imp::thread::yield_now();
 }
 
+/// Sleep for `dur` (under loom: a yield, since loom has no clock; a model
+/// may use this only in a loop that re-checks its condition).
+#[inline]
+pub fn sleep(dur: Duration) {
+    #[cfg(not(loom))]
+    std::thread::sleep(dur);
+    #[cfg(loom)]
+    {
+        let _ = dur;
+        loom::thread::yield_now();
+    }
+}
+
 /// The identity type of [`current_thread`].
 pub type ThreadId = imp::thread::ThreadId;
 

@@ -12,7 +12,7 @@
 //!
 //! # Mechanism
 //!
-//! One mutex (`Core::state`, the seed's `tp_lock`) protects everything in
+//! One mutex (`PoolCore::state`, the seed's `tp_lock`) protects everything in
 //! [`State`]. A job's protocol state lives under the job's own lock
 //! (`job.rs`). The lock order is **job lock, then pool lock**; nothing that
 //! holds the pool lock ever takes a job lock. Entries in the queue are
@@ -54,12 +54,21 @@
 //! settle `pending` for the entries they ran whenever they next take the
 //! pool lock (at the latest, right after `ready` runs dry).
 //!
-//! A worker that runs out of work first *spins* for `cfg.spin` (10 us by
-//! default), polling `queued`, a relaxed copy of the queue length written
+//! A worker that runs out of work first *spins* for up to `cfg.spin` (50 us
+//! by default), polling `queued`, a relaxed copy of the queue length written
 //! under the lock. While any worker spins, pushers wake nobody: the spinner
 //! re-checks the queue under the lock before it sleeps, so nothing is lost.
 //! Back-to-back jobs then cost no futex wake on either side; an idle pool
 //! pays the spin once after its last job, and nothing afterwards.
+//!
+//! Spinning adapts per worker (`next_budget`). A worker woken within
+//! `4 * cfg.spin` after it went to sleep spins the full `cfg.spin` next
+//! time: jobs come back to back, and the submitter was only slow to return
+//! (on this project's 2-CPU VM, a submitter woken by the job it waited for
+//! came back later than a 10 or 20 us spin for most jobs, within 50 us for
+//! most: `docs/BENCHMARKS.md`, issue 15's pool section). Woken later,
+//! it halves its budget, down to a sixteenth, so that jobs trickling in a
+//! millisecond or more apart do not pay a full spin each.
 //!
 //! The overseer creates a worker when work is queued and nobody is idle or
 //! waking, at once while the pool has fewer workers than CPUs, and beyond
@@ -83,7 +92,13 @@
 //!   no spinning, no periodic wake-ups.
 
 use crate::stats::PoolStats;
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard};
+use percore_cpu::loom::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard};
+// NOTE: `Arc` is `std`'s, not the loom shim's: it manages memory, not the
+// protocol (a job's protocol references are the counted `refs` of `job.rs`),
+// and loom's `Arc` cannot be coerced to `Arc<dyn Task>`. The shim's locks
+// ignore poisoning, which is right here: job functions run outside the pool
+// lock, and one that panics holding its job's lock leaves the protocol fields
+// consistent (each is changed in one statement).
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::CString;
@@ -96,16 +111,16 @@ use std::time::{Duration, Instant};
 /// NOTE: every method may run user code that the task itself does not catch
 /// (the destructor of a job's data when the pool held its last reference,
 /// of a spawned closure's result or captures). The pool calls them only
-/// through [`Core::guarded`], which catches such a panic and counts it in
+/// through [`PoolCore::guarded`], which catches such a panic and counts it in
 /// `panics`, so a destructor can never cost a worker (issue 16). A task
 /// leaves its own state consistent before any such drop.
 pub(crate) trait Task: Send + Sync + 'static {
     /// Run the entry `ticket` (popped by a worker; no pool lock held).
     /// Stale tickets are dropped here.
-    fn run(self: Arc<Self>, ticket: u64, core: &Arc<Core>);
+    fn run(self: Arc<Self>, ticket: u64, core: &Arc<PoolCore>);
     /// A delayed entry is due: queue it on `core` if `ticket` is still live
     /// (returns true), else drop it (returns false). No pool lock held.
-    fn promote(self: Arc<Self>, ticket: u64, core: &Arc<Core>) -> bool;
+    fn promote(self: Arc<Self>, ticket: u64, core: &Arc<PoolCore>) -> bool;
     /// The pool shut down before this delayed entry was due: tell its owner.
     fn shutdown(self: Arc<Self>, ticket: u64);
 }
@@ -138,6 +153,18 @@ pub(crate) struct Config {
     pub(crate) spin: Duration,
 }
 
+/// The spin budget after a sleep of `slept`: the full `spin` again when the
+/// worker was woken within `4 * spin` (jobs come back to back, give or take
+/// a submitter's own wake-up), half of it otherwise (jobs come too seldom
+/// for spinning to pay), down to a sixteenth.
+fn next_budget(budget: Duration, spin: Duration, slept: Duration) -> Duration {
+    if slept <= 4 * spin {
+        spin
+    } else {
+        (budget / 2).max(spin / 16)
+    }
+}
+
 /// One sleeping worker's wake-up channel (the seed's `tpt_cv`).
 #[derive(Debug)]
 pub(crate) struct Parker {
@@ -163,8 +190,10 @@ pub(crate) struct State {
     drain_waiters: usize,
 }
 
-/// The shared heart of one pool.
-pub(crate) struct Core {
+/// The shared heart of one pool (the seed's `struct threadpool`): the pool
+/// lock and its state, the queues, the condition variables, and what every
+/// worker, the overseer and each handle reach through an `Arc`.
+pub(crate) struct PoolCore {
     pub(crate) state: Mutex<State>,
     overseer_cv: Condvar,
     /// Drain waiters and the destroyer wait here (`notify_all`).
@@ -197,12 +226,12 @@ enum Wake {
     Overseer,
 }
 
-impl Core {
-    /// A core with no threads. [`Core::start`] adds the overseer; the loom
+impl PoolCore {
+    /// A core with no threads. [`PoolCore::start`] adds the overseer; the loom
     /// model drives a core without threads instead.
-    pub(crate) fn new(cfg: Config, stats: Arc<PoolStats>) -> Core {
+    pub(crate) fn new(cfg: Config, stats: Arc<PoolStats>) -> PoolCore {
         let base_name = crate::sys::thread_name(&format!("poolthr/{}", cfg.name));
-        Core {
+        PoolCore {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 delayed: BTreeMap::new(),
@@ -231,7 +260,7 @@ impl Core {
 
     /// Whether the calling thread is one of this pool's threads.
     pub(crate) fn is_current(&self) -> bool {
-        CURRENT.with(|c| c.get() == self as *const Core as usize)
+        CURRENT.with(|c| c.get() == self as *const PoolCore as usize)
     }
 
     // ----- queueing (called with a job lock held, or none) -----
@@ -393,7 +422,7 @@ impl Core {
         }
     }
 
-    /// Like [`Core::finish_locked`], taking the lock.
+    /// Like [`PoolCore::finish_locked`], taking the lock.
     pub(crate) fn finish(&self) {
         let mut st = self.state.lock();
         self.finish_locked(&mut st);
@@ -452,7 +481,7 @@ impl Core {
     /// in `panics`, and answered with `on_panic`.
     #[inline]
     pub(crate) fn guarded<R>(&self, on_panic: R, f: impl FnOnce() -> R) -> R {
-        match crate::sync::catch_unwind(f) {
+        match crate::error::catch_unwind(f) {
             Ok(r) => r,
             Err(payload) => self.caught_slow(payload, on_panic),
         }
@@ -461,7 +490,7 @@ impl Core {
     #[cold]
     fn caught_slow<R>(&self, payload: Box<dyn std::any::Any + Send>, on_panic: R) -> R {
         self.stats.panics.inc();
-        crate::sync::drop_payload(payload);
+        crate::error::drop_payload(payload);
         on_panic
     }
 
@@ -493,6 +522,8 @@ impl Core {
         self.setup_thread();
         let mut spun = false;
         let mut done = 0;
+        // This worker's spin budget (see "Spinning" in the module essay).
+        let mut budget = self.cfg.spin;
         loop {
             if self.take_work(&mut done) {
                 spun = false;
@@ -509,15 +540,17 @@ impl Core {
             }
             if !spun {
                 // Look again after spinning: the queues, then `dying`.
-                drop(self.spin(st));
+                drop(self.spin(st, budget));
                 spun = true;
                 continue;
             }
             spun = false;
+            let slept = Instant::now();
             match self.idle_slow(st, &me) {
                 Some(st) => drop(st),
                 None => return,
             }
+            budget = next_budget(budget, self.cfg.spin, slept.elapsed());
         }
     }
 
@@ -525,8 +558,8 @@ impl Core {
     /// before going to sleep: a job that arrives meanwhile is taken without
     /// a futex wake on either side. Bounded, so an idle pool still costs
     /// nothing; pushers see `spinning` and wake nobody.
-    fn spin<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        if self.cfg.spin.is_zero() {
+    fn spin<'a>(&'a self, mut st: MutexGuard<'a, State>, budget: Duration) -> MutexGuard<'a, State> {
+        if budget.is_zero() {
             return st;
         }
         st.spinning += 1;
@@ -534,10 +567,10 @@ impl Core {
         let start = Instant::now();
         let mut round = 0u32;
         // ORDERING: a hint; see `publish_len`.
-        while self.queued.load(Ordering::Relaxed) == 0 && !self.ready_nonempty() && start.elapsed() < self.cfg.spin {
+        while self.queued.load(Ordering::Relaxed) == 0 && !self.ready_nonempty() && start.elapsed() < budget {
             round += 1;
             if round % 8 == 0 {
-                crate::sync::yield_now();
+                percore_cpu::loom::yield_now();
             } else {
                 for _ in 0..32 {
                     std::hint::spin_loop();
@@ -594,7 +627,7 @@ impl Core {
 
     /// Name, pin and prioritise the calling pool thread.
     fn setup_thread(&self) {
-        CURRENT.with(|c| c.set(self as *const Core as usize));
+        CURRENT.with(|c| c.set(self as *const PoolCore as usize));
         if let Some(cpu) = self.cfg.cpu {
             if percore_cpu::pin_current(cpu).is_err() {
                 self.stats.pin_errors.inc();
@@ -776,5 +809,28 @@ impl Core {
             st = self.drain_cv.wait(st);
         }
         st.drain_waiters -= 1;
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::next_budget;
+    use std::time::Duration;
+
+    #[test]
+    fn the_spin_budget_halves_for_far_apart_jobs_and_comes_back_for_close_ones() {
+        let spin = Duration::from_micros(50);
+        let far = Duration::from_millis(1);
+        let mut b = spin;
+        let mut seen = vec![b];
+        for _ in 0..6 {
+            b = next_budget(b, spin, far);
+            seen.push(b);
+        }
+        let us: Vec<u128> = seen.iter().map(|d| d.as_nanos()).collect();
+        assert_eq!(us, [50_000, 25_000, 12_500, 6_250, 3_125, 3_125, 3_125]);
+        assert_eq!(next_budget(b, spin, 4 * spin), spin, "woken soon: the full spin again");
+        assert_eq!(next_budget(b, spin, 4 * spin + Duration::from_nanos(1)), b, "at the floor");
+        assert_eq!(next_budget(Duration::ZERO, Duration::ZERO, far), Duration::ZERO, "no spin stays none");
     }
 }

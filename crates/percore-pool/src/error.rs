@@ -193,3 +193,18 @@ impl fmt::Display for PanicPayload {
         f.write_str(&self.message)
     }
 }
+
+/// Run user code `f`, catching a panic (under loom too: loom's threads
+/// propagate panics, but a job that panics inside a model must be caught
+/// exactly as outside one).
+pub(crate) fn catch_unwind<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+}
+
+/// Drop a caught panic's payload without letting a panicking payload
+/// destructor escape (a payload whose `Drop` panics is leaked instead).
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(move || drop(payload)) {
+        std::mem::forget(again);
+    }
+}

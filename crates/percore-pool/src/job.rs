@@ -45,10 +45,10 @@
 //!   exactly once. A panic before `done` is caught and the worker does the
 //!   `done` for it.
 
-use crate::core::{Core, DelayKey, Entry, Task};
+use crate::core::{DelayKey, Entry, PoolCore, Task};
 use crate::error::{Error, PanicPayload};
-use crate::sync::{current_thread, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, ThreadId};
 use crate::ThreadPool;
+use percore_cpu::loom::{current_thread, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, ThreadId};
 use std::ffi::CString;
 use std::fmt;
 use std::marker::PhantomData;
@@ -85,9 +85,9 @@ pub struct JobStats {
 
 enum State {
     Idle,
-    Queued { core: Arc<Core>, ticket: u64 },
-    Delayed { core: Arc<Core>, ticket: u64, key: DelayKey },
-    Running { core: Arc<Core>, ticket: u64, thread: ThreadId },
+    Queued { core: Arc<PoolCore>, ticket: u64 },
+    Delayed { core: Arc<PoolCore>, ticket: u64, key: DelayKey },
+    Running { core: Arc<PoolCore>, ticket: u64, thread: ThreadId },
 }
 
 /// The protocol fields, under the job lock.
@@ -508,7 +508,7 @@ fn status_of(state: &State) -> JobStatus {
 fn schedule_locked<T: Send + 'static>(
     job: &Arc<JobInner<T>>,
     proto: &mut Proto,
-    core: &Arc<Core>,
+    core: &Arc<PoolCore>,
     delay: Option<Duration>,
 ) -> bool {
     if !matches!(proto.state, State::Idle) || proto.dying {
@@ -682,7 +682,7 @@ fn finish_run<T: Send + 'static>(job: &JobInner<T>, proto: &mut Proto, ticket: u
 }
 
 impl<T: Send + 'static> Task for JobInner<T> {
-    fn run(self: Arc<Self>, ticket: u64, core: &Arc<Core>) {
+    fn run(self: Arc<Self>, ticket: u64, core: &Arc<PoolCore>) {
         {
             let mut g = self.lock.lock();
             let proto = &mut g.proto;
@@ -697,7 +697,7 @@ impl<T: Send + 'static> Task for JobInner<T> {
         }
         crate::sys::rename_current(&self.os_name);
         let run = Run { job: &self, ticket, _brand: PhantomData };
-        let result = crate::sync::catch_unwind(|| {
+        let result = crate::error::catch_unwind(|| {
             let _done: Done<'_> = (self.func)(run);
         });
         crate::sys::rename_current(&core.base_name);
@@ -706,7 +706,7 @@ impl<T: Send + 'static> Task for JobInner<T> {
         }
     }
 
-    fn promote(self: Arc<Self>, ticket: u64, core: &Arc<Core>) -> bool {
+    fn promote(self: Arc<Self>, ticket: u64, core: &Arc<PoolCore>) -> bool {
         let mut g = self.lock.lock();
         let proto = &mut g.proto;
         if !matches!(&proto.state, State::Delayed { ticket: t, .. } if *t == ticket) {
@@ -732,7 +732,7 @@ impl<T: Send + 'static> Task for JobInner<T> {
 impl<T: Send + 'static> JobInner<T> {
     /// The function panicked: record it, and say `done` if it had not.
     #[cold]
-    fn panicked_slow(&self, ticket: u64, core: &Core, payload: Box<dyn std::any::Any + Send>) {
+    fn panicked_slow(&self, ticket: u64, core: &PoolCore, payload: Box<dyn std::any::Any + Send>) {
         core.stats.panics.inc();
         let mut g = self.lock.lock();
         let proto = &mut g.proto;

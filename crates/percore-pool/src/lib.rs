@@ -114,7 +114,6 @@ mod percpu;
 mod pool;
 mod spawn;
 mod stats;
-mod sync;
 mod sys;
 
 pub use error::{Error, JoinError, PanicPayload};
@@ -129,13 +128,13 @@ pub use stats::Stats;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod __loom {
-    use crate::core::{Config, Core};
+    use crate::core::{Config, PoolCore};
     use std::sync::Arc;
     use std::time::Duration;
 
     /// A pool core with no threads, and a `ThreadPool` handle on it.
     pub struct Model {
-        core: Arc<Core>,
+        core: Arc<PoolCore>,
         pool: crate::ThreadPool,
     }
 
@@ -153,7 +152,7 @@ pub mod __loom {
                 spin: Duration::ZERO,
             };
             let stats = Arc::new(crate::stats::PoolStats::default());
-            let pool = crate::ThreadPool::from_core(Arc::new(Core::new(cfg, stats)));
+            let pool = crate::ThreadPool::from_core(Arc::new(PoolCore::new(cfg, stats)));
             Model { core: pool.core().clone(), pool }
         }
 

@@ -7,7 +7,7 @@
 //! priority. As in the seed, the loser finds the winner's pool on its second
 //! look, takes a reference to it, and destroys its own after unlocking.
 
-use crate::core::{Config, Core};
+use crate::core::{Config, PoolCore};
 use crate::job::Job;
 use crate::spawn::JoinHandle;
 use crate::stats::{PoolStats, Stats};
@@ -23,7 +23,7 @@ pub const PRI_MIN: i32 = 0;
 pub const PRI_MAX: i32 = 39;
 
 /// The default spin before a worker sleeps, in microseconds.
-const SPIN_US: u64 = 10;
+const SPIN_US: u64 = 50;
 
 /// The nice value a priority maps to (`nice = 19 - pri`), or `None` for
 /// [`PRI_NONE`].
@@ -104,7 +104,7 @@ impl<V> Registry<V> {
 
 /// A started pool and its stats registration; dropping it shuts it down.
 pub(crate) struct Pool {
-    pub(crate) core: Arc<Core>,
+    pub(crate) core: Arc<PoolCore>,
     /// Set by [`Pool::publish`]: only the winner of a creation race appears
     /// in the stats tree, so a shared pool's name never gets a `#2` suffix.
     reg: OnceLock<percore_cpu::stats::Registration>,
@@ -113,7 +113,7 @@ pub(crate) struct Pool {
 impl Pool {
     pub(crate) fn start(cfg: Config) -> Result<Pool, Error> {
         let stats = Arc::new(PoolStats::default());
-        let core = Arc::new(Core::new(cfg, stats));
+        let core = Arc::new(PoolCore::new(cfg, stats));
         core.start()?;
         Ok(Pool { core, reg: OnceLock::new() })
     }
@@ -196,7 +196,7 @@ impl ThreadPool {
 
     /// A private pool around a core that has no threads (the loom model).
     #[cfg(loom)]
-    pub(crate) fn from_core(core: Arc<Core>) -> ThreadPool {
+    pub(crate) fn from_core(core: Arc<PoolCore>) -> ThreadPool {
         ThreadPool::from_pool(Pool { core, reg: OnceLock::new() })
     }
 
@@ -205,7 +205,7 @@ impl ThreadPool {
         self.handle.pool.publish();
     }
 
-    pub(crate) fn core(&self) -> &Arc<Core> {
+    pub(crate) fn core(&self) -> &Arc<PoolCore> {
         &self.handle.pool.core
     }
 
@@ -305,7 +305,7 @@ impl Default for Builder {
 
 impl Builder {
     /// The defaults: name `private`, [`PRI_NONE`], 30 s idle timeout, at
-    /// most 512 workers, 1 ms stall interval, 10 us spin.
+    /// most 512 workers, 1 ms stall interval, 50 us spin.
     pub fn new() -> Builder {
         Builder {
             name: "private".to_string(),
@@ -350,8 +350,10 @@ impl Builder {
     }
 
     /// How long a worker that ran out of work polls for more before it
-    /// sleeps (0: never; at most 1 ms). Polling saves a futex wake-up when
-    /// jobs come back to back, and costs that much CPU after each burst.
+    /// sleeps (0: never; at most 1 ms; default 50 us). Polling saves a futex
+    /// wake-up when jobs come back to back, and costs that much CPU after
+    /// each burst; a worker whose jobs come far apart (more than four times
+    /// this) halves its own poll each time, down to a sixteenth.
     pub fn spin(mut self, spin: Duration) -> Builder {
         self.spin = spin;
         self

@@ -40,9 +40,9 @@
 //! XXX: the cell's `UnsafeCell`s are `std`'s, so the loom model does not
 //! cover this module; its protocol is the table above.
 
-use crate::core::{Core, Entry, Task};
+use crate::core::{Entry, PoolCore, Task};
 use crate::error::{JoinError, PanicPayload};
-use crate::sync::{AtomicUsize, Condvar, Mutex};
+use percore_cpu::loom::{AtomicUsize, Condvar, Mutex};
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
@@ -158,10 +158,10 @@ impl Cell {
 
 /// Drop `v`, returning the panic of its destructor instead of unwinding.
 fn drop_caught<V>(v: V) -> Option<Payload> {
-    crate::sync::catch_unwind(move || drop(v)).err()
+    crate::error::catch_unwind(move || drop(v)).err()
 }
 
-/// Re-raise a destructor's panic on a pool thread: [`Core::guarded`]
+/// Re-raise a destructor's panic on a pool thread: [`PoolCore::guarded`]
 /// catches and counts it.
 fn reraise(p: Option<Payload>) {
     if let Some(p) = p {
@@ -170,12 +170,12 @@ fn reraise(p: Option<Payload>) {
 }
 
 impl Task for Cell {
-    fn run(self: Arc<Self>, _ticket: u64, core: &Arc<Core>) {
+    fn run(self: Arc<Self>, _ticket: u64, core: &Arc<PoolCore>) {
         if self.leave_pending(RUNNING) {
             // SAFETY: RUNNING and we won the CAS: the thunk is ours.
             let thunk = unsafe { (*self.thunk.get()).take() };
             if let Some(f) = thunk {
-                let outcome = crate::sync::catch_unwind(f).map_err(|p| {
+                let outcome = crate::error::catch_unwind(f).map_err(|p| {
                     core.stats.panics.inc();
                     PanicPayload::new(p)
                 });
@@ -187,7 +187,7 @@ impl Task for Cell {
         reraise(self.release());
     }
 
-    fn promote(self: Arc<Self>, ticket: u64, core: &Arc<Core>) -> bool {
+    fn promote(self: Arc<Self>, ticket: u64, core: &Arc<PoolCore>) -> bool {
         // Spawned closures are never delayed; a promoted one just runs.
         core.push_promoted(Entry { task: self, ticket });
         true
@@ -217,7 +217,7 @@ fn cancel(cell: &Cell) -> (bool, Option<Payload>) {
     (true, drop_caught(thunk))
 }
 
-pub(crate) fn spawn<F, R>(core: &Arc<Core>, f: F) -> JoinHandle<R>
+pub(crate) fn spawn<F, R>(core: &Arc<PoolCore>, f: F) -> JoinHandle<R>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
@@ -368,7 +368,7 @@ impl<R> Drop for JoinHandle<R> {
     fn drop(&mut self) {
         if let Some(p) = self.cell.clone().release() {
             if std::thread::panicking() {
-                crate::sync::drop_payload(p);
+                crate::error::drop_payload(p);
             } else {
                 std::panic::resume_unwind(p);
             }

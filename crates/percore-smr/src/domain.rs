@@ -19,12 +19,12 @@
 //!   section began; a stale one (below `rd_seq`, see `poll_slot`) is treated
 //!   as `rd_seq`.
 
-use crate::loom::{fence, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard};
 use crate::reclaim::{Batch, Tagged};
 use crate::seq::{Seq, INCR, INIT, INVALID, LAZY_GRACE, LAZY_INCR, MAX_ADVANCE, MAX_DELTA, SEQ_ADVANCE};
 use crate::slots::{Slot, Slots};
 use crate::sys::{self, Flavour};
 use crossbeam_utils::CachePadded;
+use percore_cpu::loom::{fence, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard};
 use percore_cpu::Counter;
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -63,16 +63,42 @@ pub enum Mode {
 /// wait for ever in practice (issue 16).
 pub const MAX_LAZY_TICK: Duration = Duration::from_secs(1);
 
-pub(crate) struct Counters {
-    pub(crate) advance: Counter,
-    pub(crate) advance_wait: Counter,
-    pub(crate) poll: Counter,
-    pub(crate) poll_scan: Counter,
-    pub(crate) poll_fail: Counter,
-    pub(crate) retired: Counter,
-    pub(crate) reclaimed: Counter,
-    pub(crate) backpressure: Counter,
-    pub(crate) cap_overrun: Counter,
+percore_cpu::stats_struct! {
+    /// The domain's counters in the stats tree (`smr.<name>.*`).
+    #[derive(Default)]
+    pub(crate) struct DomainCounters {
+        /// Sequence advances (`smr_advance`, and the lazy clock's steps).
+        pub(crate) advance: Counter,
+        /// Advances that waited for readers because the write sequence was
+        /// too far ahead of `rd_seq`.
+        pub(crate) advance_wait: Counter,
+        /// Polls.
+        pub(crate) poll: Counter,
+        /// Polls that scanned the slots.
+        pub(crate) poll_scan: Counter,
+        /// Polls whose goal had not expired.
+        pub(crate) poll_fail: Counter,
+        /// Objects retired.
+        pub(crate) retired: Counter,
+        /// Objects reclaimed.
+        pub(crate) reclaimed: Counter,
+        /// Retirers that waited because more than the cap was pending.
+        pub(crate) backpressure: Counter => "backpressure_waits",
+        /// Retires that found the pending cap exceeded but could not wait
+        /// (inside a section, or from a path that must not block).
+        pub(crate) cap_overrun: Counter => "cap_overruns",
+    }
+}
+
+/// The domain's source in the stats tree: its counters and its gauges.
+impl percore_cpu::stats::Emit for Domain {
+    fn emit(&self, emit: &mut dyn FnMut(&str, u64)) {
+        self.counters.emit(emit);
+        // ORDERING: statistics.
+        emit("pending", self.pending.load(Ordering::Relaxed) as u64);
+        emit("pending_bytes", self.pending_bytes.load(Ordering::Relaxed) as u64);
+        emit("participants", self.participants());
+    }
 }
 
 pub(crate) struct Queue {
@@ -81,7 +107,9 @@ pub(crate) struct Queue {
     pub(crate) dead: bool,
 }
 
-pub(crate) struct Shared {
+/// The protocol state of one SMR domain (FreeBSD's `smr_shared`), shared by
+/// every handle and slot; the table at the top says who touches each field.
+pub(crate) struct Domain {
     pub(crate) id: u64,
     pub(crate) name: String,
     pub(crate) mode: Mode,
@@ -104,10 +132,10 @@ pub(crate) struct Shared {
     pub(crate) pending_bytes: CachePadded<AtomicUsize>,
     pub(crate) max_pending: usize,
     pub(crate) batch_size: usize,
-    pub(crate) counters: Counters,
+    pub(crate) counters: DomainCounters,
 }
 
-crate::loom::smr_thread_local! {
+percore_cpu::loom_thread_local! {
     /// This thread is running popped batches (see `pop_expired`).
     static RUNNING: Cell<bool> = const { Cell::new(false) };
 }
@@ -118,8 +146,8 @@ struct Running<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
 
 impl<'a> Running<'a> {
     fn enter(runner: &'a Mutex<()>) -> Running<'a> {
-        // The guarded data is `()`: a poisoned lock is as good as any.
-        let g = runner.lock().unwrap_or_else(|e| e.into_inner());
+        // The guarded data is `()`: the shim's lock ignores poisoning.
+        let g = runner.lock();
         RUNNING.with(|r| r.set(true));
         Running(g)
     }
@@ -139,13 +167,13 @@ fn seq_of(pair: u64) -> Seq {
     Seq(pair as u32)
 }
 
-impl Shared {
-    pub(crate) fn new(id: u64, name: String, mode: Mode, max_pending: usize, batch_size: usize) -> Shared {
+impl Domain {
+    pub(crate) fn new(id: u64, name: String, mode: Mode, max_pending: usize, batch_size: usize) -> Domain {
         let tick_ns = match mode {
             Mode::Lazy { tick } => tick.as_nanos().clamp(1_000, u64::MAX as u128) as u64,
             _ => 1,
         };
-        Shared {
+        Domain {
             id,
             name,
             mode,
@@ -161,24 +189,14 @@ impl Shared {
             pending_bytes: CachePadded::new(AtomicUsize::new(0)),
             max_pending,
             batch_size,
-            counters: Counters {
-                advance: Counter::new(),
-                advance_wait: Counter::new(),
-                poll: Counter::new(),
-                poll_scan: Counter::new(),
-                poll_fail: Counter::new(),
-                retired: Counter::new(),
-                reclaimed: Counter::new(),
-                backpressure: Counter::new(),
-                cap_overrun: Counter::new(),
-            },
+            counters: DomainCounters::default(),
         }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Queue> {
         // Nothing panics while holding this lock except allocation failure;
         // the queue is consistent after every single push or pop.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        self.queue.lock()
     }
 
     /// The current write sequence (`smr_shared_current`).
@@ -206,7 +224,7 @@ impl Shared {
             // membarrier (sys::heavy_fence) upgrades this to a full fence
             // whenever it matters; see sys/mod.rs for the argument.
             slot.c_seq.store(seq, Ordering::Relaxed);
-            crate::loom::compiler_fence(Ordering::SeqCst);
+            percore_cpu::loom::compiler_fence(Ordering::SeqCst);
         }
     }
 
@@ -468,13 +486,7 @@ impl Shared {
                 // tick by tick instead of bumping the sequence.
                 let nap = Duration::from_nanos(self.tick_ns.min(1_000_000));
                 while !self.poll(goal, false) {
-                    #[cfg(not(loom))]
-                    std::thread::sleep(nap);
-                    #[cfg(loom)]
-                    {
-                        let _ = nap;
-                        crate::loom::yield_now();
-                    }
+                    percore_cpu::loom::sleep(nap);
                 }
             }
             _ => {
@@ -577,13 +589,10 @@ fn poll_slot(slot: &Slot, s_rd: Seq, goal: Seq, wait: bool) -> u32 {
 fn backoff(spins: &mut u32) {
     *spins += 1;
     if *spins < 64 {
-        crate::loom::spin_loop();
+        percore_cpu::loom::spin_loop();
     } else if *spins < 1024 {
-        crate::loom::yield_now();
+        percore_cpu::loom::yield_now();
     } else {
-        #[cfg(not(loom))]
-        std::thread::sleep(Duration::from_micros(50));
-        #[cfg(loom)]
-        crate::loom::yield_now();
+        percore_cpu::loom::sleep(Duration::from_micros(50));
     }
 }

@@ -107,7 +107,6 @@
 
 mod domain;
 mod error;
-mod loom;
 mod reclaim;
 mod seq;
 mod slots;

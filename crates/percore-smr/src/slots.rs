@@ -25,10 +25,10 @@
 //!   domain; otherwise only code that holds the domain's queue lock and knows
 //!   no handle exists (domain teardown, thread exit). See `domain.rs`.
 
-use crate::loom::{AtomicPtr, AtomicU32};
 use crate::reclaim::Batch;
 use crate::seq::INVALID;
 use crossbeam_utils::CachePadded;
+use percore_cpu::loom::{AtomicPtr, AtomicU32};
 use std::cell::{Cell, UnsafeCell};
 use std::ptr;
 use std::sync::atomic::Ordering;

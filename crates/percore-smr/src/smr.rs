@@ -7,12 +7,13 @@
 //! the thread exits. A one-entry cache (`FAST`) answers the common case, "the
 //! same domain as last time", with one thread-local load and a compare.
 
-use crate::domain::{Mode, Shared};
-use crate::loom::{smr_thread_local, Arc};
+use crate::domain::{Domain, Mode};
 use crate::reclaim::{Batch, Deferred, Tagged};
 use crate::slots::Slot;
 use crate::sys::Flavour;
 use crate::{Error, Seq};
+use percore_cpu::loom::Arc;
+use percore_cpu::loom_thread_local;
 use percore_cpu::stats;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
@@ -32,7 +33,7 @@ struct Fast {
 }
 
 /// Slots this thread owns, with the domains that keep their memory alive.
-struct Owned(RefCell<Vec<(Arc<Shared>, *const Slot)>>);
+struct Owned(RefCell<Vec<(Arc<Domain>, *const Slot)>>);
 
 impl Drop for Owned {
     fn drop(&mut self) {
@@ -42,18 +43,18 @@ impl Drop for Owned {
             f.id.set(0);
             f.owned.set(0);
         });
-        for (shared, slot) in self.0.get_mut().drain(..) {
-            // SAFETY: `slot` lives in `shared`'s segments, kept alive by the
+        for (domain, slot) in self.0.get_mut().drain(..) {
+            // SAFETY: `slot` lives in `domain`'s segments, kept alive by the
             // Arc next to it; this thread owns it.
-            shared.release_participant(unsafe { &*slot });
+            domain.release_participant(unsafe { &*slot });
         }
     }
 }
 
-smr_thread_local! {
+loom_thread_local! {
     static FAST: Fast = const { Fast { id: Cell::new(0), slot: Cell::new(std::ptr::null()), owned: Cell::new(0) } };
 }
-smr_thread_local! {
+loom_thread_local! {
     static OWNED: Owned = Owned(RefCell::new(Vec::new()));
 }
 
@@ -91,14 +92,16 @@ pub fn in_section() -> bool {
     OWNED.try_with(|o| o.0.borrow().iter().any(|(_, s)| unsafe { &**s }.in_section())).unwrap_or(false)
 }
 
-struct Domain {
-    shared: Arc<Shared>,
+/// What the last handle owns: dropping it tears the domain down (runs every
+/// pending destructor) and removes the domain's stats from the tree.
+struct DomainOwner {
+    domain: Arc<Domain>,
     _stats: stats::Registration,
 }
 
-impl Drop for Domain {
+impl Drop for DomainOwner {
     fn drop(&mut self) {
-        self.shared.teardown();
+        self.domain.teardown();
     }
 }
 
@@ -137,9 +140,9 @@ impl Drop for Domain {
 #[derive(Clone)]
 pub struct Smr {
     /// The protocol state, one pointer away for the read-side fast path.
-    shared: Arc<Shared>,
+    domain: Arc<Domain>,
     /// Tears the domain down when the last handle goes.
-    _domain: Arc<Domain>,
+    _owner: Arc<DomainOwner>,
 }
 
 /// Configures a [`Smr`] domain.
@@ -213,25 +216,10 @@ impl Builder {
             _ => {}
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let shared = Arc::new(Shared::new(id, self.name.clone(), self.mode, self.max_pending, self.batch_size));
-        register_fence_stats(shared.flavour);
-        let s = shared.clone();
-        let reg = stats::register(&format!("smr.{}", self.name), move |emit| {
-            let c = &s.counters;
-            emit("advance", c.advance.sum());
-            emit("advance_wait", c.advance_wait.sum());
-            emit("poll", c.poll.sum());
-            emit("poll_scan", c.poll_scan.sum());
-            emit("poll_fail", c.poll_fail.sum());
-            emit("retired", c.retired.sum());
-            emit("reclaimed", c.reclaimed.sum());
-            emit("pending", s.pending.load(Ordering::Relaxed) as u64);
-            emit("pending_bytes", s.pending_bytes.load(Ordering::Relaxed) as u64);
-            emit("backpressure_waits", c.backpressure.sum());
-            emit("cap_overruns", c.cap_overrun.sum());
-            emit("participants", s.participants());
-        });
-        Ok(Smr { shared: shared.clone(), _domain: Arc::new(Domain { shared, _stats: reg }) })
+        let domain = Arc::new(Domain::new(id, self.name.clone(), self.mode, self.max_pending, self.batch_size));
+        register_fence_stats(domain.flavour);
+        let reg = stats::register_source(&format!("smr.{}", self.name), domain.clone());
+        Ok(Smr { domain: domain.clone(), _owner: Arc::new(DomainOwner { domain, _stats: reg }) })
     }
 }
 
@@ -265,23 +253,23 @@ impl Smr {
 
     /// The domain's name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.domain.name
     }
 
     /// The domain's mode.
     pub fn mode(&self) -> Mode {
-        self.shared.mode
+        self.domain.mode
     }
 
     #[inline]
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.shared
+    pub(crate) fn domain(&self) -> &Domain {
+        &self.domain
     }
 
     /// This thread's slot, claimed on first use.
     #[inline]
     fn slot(&self) -> *const Slot {
-        let id = self.shared().id;
+        let id = self.domain().id;
         // NOTE: `FAST` has a const initialiser and no destructor, so `with`
         // never fails and compiles to two %fs-relative loads. A matching id
         // implies a valid slot (ids are never reused, and `Owned::drop`
@@ -297,24 +285,24 @@ impl Smr {
     /// if `claim`, refresh the cache.
     #[cold]
     fn slot_slow(&self, claim: bool) -> Option<*const Slot> {
-        let shared = &self.shared;
+        let domain = &self.domain;
         let found = OWNED.try_with(|owned| {
             let mut owned = owned.0.borrow_mut();
-            let hit = owned.iter().find(|(s, _)| s.id == shared.id).map(|(_, p)| *p);
+            let hit = owned.iter().find(|(s, _)| s.id == domain.id).map(|(_, p)| *p);
             let p = match hit {
                 Some(p) => p,
                 None if claim => {
                     // Drop the memory of dead domains this thread once used.
                     owned.retain(|(s, _)| !s.lock().dead);
-                    let slot = shared.slots.claim();
-                    slot.rmw.set(shared.flavour == Flavour::Rmw);
-                    owned.push((shared.clone(), slot as *const Slot));
+                    let slot = domain.slots.claim();
+                    slot.rmw.set(domain.flavour == Flavour::Rmw);
+                    owned.push((domain.clone(), slot as *const Slot));
                     slot as *const Slot
                 }
                 None => return None,
             };
             let _ = FAST.try_with(|f| {
-                f.id.set(shared.id);
+                f.id.set(domain.id);
                 f.slot.set(p);
                 f.owned.set(owned.len());
             });
@@ -326,11 +314,11 @@ impl Smr {
             // leaves its section (see `release_ephemeral`). Caching it in
             // `FAST` makes nested sections and `in_section` see it.
             Err(_) if claim => {
-                let slot = shared.slots.claim();
-                slot.rmw.set(shared.flavour == Flavour::Rmw);
+                let slot = domain.slots.claim();
+                slot.rmw.set(domain.flavour == Flavour::Rmw);
                 slot.ephemeral.set(true);
                 FAST.with(|f| {
-                    f.id.set(shared.id);
+                    f.id.set(domain.id);
                     f.slot.set(slot);
                 });
                 Some(slot as *const Slot)
@@ -350,7 +338,7 @@ impl Smr {
                 f.id.set(0);
             }
         });
-        self.shared.release_participant(slot);
+        self.domain.release_participant(slot);
     }
 
     /// Enter a read section (`smr_enter`).
@@ -374,13 +362,13 @@ impl Smr {
         // SAFETY: the slot lives as long as the domain's shared state, which
         // `self` keeps alive for the guard's lifetime; this thread owns it.
         let slot = unsafe { &*self.slot() };
-        enter_slot(self.shared(), slot);
+        enter_slot(self.domain(), slot);
         Guard { smr: self, slot, _not_send: PhantomData }
     }
 
     /// Whether the calling thread is inside a read section of this domain.
     pub fn in_section(&self) -> bool {
-        let id = self.shared().id;
+        let id = self.domain().id;
         let p = match FAST.try_with(|f| if f.id.get() == id { f.slot.get() } else { std::ptr::null() }) {
             Ok(p) if !p.is_null() => p,
             _ => match self.slot_slow(false) {
@@ -411,7 +399,7 @@ impl Smr {
 
     /// The current write sequence (`smr_current`).
     pub fn current(&self) -> Seq {
-        self.shared().current()
+        self.domain().current()
     }
 
     /// Advance the write sequence and return the goal (`smr_advance`):
@@ -427,20 +415,20 @@ impl Smr {
         // ORDERING: modifications made outside a section must be visible
         // before the sequence moves (FreeBSD's atomic_thread_fence_rel);
         // the AcqRel bump carries them too, this covers lazy/deferred paths.
-        crate::loom::fence(Ordering::Release);
-        let shared = self.shared();
-        match shared.mode {
-            Mode::Lazy { .. } => shared.lazy_advance(),
+        percore_cpu::loom::fence(Ordering::Release);
+        let domain = self.domain();
+        match domain.mode {
+            Mode::Lazy { .. } => domain.lazy_advance(),
             Mode::Deferred { limit } => {
                 // SAFETY: as in `enter`.
                 let slot = unsafe { &*self.slot() };
-                let goal = shared.deferred_advance(slot, limit, !slot.in_section());
+                let goal = domain.deferred_advance(slot, limit, !slot.in_section());
                 if slot.ephemeral.get() {
                     self.release_ephemeral(slot);
                 }
                 goal
             }
-            _ => shared.default_advance(!self.in_section()),
+            _ => domain.default_advance(!self.in_section()),
         }
     }
 
@@ -452,15 +440,15 @@ impl Smr {
     /// and the answer is the non-blocking one; use [`wait`](Smr::wait) to
     /// get an error instead. Lazy domains wait by sleeping tick by tick.
     pub fn poll(&self, goal: Seq, wait: bool) -> bool {
-        let shared = self.shared();
+        let domain = self.domain();
         if wait && !self.in_section() {
-            if matches!(shared.mode, Mode::Lazy { .. }) {
-                shared.wait(goal);
+            if matches!(domain.mode, Mode::Lazy { .. }) {
+                domain.wait(goal);
                 return true;
             }
-            return shared.poll(goal, true);
+            return domain.poll(goal, true);
         }
-        shared.poll(goal, false)
+        domain.poll(goal, false)
     }
 
     /// Wait until `goal` expired (`smr_wait`).
@@ -471,7 +459,7 @@ impl Smr {
         if self.in_section() {
             return Err(Error::InSection { domain: self.name().to_string() });
         }
-        self.shared().wait(goal);
+        self.domain().wait(goal);
         Ok(())
     }
 
@@ -482,7 +470,7 @@ impl Smr {
             return Err(Error::InSection { domain: self.name().to_string() });
         }
         let goal = self.advance();
-        self.shared().wait(goal);
+        self.domain().wait(goal);
         Ok(())
     }
 
@@ -554,7 +542,7 @@ impl Smr {
         let full = unsafe {
             let batch = &mut *slot.local.batch.get();
             batch.push(d, bytes);
-            batch.len() >= self.shared().batch_size
+            batch.len() >= self.domain().batch_size
         };
         if full {
             // SAFETY: as above.
@@ -571,14 +559,14 @@ impl Smr {
     /// Tag `batch` with one advance, queue it, and reclaim what expired.
     #[cold]
     fn queue_batch(&self, slot: &Slot, batch: Batch, may_wait: bool) {
-        let shared = self.shared();
-        let tag = match shared.mode {
-            Mode::Lazy { .. } => shared.lazy_advance(),
-            Mode::Deferred { limit } => shared.deferred_advance(slot, limit, may_wait),
-            _ => shared.default_advance(may_wait),
+        let domain = self.domain();
+        let tag = match domain.mode {
+            Mode::Lazy { .. } => domain.lazy_advance(),
+            Mode::Deferred { limit } => domain.deferred_advance(slot, limit, may_wait),
+            _ => domain.default_advance(may_wait),
         };
-        shared.enqueue(Tagged { tag, batch });
-        shared.reclaim(may_wait);
+        domain.enqueue(Tagged { tag, batch });
+        domain.reclaim(may_wait);
     }
 
     /// Tag this thread's partial batch, wait for every batch queued in the
@@ -598,15 +586,15 @@ impl Smr {
             // SAFETY: owner-only batch, see `push`.
             let batch = unsafe { (*slot.local.batch.get()).take() };
             if batch.len() > 0 {
-                let shared = self.shared();
-                let tag = match shared.mode {
-                    Mode::Lazy { .. } => shared.lazy_advance(),
-                    _ => shared.default_advance(true),
+                let domain = self.domain();
+                let tag = match domain.mode {
+                    Mode::Lazy { .. } => domain.lazy_advance(),
+                    _ => domain.default_advance(true),
                 };
-                shared.enqueue(Tagged { tag, batch });
+                domain.enqueue(Tagged { tag, batch });
             }
         }
-        self.shared().drain_queue();
+        self.domain().drain_queue();
         Ok(())
     }
 
@@ -614,19 +602,19 @@ impl Smr {
     /// thread's and others' untagged batches are not counted).
     pub fn pending(&self) -> usize {
         // ORDERING: a statistic.
-        self.shared().pending.load(Ordering::Relaxed)
+        self.domain().pending.load(Ordering::Relaxed)
     }
 
     /// Bytes of the objects counted by [`pending`](Smr::pending).
     pub fn pending_bytes(&self) -> usize {
         // ORDERING: a statistic.
-        self.shared().pending_bytes.load(Ordering::Relaxed)
+        self.domain().pending_bytes.load(Ordering::Relaxed)
     }
 }
 
 impl std::fmt::Debug for Smr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = self.shared();
+        let s = self.domain();
         f.debug_struct("Smr")
             .field("name", &s.name)
             .field("mode", &s.mode)
@@ -638,9 +626,9 @@ impl std::fmt::Debug for Smr {
 }
 
 #[inline]
-fn enter_slot(shared: &Shared, slot: &Slot) {
+fn enter_slot(domain: &Domain, slot: &Slot) {
     if !slot.in_section() {
-        shared.publish(slot);
+        domain.publish(slot);
     } else {
         slot.local.nesting.set(slot.local.nesting.get() + 1);
     }
@@ -727,14 +715,14 @@ impl Participant {
         // SAFETY: the slot lives as long as the domain, which `self.smr`
         // keeps alive, and `is_home` checked it is the calling thread's.
         let slot = unsafe { &*self.slot };
-        enter_slot(self.smr.shared(), slot);
+        enter_slot(self.smr.domain(), slot);
         Guard { smr: &self.smr, slot, _not_send: PhantomData }
     }
 
     /// Whether the participant's slot is the calling thread's.
     #[inline]
     fn is_home(&self) -> bool {
-        let id = self.smr.shared().id;
+        let id = self.smr.domain().id;
         let cached = FAST.with(|f| f.id.get() == id && std::ptr::eq(f.slot.get(), self.slot));
         cached || self.smr.slot_slow(false).is_some_and(|p| std::ptr::eq(p, self.slot))
     }

@@ -335,7 +335,7 @@ fn advance_waits_when_readers_fall_too_far_behind() {
     let writer = std::thread::spawn(move || {
         for _ in 0..steps {
             let goal = s.advance();
-            let rd = s.shared().rd_seq();
+            let rd = s.domain().rd_seq();
             assert!(goal.delta(rd) < (MAX_DELTA + INCR) as i32, "delta invariant broken");
         }
     });

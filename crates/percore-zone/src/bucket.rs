@@ -41,7 +41,8 @@
 //! fields are protected by its mutex; `size` is a heuristic read without it.
 
 use crate::grace::Tag;
-use crate::loom::{lock, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError, BUCKET_MAX, BUCKET_MIN};
+use crate::tuning::{BUCKET_MAX, BUCKET_MIN};
+use percore_cpu::loom::{AtomicUsize, Mutex, MutexGuard, Ordering};
 use std::collections::VecDeque;
 use std::ptr::NonNull;
 
@@ -265,16 +266,15 @@ impl<T> Depot<T> {
     /// bucket size (UMA's `ZONE_LOCK` with `uz_bucket_size++`).
     pub(crate) fn lock(&self) -> MutexGuard<'_, DepotInner<T>> {
         match self.inner.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(TryLockError::WouldBlock) => {
+            Some(g) => g,
+            None => {
                 let s = self.bucket_size();
                 if s < self.max {
                     // ORDERING: a heuristic; a lost update costs one step of
                     // growth, nothing else depends on it.
                     self.size.store(s + 1, Ordering::Relaxed);
                 }
-                lock(&self.inner)
+                self.inner.lock()
             }
         }
     }

@@ -79,10 +79,11 @@
 
 use crate::bucket::{Bucket, Depot, Side};
 use crate::grace::{Grace, Tag};
-use crate::loom::{lock, AtomicUsize, Condvar, Mutex, Ordering, UnsafeCell, BUCKET_MIN, SCAN_SLACK, SMR_BUCKET_START};
 use crate::participant;
 use crate::slab::{Geometry, Keg};
+use crate::tuning::{BUCKET_MIN, SCAN_SLACK, SMR_BUCKET_START};
 use crate::Error;
+use percore_cpu::loom::{AtomicUsize, Condvar, Mutex, Ordering, UnsafeCell};
 use percore_cpu::{Counter, PerSlot};
 use std::alloc::Layout;
 use std::collections::VecDeque;
@@ -209,14 +210,17 @@ struct Magazine<T> {
 }
 
 /// Counters for a zone (see [`crate::Stats`]).
-pub(crate) struct Shared {
+#[derive(Default)]
+pub(crate) struct ZoneCounters {
     allocs: Counter,
     frees: Counter,
     pub(crate) fails: Counter,
 }
 
-/// The zone proper.
-pub(crate) struct Core<T: Send + 'static> {
+/// The object cache both zone kinds are built on (UMA's `uma_zone`):
+/// per-participant buckets, the depot, the slabs, and for SMR zones the
+/// grace-period tags.
+pub(crate) struct Cache<T: Send + 'static> {
     pub(crate) name: String,
     /// `init` and `fini` (shared with a deferred teardown).
     hooks: Arc<Hooks<T>>,
@@ -236,19 +240,19 @@ pub(crate) struct Core<T: Send + 'static> {
     wake: Condvar,
     /// No-cache SMR zones: freed items waiting for their tag, oldest first.
     retired: Mutex<VecDeque<(Tag, NonNull<T>)>>,
-    pub(crate) stats: Shared,
-    me: Weak<Core<T>>,
+    pub(crate) counters: ZoneCounters,
+    me: Weak<Cache<T>>,
     _reg: Option<percore_cpu::stats::Registration>,
 }
 
 // SAFETY: items are `T: Send` values moved between threads by the zone; the
 // raw pointers inside are owned by the zone and guarded as documented on
 // each field (slot cells by participant ownership, the rest by mutexes).
-unsafe impl<T: Send + 'static> Send for Core<T> {}
+unsafe impl<T: Send + 'static> Send for Cache<T> {}
 // SAFETY: as above; no `&T` is shared by the zone itself.
-unsafe impl<T: Send + 'static> Sync for Core<T> {}
+unsafe impl<T: Send + 'static> Sync for Cache<T> {}
 
-impl<T: Send + 'static> Core<T> {
+impl<T: Send + 'static> Cache<T> {
     pub(crate) fn new(cfg: Config, mut hooks: Hooks<T>, grace: Option<Arc<dyn Grace>>) -> Result<Arc<Self>, Error> {
         if cfg.limit == Some(0) {
             return Err(Error::Config(format!("zone {}: max_items must be at least 1", cfg.name)));
@@ -262,14 +266,9 @@ impl<T: Send + 'static> Core<T> {
         let bucket_max = cfg.limit.map_or(usize::MAX, |l| (l / (4 * cpus)).max(1));
         let nslots = if nocache { 0 } else { cfg.participants };
         let prefix = format!("zone.{}", cfg.name);
-        Ok(Arc::new_cyclic(|me: &Weak<Core<T>>| {
-            let weak = me.clone();
-            let reg = percore_cpu::stats::register(&prefix, move |emit| {
-                if let Some(core) = weak.upgrade() {
-                    core.emit_stats(emit);
-                }
-            });
-            Core {
+        Ok(Arc::new_cyclic(|me: &Weak<Cache<T>>| {
+            let reg = percore_cpu::stats::register_source(&prefix, me.clone());
+            Cache {
                 name: cfg.name,
                 ctor: hooks.ctor.take(),
                 dtor: hooks.dtor.take(),
@@ -289,7 +288,7 @@ impl<T: Send + 'static> Core<T> {
                 wait_mx: Mutex::new(()),
                 wake: Condvar::new(),
                 retired: Mutex::new(VecDeque::new()),
-                stats: Shared { allocs: Counter::new(), frees: Counter::new(), fails: Counter::new() },
+                counters: ZoneCounters::default(),
                 me: me.clone(),
                 _reg: Some(reg),
             }
@@ -375,7 +374,7 @@ impl<T: Send + 'static> Core<T> {
             Some(p) => p,
             None => self.alloc_wait_slow(deadline)?,
         };
-        self.stats.allocs.inc();
+        self.counters.allocs.inc();
         self.ctor(p);
         Ok(p)
     }
@@ -523,7 +522,7 @@ impl<T: Send + 'static> Core<T> {
 
     #[cold]
     fn free_slow(&self, p: NonNull<T>) {
-        self.stats.frees.inc();
+        self.counters.frees.inc();
         if self.nocache {
             return self.nocache_free(p);
         }
@@ -620,7 +619,7 @@ impl<T: Send + 'static> Core<T> {
     }
 
     fn wake_waiters(&self) {
-        let _g = lock(&self.wait_mx);
+        let _g = self.wait_mx.lock();
         self.wake.notify_all();
     }
 
@@ -628,7 +627,7 @@ impl<T: Send + 'static> Core<T> {
     #[cold]
     fn alloc_wait_slow(&self, deadline: Option<Instant>) -> Result<NonNull<T>, Error> {
         let Some(deadline) = deadline else {
-            self.stats.fails.inc();
+            self.counters.fails.inc();
             return Err(Error::Full { zone: self.name.clone(), limit: self.limit });
         };
         let start = Instant::now();
@@ -648,13 +647,13 @@ impl<T: Send + 'static> Core<T> {
         let r = self.wait_loop(deadline, start);
         drop(sleeper);
         if r.is_err() {
-            self.stats.fails.inc();
+            self.counters.fails.inc();
         }
         r
     }
 
     fn wait_loop(&self, deadline: Instant, start: Instant) -> Result<NonNull<T>, Error> {
-        let mut g = lock(&self.wait_mx);
+        let mut g = self.wait_mx.lock();
         loop {
             if let Some(grace) = &self.grace {
                 // Our own frees are not expired either; queue them so the
@@ -681,15 +680,12 @@ impl<T: Send + 'static> Core<T> {
                 // takes to notify; the nap bounds the polling latency.
                 drop(g);
                 let napped = percore_cpu::coop::nap(Duration::from_millis(1).min(deadline - now));
-                g = lock(&self.wait_mx);
+                g = self.wait_mx.lock();
                 if napped {
                     continue;
                 }
             }
-            g = match self.wake.wait_timeout(g, slice.min(deadline - now)) {
-                Ok((g, _)) => g,
-                Err(e) => e.into_inner().0,
-            };
+            g = self.wake.wait_timeout(g, slice.min(deadline - now));
         }
     }
 

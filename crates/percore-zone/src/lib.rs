@@ -30,9 +30,14 @@
 //!   find a constructed `T` (the exact guarantee is on [`SmrZone`]). Only
 //!   items whose tag expired are finalised, and only slabs made of such items
 //!   go back to the system.
-//! * **Stats** live in the percore stats tree under `zone.<name>.*`:
-//!   `allocs`, `frees`, `fails`, `items`, `cached`, `slabs`, `bucket_size`,
-//!   `smr_waiting`.
+//! * **Stats** live in the percore stats tree under `zone.<name>.*`: every
+//!   field of [`Stats`] (`allocs`, `frees`, `fails`, `items`, `cached`,
+//!   `depot_items`, `slabs`, `bucket_size`, `smr_waiting`, `sleepers`) and
+//!   `hook_panics`.
+//! * **One API, two kinds.** [`Zone`] and [`SmrZone`] are the two kinds of
+//!   one [`GenericZone`] (and [`ZBox`]/[`SmrBox`] of one [`GenericBox`]):
+//!   what they share is written once in `zone.rs`, and the [`Kind`] decides
+//!   constructors, hook signatures and `DerefMut`.
 //! * **Panicking hooks** cost no capacity: a panic in `init`, `ctor` or
 //!   `dtor` propagates to the caller of the allocation or free only after
 //!   the zone has settled its accounting (raw memory of a failed `init` goes
@@ -71,48 +76,50 @@ mod bucket;
 mod cache;
 mod error;
 mod grace;
-mod loom;
 mod participant;
 mod slab;
 mod smr_zone;
 #[cfg(all(test, not(loom)))]
 mod tests;
+mod tuning;
 mod zone;
 
 pub use error::Error;
 pub use smr_zone::{SmrBox, SmrBuilder, SmrZone};
-pub use zone::{Builder, ZBox, Zone};
+pub use zone::{Builder, GenericBox, GenericBuilder, GenericZone, Kind, Plain, SmrKind, ZBox, Zone};
 
-/// A snapshot of a zone's counters; see [`Zone::stats`].
-///
-/// Counters are read without stopping the zone, so a snapshot taken while
-/// other threads work is approximate. The fast paths count nothing: a
-/// thread's allocations and frees are added up at its bucket exchanges, when
-/// it exits, and when it calls [`Zone::stats`] itself, so a live thread's
-/// latest operations (at most two buckets' worth) may be missing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Successful allocations.
-    pub allocs: u64,
-    /// Frees.
-    pub frees: u64,
-    /// Allocations that failed (limit reached, timeout, would deadlock).
-    pub fails: u64,
-    /// Items out of the slabs: allocated plus cached.
-    pub items: u64,
-    /// Constructed items cached for reuse (`items - (allocs - frees)`).
-    pub cached: u64,
-    /// Items in the depot (shared cache).
-    pub depot_items: u64,
-    /// Slabs held.
-    pub slabs: u64,
-    /// Capacity of newly made buckets.
-    pub bucket_size: u64,
-    /// SMR zones: buckets in the depot still waiting for their grace period.
-    pub smr_waiting: u64,
-    /// Threads waiting in `alloc_wait`.
-    pub sleepers: u64,
+percore_cpu::stats_struct! {
+    /// A snapshot of a zone's counters; see [`Zone::stats`].
+    ///
+    /// Counters are read without stopping the zone, so a snapshot taken while
+    /// other threads work is approximate. The fast paths count nothing: a
+    /// thread's allocations and frees are added up at its bucket exchanges, when
+    /// it exits, and when it calls [`Zone::stats`] itself, so a live thread's
+    /// latest operations (at most two buckets' worth) may be missing.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub struct Stats {
+        /// Successful allocations.
+        pub allocs: u64,
+        /// Frees.
+        pub frees: u64,
+        /// Allocations that failed (limit reached, timeout, would deadlock).
+        pub fails: u64,
+        /// Items out of the slabs: allocated plus cached.
+        pub items: u64,
+        /// Constructed items cached for reuse (`items - (allocs - frees)`).
+        pub cached: u64,
+        /// Items in the depot (shared cache).
+        pub depot_items: u64,
+        /// Slabs held.
+        pub slabs: u64,
+        /// Capacity of newly made buckets.
+        pub bucket_size: u64,
+        /// SMR zones: buckets in the depot still waiting for their grace period.
+        pub smr_waiting: u64,
+        /// Threads waiting in `alloc_wait`.
+        pub sleepers: u64,
+    }
 }
 
 /// What [`Zone::reclaim`] gave back.

@@ -40,7 +40,7 @@
 //! 3. The registry holds `Weak` references: a zone dropped before the thread
 //!    exits is simply skipped.
 
-use crate::loom::{thread_local, INDEX};
+use percore_cpu::loom_thread_local;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering as StdOrdering};
 use std::sync::{Mutex, Weak};
@@ -49,6 +49,13 @@ use std::sync::{Mutex, Weak};
 pub(crate) const UNSET: usize = usize::MAX;
 /// `INDEX` after the thread's participant was torn down.
 pub(crate) const DEAD: usize = usize::MAX - 1;
+
+loom_thread_local! {
+    /// This thread's participant index, or `UNSET` / `DEAD`. Constant-initialised
+    /// and without a destructor, so it stays readable while the thread tears
+    /// down.
+    static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(UNSET) };
+}
 
 /// What a zone does when a participant leaves: move the buckets cached in
 /// slot `index` to the depot.
@@ -106,7 +113,7 @@ impl Drop for Participant {
     }
 }
 
-thread_local! {
+loom_thread_local! {
     static PARTICIPANT: Participant = Participant::new();
 }
 

@@ -33,7 +33,7 @@
 //! * Every field of `KegInner` and every slab header is touched only under
 //!   the keg's mutex (or with `&mut` in `Drop`).
 
-use crate::loom::{lock, Mutex, MutexGuard};
+use percore_cpu::loom::{Mutex, MutexGuard};
 use std::alloc::{alloc, dealloc, Layout};
 use std::ptr::NonNull;
 
@@ -103,7 +103,7 @@ impl Keg {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, KegInner> {
-        lock(&self.inner)
+        self.inner.lock()
     }
 
     /// Take up to `n` raw items into `out`, making new slabs as needed, but
@@ -239,7 +239,7 @@ impl Keg {
 
 impl Drop for Keg {
     fn drop(&mut self) {
-        let k = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        let k = self.inner.get_mut();
         for s in k.slabs.drain(..) {
             // SAFETY: allocated in `new_slab` with this layout; the zone is
             // gone, so no item can be reached any more.

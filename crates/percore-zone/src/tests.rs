@@ -1,7 +1,7 @@
 //! Unit tests of the engine through the public types, plus SMR-zone logic
 //! driven by a fake domain whose expiry the test controls.
 
-use crate::cache::{Config, Core, Hooks};
+use crate::cache::{Cache, Config, Hooks};
 use crate::grace::fake::FakeGrace;
 use crate::{Error, SmrZone, Zone};
 use std::collections::HashSet;
@@ -50,7 +50,7 @@ fn init_once_ctor_dtor_every_time_fini_on_drop() {
     assert_eq!(calls.dtor.load(SeqCst), 1000);
     // One bucket's worth was constructed once and reused.
     let inits = calls.init.load(SeqCst);
-    assert!((1..=crate::loom::BUCKET_MAX).contains(&inits), "{inits}");
+    assert!((1..=crate::tuning::BUCKET_MAX).contains(&inits), "{inits}");
     assert_eq!(calls.fini.load(SeqCst), 0);
     drop(zone);
     assert_eq!(calls.fini.load(SeqCst), inits, "drop runs fini on every constructed item");
@@ -223,7 +223,7 @@ fn stats_are_in_the_tree() {
     assert!(percore_cpu::stats::with_prefix("zone.t.tree.").is_empty());
 }
 
-fn fake_core(limit: Option<usize>, grace: &Arc<FakeGrace>, finis: &Arc<AtomicUsize>) -> Arc<Core<u64>> {
+fn fake_cache(limit: Option<usize>, grace: &Arc<FakeGrace>, finis: &Arc<AtomicUsize>) -> Arc<Cache<u64>> {
     let f = finis.clone();
     let cfg = Config { name: "t.fake".into(), limit, nocache: false, participants: 8 };
     let hooks = Hooks {
@@ -235,65 +235,65 @@ fn fake_core(limit: Option<usize>, grace: &Arc<FakeGrace>, finis: &Arc<AtomicUsi
         dtor: None,
         lost_panics: Default::default(),
     };
-    Core::new(cfg, hooks, Some(grace.clone())).unwrap()
+    Cache::new(cfg, hooks, Some(grace.clone())).unwrap()
 }
 
 #[test]
 fn smr_items_are_not_reused_before_their_tag_expires() {
     let grace = Arc::new(FakeGrace::default());
     let finis = Arc::new(AtomicUsize::new(0));
-    let core = fake_core(None, &grace, &finis);
-    let n = 10 * crate::loom::BUCKET_MAX;
-    let first: Vec<_> = (0..n).map(|_| core.alloc(None).unwrap()).collect();
+    let cache = fake_cache(None, &grace, &finis);
+    let n = 10 * crate::tuning::BUCKET_MAX;
+    let first: Vec<_> = (0..n).map(|_| cache.alloc(None).unwrap()).collect();
     let freed: HashSet<_> = first.iter().map(|p| p.as_ptr() as usize).collect();
     for p in first {
         // SAFETY: allocated above, freed once.
-        unsafe { core.free(p) };
+        unsafe { cache.free(p) };
     }
-    assert!(core.stats().smr_waiting > 0);
+    assert!(cache.stats().smr_waiting > 0);
     // Nothing expired: every allocation is fresh memory.
-    let second: Vec<_> = (0..n).map(|_| core.alloc(None).unwrap()).collect();
+    let second: Vec<_> = (0..n).map(|_| cache.alloc(None).unwrap()).collect();
     assert!(second.iter().all(|p| !freed.contains(&(p.as_ptr() as usize))), "reused before expiry");
     // Reclaim must not finalise unexpired items.
-    core.reclaim();
+    cache.reclaim();
     assert_eq!(finis.load(SeqCst), 0);
     grace.expire_all();
-    let third = core.alloc(None).unwrap();
+    let third = cache.alloc(None).unwrap();
     assert!(freed.contains(&(third.as_ptr() as usize)), "expired bucket reused");
     for p in second.into_iter().chain([third]) {
         // SAFETY: allocated above, freed once.
-        unsafe { core.free(p) };
+        unsafe { cache.free(p) };
     }
     grace.expire_all();
-    drop(core);
+    drop(cache);
 }
 
 #[test]
 fn smr_limited_zone_waits_for_expiry() {
     let grace = Arc::new(FakeGrace::default());
     let finis = Arc::new(AtomicUsize::new(0));
-    let core = fake_core(Some(4), &grace, &finis);
-    let v: Vec<_> = (0..4).map(|_| core.alloc(None).unwrap()).collect();
+    let cache = fake_cache(Some(4), &grace, &finis);
+    let v: Vec<_> = (0..4).map(|_| cache.alloc(None).unwrap()).collect();
     for p in v {
         // SAFETY: allocated above, freed once.
-        unsafe { core.free(p) };
+        unsafe { cache.free(p) };
     }
-    assert!(matches!(core.alloc(None), Err(Error::Full { .. })));
-    assert!(matches!(core.alloc(Some(Instant::now() + Duration::from_millis(5))), Err(Error::Timeout { .. })));
+    assert!(matches!(cache.alloc(None), Err(Error::Full { .. })));
+    assert!(matches!(cache.alloc(Some(Instant::now() + Duration::from_millis(5))), Err(Error::Timeout { .. })));
     std::thread::scope(|s| {
         s.spawn(|| {
             let start = Instant::now();
-            while core.stats().sleepers == 0 && start.elapsed() < Duration::from_secs(60) {
+            while cache.stats().sleepers == 0 && start.elapsed() < Duration::from_secs(60) {
                 std::thread::yield_now();
             }
             grace.expire_all();
         });
-        let p = core.alloc(Some(Instant::now() + Duration::from_secs(60))).unwrap();
+        let p = cache.alloc(Some(Instant::now() + Duration::from_secs(60))).unwrap();
         // SAFETY: allocated above, freed once.
-        unsafe { core.free(p) };
+        unsafe { cache.free(p) };
     });
     grace.expire_all();
-    drop(core);
+    drop(cache);
     assert_eq!(finis.load(SeqCst), 4);
 }
 

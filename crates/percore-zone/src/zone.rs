@@ -1,15 +1,72 @@
-//! The public face of a plain zone: [`Zone`], its [`Builder`] and the owned
-//! handle [`ZBox`]. The machinery is in `cache.rs`.
+//! The public face of both zone kinds, written once: [`GenericZone`], its
+//! builder [`GenericBuilder`] and the owned handle [`GenericBox`], generic
+//! over the zone's [`Kind`]. [`Zone`], [`Builder`] and [`ZBox`] are the plain
+//! kind; [`SmrZone`](crate::SmrZone) and its friends (`smr_zone.rs`) the
+//! type-stable one. The machinery is in `cache.rs`.
+//!
+//! The kinds differ in three things only, and each lives in one place:
+//!
+//! | | plain ([`Plain`]) | SMR ([`SmrKind`]) |
+//! | --- | --- | --- |
+//! | reclamation | a free is reusable at once | after a grace period of the domain (`cache.rs`, "SMR zones") |
+//! | hooks and handle | `ctor`/`dtor` get `&mut T`, [`ZBox`] is `DerefMut` | `&T` only: old readers may look |
+//! | item bound | `T: Send` | `T: Send + Sync` |
+//!
+//! The kind is a value stored in the zone ([`Plain`] is empty, [`SmrKind`]
+//! holds the domain) and a type parameter, so the compiler picks the right
+//! constructor, hooks and `DerefMut` from the type alone.
 
-use crate::cache::{Config, Core, Hooks};
+use crate::cache::{Cache, Config, Hook, Hooks};
 use crate::{Error, Reclaimed, Stats};
+use percore_smr::Smr;
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A named object cache for values of type `T` (UMA zone, `kmem_cache`).
+mod sealed {
+    /// Only this crate's kinds exist: the engine relies on each one's rules.
+    pub trait Sealed {
+        /// The domain whose grace periods guard freed items, if any.
+        fn domain(&self) -> Option<&percore_smr::Smr>;
+        /// The public type's name, for `Debug`.
+        const NAME: &'static str;
+    }
+}
+
+/// What kind of zone a [`GenericZone`] is: [`Plain`] or [`SmrKind`]. Sealed.
+pub trait Kind: sealed::Sealed + Clone + Send + Sync + 'static {}
+
+/// The plain kind: a freed item is reused at once ([`Zone`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Plain;
+
+impl sealed::Sealed for Plain {
+    fn domain(&self) -> Option<&Smr> {
+        None
+    }
+    const NAME: &'static str = "Zone";
+}
+impl Kind for Plain {}
+
+/// The SMR kind: a freed item is reused only after a grace period of its
+/// domain, so memory is type-stable for that domain's readers
+/// ([`SmrZone`](crate::SmrZone)).
+#[derive(Clone, Debug)]
+pub struct SmrKind(pub(crate) Smr);
+
+impl sealed::Sealed for SmrKind {
+    fn domain(&self) -> Option<&Smr> {
+        Some(&self.0)
+    }
+    const NAME: &'static str = "SmrZone";
+}
+impl Kind for SmrKind {}
+
+/// A plain zone: a named object cache for values of type `T` (UMA zone,
+/// `kmem_cache`).
 ///
 /// Items are carved from slabs, constructed once with `init`, and kept
 /// constructed across free and reuse; `ctor`/`dtor` run on every
@@ -32,23 +89,72 @@ use std::time::{Duration, Instant};
 /// let again = zone.try_alloc().unwrap();
 /// assert!(again.is_empty() && again.capacity() >= 4096);
 /// ```
-pub struct Zone<T: Send + 'static> {
-    core: Arc<Core<T>>,
+pub type Zone<T> = GenericZone<T, Plain>;
+
+/// Builds a [`Zone`]; see [`Zone::builder`].
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// let finis = Arc::new(AtomicUsize::new(0));
+/// let f = finis.clone();
+/// let zone = percore_zone::Zone::builder("doc.hooks", || String::with_capacity(64))
+///     .fini(move |_| { f.fetch_add(1, Ordering::Relaxed); })
+///     .ctor(|s| s.push_str("fresh"))
+///     .dtor(|s| s.clear())
+///     .build()
+///     .unwrap();
+/// assert_eq!(&*zone.try_alloc().unwrap(), "fresh");
+/// drop(zone); // fini on every constructed item
+/// assert!(finis.load(Ordering::Relaxed) >= 1);
+/// ```
+pub type Builder<T> = GenericBuilder<T, Plain>;
+
+/// An item of a [`Zone`], returned to it when dropped (`Box<T>` for zones).
+///
+/// ```
+/// let zone = percore_zone::Zone::new("doc.zbox", || 0u32).unwrap();
+/// let mut b = zone.try_alloc().unwrap();
+/// *b = 5;
+/// assert_eq!(*b, 5);
+/// ```
+///
+/// A `ZBox` borrows its zone, so it cannot outlive it:
+///
+/// ```compile_fail
+/// let b = {
+///     let zone = percore_zone::Zone::new("doc.outlive", || 0u32).unwrap();
+///     zone.try_alloc().unwrap()
+/// };
+/// ```
+pub type ZBox<'z, T> = GenericBox<'z, T, Plain>;
+
+/// An object cache of kind `K`; use it as [`Zone`] or
+/// [`SmrZone`](crate::SmrZone).
+pub struct GenericZone<T: Send + 'static, K: Kind> {
+    cache: Arc<Cache<T>>,
+    kind: K,
 }
 
-impl<T: Send + 'static> Clone for Zone<T> {
+impl<T: Send + 'static, K: Kind> Clone for GenericZone<T, K> {
     fn clone(&self) -> Self {
-        Zone { core: self.core.clone() }
+        GenericZone { cache: self.cache.clone(), kind: self.kind.clone() }
     }
 }
 
-impl<T: Send + 'static> fmt::Debug for Zone<T> {
+impl<T: Send + 'static, K: Kind> fmt::Debug for GenericZone<T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Zone").field("name", &self.core.name).field("stats", &self.core.stats()).finish()
+        let mut d = f.debug_struct(K::NAME);
+        d.field("name", &self.cache.name);
+        if let Some(smr) = self.kind.domain() {
+            d.field("smr", &smr.name());
+        }
+        d.field("stats", &self.cache.stats()).finish()
     }
 }
 
-pub(crate) fn deadline(timeout: Duration) -> Instant {
+fn deadline(timeout: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
 }
@@ -71,10 +177,13 @@ impl<T: Send + 'static> Zone<T> {
     /// assert_eq!(zone.name(), "doc.builder");
     /// ```
     pub fn builder(name: &str, init: impl Fn() -> T + Send + Sync + 'static) -> Builder<T> {
-        Builder { common: Common::new(name, Box::new(init)), ctor_hook: None, dtor_hook: None }
+        GenericBuilder::new(name, Box::new(init), Plain)
     }
+}
 
-    /// Allocate an item; `Err(Error::Full)` when the zone is at its limit.
+impl<T: Send + 'static, K: Kind> GenericZone<T, K> {
+    /// Allocate an item; `Err(Error::Full)` when the zone is at its limit
+    /// (never waits).
     ///
     /// ```
     /// let zone = percore_zone::Zone::new("doc.try", || 7u8).unwrap();
@@ -83,12 +192,15 @@ impl<T: Send + 'static> Zone<T> {
     /// assert_eq!(*item, 8);
     /// ```
     #[inline]
-    pub fn try_alloc(&self) -> Result<ZBox<'_, T>, Error> {
-        Ok(ZBox { ptr: self.core.alloc(None)?, core: &self.core })
+    pub fn try_alloc(&self) -> Result<GenericBox<'_, T, K>, Error> {
+        Ok(GenericBox { ptr: self.cache.alloc(None)?, cache: &self.cache, _kind: PhantomData })
     }
 
-    /// Allocate an item, waiting up to `timeout` for one to be freed when the
-    /// zone is at its limit; `Err(Error::Timeout)` after that.
+    /// Allocate an item, waiting up to `timeout` at the item limit for one to
+    /// be freed (in an SMR zone: for freed items to pass their grace period);
+    /// `Err(Error::Timeout)` after that. An SMR zone fails at once with
+    /// [`Error::InSection`] when it would have to wait for a grace period
+    /// from inside a section of its domain.
     ///
     /// ```
     /// use std::time::Duration;
@@ -97,9 +209,14 @@ impl<T: Send + 'static> Zone<T> {
     /// assert!(zone.alloc_wait(Duration::from_millis(1)).is_err());
     /// drop(held);
     /// assert!(zone.alloc_wait(Duration::from_secs(10)).is_ok());
+    ///
+    /// let smr = percore_smr::Smr::new("doc.smrzone.wait").unwrap();
+    /// let zone = percore_zone::SmrZone::builder("doc.smr.wait", &smr, || 0u8).max_items(1).build().unwrap();
+    /// drop(zone.try_alloc().unwrap()); // freed, but not yet past its grace period
+    /// assert!(zone.alloc_wait(Duration::from_secs(10)).is_ok());
     /// ```
-    pub fn alloc_wait(&self, timeout: Duration) -> Result<ZBox<'_, T>, Error> {
-        Ok(ZBox { ptr: self.core.alloc(Some(deadline(timeout)))?, core: &self.core })
+    pub fn alloc_wait(&self, timeout: Duration) -> Result<GenericBox<'_, T, K>, Error> {
+        Ok(GenericBox { ptr: self.cache.alloc(Some(deadline(timeout)))?, cache: &self.cache, _kind: PhantomData })
     }
 
     /// Allocate an item as a raw pointer, for lock-free structures that
@@ -108,7 +225,7 @@ impl<T: Send + 'static> Zone<T> {
     /// An item never freed stays allocated until the zone is dropped, which
     /// then releases its memory without running `fini` or `drop` on it.
     ///
-    /// [`free_raw`]: Zone::free_raw
+    /// [`free_raw`]: GenericZone::free_raw
     ///
     /// ```
     /// let zone = percore_zone::Zone::new("doc.raw", || 1u64).unwrap();
@@ -121,10 +238,11 @@ impl<T: Send + 'static> Zone<T> {
     /// ```
     #[inline]
     pub fn alloc_raw(&self) -> Result<NonNull<T>, Error> {
-        self.core.alloc(None)
+        self.cache.alloc(None)
     }
 
-    /// [`alloc_raw`](Zone::alloc_raw), waiting up to `timeout` at the limit.
+    /// [`alloc_raw`](GenericZone::alloc_raw), waiting up to `timeout` at the
+    /// limit like [`alloc_wait`](GenericZone::alloc_wait).
     ///
     /// ```
     /// let zone = percore_zone::Zone::new("doc.raw_wait", || 1u64).unwrap();
@@ -133,15 +251,19 @@ impl<T: Send + 'static> Zone<T> {
     /// unsafe { zone.free_raw(p) };
     /// ```
     pub fn alloc_raw_wait(&self, timeout: Duration) -> Result<NonNull<T>, Error> {
-        self.core.alloc(Some(deadline(timeout)))
+        self.cache.alloc(Some(deadline(timeout)))
     }
 
-    /// Give back an item from [`alloc_raw`](Zone::alloc_raw) (or
-    /// [`ZBox::into_raw`]); runs `dtor`.
+    /// Give back an item from [`alloc_raw`](GenericZone::alloc_raw) (or
+    /// [`GenericBox::into_raw`]); runs `dtor` now. In an SMR zone the item is
+    /// reused (or finalised) only after a grace period of the zone's domain.
     ///
     /// # Safety
-    /// `item` was allocated by this zone (or a clone of it), is not freed
-    /// yet, and is not used by anybody after this call.
+    /// `item` was allocated by this zone (or a clone of it) and is not freed
+    /// yet. In a plain zone nobody uses it after this call. In an SMR zone
+    /// the caller has made it unreachable for *new* readers (unlinked it),
+    /// and readers that may still hold it only use `&T` (see
+    /// [`SmrZone`](crate::SmrZone)'s guarantee).
     ///
     /// ```
     /// let zone = percore_zone::Zone::new("doc.free_raw", || 0u8).unwrap();
@@ -152,13 +274,16 @@ impl<T: Send + 'static> Zone<T> {
     #[inline]
     pub unsafe fn free_raw(&self, item: NonNull<T>) {
         // SAFETY: forwarded contract.
-        unsafe { self.core.free(item) }
+        unsafe { self.cache.free(item) }
     }
 
     /// Trim the caches: the calling thread's buckets and the depot's go back
     /// to the slabs (running `fini`), and fully free slabs go back to the
     /// system. Other threads' private buckets are left alone (they are
-    /// bounded, and return to the depot when those threads exit).
+    /// bounded, and return to the depot when those threads exit). In an SMR
+    /// zone only items whose grace period has expired (checked without
+    /// waiting) are finalised, so no reader ever sees `fini`'d or unmapped
+    /// memory.
     ///
     /// ```
     /// let zone = percore_zone::Zone::new("doc.reclaim", || [0u8; 64]).unwrap();
@@ -167,9 +292,23 @@ impl<T: Send + 'static> Zone<T> {
     /// assert!(r.items >= 1); // the freed item and the rest of its bucket
     /// assert_eq!(r.slabs, 1);
     /// assert_eq!(zone.stats().slabs, 0);
+    ///
+    /// let smr = percore_smr::Smr::new("doc.smrzone.reclaim").unwrap();
+    /// let zone = percore_zone::SmrZone::new("doc.smr.reclaim", &smr, || [0u8; 32]).unwrap();
+    /// let p = zone.alloc_raw().unwrap();
+    /// // SAFETY: from this zone, freed once.
+    /// unsafe { zone.free_raw(p) };
+    /// {
+    ///     let _reader = smr.enter(); // a reader that may still see `p`
+    ///     zone.reclaim(); // tags this thread's free bucket; cannot expire yet
+    ///     assert_eq!(zone.stats().slabs, 1); // so nothing is finalised or unmapped
+    /// }
+    /// smr.synchronize().unwrap(); // reclaim itself never waits
+    /// let r = zone.reclaim();
+    /// assert_eq!((zone.stats().slabs, r.slabs), (0, 1));
     /// ```
     pub fn reclaim(&self) -> Reclaimed {
-        self.core.reclaim()
+        self.cache.reclaim()
     }
 
     /// A snapshot of this zone's counters (also in the stats tree under
@@ -183,7 +322,7 @@ impl<T: Send + 'static> Zone<T> {
     /// assert_eq!(percore_cpu::stats::get("zone.doc.stats.allocs"), Some(1));
     /// ```
     pub fn stats(&self) -> Stats {
-        self.core.stats()
+        self.cache.stats()
     }
 
     /// The zone's name.
@@ -192,183 +331,146 @@ impl<T: Send + 'static> Zone<T> {
     /// assert_eq!(percore_zone::Zone::new("doc.name", || ()).unwrap().name(), "doc.name");
     /// ```
     pub fn name(&self) -> &str {
-        &self.core.name
+        &self.cache.name
+    }
+
+    pub(crate) fn kind(&self) -> &K {
+        &self.kind
     }
 }
 
-/// Settings shared by [`Builder`] and [`SmrBuilder`](crate::SmrBuilder).
-pub(crate) struct Common<T> {
-    pub(crate) name: String,
-    pub(crate) init: Box<dyn Fn() -> T + Send + Sync>,
-    pub(crate) fini: Option<MutHook<T>>,
-    pub(crate) limit: Option<usize>,
-    pub(crate) nocache: bool,
-    pub(crate) participants: usize,
-}
-
-impl<T: Send + 'static> Common<T> {
-    pub(crate) fn new(name: &str, init: Box<dyn Fn() -> T + Send + Sync>) -> Common<T> {
-        let cpus = percore_cpu::allowed_cpus().map_or(1, |c| c.len());
-        Common {
-            name: name.to_string(),
-            init,
-            fini: None,
-            limit: None,
-            nocache: false,
-            participants: (4 * cpus).max(64),
-        }
-    }
-
-    pub(crate) fn config(&self) -> Result<Config, Error> {
-        if self.name.is_empty() {
-            return Err(Error::Config("a zone needs a non-empty name".into()));
-        }
-        if self.participants > 1 << 16 {
-            return Err(Error::Config(format!("zone {}: at most 65536 participants", self.name)));
-        }
-        Ok(Config {
-            name: self.name.clone(),
-            limit: self.limit,
-            nocache: self.nocache,
-            participants: self.participants,
-        })
-    }
-
-    /// The `fini` hook as the engine wants it.
-    pub(crate) fn fini_hook(&mut self) -> Option<crate::cache::Hook<T>> {
-        let f = self.fini.take()?;
-        Some(Box::new(move |p: NonNull<T>| {
-            // SAFETY: the engine calls `fini` only on items nobody else can
-            // reach (see `Hooks::destroy`), so `&mut` is exclusive.
-            f(unsafe { &mut *p.as_ptr() })
-        }))
-    }
-}
-
-/// Builds a [`Zone`]; see [`Zone::builder`].
-///
-/// ```
-/// use std::sync::atomic::{AtomicUsize, Ordering};
-/// use std::sync::Arc;
-///
-/// let finis = Arc::new(AtomicUsize::new(0));
-/// let f = finis.clone();
-/// let zone = percore_zone::Zone::builder("doc.hooks", || String::with_capacity(64))
-///     .fini(move |_| { f.fetch_add(1, Ordering::Relaxed); })
-///     .ctor(|s| s.push_str("fresh"))
-///     .dtor(|s| s.clear())
-///     .build()
-///     .unwrap();
-/// assert_eq!(&*zone.try_alloc().unwrap(), "fresh");
-/// drop(zone); // fini on every constructed item
-/// assert!(finis.load(Ordering::Relaxed) >= 1);
-/// ```
-pub struct Builder<T: Send + 'static> {
-    common: Common<T>,
-    ctor_hook: Option<MutHook<T>>,
-    dtor_hook: Option<MutHook<T>>,
+/// Builds a zone of kind `K`; use it as [`Builder`] or
+/// [`SmrBuilder`](crate::SmrBuilder).
+pub struct GenericBuilder<T: Send + 'static, K: Kind> {
+    name: String,
+    init: Box<dyn Fn() -> T + Send + Sync>,
+    fini: Option<MutHook<T>>,
+    /// `ctor` and `dtor`, already wrapped by the kind's setter (which decides
+    /// whether the hook gets `&mut T` or `&T`).
+    pub(crate) ctor: Option<Hook<T>>,
+    pub(crate) dtor: Option<Hook<T>>,
+    limit: Option<usize>,
+    nocache: bool,
+    participants: usize,
+    kind: K,
 }
 
 /// A user hook that gets exclusive access to an item.
-pub(crate) type MutHook<T> = Box<dyn Fn(&mut T) + Send + Sync>;
+type MutHook<T> = Box<dyn Fn(&mut T) + Send + Sync>;
 
-impl<T: Send + 'static> Builder<T> {
+impl<T: Send + 'static, K: Kind> GenericBuilder<T, K> {
+    pub(crate) fn new(name: &str, init: Box<dyn Fn() -> T + Send + Sync>, kind: K) -> Self {
+        let cpus = percore_cpu::allowed_cpus().map_or(1, |c| c.len());
+        GenericBuilder {
+            name: name.to_string(),
+            init,
+            fini: None,
+            ctor: None,
+            dtor: None,
+            limit: None,
+            nocache: false,
+            participants: (4 * cpus).max(64),
+            kind,
+        }
+    }
+
     /// Run `fini` once when an item leaves the cache for good (reclaim, zone
-    /// drop), before the item's `Drop`.
+    /// drop), before the item's `Drop`. In an SMR zone only ever on items
+    /// past their grace period, so it gets `&mut T` in both kinds.
     pub fn fini(mut self, fini: impl Fn(&mut T) + Send + Sync + 'static) -> Self {
-        self.common.fini = Some(Box::new(fini));
+        self.fini = Some(Box::new(fini));
         self
     }
 
-    /// Run `ctor` on every allocation.
-    pub fn ctor(mut self, ctor: impl Fn(&mut T) + Send + Sync + 'static) -> Self {
-        self.ctor_hook = Some(Box::new(ctor));
-        self
-    }
-
-    /// Run `dtor` on every free.
-    pub fn dtor(mut self, dtor: impl Fn(&mut T) + Send + Sync + 'static) -> Self {
-        self.dtor_hook = Some(Box::new(dtor));
-        self
-    }
-
-    /// At most `n` items exist at once (allocated or cached); beyond that
-    /// `try_alloc` fails and `alloc_wait` waits. Limited zones keep their
-    /// per-thread buckets small (`n / (4 × CPUs)` items, at least 1), and
-    /// while a thread waits, frees go straight to the waiters.
+    /// At most `n` items exist at once (allocated, cached, or in a grace
+    /// period); beyond that `try_alloc` fails and `alloc_wait` waits. Limited
+    /// zones keep their per-thread buckets small (`n / (4 × CPUs)` items, at
+    /// least 1), and while a thread waits, frees go straight to the waiters.
     pub fn max_items(mut self, n: usize) -> Self {
-        self.common.limit = Some(n);
+        self.limit = Some(n);
         self
     }
 
     /// Bypass every cache: each item is its own system allocation, freed at
-    /// once. For sanitizer and valgrind runs; also switched on for every
-    /// zone by the environment variable `PERCORE_ZONE_NOCACHE=1`.
+    /// once (in an SMR zone: after its grace period). For sanitizer and
+    /// valgrind runs; also switched on for every zone by the environment
+    /// variable `PERCORE_ZONE_NOCACHE=1`.
     pub fn no_cache(mut self, yes: bool) -> Self {
-        self.common.nocache = yes;
+        self.nocache = yes;
         self
     }
 
     /// Number of per-participant cache slots (default: 4 per CPU, at least
     /// 64). Threads beyond it use the shared depot directly.
     pub fn participants(mut self, n: usize) -> Self {
-        self.common.participants = n;
+        self.participants = n;
         self
     }
 
-    /// Create the zone. Errors on an empty name or `max_items(0)`.
-    pub fn build(mut self) -> Result<Zone<T>, Error> {
-        let cfg = self.common.config()?;
-        let wrap = |h: Option<MutHook<T>>| -> Option<crate::cache::Hook<T>> {
-            let h = h?;
-            Some(Box::new(move |p: NonNull<T>| {
-                // SAFETY: in a plain zone the engine calls ctor/dtor on an
-                // item owned by the allocating/freeing caller alone.
-                h(unsafe { &mut *p.as_ptr() })
-            }))
-        };
-        let hooks = Hooks {
-            fini: self.common.fini_hook(),
-            ctor: wrap(self.ctor_hook.take()),
-            dtor: wrap(self.dtor_hook.take()),
-            init: self.common.init,
-            lost_panics: Default::default(),
-        };
-        Ok(Zone { core: Core::new(cfg, hooks, None)? })
+    /// Create the zone. Errors on an empty name, more than 65536
+    /// participants or `max_items(0)`.
+    pub fn build(self) -> Result<GenericZone<T, K>, Error> {
+        if self.name.is_empty() {
+            return Err(Error::Config("a zone needs a non-empty name".into()));
+        }
+        if self.participants > 1 << 16 {
+            return Err(Error::Config(format!("zone {}: at most 65536 participants", self.name)));
+        }
+        let cfg = Config { name: self.name, limit: self.limit, nocache: self.nocache, participants: self.participants };
+        let fini = self.fini.map(|f| -> Hook<T> {
+            Box::new(move |p: NonNull<T>| {
+                // SAFETY: the engine calls `fini` only on items nobody else
+                // can reach (see `Hooks::destroy`), so `&mut` is exclusive.
+                f(unsafe { &mut *p.as_ptr() })
+            })
+        });
+        let hooks = Hooks { fini, ctor: self.ctor, dtor: self.dtor, init: self.init, lost_panics: Default::default() };
+        let grace = self.kind.domain().map(|smr| Arc::new(smr.clone()) as Arc<dyn crate::grace::Grace>);
+        Ok(GenericZone { cache: Cache::new(cfg, hooks, grace)?, kind: self.kind })
     }
 }
 
-/// An item of a [`Zone`], returned to it when dropped (`Box<T>` for zones).
-///
-/// ```
-/// let zone = percore_zone::Zone::new("doc.zbox", || 0u32).unwrap();
-/// let mut b = zone.try_alloc().unwrap();
-/// *b = 5;
-/// assert_eq!(*b, 5);
-/// ```
-///
-/// A `ZBox` borrows its zone, so it cannot outlive it:
-///
-/// ```compile_fail
-/// let b = {
-///     let zone = percore_zone::Zone::new("doc.outlive", || 0u32).unwrap();
-///     zone.try_alloc().unwrap()
-/// };
-/// ```
-pub struct ZBox<'z, T: Send + 'static> {
-    ptr: NonNull<T>,
-    core: &'z Core<T>,
+impl<T: Send + 'static> Builder<T> {
+    /// Run `ctor` on every allocation.
+    pub fn ctor(mut self, ctor: impl Fn(&mut T) + Send + Sync + 'static) -> Self {
+        self.ctor = Some(mut_hook(ctor));
+        self
+    }
+
+    /// Run `dtor` on every free.
+    pub fn dtor(mut self, dtor: impl Fn(&mut T) + Send + Sync + 'static) -> Self {
+        self.dtor = Some(mut_hook(dtor));
+        self
+    }
 }
 
-// SAFETY: a `ZBox` owns its `T` like a `Box`; freeing from another thread is
-// supported by the zone.
-unsafe impl<T: Send + 'static> Send for ZBox<'_, T> {}
-// SAFETY: `&ZBox` only gives `&T`.
-unsafe impl<T: Send + Sync + 'static> Sync for ZBox<'_, T> {}
+fn mut_hook<T>(h: impl Fn(&mut T) + Send + Sync + 'static) -> Hook<T> {
+    Box::new(move |p: NonNull<T>| {
+        // SAFETY: in a plain zone the engine calls ctor/dtor on an item owned
+        // by the allocating/freeing caller alone.
+        h(unsafe { &mut *p.as_ptr() })
+    })
+}
 
-impl<T: Send + 'static> ZBox<'_, T> {
-    /// Give up the handle without freeing; free later with
-    /// [`Zone::free_raw`].
+/// An item of a zone of kind `K`, freed when dropped; use it as [`ZBox`] or
+/// [`SmrBox`](crate::SmrBox). Only a plain zone's item is `DerefMut`.
+pub struct GenericBox<'z, T: Send + 'static, K: Kind> {
+    ptr: NonNull<T>,
+    cache: &'z Cache<T>,
+    _kind: PhantomData<K>,
+}
+
+// SAFETY: a box owns its `T` like a `Box`; freeing from another thread is
+// supported by the zone. An SMR zone's items are `Sync` as well (its
+// constructors require it), as old readers may share them.
+unsafe impl<T: Send + 'static, K: Kind> Send for GenericBox<'_, T, K> {}
+// SAFETY: `&GenericBox` only gives `&T`.
+unsafe impl<T: Send + Sync + 'static, K: Kind> Sync for GenericBox<'_, T, K> {}
+
+impl<T: Send + 'static, K: Kind> GenericBox<'_, T, K> {
+    /// Give up the handle without freeing (for instance to publish the item
+    /// in a lock-free structure); free later with
+    /// [`GenericZone::free_raw`].
     ///
     /// ```
     /// let zone = percore_zone::Zone::new("doc.into_raw", || 3u8).unwrap();
@@ -383,11 +485,11 @@ impl<T: Send + 'static> ZBox<'_, T> {
     }
 }
 
-impl<T: Send + 'static> Deref for ZBox<'_, T> {
+impl<T: Send + 'static, K: Kind> Deref for GenericBox<'_, T, K> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
-        // SAFETY: an allocated item, owned by this handle.
+        // SAFETY: an allocated, constructed item, owned by this handle.
         unsafe { self.ptr.as_ref() }
     }
 }
@@ -395,20 +497,23 @@ impl<T: Send + 'static> Deref for ZBox<'_, T> {
 impl<T: Send + 'static> DerefMut for ZBox<'_, T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: an allocated item, owned exclusively by this handle.
+        // SAFETY: an allocated item of a plain zone, owned exclusively by
+        // this handle (no reader can see it).
         unsafe { self.ptr.as_mut() }
     }
 }
 
-impl<T: Send + 'static> Drop for ZBox<'_, T> {
+impl<T: Send + 'static, K: Kind> Drop for GenericBox<'_, T, K> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: allocated by `core`, freed exactly once, here.
-        unsafe { self.core.free(self.ptr) }
+        // SAFETY: allocated by `cache`, freed exactly once, here; in an SMR
+        // zone never published (or the owner unlinked it before dropping,
+        // per `into_raw`'s contract).
+        unsafe { self.cache.free(self.ptr) }
     }
 }
 
-impl<T: Send + fmt::Debug + 'static> fmt::Debug for ZBox<'_, T> {
+impl<T: Send + fmt::Debug + 'static, K: Kind> fmt::Debug for GenericBox<'_, T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
     }

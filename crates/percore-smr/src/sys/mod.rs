@@ -36,7 +36,7 @@
 #[cfg(all(target_os = "linux", not(loom), not(miri)))]
 mod linux;
 
-use crate::loom::fence;
+use percore_cpu::loom::fence;
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
@@ -84,7 +84,7 @@ pub(crate) fn heavy_fence(flavour: Flavour) {
 /// The fallback flavour's reader side: publish `seq` with a full barrier
 /// between the store and the section's loads.
 #[inline]
-pub(crate) fn publish_with_full_fence(c_seq: &crate::loom::AtomicU32, seq: u32) {
+pub(crate) fn publish_with_full_fence(c_seq: &percore_cpu::loom::AtomicU32, seq: u32) {
     // NOTE: Miri checks the language model, not x86-64's: it takes the
     // portable store-and-fence path below.
     #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]

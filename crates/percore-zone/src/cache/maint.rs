@@ -1,15 +1,15 @@
 //! The engine's maintenance side: no-cache mode, reclaim, statistics, thread
 //! exit and teardown. See `cache.rs` for the design.
 
-use super::{Core, Hooks, Slot};
-use crate::loom::lock;
+use super::{Cache, Hooks, Slot};
 use crate::participant::Drain;
 use crate::{Error, Reclaimed, Stats};
+use percore_cpu::loom::Ordering;
 use std::alloc::{alloc, dealloc, Layout};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-impl<T: Send + 'static> Core<T> {
+impl<T: Send + 'static> Cache<T> {
     /// No-cache mode: every item is its own system allocation, so a
     /// sanitizer or valgrind sees each alloc and free.
     pub(super) fn nocache_alloc(&self) -> Result<Option<NonNull<T>>, Error> {
@@ -53,7 +53,7 @@ impl<T: Send + 'static> Core<T> {
             }
             Some(g) => {
                 let tag = g.advance();
-                lock(&self.retired).push_back((tag, p));
+                self.retired.lock().push_back((tag, p));
                 self.reap_retired();
             }
         }
@@ -67,7 +67,7 @@ impl<T: Send + 'static> Core<T> {
         let Some(g) = &self.grace else { return };
         let mut done = Vec::new();
         {
-            let mut r = lock(&self.retired);
+            let mut r = self.retired.lock();
             while r.front().is_some_and(|(tag, _)| g.expired(tag)) {
                 if let Some((_, p)) = r.pop_front() {
                     done.push(p);
@@ -129,7 +129,7 @@ impl<T: Send + 'static> Core<T> {
             // SAFETY: the slot is this thread's (participant invariant 1).
             unsafe { slot.slow(|_| ()) };
         }
-        let (mut allocs, mut frees) = (self.stats.allocs.sum(), self.stats.frees.sum());
+        let (mut allocs, mut frees) = (self.counters.allocs.sum(), self.counters.frees.sum());
         for s in self.slots.iter() {
             allocs = allocs.wrapping_add(s.allocs.get());
             frees = frees.wrapping_add(s.frees.get());
@@ -142,7 +142,7 @@ impl<T: Send + 'static> Core<T> {
         Stats {
             allocs,
             frees,
-            fails: self.stats.fails.sum(),
+            fails: self.counters.fails.sum(),
             items,
             cached: items.saturating_sub(allocs.saturating_sub(frees)),
             depot_items,
@@ -150,22 +150,18 @@ impl<T: Send + 'static> Core<T> {
             bucket_size: self.depot.bucket_size() as u64,
             smr_waiting: waiting,
             // ORDERING: a statistic.
-            sleepers: self.sleepers.load(crate::loom::Ordering::Relaxed) as u64,
+            sleepers: self.sleepers.load(Ordering::Relaxed) as u64,
         }
     }
+}
 
-    pub(super) fn emit_stats(&self, emit: &mut dyn FnMut(&str, u64)) {
-        let s = self.stats();
-        emit("allocs", s.allocs);
-        emit("frees", s.frees);
-        emit("fails", s.fails);
-        emit("items", s.items);
-        emit("cached", s.cached);
-        emit("slabs", s.slabs);
-        emit("bucket_size", s.bucket_size);
-        emit("smr_waiting", s.smr_waiting);
+/// The zone's source in the stats tree (`zone.<name>.*`): every [`Stats`]
+/// field, and the hook panics caught.
+impl<T: Send + 'static> percore_cpu::stats::Emit for Cache<T> {
+    fn emit(&self, emit: &mut dyn FnMut(&str, u64)) {
+        self.stats().emit(emit);
         // ORDERING: a statistic.
-        emit("hook_panics", self.hooks.lost_panics.load(std::sync::atomic::Ordering::Relaxed));
+        emit("hook_panics", self.hooks.lost_panics.load(Ordering::Relaxed));
     }
 }
 
@@ -183,7 +179,7 @@ unsafe fn nocache_destroy<T>(hooks: &Hooks<T>, p: NonNull<T>) {
     }
 }
 
-impl<T: Send + 'static> Drain for Core<T> {
+impl<T: Send + 'static> Drain for Cache<T> {
     fn drain_participant(&self, index: usize) {
         if let Some(slot) = self.slots.get(index) {
             self.drain_slot(slot, true);
@@ -217,7 +213,7 @@ impl<T> Teardown<T> {
     }
 }
 
-impl<T: Send + 'static> Drop for Core<T> {
+impl<T: Send + 'static> Drop for Cache<T> {
     fn drop(&mut self) {
         // Unregister the stats source first: it can no longer upgrade.
         self._reg = None;
@@ -239,7 +235,7 @@ impl<T: Send + 'static> Drop for Core<T> {
             }
             take(d.loose.take());
         }
-        let nocache_items = lock(&self.retired).drain(..).map(|(_, p)| p).collect();
+        let nocache_items = self.retired.lock().drain(..).map(|(_, p)| p).collect();
         let geo = self.keg.geo;
         let keg = std::mem::replace(&mut self.keg, crate::slab::Keg::new(geo));
         let td = Teardown { hooks: self.hooks.clone(), items, nocache_items, keg };
