@@ -42,11 +42,11 @@ use crate::io::Registration;
 use crate::queue::{wait_any, Ceq, Coalesce};
 use crate::stats::stats;
 use crate::waiter;
+use percore_cpu::loom::{Mutex, MutexGuard};
 use percore_lwkt::Handle;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::Mutex;
 use std::time::Duration;
 
 bitflags::bitflags! {
@@ -176,8 +176,8 @@ impl Epoll {
         Ok(Epoll { reg, wake, table: Mutex::default(), epfd })
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock()
     }
 
     fn ctl(&self, op: i32, fd: RawFd, interest: Interest, slot: usize) -> io::Result<()> {

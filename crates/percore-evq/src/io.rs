@@ -35,13 +35,12 @@ use crate::driver::{self, EvqDriver};
 use crate::error::Error;
 use crate::queue::Ceq;
 use crate::waiter::{self, Waiter};
+use percore_cpu::loom::{Arc, AtomicU64, Mutex};
 use percore_lwkt::Handle;
 use std::io;
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 const TICK: u64 = 1 << 32;
@@ -95,7 +94,7 @@ impl Source {
             }
         }
         let woken = {
-            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = self.waiters.lock();
             let mut out = Vec::new();
             if bits & Dir::Read.mask() != 0 {
                 out.append(&mut w.read);
@@ -129,7 +128,7 @@ impl Source {
     fn wait(&self, dir: Dir, deadline: Option<Instant>) -> Result<(), Error> {
         let me = Waiter::current();
         {
-            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = self.waiters.lock();
             // ORDERING: acquire: the worker sets the bits before it takes
             // this lock (see the module essay).
             if self.ready.load(Acquire) & dir.mask() != 0 {
@@ -139,7 +138,7 @@ impl Source {
             list.push(me.clone());
         }
         let r = waiter::block(deadline);
-        let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = self.waiters.lock();
         let list = if dir == Dir::Read { &mut w.read } else { &mut w.write };
         list.retain(|x| !x.same(&me));
         r

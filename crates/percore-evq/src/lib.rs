@@ -55,7 +55,6 @@ mod epoll;
 mod error;
 #[cfg(not(loom))]
 mod io;
-mod loom;
 #[cfg(not(loom))]
 pub mod net;
 // NOTE: under loom, the parts only the alarm uses are left unused.

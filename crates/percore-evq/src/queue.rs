@@ -36,7 +36,7 @@
 //! Unit and integration tests (`tests/event_queue.rs`, `tests/ceq.rs`), the
 //! stress tests there, and a loom model, `tests/loom_queue.rs`: this file
 //! compiles under `--cfg loom` unchanged, its lock, `claimed` flag, `Arc` and
-//! slot cache coming from `crate::loom` and its waiters being loom threads
+//! slot cache coming from `percore_cpu::loom` and its waiters being loom threads
 //! (`waiter.rs`). The models cover a post against a waiter (no lost
 //! wake-up: loom reports one as a deadlock), two waiters and two posts
 //! (each event once), `wait_any` on an [`EventQueue`] and a [`Ceq`] posted
@@ -49,9 +49,9 @@
 //! wake-ups to one per event.
 
 use crate::error::Error;
-use crate::loom::{Arc, AtomicBool, Mutex, MutexGuard};
 use crate::stats::stats;
 use crate::waiter::{self, Waiter};
+use percore_cpu::loom::{Arc, AtomicBool, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::{AcqRel, Acquire};
 use std::time::Duration;
@@ -113,10 +113,12 @@ pub trait Queue: sealed::Sealed {
 }
 
 mod sealed {
+    use percore_cpu::loom::{Arc, AtomicBool};
+
     /// A waiter's registration, shared by every queue it waits on.
     pub struct Slot {
         pub(super) waiter: super::Waiter,
-        pub(super) claimed: crate::loom::AtomicBool,
+        pub(super) claimed: AtomicBool,
     }
 
     /// What [`Sealed::take_or_link`] did.
@@ -129,8 +131,8 @@ mod sealed {
     pub trait Sealed {
         /// Under one lock: take an event, or report the queue closed, or
         /// link `slot` as a waiter.
-        fn take_or_link(&self, slot: &crate::loom::Arc<Slot>) -> Take;
-        fn unlink(&self, slot: &crate::loom::Arc<Slot>);
+        fn take_or_link(&self, slot: &Arc<Slot>) -> Take;
+        fn unlink(&self, slot: &Arc<Slot>);
         /// Wake one waiter if events are left (the hand-on).
         fn hand_on(&self);
     }
@@ -161,7 +163,7 @@ impl<S: Store> Shared<S> {
     }
 
     fn lock(&self) -> MutexGuard<'_, Mailbox<S>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.lock()
     }
 
     /// Run `put` on the store under the lock (it returns whether a new
@@ -644,7 +646,7 @@ pub fn wait_any(queues: &[&dyn Queue], timeout: Option<Duration>) -> Result<(Eve
 /// the waiter (until then a new wait makes a fresh slot).
 struct SlotCache;
 
-crate::loom::thread_local! {
+percore_cpu::loom_thread_local! {
     static SLOT: std::cell::Cell<Option<Arc<Slot>>> = const { std::cell::Cell::new(None) };
 }
 
