@@ -34,6 +34,7 @@
 use crate::driver::{self, EvqDriver};
 use crate::error::Error;
 use crate::queue::Ceq;
+use crate::sys::epoll as sys;
 use crate::waiter::{self, Waiter};
 use percore_cpu::loom::{Arc, AtomicU64, Mutex};
 use percore_lwkt::Handle;
@@ -58,10 +59,10 @@ impl Dir {
     /// (errors and hang-ups included: the retried call reports them).
     fn mask(self) -> u64 {
         let m = match self {
-            Dir::Read => libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLPRI,
-            Dir::Write => libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR,
+            Dir::Read => sys::IN | sys::RDHUP | sys::HUP | sys::ERR | sys::PRI,
+            Dir::Write => sys::OUT | sys::HUP | sys::ERR,
         };
-        m as u32 as u64
+        m as u64
     }
 }
 
@@ -118,7 +119,7 @@ impl Source {
     /// socket is drained) hang-up and error bits stay: no later edge would
     /// set them again, and the system call reports them every time.
     fn clear(&self, dir: Dir, snap: u64, all: bool) -> bool {
-        let sticky = if all { 0 } else { (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 as u64 };
+        let sticky = if all { 0 } else { (sys::RDHUP | sys::HUP | sys::ERR) as u64 };
         // ORDERING: acquire: a failed swap means a new event, whose bits
         // the retry must see.
         self.ready.compare_exchange(snap, snap & !(dir.mask() & !sticky), AcqRel, Acquire).is_ok()
@@ -167,11 +168,11 @@ impl Registration {
         let driver = driver::get(handle)?;
         let worker = handle.local_worker().unwrap_or(0);
         // NOTE: start "ready both ways": the first operation just tries.
-        let all = (Dir::Read.mask() | Dir::Write.mask()) & !(libc::EPOLLERR | libc::EPOLLHUP) as u32 as u64;
+        let all = (Dir::Read.mask() | Dir::Write.mask()) & !(sys::ERR | sys::HUP) as u64;
         let src = Box::new(Source { ready: AtomicU64::new(all), waiters: Mutex::default(), notify });
         let src = NonNull::from(Box::leak(src));
         let token = src.as_ptr() as usize as u64;
-        if let Err(e) = handle.io_register(worker, fd, events | libc::EPOLLET as u32, token) {
+        if let Err(e) = handle.io_register(worker, fd, events | sys::ET, token) {
             // SAFETY: never published (registration failed).
             drop(unsafe { Box::from_raw(src.as_ptr()) });
             return Err(e.into());

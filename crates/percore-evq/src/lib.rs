@@ -61,6 +61,8 @@ pub mod net;
 #[cfg_attr(loom, allow(dead_code))]
 mod queue;
 mod stats;
+#[cfg(not(loom))]
+mod sys;
 mod waiter;
 
 #[cfg(not(loom))]

@@ -62,6 +62,7 @@
 
 use crate::error::Error;
 use crate::io::{Dir, Registration};
+use crate::sys::{epoll, socket};
 use percore_lwkt::Handle;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
@@ -70,7 +71,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-const INTEREST: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLPRI) as u32;
+const INTEREST: u32 = epoll::IN | epoll::OUT | epoll::RDHUP | epoll::PRI;
 
 fn handle() -> io::Result<Handle> {
     Handle::current().ok_or_else(|| Error::NoRuntime.into())
@@ -156,11 +157,7 @@ fn connect_socket(
     sock.set_nonblocking(true)?;
     // NOTE: register only once the connect is under way: an unconnected
     // socket polls as hung up, which would be recorded as readiness.
-    let pending = match sock.connect(addr) {
-        Ok(()) => false,
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock => true,
-        Err(e) => return Err(e),
-    };
+    let pending = socket::connect_start(&sock, addr)?;
     let s = Sock::new(handle, sock, |_| Ok(()))?;
     if !pending {
         return Ok(s);
@@ -168,19 +165,7 @@ fn connect_socket(
     let deadline = crate::waiter::deadline(timeout);
     // NOTE: the socket becomes writable (or reports an error) when the
     // connect completes; `SO_ERROR` says which.
-    s.reg.io(
-        Dir::Write,
-        deadline,
-        |_| false,
-        || match s.sock.take_error()? {
-            Some(e) => Err(e),
-            None => match s.sock.peer_addr() {
-                Ok(_) => Ok(()),
-                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(io::ErrorKind::WouldBlock.into()),
-                Err(e) => Err(e),
-            },
-        },
-    )?;
+    s.reg.io(Dir::Write, deadline, |_| false, || socket::connect_result(&s.sock))?;
     Ok(s)
 }
 
