@@ -103,15 +103,25 @@ pub struct EpollEvent {
     pub data: u64,
 }
 
+/// What the set knows of one registered descriptor.
 struct Entry {
+    /// The caller's value, reported with its events.
     data: u64,
+    /// The interest given to the kernel (to tell level-triggered entries).
     interest: Interest,
 }
 
+/// The set's registrations, under `Epoll::table`'s lock (`add`, `modify`,
+/// `delete`, and `poll` to translate kernel events). The kernel's data for
+/// a descriptor is its slot index, so a closed and re-added descriptor
+/// number never reports the old entry's data.
 #[derive(Default)]
 struct Table {
+    /// Entries by slot index; `None` for a free slot.
     slots: Vec<Option<Entry>>,
+    /// The free slot indices.
     free: Vec<usize>,
+    /// Each registered descriptor's slot.
     by_fd: HashMap<RawFd, usize>,
 }
 
@@ -140,9 +150,14 @@ struct Table {
 /// ```
 pub struct Epoll {
     // NOTE: field order is drop order: deregister before closing `epfd`.
+    /// `epfd`'s registration on a worker's epoll instance; fixed.
     reg: Registration,
+    /// The wake queue (one id): posted to by the worker when `epfd` becomes
+    /// readable, and by a waiter handing a wake-up on; waited on by `wait`.
     wake: Ceq,
+    /// The registrations (see [`Table`]).
     table: Mutex<Table>,
+    /// The inner kernel epoll instance; fixed, closed last.
     epfd: OwnedFd,
 }
 

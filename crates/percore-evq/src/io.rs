@@ -66,17 +66,30 @@ impl Dir {
     }
 }
 
+/// The uthreads (and threads) waiting on one source, by direction; under
+/// the source's lock.
 #[derive(Default)]
 struct Waiters {
+    /// Linked by a reader in `Source::wait`, which removes itself after it
+    /// wakes; taken all at once by a worker's `on_ready` with read bits.
     read: Vec<Waiter>,
+    /// The same for writers and write bits.
     write: Vec<Waiter>,
 }
 
-/// A registered descriptor's readiness and waiters.
+/// A registered descriptor's readiness and waiters. Shared by the owning
+/// [`Registration`] (any thread that holds the socket) and the worker that
+/// dispatches its events (through the token, inside an SMR read section).
 pub(crate) struct Source {
+    /// The `EPOLL*` bits seen and not yet cleared, plus the event tick above
+    /// them (see the module essay): set by the worker in `on_ready`,
+    /// snapshotted and cleared by compare-and-swap by operations.
     ready: AtomicU64,
+    /// Who waits, under the lock: operations link and unlink themselves,
+    /// the worker takes them to wake them.
     waiters: Mutex<Waiters>,
-    /// Also post readiness here (an [`Epoll`](crate::Epoll)'s wake queue).
+    /// Also post readiness here (an [`Epoll`](crate::Epoll)'s wake queue):
+    /// set at registration, posted to by the worker.
     notify: Option<(Ceq, u32)>,
 }
 
@@ -149,10 +162,19 @@ impl Source {
 /// A descriptor registered on a worker's epoll instance (see the module
 /// docs). Drop it *before* closing the descriptor.
 pub(crate) struct Registration {
+    /// The source, leaked in `new` and retired through `driver.smr` in
+    /// `drop`; its address is the epoll token, so the worker reaches it too
+    /// (read sections only). Used through `&Source` by every holder.
     src: NonNull<Source>,
+    /// The registered descriptor; owned by the caller, who closes it only
+    /// after dropping this (deregistration needs it open). Fixed.
     fd: RawFd,
+    /// Whose epoll instance it is on: the creating uthread's worker
+    /// (worker 0 from a foreign thread). Fixed.
     worker: usize,
+    /// The runtime; fixed. Every operation checks `is_shutdown` on it.
     handle: Handle,
+    /// The runtime's evq driver, kept for its SMR domain; fixed.
     driver: Arc<EvqDriver>,
 }
 
@@ -213,6 +235,9 @@ impl Registration {
             if self.handle.is_shutdown() {
                 return Err(Error::Shutdown.into());
             }
+            // ORDERING: acquire pairs with the release half of the worker's
+            // compare-and-swap in `on_ready`: the bits seen are the
+            // kernel's news before this try.
             let snap = src.ready.load(Acquire);
             if snap & dir.mask() != 0 {
                 match op() {

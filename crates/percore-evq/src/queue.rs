@@ -117,7 +117,12 @@ mod sealed {
 
     /// A waiter's registration, shared by every queue it waits on.
     pub struct Slot {
+        /// Whom to wake: written by the owning waiter only while nobody
+        /// else holds the slot (`SlotCache::reset`, `Arc::get_mut`), read
+        /// by the post (or close) that claims it.
         pub(super) waiter: super::Waiter,
+        /// Whether a post (or close) took this wait's one wake-up: swapped
+        /// by posters (`Slot::claim`), read by the waiter.
         pub(super) claimed: AtomicBool,
     }
 
@@ -146,23 +151,31 @@ trait Store {
     fn has_events(&self) -> bool;
 }
 
-/// A queue's state under its lock: the store, the waiters, and whether it
-/// is closed. Both queue types are this, with their own store.
-struct Mailbox<S> {
+/// What a mailbox holds under its lock. Every field is touched only with
+/// the lock held.
+struct Contents<S> {
+    /// The events: posters add, waiters (and `try_recv`) take.
     store: S,
+    /// The waiting slots, in arrival order: linked by waiters
+    /// (`take_or_link`), popped by a post that claims one and by `close`,
+    /// removed by a waiter that leaves (`unlink`).
     waiters: Waiters,
+    /// Set once by `close`, never cleared: posts then fail, and a waiter
+    /// finding the store empty does not link.
     closed: bool,
 }
 
-/// The shared half of a queue handle.
-struct Shared<S>(Mutex<Mailbox<S>>);
+/// A queue's mailbox: the one state that every handle of an
+/// [`EventQueue`] or [`Ceq`] shares, its [`Contents`] under one lock. Both
+/// queue types are this, with their own store.
+struct Mailbox<S>(Mutex<Contents<S>>);
 
-impl<S: Store> Shared<S> {
-    fn new(store: S) -> Arc<Shared<S>> {
-        Arc::new(Shared(Mutex::new(Mailbox { store, waiters: Waiters::default(), closed: false })))
+impl<S: Store> Mailbox<S> {
+    fn new(store: S) -> Arc<Mailbox<S>> {
+        Arc::new(Mailbox(Mutex::new(Contents { store, waiters: Waiters::default(), closed: false })))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Mailbox<S>> {
+    fn lock(&self) -> MutexGuard<'_, Contents<S>> {
         self.0.lock()
     }
 
@@ -246,7 +259,7 @@ impl<S: Store> Shared<S> {
     }
 }
 
-/// `Queue` and its sealed half for a handle type with an `inner: Arc<Shared<_>>`.
+/// `Queue` and its sealed half for a handle type with an `inner: Arc<Mailbox<_>>`.
 macro_rules! queue_impls {
     ($t:ty) => {
         impl Queue for $t {
@@ -297,7 +310,7 @@ impl Store for VecDeque<Event> {
 /// ```
 #[derive(Clone)]
 pub struct EventQueue {
-    inner: Arc<Shared<VecDeque<Event>>>,
+    inner: Arc<Mailbox<VecDeque<Event>>>,
 }
 
 impl Default for EventQueue {
@@ -316,7 +329,7 @@ impl std::fmt::Debug for EventQueue {
 impl EventQueue {
     /// An empty, open queue.
     pub fn new() -> EventQueue {
-        EventQueue { inner: Shared::new(VecDeque::new()) }
+        EventQueue { inner: Mailbox::new(VecDeque::new()) }
     }
 
     /// Append `ev` and wake one waiter. Fails with [`Error::Closed`] once
@@ -396,9 +409,13 @@ pub enum Coalesce {
 /// A [`Ceq`]'s store: one slot per id, and the ids pending in the order
 /// they first became so.
 struct CeqStore {
+    /// Each id's merged payload since it was last taken (0 once taken).
     values: Vec<u64>,
+    /// Whether each id is in `ring`.
     queued: Vec<bool>,
+    /// The pending ids, each once, in the order they became pending.
     ring: VecDeque<u32>,
+    /// How posts merge; fixed at construction.
     op: Coalesce,
 }
 
@@ -431,7 +448,7 @@ impl Store for CeqStore {
 /// ```
 #[derive(Clone)]
 pub struct Ceq {
-    inner: Arc<Shared<CeqStore>>,
+    inner: Arc<Mailbox<CeqStore>>,
 }
 
 impl std::fmt::Debug for Ceq {
@@ -474,7 +491,7 @@ impl Ceq {
         let values = zeroed_vec::<u64>(ids).ok_or_else(oom)?;
         let queued = zeroed_vec::<bool>(ids).ok_or_else(oom)?;
         let store = CeqStore { values, queued, ring: VecDeque::new(), op };
-        Ok(Ceq { inner: Shared::new(store) })
+        Ok(Ceq { inner: Mailbox::new(store) })
     }
 
     /// Number of ids.
@@ -618,11 +635,13 @@ pub fn wait_any(queues: &[&dyn Queue], timeout: Option<Duration>) -> Result<(Eve
         }
         // A post that claims us pops our slot from its queue; the others
         // still hold it.
+        // ORDERING: acquire, as in the loop above (the poster's claim).
         if queues.len() > 1 || !slot.claimed.load(Acquire) {
             for q in queues {
                 q.unlink(&slot);
             }
         }
+        // ORDERING: acquire, as above.
         claimed_before |= slot.claimed.load(Acquire);
         if timed_out {
             // One last look: an event posted as the time ran out is ours.
