@@ -22,6 +22,15 @@
 //! blocking; the worker sets the bits before taking that lock to wake
 //! waiters, so one of the two always sees the other.
 //!
+//! ## Closing
+//!
+//! [`Registration::close`] (a socket's `close`) marks the source closed and
+//! wakes every waiter: it sets the flag and takes both waiter lists under
+//! the source's lock, and a waiter checks the flag under that same lock
+//! before it blocks, so no waiter sleeps through a close. Every operation
+//! checks the flag before each try and fails with [`Error::Closed`]. The
+//! descriptor stays registered and open until the registration is dropped.
+//!
 //! ## Freeing
 //!
 //! Dropping a [`Registration`] removes the descriptor from the epoll
@@ -36,12 +45,12 @@ use crate::error::Error;
 use crate::queue::Ceq;
 use crate::sys::epoll as sys;
 use crate::waiter::{self, Waiter};
-use percore_cpu::loom::{Arc, AtomicU64, Mutex};
+use percore_cpu::loom::{Arc, AtomicBool, AtomicU64, Mutex};
 use percore_lwkt::Handle;
 use std::io;
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::Instant;
 
 const TICK: u64 = 1 << 32;
@@ -91,6 +100,9 @@ pub(crate) struct Source {
     /// Also post readiness here (an [`Epoll`](crate::Epoll)'s wake queue):
     /// set at registration, posted to by the worker.
     notify: Option<(Ceq, u32)>,
+    /// Set once by `close` (under the waiters' lock), never cleared; read by
+    /// every operation before it tries, and under the lock before it blocks.
+    closed: AtomicBool,
 }
 
 impl Source {
@@ -138,14 +150,36 @@ impl Source {
         self.ready.compare_exchange(snap, snap & !(dir.mask() & !sticky), AcqRel, Acquire).is_ok()
     }
 
-    /// Block until `dir` may be ready, or `deadline` passes.
+    /// Mark the source closed and wake every waiter (see the module essay).
+    fn close(&self) {
+        let (read, write) = {
+            let mut w = self.waiters.lock();
+            // ORDERING: release pairs with the acquire load in
+            // `Registration::io` (a lock-free early exit); a waiter about to
+            // block reads the flag under this lock, which orders it anyway.
+            self.closed.store(true, Release);
+            (std::mem::take(&mut w.read), std::mem::take(&mut w.write))
+        };
+        for w in read.iter().chain(&write) {
+            w.wake();
+        }
+    }
+
+    /// Whether `close` was called.
+    fn is_closed(&self) -> bool {
+        // ORDERING: acquire pairs with the release store in `close`.
+        self.closed.load(Acquire)
+    }
+
+    /// Block until `dir` may be ready, the source is closed, or `deadline`
+    /// passes.
     fn wait(&self, dir: Dir, deadline: Option<Instant>) -> Result<(), Error> {
         let me = Waiter::current();
         {
             let mut w = self.waiters.lock();
             // ORDERING: acquire: the worker sets the bits before it takes
             // this lock (see the module essay).
-            if self.ready.load(Acquire) & dir.mask() != 0 {
+            if self.ready.load(Acquire) & dir.mask() != 0 || self.is_closed() {
                 return Ok(());
             }
             let list = if dir == Dir::Read { &mut w.read } else { &mut w.write };
@@ -191,7 +225,8 @@ impl Registration {
         let worker = handle.local_worker().unwrap_or(0);
         // NOTE: start "ready both ways": the first operation just tries.
         let all = (Dir::Read.mask() | Dir::Write.mask()) & !(sys::ERR | sys::HUP) as u64;
-        let src = Box::new(Source { ready: AtomicU64::new(all), waiters: Mutex::default(), notify });
+        let closed = AtomicBool::new(false);
+        let src = Box::new(Source { ready: AtomicU64::new(all), waiters: Mutex::default(), notify, closed });
         let src = NonNull::from(Box::leak(src));
         let token = src.as_ptr() as usize as u64;
         if let Err(e) = handle.io_register(worker, fd, events | sys::ET, token) {
@@ -207,6 +242,13 @@ impl Registration {
         &self.handle
     }
 
+    /// Close it to its users: every operation waiting now or started later
+    /// fails with [`Error::Closed`] (see the module essay). The descriptor
+    /// stays registered until drop. Idempotent.
+    pub(crate) fn close(&self) {
+        self.source().close();
+    }
+
     pub(crate) fn source(&self) -> &Source {
         // SAFETY: owned until drop.
         unsafe { self.src.as_ref() }
@@ -217,7 +259,8 @@ impl Registration {
     /// Once the runtime has shut down no worker reports readiness any more,
     /// so every call fails at once with an `io::Error` of kind `Other`
     /// wrapping [`Error::Shutdown`] (checked before each try, and a foreign
-    /// waiter re-checks every `FOREIGN_SLICE`).
+    /// waiter re-checks every `FOREIGN_SLICE`). After [`close`](Self::close)
+    /// it fails with [`Error::Closed`], waiting or not.
     /// When `drained` says a result shows the socket drained (a partial
     /// read or write), the direction's readiness is cleared at once, so the
     /// next call waits for an edge instead of paying for an `EAGAIN`
@@ -232,6 +275,9 @@ impl Registration {
         let src = self.source();
         let foreign = percore_lwkt::current().is_none();
         loop {
+            if src.is_closed() {
+                return Err(Error::Closed.into());
+            }
             if self.handle.is_shutdown() {
                 return Err(Error::Shutdown.into());
             }

@@ -13,8 +13,10 @@
 //!   shows the socket drained), [`accept`](Socket::accept) (the new
 //!   connection is adopted on the listener's runtime), [`connect`] (start,
 //!   register, wait for writability, ask how it ended);
+//! * closing to its users ([`close`](Socket::close): every waiting and
+//!   later call fails with `Error::Closed`; `io.rs` has the protocol);
 //! * the trait impls and methods every socket type has, as macros:
-//!   `socket_type!` (`from_std_in`, `AsRawFd`, `AsFd`, `Debug`), `timeouts!` (read and write
+//!   `socket_type!` (`from_std_in`, `close`, `AsRawFd`, `AsFd`, `Debug`), `timeouts!` (read and write
 //!   timeouts), `stream_io!` (`Read` and `Write` for the type and for a
 //!   shared reference to it, and `shutdown`).
 //!
@@ -152,6 +154,11 @@ impl<S: AsRawFd> Socket<S> {
         self.reg.io(Dir::Write, self.write_to.deadline(), |&n| n < want, || op(&self.sock))
     }
 
+    /// Close the socket to its users (see `close` in `socket_type!`).
+    pub(super) fn close(&self) {
+        self.reg.close();
+    }
+
     /// Wait for a connection (`accept` on the listener `S`, `read_to`
     /// applies) and adopt it on the listener's runtime.
     pub(super) fn accept<T: Nonblocking, A>(
@@ -197,6 +204,24 @@ macro_rules! socket_type {
             /// connected) on `handle`'s runtime; it is made non-blocking.
             pub fn from_std_in(handle: &percore_lwkt::Handle, s: $std) -> std::io::Result<$t> {
                 $crate::net::socket::Socket::adopt(handle, s).map($t)
+            }
+
+            /// Close the socket to its users, from any uthread or thread:
+            /// every call waiting on it now (an `accept`, a read, a write,
+            /// a receive...) wakes, and it and every later call fail at once
+            /// with an `io::Error` of kind
+            /// [`Other`](std::io::ErrorKind::Other) whose inner error is
+            /// [`Error::Closed`](crate::Error::Closed) (`e.get_ref()`
+            /// downcasts to it). The way to stop a uthread blocked in
+            /// `accept` (see [`TcpListener`](crate::net::TcpListener)).
+            /// Idempotent.
+            ///
+            /// The descriptor itself stays open until the value is dropped,
+            /// so its number cannot be reused under a waiter: only then is a
+            /// listener's port released, and does a stream's peer see the
+            /// end of the stream (`shutdown` tells the peer at once).
+            pub fn close(&self) {
+                self.0.close()
             }
         }
         impl std::os::fd::AsRawFd for $t {

@@ -8,6 +8,29 @@ use std::time::Duration;
 
 /// A TCP listener for uthreads.
 ///
+/// [`accept`](TcpListener::accept) parks the calling uthread until a
+/// connection comes, its timeout passes, or the listener is closed: another
+/// uthread (or thread) that holds it, in an `Arc` for instance, stops every
+/// blocked `accept` with [`close`](TcpListener::close), which fails them
+/// with [`Error::Closed`](crate::Error::Closed) inside an `io::Error`.
+///
+/// ```
+/// use percore_evq::{net::TcpListener, Error};
+/// use std::sync::Arc;
+///
+/// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
+/// rt.block_on(|| {
+///     let l = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+///     let l2 = l.clone();
+///     let server = percore_lwkt::spawn(move || l2.accept().map(|_| ())).unwrap();
+///     l.close(); // from another uthread: the server's accept returns
+///     let e = server.join().unwrap().unwrap_err();
+///     assert!(matches!(e.get_ref().and_then(|e| e.downcast_ref()), Some(Error::Closed)));
+/// }).unwrap();
+/// ```
+///
+/// A timeout:
+///
 /// ```
 /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
 /// rt.block_on(|| {
