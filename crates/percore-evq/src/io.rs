@@ -53,6 +53,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::Instant;
 
+/// How many waiters `on_ready` takes per lock section to wake outside it.
+const WAKE_BATCH: usize = 8;
+
 const TICK: u64 = 1 << 32;
 const BITS: u64 = TICK - 1;
 
@@ -119,19 +122,35 @@ impl Source {
                 Err(c) => cur = c,
             }
         }
-        let woken = {
-            let mut w = self.waiters.lock();
-            let mut out = Vec::new();
-            if bits & Dir::Read.mask() != 0 {
-                out.append(&mut w.read);
+        let (read, write) = (bits & Dir::Read.mask() != 0, bits & Dir::Write.mask() != 0);
+        // NOTE: woken in batches from a stack array, outside the lock, so a
+        // wake-up allocates nothing (a `Vec` per event did: issue 15). Only
+        // the waiters linked at the first look are taken: one that wakes,
+        // fails its retry and links again waits for the next edge.
+        let mut left = usize::MAX;
+        while left > 0 {
+            let mut batch: [Option<Waiter>; WAKE_BATCH] = Default::default();
+            let n = {
+                let mut w = self.waiters.lock();
+                if left == usize::MAX {
+                    left = if read { w.read.len() } else { 0 } + if write { w.write.len() } else { 0 };
+                }
+                let mut n = 0;
+                while n < WAKE_BATCH.min(left) {
+                    let next = if read { w.read.pop() } else { None };
+                    match next.or_else(|| if write { w.write.pop() } else { None }) {
+                        Some(x) => batch[n] = Some(x),
+                        None => break,
+                    }
+                    n += 1;
+                }
+                n
+            };
+            for x in batch[..n].iter().flatten() {
+                x.wake();
             }
-            if bits & Dir::Write.mask() != 0 {
-                out.append(&mut w.write);
-            }
-            out
-        };
-        for w in woken {
-            w.wake();
+            // NOTE: fewer than asked for: the rest left on their own.
+            left = if n < WAKE_BATCH.min(left) { 0 } else { left - n };
         }
         if let Some((q, id)) = &self.notify {
             let _ = q.post(*id, bits);
