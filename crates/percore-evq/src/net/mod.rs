@@ -31,7 +31,7 @@
 //! dropped nothing reports readiness, so every read, write, accept, connect
 //! or peek fails at once with an `io::Error` of kind
 //! [`Other`](std::io::ErrorKind::Other) whose inner error is
-//! [`Error::Shutdown`] (`e.get_ref()` downcasts to it), including a call
+//! [`Error::Shutdown`](crate::Error::Shutdown) (`e.get_ref()` downcasts to it), including a call
 //! that is already waiting (a foreign thread notices within 50 ms). Closing
 //! (dropping) it still works. `NotConnected` was not chosen: it would claim
 //! something about the peer, which may well still be there.
