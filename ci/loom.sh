@@ -16,6 +16,8 @@ cargo test -p percore-evq --release --test loom_alarm
 cargo test -p percore-evq --release --test loom_queue
 # percore-evq: CancellationToken's register-versus-cancel (cancel.rs).
 cargo test -p percore-evq --release --test loom_cancel
+# percore-evq: an I/O source's readiness, wait, wake-up and close (io/source.rs).
+cargo test -p percore-evq --release --test loom_io
 # percore-kv: the store's table protocol (publish, grow under a reader, free
 # after a grace period). A crate feature rather than `--cfg loom`: the facade's
 # runtime is configured out under `--cfg loom` and the server must still build.

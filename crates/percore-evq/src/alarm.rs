@@ -45,7 +45,7 @@
 //!
 //! ## Alarm objects: one shared SMR zone
 //!
-//! The alarm objects (`Cell`: state word, lock, own queue) come from one
+//! The alarm objects (`AlarmObject`: state word, lock, own queue) come from one
 //! [`SmrZone`](percore_zone::SmrZone) per runtime, shared by every user
 //! (epoll sets, sockets, sleepers), so there are never more of them than
 //! concurrent timed waiters, and each keeps its constructed queue across
@@ -110,26 +110,28 @@ use wheel::{tick_ceil, tick_floor, tick_start, Key, Wheel};
 /// arming's generation.
 pub const ALARM_EVENT: u32 = u32::MAX;
 
-/// An alarm object: an item of the runtime's alarm [`SmrZone`]; reached by
-/// `&Cell` only (type-stable memory), so every field is a thread-safe cell.
+/// An alarm object, the body behind an [`Alarm`] handle: an item of the
+/// runtime's alarm [`SmrZone`]; reached by `&AlarmObject` only (type-stable
+/// memory: a firing worker may still look at it after a reuse), so every
+/// field is thread safe.
 ///
 /// [`SmrZone`]: percore_zone::SmrZone
-pub(crate) struct Cell {
+pub(crate) struct AlarmObject {
     /// Cancel versus fire; the key is the timer entry's `(worker, key)`.
     state: AlarmState<(usize, Key), Waiter>,
     /// The alarm's own queue; never closed, kept across reuses.
     queue: EventQueue,
 }
 
-impl Cell {
-    pub(crate) fn new() -> Cell {
-        Cell { state: AlarmState::new(), queue: EventQueue::new() }
+impl AlarmObject {
+    pub(crate) fn new() -> AlarmObject {
+        AlarmObject { state: AlarmState::new(), queue: EventQueue::new() }
     }
 }
 
 #[derive(Clone, Copy)]
-struct Ptr(NonNull<Cell>);
-// SAFETY: a `Cell` is `Sync`; the pointer is only dereferenced as `&Cell`
+struct Ptr(NonNull<AlarmObject>);
+// SAFETY: an `AlarmObject` is `Sync`; the pointer is only dereferenced as `&AlarmObject`
 // inside a read section of the zone's domain (see the module essay).
 unsafe impl Send for Ptr {}
 
@@ -257,7 +259,7 @@ impl Wheels {
     /// arming unless it was cancelled; if it was moved to a later deadline
     /// in place (`Alarm::set`), fire it if that deadline's tick is `now` or
     /// earlier, or else put it back in the wheel for its new deadline.
-    fn fire(&self, w: usize, cell: &Cell, p: Ptr, (key, gen): (Key, u64), now: u64) {
+    fn fire(&self, w: usize, cell: &AlarmObject, p: Ptr, (key, gen): (Key, u64), now: u64) {
         let fired = cell.state.fire(
             gen,
             &(w, key),
@@ -297,16 +299,24 @@ impl Wheels {
 /// }).unwrap();
 /// ```
 pub struct Alarm {
-    cell: NonNull<Cell>,
+    /// The object, allocated from the driver's alarm zone in `new_in` and
+    /// freed to it in `drop`; the handle owns it, and workers reach it only
+    /// through wheel entries (inside read sections of the zone's domain).
+    cell: NonNull<AlarmObject>,
+    /// The generation of the handle's latest arming (`&mut self` only):
+    /// what `cancel` and `is_armed` compare with the object's state word.
     gen: u64,
     /// A firing may have posted to the queue since it was last cleared
     /// (so `set` must clear it; the seed's bug is a stale alarm event).
+    /// `&mut self` only.
     dirty: bool,
+    /// The runtime's evq driver (its wheels and zone); set once in `new_in`.
     driver: Arc<EvqDriver>,
+    /// The runtime the alarm belongs to; set once in `new_in`.
     handle: Handle,
 }
 
-// SAFETY: the cell is only used through `&Cell` (thread-safe fields); the
+// SAFETY: the cell is only used through `&AlarmObject` (thread-safe fields); the
 // rest is `Send + Sync`.
 unsafe impl Send for Alarm {}
 // SAFETY: as above; mutation needs `&mut Alarm`.
@@ -347,7 +357,7 @@ impl Alarm {
         Ok(Alarm { cell, gen, dirty: false, driver, handle: handle.clone() })
     }
 
-    fn cell(&self) -> &Cell {
+    fn cell(&self) -> &AlarmObject {
         // SAFETY: we own the allocation until drop.
         unsafe { self.cell.as_ref() }
     }

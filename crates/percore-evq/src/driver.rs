@@ -7,7 +7,7 @@
 //! which stays valid for the whole dispatch because sources are freed
 //! through the driver's SMR domain and dispatch runs in a read section.
 
-use crate::alarm::{Cell, Wheels};
+use crate::alarm::{AlarmObject, Wheels};
 use crate::error::Error;
 use crate::io::Source;
 use percore_lwkt::{Driver, Handle, IoEvent};
@@ -21,25 +21,34 @@ static NEXT: AtomicU64 = AtomicU64::new(1);
 
 /// Per-runtime state of this crate.
 pub(crate) struct EvqDriver {
+    /// The domain that I/O sources and alarm objects are freed through:
+    /// workers read inside its sections (`ready`, `poll`); registrations
+    /// retire into it.
     pub(crate) smr: Smr,
-    zone: OnceLock<SmrZone<Cell>>,
+    /// The runtime's alarm objects, made on first use by any thread
+    /// (`alarm_zone`), then shared by every alarm.
+    zone: OnceLock<SmrZone<AlarmObject>>,
+    /// One timer wheel per worker: polled by that worker, armed and
+    /// cancelled on by any thread (`alarm.rs`).
     pub(crate) wheels: Wheels,
+    /// The name suffix of the domain and zone (`evq{id}`); fixed.
     id: u64,
 }
 
 impl EvqDriver {
     fn new(workers: usize) -> Result<EvqDriver, Error> {
+        // ORDERING: relaxed: a unique number, ordering nothing else.
         let id = NEXT.fetch_add(1, Relaxed);
         let smr = Smr::new(&format!("evq{id}")).map_err(|e| Error::Invalid(e.to_string()))?;
         Ok(EvqDriver { smr, zone: OnceLock::new(), wheels: Wheels::new(workers), id })
     }
 
     /// The runtime's alarm zone (made on first use).
-    pub(crate) fn alarm_zone(&self) -> Result<&SmrZone<Cell>, Error> {
+    pub(crate) fn alarm_zone(&self) -> Result<&SmrZone<AlarmObject>, Error> {
         if let Some(z) = self.zone.get() {
             return Ok(z);
         }
-        let z = SmrZone::new(&format!("evq{}.alarms", self.id), &self.smr, Cell::new)?;
+        let z = SmrZone::new(&format!("evq{}.alarms", self.id), &self.smr, AlarmObject::new)?;
         // NOTE: a zone made by a racing caller wins; ours is dropped unused.
         Ok(self.zone.get_or_init(|| z))
     }

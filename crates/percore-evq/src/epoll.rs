@@ -41,12 +41,13 @@ use crate::error::Error;
 use crate::io::Registration;
 use crate::queue::{wait_any, Ceq, Coalesce};
 use crate::stats::stats;
+use crate::sys::epoll::{self as sys, Ctl};
 use crate::waiter;
+use percore_cpu::loom::{Mutex, MutexGuard};
 use percore_lwkt::Handle;
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::Mutex;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 bitflags::bitflags! {
@@ -67,22 +68,22 @@ bitflags::bitflags! {
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct Interest: u32 {
         /// Readable (`EPOLLIN`).
-        const READABLE = libc::EPOLLIN as u32;
+        const READABLE = sys::IN;
         /// Writable (`EPOLLOUT`).
-        const WRITABLE = libc::EPOLLOUT as u32;
+        const WRITABLE = sys::OUT;
         /// Urgent data (`EPOLLPRI`).
-        const PRIORITY = libc::EPOLLPRI as u32;
+        const PRIORITY = sys::PRI;
         /// The peer shut down its writing half (`EPOLLRDHUP`).
-        const READ_HANGUP = libc::EPOLLRDHUP as u32;
+        const READ_HANGUP = sys::RDHUP;
         /// Hang-up (`EPOLLHUP`): always reported, needs no interest.
-        const HANGUP = libc::EPOLLHUP as u32;
+        const HANGUP = sys::HUP;
         /// Error (`EPOLLERR`): always reported, needs no interest.
-        const ERROR = libc::EPOLLERR as u32;
+        const ERROR = sys::ERR;
         /// Edge triggered (`EPOLLET`): report transitions only.
-        const EDGE = libc::EPOLLET as u32;
+        const EDGE = sys::ET;
         /// One-shot (`EPOLLONESHOT`): disarm after one event until
         /// [`modify`](Epoll::modify).
-        const ONESHOT = libc::EPOLLONESHOT as u32;
+        const ONESHOT = sys::ONESHOT;
     }
 }
 
@@ -102,15 +103,25 @@ pub struct EpollEvent {
     pub data: u64,
 }
 
+/// What the set knows of one registered descriptor.
 struct Entry {
+    /// The caller's value, reported with its events.
     data: u64,
+    /// The interest given to the kernel (to tell level-triggered entries).
     interest: Interest,
 }
 
+/// The set's registrations, under `Epoll::table`'s lock (`add`, `modify`,
+/// `delete`, and `poll` to translate kernel events). The kernel's data for
+/// a descriptor is its slot index, so a closed and re-added descriptor
+/// number never reports the old entry's data.
 #[derive(Default)]
 struct Table {
+    /// Entries by slot index; `None` for a free slot.
     slots: Vec<Option<Entry>>,
+    /// The free slot indices.
     free: Vec<usize>,
+    /// Each registered descriptor's slot.
     by_fd: HashMap<RawFd, usize>,
 }
 
@@ -139,9 +150,14 @@ struct Table {
 /// ```
 pub struct Epoll {
     // NOTE: field order is drop order: deregister before closing `epfd`.
+    /// `epfd`'s registration on a worker's epoll instance; fixed.
     reg: Registration,
+    /// The wake queue (one id): posted to by the worker when `epfd` becomes
+    /// readable, and by a waiter handing a wake-up on; waited on by `wait`.
     wake: Ceq,
+    /// The registrations (see [`Table`]).
     table: Mutex<Table>,
+    /// The inner kernel epoll instance; fixed, closed last.
     epfd: OwnedFd,
 }
 
@@ -164,29 +180,18 @@ impl Epoll {
         if handle.is_shutdown() {
             return Err(Error::Shutdown);
         }
-        // SAFETY: a plain system call; the result is checked and owned.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error().into());
-        }
-        // SAFETY: `fd` is a fresh descriptor we own.
-        let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let epfd = sys::create()?;
         let wake = Ceq::new(1, Coalesce::Or);
-        let reg = Registration::new(handle, fd, libc::EPOLLIN as u32, Some((wake.clone(), 0)))?;
+        let reg = Registration::new(handle, epfd.as_raw_fd(), sys::IN, Some((wake.clone(), 0)))?;
         Ok(Epoll { reg, wake, table: Mutex::default(), epfd })
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock()
     }
 
-    fn ctl(&self, op: i32, fd: RawFd, interest: Interest, slot: usize) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: interest.bits(), u64: slot as u64 };
-        // SAFETY: `ev` outlives the call; the kernel checks `fd`.
-        if unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+    fn ctl(&self, op: Ctl, fd: RawFd, interest: Interest, slot: usize) -> io::Result<()> {
+        sys::ctl(&self.epfd, op, fd, interest.bits(), slot as u64)
     }
 
     /// Add `fd` with `interest`; events report `data`. [`Error::Io`] with
@@ -200,7 +205,7 @@ impl Epoll {
             t.slots.push(None);
             t.slots.len() - 1
         });
-        if let Err(e) = self.ctl(libc::EPOLL_CTL_ADD, fd, interest, slot) {
+        if let Err(e) = self.ctl(Ctl::Add, fd, interest, slot) {
             t.free.push(slot);
             return Err(e.into());
         }
@@ -219,7 +224,7 @@ impl Epoll {
         let fd = fd.as_raw_fd();
         let mut t = self.table();
         let slot = *t.by_fd.get(&fd).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        self.ctl(libc::EPOLL_CTL_MOD, fd, interest, slot)?;
+        self.ctl(Ctl::Modify, fd, interest, slot)?;
         t.slots[slot] = Some(Entry { data, interest });
         Ok(())
     }
@@ -231,28 +236,29 @@ impl Epoll {
         let slot = t.by_fd.remove(&fd).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         t.slots[slot] = None;
         t.free.push(slot);
-        match self.ctl(libc::EPOLL_CTL_DEL, fd, Interest::empty(), 0) {
+        match self.ctl(Ctl::Delete, fd, Interest::empty(), 0) {
             // Closed meanwhile: the kernel dropped it already.
-            Err(e) if e.raw_os_error() == Some(libc::EBADF) || e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(e) if sys::is_gone(&e) => Ok(()),
             r => Ok(r?),
         }
     }
 
     /// Take ready events without blocking.
     fn poll(&self, out: &mut [EpollEvent]) -> usize {
-        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let mut buf = [sys::Event::default(); sys::POLL_MAX];
         let max = out.len().min(buf.len());
-        // SAFETY: `buf` holds `max` events.
-        let n = unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), buf.as_mut_ptr(), max as i32, 0) };
-        if n <= 0 {
+        // NOTE: on an instance this set owns, with a valid buffer and no
+        // wait, the one possible error is `EINTR`: nothing was taken, and
+        // the caller's loop polls again at the next wake-up or deadline.
+        let n = sys::poll(&self.epfd, &mut buf[..max]).unwrap_or(0);
+        if n == 0 {
             return 0;
         }
-        let n = n as usize;
         let t = self.table();
         let mut k = 0;
         let mut level = false;
         for e in &buf[..n] {
-            let (slot, events) = (e.u64 as usize, e.events);
+            let (slot, events) = (e.data as usize, e.events);
             if let Some(Some(en)) = t.slots.get(slot) {
                 out[k] = EpollEvent { events: Interest::from_bits_retain(events), data: en.data };
                 level |= !en.interest.intersects(Interest::EDGE | Interest::ONESHOT);

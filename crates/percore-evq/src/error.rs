@@ -13,8 +13,9 @@ pub enum Error {
     /// The timeout passed first.
     #[error("timed out")]
     TimedOut,
-    /// The queue or epoll instance was closed.
-    #[error("closed")]
+    /// The queue was closed, or the socket was closed with its `close`
+    /// (for a socket: inside an `io::Error` of kind `Other`).
+    #[error("closed (by a call to `close`)")]
     Closed,
     /// The runtime the alarm or epoll set belongs to has shut down: nothing
     /// would ever fire or wake the wait.

@@ -7,20 +7,10 @@
 //! `Source::on_ready` (`driver.rs`), which records it and wakes the uthreads
 //! waiting for that direction; they retry their system call.
 //!
-//! ## Not losing an edge
-//!
-//! The readiness word holds the `EPOLL*` bits seen so far and, above them, a
-//! tick bumped by every event. An operation snapshots the word, tries the
-//! system call, and on `EAGAIN` clears its direction's bits only if the
-//! tick did not move (compare-and-swap against the snapshot), because an
-//! edge that arrived during the call must not be erased. A short read or
-//! write clears them the same way (the socket is most likely drained, as
-//! tokio assumes too), and an operation whose bits are clear waits without
-//! trying the system call. A short transfer leaves hang-up and error bits
-//! set (no new edge would bring them back); only `EAGAIN` clears them. It then links itself
-//! as a waiter under the source's lock and re-checks the bits before
-//! blocking; the worker sets the bits before taking that lock to wake
-//! waiters, so one of the two always sees the other.
+//! The readiness word, the waiters and how an operation waits without
+//! losing an edge or a close are `io/source.rs`'s (with its loom model,
+//! `tests/loom_io.rs`); this file registers descriptors, runs operations
+//! to completion and frees sources.
 //!
 //! ## Freeing
 //!
@@ -34,125 +24,36 @@
 use crate::driver::{self, EvqDriver};
 use crate::error::Error;
 use crate::queue::Ceq;
-use crate::waiter::{self, Waiter};
+use crate::sys::epoll as sys;
+use percore_cpu::loom::Arc;
 use percore_lwkt::Handle;
 use std::io;
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-const TICK: u64 = 1 << 32;
-const BITS: u64 = TICK - 1;
+// NOTE: `pub` items inside are reached by the loom model only (`__loom`).
+#[allow(unreachable_pub)]
+pub(crate) mod source;
 
-/// Which way an operation goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Dir {
-    Read,
-    Write,
-}
-
-impl Dir {
-    /// The readiness bits that let an operation of this direction proceed
-    /// (errors and hang-ups included: the retried call reports them).
-    fn mask(self) -> u64 {
-        let m = match self {
-            Dir::Read => libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLPRI,
-            Dir::Write => libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR,
-        };
-        m as u32 as u64
-    }
-}
-
-#[derive(Default)]
-struct Waiters {
-    read: Vec<Waiter>,
-    write: Vec<Waiter>,
-}
-
-/// A registered descriptor's readiness and waiters.
-pub(crate) struct Source {
-    ready: AtomicU64,
-    waiters: Mutex<Waiters>,
-    /// Also post readiness here (an [`Epoll`](crate::Epoll)'s wake queue).
-    notify: Option<(Ceq, u32)>,
-}
-
-impl Source {
-    /// Worker side: `events` arrived.
-    pub(crate) fn on_ready(&self, events: u32) {
-        let bits = events as u64;
-        // ORDERING: AcqRel: release publishes the bits to an operation's
-        // snapshot; the tick makes its clearing compare-and-swap fail.
-        let mut cur = self.ready.load(Relaxed);
-        loop {
-            let new = (cur & !BITS).wrapping_add(TICK) | (cur & BITS) | bits;
-            match self.ready.compare_exchange_weak(cur, new, AcqRel, Relaxed) {
-                Ok(_) => break,
-                Err(c) => cur = c,
-            }
-        }
-        let woken = {
-            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-            let mut out = Vec::new();
-            if bits & Dir::Read.mask() != 0 {
-                out.append(&mut w.read);
-            }
-            if bits & Dir::Write.mask() != 0 {
-                out.append(&mut w.write);
-            }
-            out
-        };
-        for w in woken {
-            w.wake();
-        }
-        if let Some((q, id)) = &self.notify {
-            let _ = q.post(*id, bits);
-        }
-    }
-
-    /// Clear `dir`'s bits if no event came since `snap`; returns whether
-    /// they were cleared (else the caller retries at once). After `EAGAIN`
-    /// every bit goes (`all`); after a short transfer (a guess that the
-    /// socket is drained) hang-up and error bits stay: no later edge would
-    /// set them again, and the system call reports them every time.
-    fn clear(&self, dir: Dir, snap: u64, all: bool) -> bool {
-        let sticky = if all { 0 } else { (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 as u64 };
-        // ORDERING: acquire: a failed swap means a new event, whose bits
-        // the retry must see.
-        self.ready.compare_exchange(snap, snap & !(dir.mask() & !sticky), AcqRel, Acquire).is_ok()
-    }
-
-    /// Block until `dir` may be ready, or `deadline` passes.
-    fn wait(&self, dir: Dir, deadline: Option<Instant>) -> Result<(), Error> {
-        let me = Waiter::current();
-        {
-            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-            // ORDERING: acquire: the worker sets the bits before it takes
-            // this lock (see the module essay).
-            if self.ready.load(Acquire) & dir.mask() != 0 {
-                return Ok(());
-            }
-            let list = if dir == Dir::Read { &mut w.read } else { &mut w.write };
-            list.push(me.clone());
-        }
-        let r = waiter::block(deadline);
-        let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        let list = if dir == Dir::Read { &mut w.read } else { &mut w.write };
-        list.retain(|x| !x.same(&me));
-        r
-    }
-}
+pub(crate) use source::{Dir, Source};
 
 /// A descriptor registered on a worker's epoll instance (see the module
 /// docs). Drop it *before* closing the descriptor.
 pub(crate) struct Registration {
+    /// The source, leaked in `new` and retired through `driver.smr` in
+    /// `drop`; its address is the epoll token, so the worker reaches it too
+    /// (read sections only). Used through `&Source` by every holder.
     src: NonNull<Source>,
+    /// The registered descriptor; owned by the caller, who closes it only
+    /// after dropping this (deregistration needs it open). Fixed.
     fd: RawFd,
+    /// Whose epoll instance it is on: the creating uthread's worker
+    /// (worker 0 from a foreign thread). Fixed.
     worker: usize,
+    /// The runtime; fixed. Every operation checks `is_shutdown` on it.
     handle: Handle,
+    /// The runtime's evq driver, kept for its SMR domain; fixed.
     driver: Arc<EvqDriver>,
 }
 
@@ -167,12 +68,9 @@ impl Registration {
     pub(crate) fn new(handle: &Handle, fd: RawFd, events: u32, notify: Option<(Ceq, u32)>) -> Result<Self, Error> {
         let driver = driver::get(handle)?;
         let worker = handle.local_worker().unwrap_or(0);
-        // NOTE: start "ready both ways": the first operation just tries.
-        let all = (Dir::Read.mask() | Dir::Write.mask()) & !(libc::EPOLLERR | libc::EPOLLHUP) as u32 as u64;
-        let src = Box::new(Source { ready: AtomicU64::new(all), waiters: Mutex::default(), notify });
-        let src = NonNull::from(Box::leak(src));
+        let src = NonNull::from(Box::leak(Box::new(Source::new(notify))));
         let token = src.as_ptr() as usize as u64;
-        if let Err(e) = handle.io_register(worker, fd, events | libc::EPOLLET as u32, token) {
+        if let Err(e) = handle.io_register(worker, fd, events | sys::ET, token) {
             // SAFETY: never published (registration failed).
             drop(unsafe { Box::from_raw(src.as_ptr()) });
             return Err(e.into());
@@ -185,6 +83,13 @@ impl Registration {
         &self.handle
     }
 
+    /// Close it to its users: every operation waiting now or started later
+    /// fails with [`Error::Closed`] (see the module essay). The descriptor
+    /// stays registered until drop. Idempotent.
+    pub(crate) fn close(&self) {
+        self.source().close();
+    }
+
     pub(crate) fn source(&self) -> &Source {
         // SAFETY: owned until drop.
         unsafe { self.src.as_ref() }
@@ -195,7 +100,8 @@ impl Registration {
     /// Once the runtime has shut down no worker reports readiness any more,
     /// so every call fails at once with an `io::Error` of kind `Other`
     /// wrapping [`Error::Shutdown`] (checked before each try, and a foreign
-    /// waiter re-checks every `FOREIGN_SLICE`).
+    /// waiter re-checks every `FOREIGN_SLICE`). After [`close`](Self::close)
+    /// it fails with [`Error::Closed`], waiting or not.
     /// When `drained` says a result shows the socket drained (a partial
     /// read or write), the direction's readiness is cleared at once, so the
     /// next call waits for an edge instead of paying for an `EAGAIN`
@@ -210,26 +116,13 @@ impl Registration {
         let src = self.source();
         let foreign = percore_lwkt::current().is_none();
         loop {
-            if self.handle.is_shutdown() {
+            // NOTE: a closed source says so (in `try_io`) even after the
+            // runtime is gone.
+            if !src.is_closed() && self.handle.is_shutdown() {
                 return Err(Error::Shutdown.into());
             }
-            let snap = src.ready.load(Acquire);
-            if snap & dir.mask() != 0 {
-                match op() {
-                    Ok(r) => {
-                        if drained(&r) {
-                            src.clear(dir, snap, false);
-                        }
-                        return Ok(r);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if !src.clear(dir, snap, true) {
-                            continue;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
+            if let Some(r) = src.try_io(dir, &drained, &mut op) {
+                return r;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));

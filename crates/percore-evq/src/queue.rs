@@ -36,7 +36,7 @@
 //! Unit and integration tests (`tests/event_queue.rs`, `tests/ceq.rs`), the
 //! stress tests there, and a loom model, `tests/loom_queue.rs`: this file
 //! compiles under `--cfg loom` unchanged, its lock, `claimed` flag, `Arc` and
-//! slot cache coming from `crate::loom` and its waiters being loom threads
+//! slot cache coming from `percore_cpu::loom` and its waiters being loom threads
 //! (`waiter.rs`). The models cover a post against a waiter (no lost
 //! wake-up: loom reports one as a deadlock), two waiters and two posts
 //! (each event once), `wait_any` on an [`EventQueue`] and a [`Ceq`] posted
@@ -49,9 +49,9 @@
 //! wake-ups to one per event.
 
 use crate::error::Error;
-use crate::loom::{Arc, AtomicBool, Mutex, MutexGuard};
 use crate::stats::stats;
 use crate::waiter::{self, Waiter};
+use percore_cpu::loom::{Arc, AtomicBool, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::{AcqRel, Acquire};
 use std::time::Duration;
@@ -113,10 +113,17 @@ pub trait Queue: sealed::Sealed {
 }
 
 mod sealed {
+    use percore_cpu::loom::{Arc, AtomicBool};
+
     /// A waiter's registration, shared by every queue it waits on.
     pub struct Slot {
+        /// Whom to wake: written by the owning waiter only while nobody
+        /// else holds the slot (`SlotCache::reset`, `Arc::get_mut`), read
+        /// by the post (or close) that claims it.
         pub(super) waiter: super::Waiter,
-        pub(super) claimed: crate::loom::AtomicBool,
+        /// Whether a post (or close) took this wait's one wake-up: swapped
+        /// by posters (`Slot::claim`), read by the waiter.
+        pub(super) claimed: AtomicBool,
     }
 
     /// What [`Sealed::take_or_link`] did.
@@ -129,8 +136,8 @@ mod sealed {
     pub trait Sealed {
         /// Under one lock: take an event, or report the queue closed, or
         /// link `slot` as a waiter.
-        fn take_or_link(&self, slot: &crate::loom::Arc<Slot>) -> Take;
-        fn unlink(&self, slot: &crate::loom::Arc<Slot>);
+        fn take_or_link(&self, slot: &Arc<Slot>) -> Take;
+        fn unlink(&self, slot: &Arc<Slot>);
         /// Wake one waiter if events are left (the hand-on).
         fn hand_on(&self);
     }
@@ -144,24 +151,32 @@ trait Store {
     fn has_events(&self) -> bool;
 }
 
-/// A queue's state under its lock: the store, the waiters, and whether it
-/// is closed. Both queue types are this, with their own store.
-struct Mailbox<S> {
+/// What a mailbox holds under its lock. Every field is touched only with
+/// the lock held.
+struct Contents<S> {
+    /// The events: posters add, waiters (and `try_recv`) take.
     store: S,
+    /// The waiting slots, in arrival order: linked by waiters
+    /// (`take_or_link`), popped by a post that claims one and by `close`,
+    /// removed by a waiter that leaves (`unlink`).
     waiters: Waiters,
+    /// Set once by `close`, never cleared: posts then fail, and a waiter
+    /// finding the store empty does not link.
     closed: bool,
 }
 
-/// The shared half of a queue handle.
-struct Shared<S>(Mutex<Mailbox<S>>);
+/// A queue's mailbox: the one state that every handle of an
+/// [`EventQueue`] or [`Ceq`] shares, its [`Contents`] under one lock. Both
+/// queue types are this, with their own store.
+struct Mailbox<S>(Mutex<Contents<S>>);
 
-impl<S: Store> Shared<S> {
-    fn new(store: S) -> Arc<Shared<S>> {
-        Arc::new(Shared(Mutex::new(Mailbox { store, waiters: Waiters::default(), closed: false })))
+impl<S: Store> Mailbox<S> {
+    fn new(store: S) -> Arc<Mailbox<S>> {
+        Arc::new(Mailbox(Mutex::new(Contents { store, waiters: Waiters::default(), closed: false })))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Mailbox<S>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Contents<S>> {
+        self.0.lock()
     }
 
     /// Run `put` on the store under the lock (it returns whether a new
@@ -244,7 +259,7 @@ impl<S: Store> Shared<S> {
     }
 }
 
-/// `Queue` and its sealed half for a handle type with an `inner: Arc<Shared<_>>`.
+/// `Queue` and its sealed half for a handle type with an `inner: Arc<Mailbox<_>>`.
 macro_rules! queue_impls {
     ($t:ty) => {
         impl Queue for $t {
@@ -295,7 +310,7 @@ impl Store for VecDeque<Event> {
 /// ```
 #[derive(Clone)]
 pub struct EventQueue {
-    inner: Arc<Shared<VecDeque<Event>>>,
+    inner: Arc<Mailbox<VecDeque<Event>>>,
 }
 
 impl Default for EventQueue {
@@ -314,7 +329,7 @@ impl std::fmt::Debug for EventQueue {
 impl EventQueue {
     /// An empty, open queue.
     pub fn new() -> EventQueue {
-        EventQueue { inner: Shared::new(VecDeque::new()) }
+        EventQueue { inner: Mailbox::new(VecDeque::new()) }
     }
 
     /// Append `ev` and wake one waiter. Fails with [`Error::Closed`] once
@@ -394,9 +409,13 @@ pub enum Coalesce {
 /// A [`Ceq`]'s store: one slot per id, and the ids pending in the order
 /// they first became so.
 struct CeqStore {
+    /// Each id's merged payload since it was last taken (0 once taken).
     values: Vec<u64>,
+    /// Whether each id is in `ring`.
     queued: Vec<bool>,
+    /// The pending ids, each once, in the order they became pending.
     ring: VecDeque<u32>,
+    /// How posts merge; fixed at construction.
     op: Coalesce,
 }
 
@@ -429,7 +448,7 @@ impl Store for CeqStore {
 /// ```
 #[derive(Clone)]
 pub struct Ceq {
-    inner: Arc<Shared<CeqStore>>,
+    inner: Arc<Mailbox<CeqStore>>,
 }
 
 impl std::fmt::Debug for Ceq {
@@ -472,7 +491,7 @@ impl Ceq {
         let values = zeroed_vec::<u64>(ids).ok_or_else(oom)?;
         let queued = zeroed_vec::<bool>(ids).ok_or_else(oom)?;
         let store = CeqStore { values, queued, ring: VecDeque::new(), op };
-        Ok(Ceq { inner: Shared::new(store) })
+        Ok(Ceq { inner: Mailbox::new(store) })
     }
 
     /// Number of ids.
@@ -616,11 +635,13 @@ pub fn wait_any(queues: &[&dyn Queue], timeout: Option<Duration>) -> Result<(Eve
         }
         // A post that claims us pops our slot from its queue; the others
         // still hold it.
+        // ORDERING: acquire, as in the loop above (the poster's claim).
         if queues.len() > 1 || !slot.claimed.load(Acquire) {
             for q in queues {
                 q.unlink(&slot);
             }
         }
+        // ORDERING: acquire, as above.
         claimed_before |= slot.claimed.load(Acquire);
         if timed_out {
             // One last look: an event posted as the time ran out is ours.
@@ -644,7 +665,7 @@ pub fn wait_any(queues: &[&dyn Queue], timeout: Option<Duration>) -> Result<(Eve
 /// the waiter (until then a new wait makes a fresh slot).
 struct SlotCache;
 
-crate::loom::thread_local! {
+percore_cpu::loom_thread_local! {
     static SLOT: std::cell::Cell<Option<Arc<Slot>>> = const { std::cell::Cell::new(None) };
 }
 

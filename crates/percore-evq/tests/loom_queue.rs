@@ -1,7 +1,7 @@
 //! loom model of the event queues' wait/post protocol (`src/queue.rs`:
 //! `wait_any`, the shared mailbox, the claim-one wake-up, the hand-on and
 //! the per-thread slot cache), the same code production runs, with loom's
-//! locks, atomics, `Arc` and thread-locals (`src/loom.rs`) and loom threads
+//! locks, atomics, `Arc` and thread-locals (`percore_cpu::loom`) and loom threads
 //! as waiters (`src/waiter.rs`).
 //!
 //! What each model checks:

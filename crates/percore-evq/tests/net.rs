@@ -1,6 +1,7 @@
 //! Sockets: timeouts, resets, partial I/O and errors surface as
 //! `std::io::Error` kinds; blocking parks the uthread, not the worker.
 
+mod common;
 use percore_evq::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
@@ -207,4 +208,34 @@ fn short_reads_keep_flowing() {
         assert_eq!(got, 600);
     })
     .unwrap();
+}
+
+/// One edge wakes every waiter of its direction, however many: twenty
+/// readers (more than `on_ready` takes per lock section) block on one
+/// stream, the peer shuts its writing half once, and each reads the end of
+/// the stream. A reader left unwoken would block for ever (the read has no
+/// timeout): the watchdog reports it.
+#[test]
+fn one_edge_wakes_more_waiters_than_a_batch() {
+    common::watchdog(60, "one edge wakes twenty readers", String::new, || {
+        let rt = rt(2);
+        rt.block_on(|| {
+            let (a, b) = UnixStream::pair().unwrap();
+            let a = std::sync::Arc::new(a);
+            let readers: Vec<_> = (0..20)
+                .map(|_| {
+                    let a = a.clone();
+                    percore_lwkt::spawn(move || (&*a).read(&mut [0u8; 4]).unwrap()).unwrap()
+                })
+                .collect();
+            for _ in 0..4 {
+                percore_lwkt::yield_now();
+            }
+            b.shutdown(Shutdown::Write).unwrap();
+            for r in readers {
+                assert_eq!(r.join().unwrap(), 0);
+            }
+        })
+        .unwrap();
+    });
 }

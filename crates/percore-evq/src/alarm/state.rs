@@ -97,7 +97,7 @@
 //! the aborted call completes; here the waiting is on the firing itself, so
 //! it needs no dummy message.
 
-use crate::loom::{AtomicU64, Mutex, MutexGuard};
+use percore_cpu::loom::{AtomicU64, Mutex, MutexGuard};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 /// The state bits: not armed.
@@ -195,7 +195,7 @@ impl<K, P> AlarmState<K, P> {
     }
 
     fn lock(&self) -> MutexGuard<'_, Record<K, P>> {
-        self.record.lock().unwrap_or_else(|e| e.into_inner())
+        self.record.lock()
     }
 
     /// The generation of the latest arming (0 if never armed).

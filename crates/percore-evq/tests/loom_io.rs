@@ -1,0 +1,111 @@
+//! loom model of an I/O source's readiness protocol (`src/io/source.rs`:
+//! the readiness word with its tick, `try_io`'s clear-only-if-no-event,
+//! `wait`'s re-check under the lock, `on_ready`'s batched wake-ups and
+//! `close`), the same code production runs, with `percore_cpu::loom`'s
+//! atomics and lock and loom threads as waiters (`src/waiter.rs`). The
+//! kernel is a mock: a locked "bytes available" (a socket buffer) that the
+//! system call takes, filled before the event is reported, as the kernel
+//! does. NOTE: a lock rather than an atomic: with an `AtomicUsize` and
+//! `swap`, loom 0.7 showed a thread's load missing its own earlier store
+//! (a two-thread store/swap model printed it), which made this model
+//! report a deadlock the protocol does not have.
+//!
+//! What each model checks (a waiter nobody wakes is a loom deadlock):
+//! * an edge that arrives while an operation is between its snapshot, its
+//!   failed system call and its wait is never lost;
+//! * `close` wakes an operation at every point of its way into the wait,
+//!   and it returns `Error::Closed`;
+//! * one edge wakes every waiter of its direction, across wake-up batches
+//!   (`WAKE_BATCH` is 1 under loom).
+//!
+//! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=2
+//! cargo test -p percore-evq --release --test loom_io` (ci/loom.sh).
+#![cfg(loom)]
+
+use loom::sync::{Arc, Mutex};
+use loom::thread;
+use percore_evq::__loom::{Dir, Source};
+use percore_evq::Error;
+use std::io;
+
+const IN: u32 = libc::EPOLLIN as u32;
+const RDHUP: u32 = libc::EPOLLRDHUP as u32;
+
+/// Run one operation on `src` to completion, as `Registration::io` does
+/// (no deadline, no runtime).
+fn run<R>(src: &Source, dir: Dir, mut op: impl FnMut() -> io::Result<R>) -> io::Result<R> {
+    loop {
+        if let Some(r) = src.try_io(dir, &|_| false, &mut op) {
+            return r;
+        }
+        src.wait(dir, None).unwrap();
+    }
+}
+
+/// A read of the mock socket: takes what is there, or `WouldBlock`.
+fn read(bytes: &Mutex<usize>) -> io::Result<usize> {
+    match std::mem::take(&mut *bytes.lock().unwrap()) {
+        0 => Err(io::ErrorKind::WouldBlock.into()),
+        n => Ok(n),
+    }
+}
+
+/// Data arrives (and its edge is reported) while a reader is on its way
+/// from its first try into its wait: the reader gets it.
+#[test]
+fn an_edge_racing_an_operation_is_not_lost() {
+    loom::model(|| {
+        let src = Arc::new(Source::new(None));
+        let bytes = Arc::new(Mutex::new(0));
+        let (s, b) = (src.clone(), bytes.clone());
+        let kernel = thread::spawn(move || {
+            *b.lock().unwrap() = 3;
+            s.on_ready(IN);
+        });
+        assert_eq!(run(&src, Dir::Read, || read(&bytes)).unwrap(), 3);
+        kernel.join().unwrap();
+    });
+}
+
+/// A close from another thread ends an operation that finds nothing to
+/// read, wherever it is on its way into the wait.
+#[test]
+fn close_wakes_an_operation() {
+    loom::model(|| {
+        let src = Arc::new(Source::new(None));
+        let s = src.clone();
+        let closer = thread::spawn(move || s.close());
+        let bytes = Mutex::new(0);
+        let e = run(&src, Dir::Read, || read(&bytes)).unwrap_err();
+        assert!(matches!(e.get_ref().and_then(|e| e.downcast_ref()), Some(Error::Closed)), "{e:?}");
+        closer.join().unwrap();
+        assert!(src.is_closed());
+    });
+}
+
+/// Two readers wait for the end of the stream; the peer's hang-up is one
+/// edge, whose waiters are woken one batch (of one) at a time: both read it.
+#[test]
+fn one_edge_wakes_every_waiter_across_batches() {
+    loom::model(|| {
+        let src = Arc::new(Source::new(None));
+        let eof = Arc::new(Mutex::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (s, e) = (src.clone(), eof.clone());
+                thread::spawn(move || {
+                    run(
+                        &s,
+                        Dir::Read,
+                        || if *e.lock().unwrap() { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) },
+                    )
+                })
+            })
+            .collect();
+        *eof.lock().unwrap() = true;
+        src.on_ready(IN | RDHUP);
+        for r in readers {
+            assert_eq!(r.join().unwrap().unwrap(), 0);
+        }
+    });
+}
