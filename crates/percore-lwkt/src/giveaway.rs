@@ -57,8 +57,8 @@
 use crate::error::Error;
 use crate::thread::{Oneshot, RunState, Thread, Uthread};
 use crate::worker::{self, Msg, Worker};
-use std::sync::atomic::Ordering::{Acquire, Release};
-use std::sync::Arc;
+use percore_cpu::loom::Arc;
+use percore_cpu::loom::Ordering::{Acquire, Release};
 
 /// The owner's answer to a give-away. Dropped unanswered (the message was
 /// refused at shutdown), it answers [`Error::Shutdown`], so the caller never

@@ -50,9 +50,9 @@
 //! after each): a message that arrives during the spin costs no
 //! system call on either side.
 
-use crate::loom::AtomicU32;
 use crate::sys::Futex;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use percore_cpu::loom::AtomicU32;
+use percore_cpu::loom::Ordering::{AcqRel, Acquire, Relaxed};
 use std::time::Duration;
 
 const PENDING: u32 = 1;

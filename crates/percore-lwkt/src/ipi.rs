@@ -38,10 +38,10 @@
 //! after its acquire of `tail` showed a message, so it always sees them. An
 //! unused ring is its two indices and a null pointer.
 
-use crate::loom::{spin_loop, AtomicPtr, AtomicUsize, UnsafeCell};
 use crossbeam_utils::CachePadded;
+use percore_cpu::loom::Ordering::{Acquire, Relaxed, Release};
+use percore_cpu::loom::{spin_loop, AtomicPtr, AtomicUsize, UnsafeCell};
 use std::mem::MaybeUninit;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 /// Slots per ring.
 #[cfg(not(loom))]

@@ -151,7 +151,6 @@ mod giveaway;
 mod idle;
 #[allow(unreachable_pub)]
 mod ipi;
-mod loom;
 #[cfg(not(loom))]
 mod monitor;
 #[cfg(not(loom))]

@@ -30,8 +30,8 @@
 //! comes later sees null.
 
 use crate::thread::{Thread, Uthread};
-use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
+use percore_cpu::loom::Ordering::{Relaxed, Release, SeqCst};
+use percore_cpu::loom::{AtomicPtr, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
 /// One worker's running uthread and heartbeat (see the module doc).

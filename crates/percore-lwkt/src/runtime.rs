@@ -8,11 +8,11 @@ use crate::sys::Stack;
 use crate::thread::{Completer, JoinHandle, Oneshot, Thread, Uthread};
 use crate::worker::{self, Msg, Worker};
 use crossbeam_utils::CachePadded;
+use percore_cpu::loom::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use percore_cpu::loom::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex};
 use percore_cpu::Counter;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Default usable stack size of a uthread: 256 KiB, reserved, not

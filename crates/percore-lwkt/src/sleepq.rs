@@ -18,9 +18,8 @@
 use crate::error::Error;
 use crate::thread::{wait_once, Waiter};
 use crossbeam_utils::CachePadded;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::{Acquire, Release};
-use std::sync::{Mutex, MutexGuard};
+use percore_cpu::loom::Ordering::{Acquire, Release};
+use percore_cpu::loom::{AtomicBool, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const BUCKETS: usize = 128;
@@ -40,7 +39,7 @@ static TABLE: [CachePadded<Mutex<Vec<Entry>>>; BUCKETS] = [const { CachePadded::
 
 fn bucket(chan: usize) -> MutexGuard<'static, Vec<Entry>> {
     let h = (chan >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57;
-    TABLE[h % BUCKETS].lock().unwrap_or_else(|e| e.into_inner())
+    TABLE[h % BUCKETS].lock()
 }
 
 fn key<T: ?Sized>(chan: &T) -> usize {

@@ -28,10 +28,8 @@ use crate::sys::Stack;
 use crate::token::TokenList;
 use crate::worker::{current_worker, send, Msg};
 use corosensei::{Coroutine, Yielder};
-use std::cell::UnsafeCell;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
-use std::sync::Arc;
+use percore_cpu::loom::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use percore_cpu::loom::{Arc, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, UnsafeCell};
 use std::time::Instant;
 
 pub(crate) type Coro = Coroutine<(), (), (), Stack>;
@@ -103,7 +101,7 @@ pub(crate) struct Thread {
     /// uthread (after the switch-out), read by wakers.
     pub(crate) owner: AtomicUsize,
     park: AtomicU32,
-    pri: AtomicU8,
+    pri: AtomicU32,
     holds: AtomicUsize,
     /// The armed timer: `(worker << 48) | seq` of its heap entry, 0 if none.
     /// Written by the uthread itself, read by the worker holding the entry.
@@ -113,7 +111,7 @@ pub(crate) struct Thread {
     /// (`sys/overflow.rs`); set before the uthread is shared, then immutable.
     pub(crate) stack: ((usize, usize), usize),
     /// The watchdog has reported this uthread's stall (`watchdog.rs`).
-    pub(crate) stall_logged: std::sync::atomic::AtomicBool,
+    pub(crate) stall_logged: AtomicBool,
     sched: UnsafeCell<Sched>,
     /// The coroutine. Owner-only like `sched`, but a separate cell: the
     /// scheduler holds it mutably across `resume` while the uthread uses
@@ -135,12 +133,12 @@ impl Thread {
             shared,
             owner: AtomicUsize::new(owner),
             park: AtomicU32::new(EMPTY),
-            pri: AtomicU8::new(pri),
+            pri: AtomicU32::new(u32::from(pri)),
             holds: AtomicUsize::new(0),
             timer: AtomicU64::new(0),
             port: Port::default(),
             stack: ((0, 0), 0),
-            stall_logged: std::sync::atomic::AtomicBool::new(false),
+            stall_logged: AtomicBool::new(false),
             coro: UnsafeCell::new(None),
             sched: UnsafeCell::new(Sched {
                 yielder: std::ptr::null(),
@@ -167,7 +165,7 @@ impl Thread {
     #[inline]
     pub(crate) unsafe fn sched(&self) -> &mut Sched {
         // SAFETY: forwarded from the caller.
-        unsafe { &mut *self.sched.get() }
+        self.sched.with_mut(|p| unsafe { &mut *p })
     }
 
     /// The coroutine slot.
@@ -179,11 +177,11 @@ impl Thread {
     #[inline]
     pub(crate) unsafe fn coro(&self) -> &mut Option<Coro> {
         // SAFETY: forwarded from the caller.
-        unsafe { &mut *self.coro.get() }
+        self.coro.with_mut(|p| unsafe { &mut *p })
     }
 
     pub(crate) fn set_pri_mirror(&self, p: u8) {
-        self.pri.store(p, Relaxed);
+        self.pri.store(u32::from(p), Relaxed);
     }
 
     pub(crate) fn arm_timer(&self, worker: usize, seq: u64) {
@@ -281,7 +279,8 @@ pub(crate) fn schedule(t: Arc<Thread>) {
 
 impl Drop for Thread {
     fn drop(&mut self) {
-        if let Some(c) = self.coro.get_mut().take() {
+        // SAFETY: `&mut self`: no other reference to the cell exists.
+        if let Some(c) = self.coro.with_mut(|p| unsafe { (*p).take() }) {
             if c.started() && !c.done() {
                 // NOTE: a suspended coroutine is only ever dropped by its
                 // owner at shutdown (it is unwound there). Should one escape,
@@ -379,13 +378,13 @@ impl<T> Oneshot<T> {
     /// Store the value and wake the waiter. Called at most once.
     pub(crate) fn complete(&self, v: T) {
         // SAFETY: only the single completer writes `value`, before `DONE`.
-        unsafe { *self.value.get() = Some(v) };
+        self.value.with_mut(|p| unsafe { *p = Some(v) });
         // ORDERING: release publishes `value`; acquire pairs with the release
         // CAS to `WAITING` in `wait`, making `waiter` readable.
         if self.state.swap(DONE, AcqRel) == WAITING {
             // SAFETY: the waiter wrote it before publishing `WAITING` and
             // no longer touches it.
-            if let Some(w) = unsafe { (*self.waiter.get()).take() } {
+            if let Some(w) = self.waiter.with_mut(|p| unsafe { (*p).take() }) {
                 w.wake();
             }
         }
@@ -402,11 +401,11 @@ impl<T> Oneshot<T> {
                 DONE => {
                     // SAFETY: `DONE` was observed with acquire: `value` is
                     // written and nobody else reads it.
-                    return unsafe { (*self.value.get()).take() }.ok_or(Error::Shutdown);
+                    return self.value.with_mut(|p| unsafe { (*p).take() }).ok_or(Error::Shutdown);
                 }
                 OPEN => {
                     // SAFETY: before `WAITING` only the waiter touches it.
-                    unsafe { *self.waiter.get() = Some(Waiter::current()) };
+                    self.waiter.with_mut(|p| unsafe { *p = Some(Waiter::current()) });
                     // ORDERING: release publishes `waiter` to `complete`.
                     registered = self.state.compare_exchange(OPEN, WAITING, Release, Acquire).is_ok();
                     continue;
@@ -431,11 +430,11 @@ impl<T> Oneshot<T> {
             match self.state.load(Acquire) {
                 DONE => {
                     // SAFETY: as in `wait`.
-                    return Poll::Ready(unsafe { (*self.value.get()).take() }.ok_or(Error::Shutdown));
+                    return Poll::Ready(self.value.with_mut(|p| unsafe { (*p).take() }).ok_or(Error::Shutdown));
                 }
                 OPEN => {
                     // SAFETY: before `WAITING` only the waiter touches it.
-                    unsafe { *self.waiter.get() = Some(Waiter::Task(cx.waker().clone())) };
+                    self.waiter.with_mut(|p| unsafe { *p = Some(Waiter::Task(cx.waker().clone())) });
                     // ORDERING: release publishes `waiter` to `complete`;
                     // on failure `complete` won and the loop sees `DONE`.
                     if self.state.compare_exchange(OPEN, WAITING, Release, Acquire).is_ok() {
@@ -499,7 +498,7 @@ impl Uthread {
 
     /// The uthread's priority (higher runs first).
     pub fn priority(&self) -> u8 {
-        self.0.pri.load(Relaxed)
+        self.0.pri.load(Relaxed) as u8
     }
 
     /// The worker that owns it now (migration changes it).

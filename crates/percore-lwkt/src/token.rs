@@ -35,9 +35,9 @@
 use crate::error::Error;
 use crate::thread::{Intent, Thread};
 use crate::worker;
+use percore_cpu::loom::AtomicUsize;
+use percore_cpu::loom::Ordering::{Acquire, Relaxed, Release};
 use std::marker::PhantomData;
-use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 const EXCL: usize = 1;
 const ONE_SHARED: usize = 2;

@@ -63,9 +63,9 @@ use crate::timer::Timers;
 // NOTE: moved out to keep this file near 600 lines; the names stay here.
 pub(crate) use crate::sched::{check_may_block, park_current};
 use corosensei::CoroutineResult;
+use percore_cpu::loom::Arc;
+use percore_cpu::loom::Ordering::{Acquire, Release};
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::Ordering::{Acquire, Release};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Idle rounds before a sleep; each is `SPIN_PAUSES` `spin_loop` hints and
@@ -196,7 +196,7 @@ pub(crate) fn send(shared: &Arc<Shared>, target: usize, msg: Msg) {
         }
         _ => {
             let refused = {
-                let mut q = ws.foreign.lock().unwrap_or_else(|e| e.into_inner());
+                let mut q = ws.foreign.lock();
                 // NOTE: checked under the lock: the worker's last drain
                 // after `set_stopping` takes it too, so a message is either
                 // drained there or refused here, never left behind.
@@ -342,7 +342,7 @@ impl Worker {
                 self.handle(m);
             }
         }
-        let foreign = std::mem::take(&mut *ws.foreign.lock().unwrap_or_else(|e| e.into_inner()));
+        let foreign = std::mem::take(&mut *ws.foreign.lock());
         for m in foreign {
             n += 1;
             self.handle(m);
