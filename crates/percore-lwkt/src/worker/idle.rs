@@ -37,7 +37,7 @@
 //!
 //! ## Two ways to sleep
 //!
-//! Without an I/O driver (`driver.rs`) a worker sleeps on the futex. With
+//! Without an I/O driver (`driver/mod.rs`) a worker sleeps on the futex. With
 //! one, it sleeps in `epoll_wait` on its own epoll instance, so that I/O
 //! readiness wakes it too; it then sets `SLEEPING | POLLING` in the same
 //! `compare_exchange`, and the sender that sees exactly that value must kick
@@ -49,6 +49,9 @@
 //! (`worker::SPIN_ROUNDS` of a few `spin_loop` hints, checking for work
 //! after each): a message that arrives during the spin costs no
 //! system call on either side.
+
+// NOTE: `pub` items here are reached by the loom models (`crate::__loom`).
+#![allow(unreachable_pub)]
 
 use crate::sys::Futex;
 use percore_cpu::loom::AtomicU32;

@@ -38,6 +38,9 @@
 //! after its acquire of `tail` showed a message, so it always sees them. An
 //! unused ring is its two indices and a null pointer.
 
+// NOTE: `pub` items here are reached by the loom models (`crate::__loom`).
+#![allow(unreachable_pub)]
+
 use crossbeam_utils::CachePadded;
 use percore_cpu::loom::Ordering::{Acquire, Relaxed, Release};
 use percore_cpu::loom::{spin_loop, AtomicPtr, AtomicUsize, UnsafeCell};

@@ -8,7 +8,7 @@
 //! timeout do not grow the heap without bound. A uthread that migrates keeps
 //! its entry on the old worker; firing it unparks the uthread wherever it is.
 
-use crate::thread::Thread;
+use crate::uthread::record::Thread;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! choice. We keep one FIFO per priority and a bitmap of non-empty levels:
 //! same order, O(1) insert and pick. Only the owning worker touches it.
 
-use crate::thread::Thread;
+use crate::uthread::record::Thread;
 use std::collections::VecDeque;
 use std::sync::Arc;
 

@@ -2,10 +2,10 @@
 //! migration, priority.
 
 use crate::error::Error;
-use crate::thread::{wait_once, Intent, Uthread};
+use crate::uthread::record::Intent;
+use crate::uthread::Uthread;
 use crate::worker::{self, current_worker};
-use std::marker::PhantomData;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The scheduler clock's quantum for [`maybe_yield`].
 pub const QUANTUM: Duration = Duration::from_millis(2);
@@ -94,68 +94,6 @@ pub fn maybe_yield() {
     }
 }
 
-/// Block the caller for `d` (a per-worker timer wakes it). On a foreign
-/// thread, sleeps the OS thread. Refused inside a critical or SMR section.
-///
-/// A `d` too long for an `Instant` (`Duration::MAX`) sleeps for ever, as
-/// every other percore wait given `Duration::MAX` does (park, tsleep, joins,
-/// ports); on a uthread it ends only with [`Error::Shutdown`] when the
-/// runtime is dropped (the uthread is then cancelled).
-///
-/// ```
-/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
-/// rt.block_on(|| percore_lwkt::sleep(std::time::Duration::from_millis(1))).unwrap().unwrap();
-/// ```
-pub fn sleep(d: Duration) -> Result<(), Error> {
-    worker::check_may_block()?;
-    let Some(deadline) = Instant::now().checked_add(d) else {
-        loop {
-            wait_once(None)?; // for ever: spurious returns loop
-        }
-    };
-    loop {
-        if Instant::now() >= deadline {
-            return Ok(());
-        }
-        wait_once(Some(deadline))?;
-    }
-}
-
-/// Block the calling uthread until [`Uthread::unpark`] (the hand-off pair of
-/// `lwkt_deschedule_self` + `lwkt_switch` / `lwkt_schedule`). Like
-/// [`std::thread::park`]: an unpark that came first makes it return at once,
-/// and spurious returns are possible, so wait for a condition in a loop. On a
-/// foreign thread it parks the OS thread. Refused inside a critical or SMR
-/// section.
-///
-/// ```
-/// use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-/// use std::sync::Arc;
-/// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
-/// let flag = Arc::new(AtomicBool::new(false));
-/// let f = flag.clone();
-/// let h = rt.spawn(move || while !f.load(SeqCst) { percore_lwkt::park().unwrap() }).unwrap();
-/// flag.store(true, SeqCst);
-/// h.uthread().unpark();
-/// h.join().unwrap();
-/// ```
-#[inline]
-pub fn park() -> Result<(), Error> {
-    worker::check_may_block()?;
-    wait_once(None)
-}
-
-/// [`park`], at most `timeout`.
-///
-/// ```
-/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
-/// rt.block_on(|| percore_lwkt::park_timeout(std::time::Duration::from_millis(1))).unwrap().unwrap();
-/// ```
-pub fn park_timeout(timeout: Duration) -> Result<(), Error> {
-    worker::check_may_block()?;
-    wait_once(Instant::now().checked_add(timeout))
-}
-
 /// Move the calling uthread to worker `to` (`lwkt_migratecpu`). When this
 /// returns it runs there (a [`Uthread::give_to`](crate::Uthread::give_to)
 /// racing it is refused with `NotDescheduled` until it has): its tokens
@@ -226,115 +164,5 @@ pub fn set_priority(pri: u8) -> Result<(), Error> {
     let w = current_worker().ok_or(Error::NotUthread)?;
     let t = w.current_ptr().ok_or(Error::NotUthread)?;
     w.set_pri_local(t, pri);
-    Ok(())
-}
-
-/// Enter a critical section (`crit_enter`): until the matching
-/// [`crit_exit`], the worker does not switch away from the caller, IPIs wait,
-/// and blocking calls are refused. Nests. On a foreign thread there is no
-/// scheduler to hold off and it has no effect.
-///
-/// The section belongs to the calling uthread. A uthread that exits inside
-/// one (no matching `crit_exit`, or a [`critical`] guard passed to
-/// `mem::forget`) leaks nothing into its worker: the depth is reset when it
-/// exits, and the leak is counted as `lwkt.<name>.w<i>.crit_leaks` in the
-/// stats tree.
-///
-/// ```
-/// percore_lwkt::crit_enter();
-/// percore_lwkt::crit_exit();
-/// ```
-pub fn crit_enter() {
-    if let Some(w) = current_worker() {
-        w.crit.set(w.crit.get() + 1);
-    }
-}
-
-/// Leave a critical section (`crit_exit`); the outermost exit runs the IPIs
-/// that arrived meanwhile. An unmatched exit is ignored (and asserts in debug).
-///
-/// ```
-/// percore_lwkt::crit_enter();
-/// percore_lwkt::crit_exit();
-/// ```
-pub fn crit_exit() {
-    let Some(w) = current_worker() else { return };
-    let c = w.crit.get();
-    debug_assert!(c > 0, "percore_lwkt::crit_exit without crit_enter");
-    if c == 0 {
-        return;
-    }
-    w.crit.set(c - 1);
-    if c == 1 {
-        w.poll_ipis();
-    }
-}
-
-/// Whether the caller is inside a critical section (or an SMR read section,
-/// which counts as one).
-///
-/// ```
-/// assert!(!percore_lwkt::in_critical());
-/// ```
-pub fn in_critical() -> bool {
-    current_worker().is_some_and(|w| w.crit.get() > 0) || percore_smr::in_section()
-}
-
-/// A critical section as a guard: [`crit_enter`] now, [`crit_exit`] on drop.
-///
-/// ```
-/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
-/// let r = rt.block_on(|| {
-///     let _c = percore_lwkt::critical();
-///     percore_lwkt::sleep(std::time::Duration::from_millis(1)) // refused
-/// });
-/// assert!(matches!(r.unwrap(), Err(percore_lwkt::Error::InCritical)));
-/// ```
-pub fn critical() -> CritGuard {
-    crit_enter();
-    CritGuard { _not_send: PhantomData }
-}
-
-/// See [`critical`]. Not `Send`: the section belongs to its worker.
-#[derive(Debug)]
-pub struct CritGuard {
-    _not_send: PhantomData<*const ()>,
-}
-
-impl Drop for CritGuard {
-    fn drop(&mut self) {
-        crit_exit();
-    }
-}
-
-/// Whether the caller may block: refused inside critical and SMR sections,
-/// and during shutdown unwinding. Foreign threads may always block.
-pub(crate) fn check_may_block() -> Result<(), Error> {
-    let Some(w) = current_worker() else { return Ok(()) };
-    w.check_block()
-}
-
-/// Park the current uthread once (until unparked or `deadline`).
-#[inline]
-pub(crate) fn park_current(deadline: Option<Instant>) -> Result<(), Error> {
-    let w = current_worker().ok_or(Error::NotUthread)?;
-    let t = w.current_ptr().ok_or(Error::NotUthread)?;
-    w.check_block()?;
-    if t.take_notified() {
-        return Ok(());
-    }
-    if let Some(at) = deadline {
-        // A deadline already past fires at the next scheduling pass.
-        w.add_timer(at, t);
-    }
-    if !t.prepare_park() {
-        t.disarm_timer();
-        return Ok(());
-    }
-    w.switch_out(t, Intent::Block);
-    t.finish_park();
-    if deadline.is_some() {
-        t.disarm_timer();
-    }
     Ok(())
 }

@@ -16,7 +16,8 @@
 //! switches out), or re-check it in a loop with a timeout.
 
 use crate::error::Error;
-use crate::thread::{wait_once, Waiter};
+use crate::uthread::block::wait_once;
+use crate::uthread::waiter::Waiter;
 use crossbeam_utils::CachePadded;
 use percore_cpu::loom::Ordering::{Acquire, Release};
 use percore_cpu::loom::{AtomicBool, Mutex, MutexGuard};
@@ -91,7 +92,7 @@ impl Drop for Unlink<'_> {
 /// assert_eq!(tsleep(&CHAN, Some(Duration::from_millis(1))).unwrap_err().to_string(), "timed out");
 /// ```
 pub fn tsleep<T: ?Sized>(chan: &T, timeout: Option<Duration>) -> Result<(), Error> {
-    crate::worker::check_may_block()?;
+    crate::uthread::block::check_may_block()?;
     let chan = key(chan);
     let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
     let woken = AtomicBool::new(false);

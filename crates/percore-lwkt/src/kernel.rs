@@ -1,0 +1,125 @@
+//! # The runtime's state: what every worker, uthread and handle of one runtime shares
+//!
+//! The bottom of the crate's import graph. Three things live here because
+//! everything else refers to them:
+//!
+//! * [`RuntimeState`]: one per runtime, behind an `Arc` held by every
+//!   uthread record, every handle and every worker. "The kernel's global
+//!   data": configuration, the workers' remote halves, the shutdown flags.
+//!   (Named for its role: percore-smr's `Domain`, percore-zone's
+//!   `ZoneCounters` and percore-evq's mailbox were all once `RuntimeState`.)
+//! * [`Remote`]: the half of a worker that other threads may touch: its IPI
+//!   inboxes, its idle word, its epoll instance, its counters, its running
+//!   slot. The worker's private half (`worker::Worker`) lives on its own
+//!   stack and no other thread reaches it.
+//! * [`Msg`]: an IPI, the only way to ask a worker to touch what it owns.
+//!
+//! The uthread record (`uthread/record.rs`) and this file name each other
+//! (a message carries a uthread; a uthread knows its runtime): that pair is
+//! the one import loop of the crate, and the rest is layered above it
+//! (`ci/import_loops.py`).
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::monitor::RunningSlot;
+use crate::stats::WorkerStats;
+use crate::uthread::record::Thread;
+use crate::worker::idle::{Idle, Notified};
+use crate::worker::ring::Ring;
+use crossbeam_utils::CachePadded;
+use percore_cpu::loom::Ordering::{Acquire, Release};
+use percore_cpu::loom::{Arc, AtomicBool, AtomicUsize, Mutex};
+use percore_cpu::Counter;
+use std::sync::{Barrier, OnceLock};
+
+/// An IPI: a typed operation or a small closure.
+pub(crate) enum Msg {
+    /// A new uthread for this worker.
+    Spawn(Arc<Thread>),
+    /// Make a blocked uthread runnable (`lwkt_schedule_remote`).
+    Schedule(Arc<Thread>),
+    /// A migrating uthread arrives (`lwkt_setcpu_remote`).
+    MigrateIn(Arc<Thread>),
+    /// Change a uthread's priority.
+    SetPri(Arc<Thread>, u8),
+    /// Run a function on this worker, in a critical section.
+    Run(Box<dyn FnOnce() + Send>),
+    /// Give a descheduled uthread to another worker (`lwkt_giveaway`).
+    GiveAway(Arc<Thread>, usize, Box<dyn Reply>),
+    /// Take a given-away uthread; `true`: it is runnable (`lwkt_acquire`).
+    Acquire(Arc<Thread>, bool),
+}
+
+/// The answer to a [`Msg::GiveAway`], sent by the uthread's owner. A reply
+/// dropped unanswered (the message was refused at shutdown) must answer
+/// [`Error::Shutdown`] itself, so that the asker never waits for ever
+/// (`uthread/giveaway.rs` implements it).
+pub(crate) trait Reply: Send {
+    /// Answer the asker.
+    fn send(self: Box<Self>, r: Result<(), Error>);
+}
+
+/// What other threads may touch of one worker.
+pub(crate) struct Remote {
+    pub(crate) idle: CachePadded<Idle>,
+    /// Inbound IPI rings, indexed by the sending worker.
+    pub(crate) rings: Box<[Ring<Msg>]>,
+    /// Inbound IPIs from foreign threads.
+    pub(crate) foreign: Mutex<Vec<Msg>>,
+    pub(crate) stats: WorkerStats,
+    pub(crate) cpu: usize,
+    /// The worker's kernel epoll instance (`driver/mod.rs`).
+    pub(crate) poller: crate::sys::Poller,
+    /// Whether any descriptor was ever registered on `poller` (else a busy
+    /// worker skips its periodic non-blocking poll).
+    pub(crate) has_io: AtomicBool,
+    /// The running uthread and the heartbeat, for observers on other threads
+    /// (`monitor.rs`).
+    pub(crate) slot: RunningSlot<Thread>,
+}
+
+impl Remote {
+    /// Wake the worker after pushing a message, through whichever primitive
+    /// it sleeps on.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        if self.idle.notify() == Notified::Poller {
+            self.poller.kick();
+        }
+    }
+}
+
+/// State shared by a runtime's workers, its uthreads and its handles.
+pub(crate) struct RuntimeState {
+    pub(crate) workers: Box<[Remote]>,
+    pub(crate) cfg: Config,
+    pub(crate) foreign_sent: Counter,
+    /// Messages `Uthread::send` dropped at a full port where it could not
+    /// wait (`sync/port.rs`).
+    pub(crate) port_full_drops: Counter,
+    pub(crate) barrier: Barrier,
+    /// The driver, once one is installed (`driver/mod.rs`).
+    pub(crate) driver: std::sync::OnceLock<crate::driver::Installed>,
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) rotor: AtomicUsize,
+    /// The pool of [`block_in_pool`](crate::block_in_pool), taken on first
+    /// use and given back when the runtime goes.
+    pub(crate) pool: OnceLock<percore_pool::ThreadPool>,
+    /// The runtime's name (stats tree, diagnostics).
+    pub(crate) name: String,
+}
+
+impl RuntimeState {
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Acquire)
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Acquire)
+    }
+
+    pub(crate) fn set_stopping(&self) {
+        self.stopping.store(true, Release);
+    }
+}

@@ -1,0 +1,254 @@
+//! Uthreads: the thread record, its park word, join and the public handle.
+//!
+//! A uthread is an `Arc<Thread>`. Its scheduling state ([`Sched`]) belongs to
+//! the worker named by `owner` and is touched by that worker's OS thread only
+//! (the uthread itself runs there too); other threads reach it by sending the
+//! owner an IPI. Only three fields are shared: `owner` (changed by migration),
+//! `park` (the wake-up word) and the priority mirror.
+//!
+//! ## Park word
+//!
+//! | value | meaning |
+//! | --- | --- |
+//! | `EMPTY` | running, no wake-up pending |
+//! | `PARKED` | blocked, or about to switch out to block |
+//! | `NOTIFIED` | a wake-up arrived that the uthread has not consumed |
+//!
+//! `unpark` swaps in `NOTIFIED`; only the waker that replaces `PARKED`
+//! schedules the uthread, so a uthread is put back on a run queue at most
+//! once per block. A schedule that reaches the owner while the uthread is
+//! still running (it set `PARKED` but has not switched out) sets `resched`,
+//! and the switch-out then queues it instead of blocking it: DragonFly's
+//! "the target cpu will deal with it" in `_lwkt_schedule`.
+
+use crate::kernel::RuntimeState;
+use crate::sync::token::word::TokenList;
+use crate::sys::Stack;
+use crate::uthread::park::ParkWord;
+use corosensei::{Coroutine, Yielder};
+use percore_cpu::loom::Ordering::Relaxed;
+use percore_cpu::loom::{Arc, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, UnsafeCell};
+
+pub(crate) type Coro = Coroutine<(), (), (), Stack>;
+
+/// Where a uthread is, from its owner's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunState {
+    /// Created, not yet on a run queue.
+    New,
+    /// On the owner's run queue.
+    Queued,
+    /// The owner's current uthread.
+    Running,
+    /// Descheduled, waiting for a wake-up.
+    Blocked,
+    /// Switched out, in flight to another worker.
+    Migrating,
+    /// Finished; its stack is reaped.
+    Dead,
+}
+
+/// What a uthread asks of the scheduler when it switches out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Intent {
+    /// Back on the run queue, behind its equal-priority peers.
+    Yield,
+    /// Back on the run queue, ahead of its peers (token contention).
+    YieldFront,
+    /// Descheduled until a wake-up.
+    Block,
+    /// Move to another worker.
+    Migrate(usize),
+}
+
+/// Owner-only scheduling state.
+pub(crate) struct Sched {
+    /// Set by the coroutine body when it starts; valid while it lives.
+    pub(crate) yielder: *const Yielder<(), ()>,
+    pub(crate) state: RunState,
+    /// A wake-up arrived while it was running.
+    pub(crate) resched: bool,
+    pub(crate) pri: u8,
+    pub(crate) intent: Intent,
+    pub(crate) tokens: TokenList,
+    /// Index in the owner's list of all uthreads (`gd_tdallq`).
+    pub(crate) allq_idx: usize,
+    /// Being unwound by runtime shutdown.
+    pub(crate) cancelled: bool,
+    /// The uthread's critical-section depth while it is switched out
+    /// (saved and restored by the worker around each resume). A critical
+    /// section belongs to the uthread, not to the worker (issue 16).
+    pub(crate) crit: u32,
+    /// Inside `migrate`: set by the uthread before it switches out, cleared
+    /// when it runs again (on its target). While set, `give_away` refuses
+    /// (`NotDescheduled`), so `migrate` returns where it was asked to.
+    pub(crate) migrating: bool,
+}
+
+/// A uthread.
+pub(crate) struct Thread {
+    pub(crate) id: u64,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) shared: Arc<RuntimeState>,
+    /// Owning worker. Stored by the old owner's scheduler when it migrates the
+    /// uthread (after the switch-out), read by wakers.
+    pub(crate) owner: AtomicUsize,
+    /// The wake-up word (`park.rs`): any thread unparks, the uthread parks.
+    pub(crate) park: ParkWord,
+    pub(crate) pri: AtomicU32,
+    pub(crate) holds: AtomicUsize,
+    /// The armed timer: `(worker << 48) | seq` of its heap entry, 0 if none.
+    /// Written by the uthread itself, read by the worker holding the entry.
+    timer: AtomicU64,
+    /// Its message port, created on first use (`sync/port.rs`).
+    pub(crate) port: PortSlot,
+    /// Its stack's guard range and usable size, for the overflow handler
+    /// (`sys/overflow.rs`); set before the uthread is shared, then immutable.
+    pub(crate) stack: ((usize, usize), usize),
+    /// The watchdog has reported this uthread's stall (`worker/watchdog.rs`).
+    pub(crate) stall_logged: AtomicBool,
+    sched: UnsafeCell<Sched>,
+    /// The coroutine. Owner-only like `sched`, but a separate cell: the
+    /// scheduler holds it mutably across `resume` while the uthread uses
+    /// `sched`.
+    coro: UnsafeCell<Option<Coro>>,
+}
+
+// SAFETY: `sched` is only touched by the owning worker's OS thread (see the
+// module doc); everything else is atomic or immutable.
+unsafe impl Send for Thread {}
+// SAFETY: as above.
+unsafe impl Sync for Thread {}
+
+impl Thread {
+    pub(crate) fn new(id: u64, name: Option<Box<str>>, shared: Arc<RuntimeState>, owner: usize, pri: u8) -> Thread {
+        Thread {
+            id,
+            name,
+            shared,
+            owner: AtomicUsize::new(owner),
+            park: ParkWord::new(),
+            pri: AtomicU32::new(u32::from(pri)),
+            holds: AtomicUsize::new(0),
+            timer: AtomicU64::new(0),
+            port: PortSlot::default(),
+            stack: ((0, 0), 0),
+            stall_logged: AtomicBool::new(false),
+            coro: UnsafeCell::new(None),
+            sched: UnsafeCell::new(Sched {
+                yielder: std::ptr::null(),
+                state: RunState::New,
+                resched: false,
+                pri,
+                intent: Intent::Yield,
+                tokens: TokenList::default(),
+                allq_idx: usize::MAX,
+                cancelled: false,
+                crit: 0,
+                migrating: false,
+            }),
+        }
+    }
+
+    /// The owner-only state.
+    ///
+    /// # Safety
+    ///
+    /// The caller runs on the owning worker's OS thread (or holds the only
+    /// reference), and no other reference from `sched` is live.
+    #[allow(clippy::mut_from_ref)]
+    #[inline]
+    pub(crate) unsafe fn sched(&self) -> &mut Sched {
+        // SAFETY: forwarded from the caller.
+        self.sched.with_mut(|p| unsafe { &mut *p })
+    }
+
+    /// The coroutine slot.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Thread::sched`], for the `coro` cell.
+    #[allow(clippy::mut_from_ref)]
+    #[inline]
+    pub(crate) unsafe fn coro(&self) -> &mut Option<Coro> {
+        // SAFETY: forwarded from the caller.
+        self.coro.with_mut(|p| unsafe { &mut *p })
+    }
+
+    pub(crate) fn set_pri_mirror(&self, p: u8) {
+        self.pri.store(u32::from(p), Relaxed);
+    }
+
+    pub(crate) fn arm_timer(&self, worker: usize, seq: u64) {
+        // ORDERING: relaxed: a stale read only costs a spurious unpark, which
+        // every waiter tolerates, or keeps a stale entry until it expires.
+        self.timer.store(((worker as u64) << 48) | (seq & ((1 << 48) - 1)), Relaxed);
+    }
+
+    pub(crate) fn timer_armed(&self, worker: usize, seq: u64) -> bool {
+        self.timer.load(Relaxed) == ((worker as u64) << 48) | (seq & ((1 << 48) - 1))
+    }
+
+    pub(crate) fn disarm_timer(&self) {
+        self.timer.store(0, Relaxed);
+    }
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no other reference to the cell exists.
+        if let Some(c) = self.coro.with_mut(|p| unsafe { (*p).take() }) {
+            if c.started() && !c.done() {
+                // NOTE: a suspended coroutine is only ever dropped by its
+                // owner at shutdown (it is unwound there). Should one escape,
+                // leaking its stack is the sound choice: unwinding it here
+                // would run its destructors on a foreign thread, and freeing
+                // it unwound would break `Pin`'s drop guarantee.
+                std::mem::forget(c);
+            }
+        }
+    }
+}
+
+/// A uthread's message port as its record sees it. The record does not know
+/// the port's type, `sync/port.rs` does: naming it here would make the
+/// record, the port, the waiters it wakes and the scheduler one import loop.
+pub(crate) trait Mailbox: Send + Sync {
+    /// The uthread exited: drop what is queued, refuse what comes.
+    fn close(&self);
+    /// The port itself, for `sync/port.rs`'s downcast.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// The port of a uthread that exited without ever using one: every sender
+/// finds it closed. Zero-sized, so its box allocates nothing.
+struct NeverOpened;
+
+impl Mailbox for NeverOpened {
+    fn close(&self) {}
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The record's port slot: empty until the port's first use (most uthreads
+/// never use theirs, and a spawn allocates nothing for it).
+#[derive(Default)]
+pub(crate) struct PortSlot(std::sync::OnceLock<Box<dyn Mailbox>>);
+
+impl PortSlot {
+    /// The port, made by `make` on first use.
+    #[inline]
+    pub(crate) fn get_or_init(&self, make: impl FnOnce() -> Box<dyn Mailbox>) -> &dyn Mailbox {
+        &**self.0.get_or_init(make)
+    }
+
+    /// The uthread exited: close its port. NOTE: a port never used is
+    /// closed by filling the slot with [`NeverOpened`]; the slot's
+    /// `get_or_init` decides between it and a sender creating the port at
+    /// the same moment, so no message can reach a port opened after this.
+    pub(crate) fn close(&self) {
+        self.get_or_init(|| Box::new(NeverOpened)).close();
+    }
+}

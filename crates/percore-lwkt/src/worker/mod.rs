@@ -1,0 +1,304 @@
+//! # Workers: the per-CPU scheduler (`lwkt_switch`)
+//!
+//! One worker is one OS thread pinned to one CPU. It owns its run queue, its
+//! list of uthreads (`gd_tdallq`), its timers and its stack cache; nothing
+//! else touches them. Other threads talk to it through IPIs (`ipi.rs`,
+//! `ring.rs`) and wake it with the idle word (`idle.rs`).
+//!
+//! The loop, the IPI and idle protocols, the states and the shutdown are in
+//! `README.md` beside this file. This file holds the worker's private half
+//! ([`Worker`]), the thread-local through which uthreads find it, and its
+//! run-queue operations; the other files of `worker/` hold the rest of
+//! `impl Worker`.
+
+pub(crate) mod crit;
+pub(crate) mod idle;
+pub(crate) mod io;
+pub(crate) mod ipi;
+pub(crate) mod preempt;
+pub(crate) mod ring;
+pub(crate) mod run;
+pub(crate) mod runq;
+pub(crate) mod timer;
+pub(crate) mod watchdog;
+
+use crate::error::Error;
+use crate::kernel::{Remote, RuntimeState};
+use crate::sys::Stack;
+use crate::uthread::record::{Intent, RunState, Thread};
+use percore_cpu::loom::Arc;
+use runq::RunQueue;
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+use timer::Timers;
+
+/// a check for work, so a wake-up that arrives while the worker spins is
+/// seen within a few pauses.
+pub(crate) const SPIN_ROUNDS: u32 = 512;
+/// `spin_loop` hints per idle round.
+pub(crate) const SPIN_PAUSES: u32 = 4;
+/// The least an adaptive spin shrinks to (see `idle`).
+pub(crate) const SPIN_MIN_ROUNDS: u32 = 16;
+/// Idle rounds between two non-blocking looks at the epoll instance.
+pub(crate) const SPIN_IO_EVERY: u32 = 128;
+
+/// A worker's private state. Lives on its OS thread's stack; reached through
+/// a thread-local pointer by the uthreads it runs.
+pub(crate) struct Worker {
+    pub(crate) idx: usize,
+    pub(crate) shared: Arc<RuntimeState>,
+    pub(crate) runq: RefCell<RunQueue>,
+    allq: RefCell<Vec<Arc<Thread>>>,
+    timers: RefCell<Timers>,
+    stacks: RefCell<Vec<Stack>>,
+    current: Cell<*const Thread>,
+    pub(crate) crit: Cell<u32>,
+    pub(crate) shutting_down: Cell<bool>,
+    /// A uthread of higher priority than the current one is queued.
+    pub(crate) resched: Cell<bool>,
+    /// An unresolved preemption request: the priority it asked for
+    /// (`preempt.rs`).
+    pub(crate) preempt: Cell<Option<u8>>,
+    /// When the current uthread's slice began; set lazily by the first
+    /// `maybe_yield` (an `Instant::now` per switch would double its cost).
+    slice_start: Cell<Option<Instant>>,
+    /// The driver's next deadline, from its last `poll` (`driver/mod.rs`).
+    pub(crate) driver_at: Cell<Option<Instant>>,
+    /// Scheduling passes until the next non-blocking epoll poll.
+    pub(crate) io_countdown: Cell<u32>,
+    /// Yields that found nobody else to run since the last forced pass.
+    lone_yields: Cell<u32>,
+    /// Idle rounds the next spin may take (adaptive, see `idle`).
+    pub(crate) spin_budget: Cell<u32>,
+    /// The running uthread's stack, for the overflow handler
+    /// (`sys/overflow.rs`); boxed so its address stays put.
+    guard: Box<crate::sys::overflow::GuardRecord>,
+}
+
+thread_local! {
+    static WORKER: Cell<*const Worker> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The worker running the caller, if any.
+///
+/// NOTE: never inlined. A uthread may migrate at any switch, after which the
+/// same code runs on another OS thread; an inlined thread-local access could
+/// have its address computed once and reused across the switch.
+#[inline(never)]
+pub(crate) fn current_worker<'a>() -> Option<&'a Worker> {
+    let p = WORKER.with(|w| w.get());
+    // SAFETY: the pointer is set by `Worker::run` for exactly the lifetime of
+    // the worker on this OS thread, and cleared before it is dropped. Callers
+    // don't keep the reference across a switch (they re-fetch).
+    unsafe { p.as_ref() }
+}
+
+/// The uthread running the caller, if any.
+pub(crate) fn current_thread() -> Option<Arc<Thread>> {
+    let w = current_worker()?;
+    let p = w.current.get();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `current` points into an `Arc<Thread>` that `run_one` holds
+    // while the uthread runs.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Some(Arc::from_raw(p))
+    }
+}
+
+impl Worker {
+    pub(crate) fn new(idx: usize, shared: Arc<RuntimeState>) -> Worker {
+        Worker {
+            idx,
+            shared,
+            runq: RefCell::default(),
+            allq: RefCell::default(),
+            timers: RefCell::default(),
+            stacks: RefCell::default(),
+            current: Cell::new(std::ptr::null()),
+            crit: Cell::new(0),
+            shutting_down: Cell::new(false),
+            resched: Cell::new(false),
+            preempt: Cell::new(None),
+            slice_start: Cell::new(None),
+            driver_at: Cell::new(None),
+            io_countdown: Cell::new(crate::driver::IO_POLL_EVERY),
+            lone_yields: Cell::new(0),
+            spin_budget: Cell::new(SPIN_ROUNDS),
+            guard: Box::new(crate::sys::overflow::GuardRecord::new(idx)),
+        }
+    }
+
+    pub(crate) fn ws(&self) -> &Remote {
+        &self.shared.workers[self.idx]
+    }
+
+    /// The running uthread, borrowed for the caller's scope.
+    pub(crate) fn current_ptr(&self) -> Option<&Thread> {
+        // SAFETY: see `current_thread`.
+        unsafe { self.current.get().as_ref() }
+    }
+
+    pub(crate) fn check_block(&self) -> Result<(), Error> {
+        if self.shutting_down.get() {
+            return Err(Error::Shutdown);
+        }
+        if self.crit.get() > 0 {
+            return Err(Error::InCritical);
+        }
+        if percore_smr::in_section() {
+            return Err(Error::InSmrSection);
+        }
+        Ok(())
+    }
+
+    /// Whether a yield would find someone else to run.
+    #[inline]
+    pub(crate) fn yield_wanted(&self, t: &Thread) -> bool {
+        // NOTE: at shutdown, switch out so the loop can see it: a uthread
+        // that spins on `yield_now` alone must not keep `Runtime::drop` waiting.
+        if self.ws().idle.peek_pending() || self.resched.get() || self.shared.is_shutdown() {
+            return true;
+        }
+        // SAFETY: `t` is our current uthread.
+        let pri = unsafe { t.sched() }.pri;
+        if self.runq.borrow().top().is_some_and(|p| p >= pri) {
+            return true;
+        }
+        // NOTE: a uthread yielding alone would otherwise keep the loop from
+        // ever firing timers or running the driver's pass (alarms, I/O):
+        // every `IO_POLL_EVERY` lone yields, switch out anyway.
+        let n = self.lone_yields.get() + 1;
+        self.lone_yields.set(if n >= crate::driver::IO_POLL_EVERY { 0 } else { n });
+        n >= crate::driver::IO_POLL_EVERY
+    }
+
+    /// Whether the scheduler clock says the current uthread's slice is over.
+    pub(crate) fn slice_expired(&self, quantum: Duration) -> bool {
+        match self.slice_start.get() {
+            Some(t) => t.elapsed() >= quantum,
+            None => {
+                self.slice_start.set(Some(Instant::now()));
+                false
+            }
+        }
+    }
+
+    /// Switch from the running uthread `t` to the scheduler.
+    #[inline]
+    pub(crate) fn switch_out(&self, t: &Thread, intent: Intent) {
+        // SAFETY: `t` runs on this worker; the reference ends before the
+        // switch.
+        let y = unsafe {
+            let s = t.sched();
+            s.intent = intent;
+            s.yielder
+        };
+        // SAFETY: the yielder lives on the coroutine's stack for its whole
+        // life, and we are running on that coroutine.
+        unsafe { (*y).suspend(()) };
+    }
+
+    /// Arm `t`'s timer for `at` (see `timer.rs`).
+    pub(crate) fn add_timer(&self, at: Instant, t: &Thread) {
+        // SAFETY: `t` is alive (it is running); we take a strong reference.
+        let thread = unsafe {
+            Arc::increment_strong_count(t);
+            Arc::from_raw(t)
+        };
+        self.timers.borrow_mut().add(self.idx, at, thread);
+    }
+
+    /// Take a cached stack of `size` usable bytes, if any.
+    pub(crate) fn take_stack(&self, size: usize) -> Option<Stack> {
+        let mut c = self.stacks.borrow_mut();
+        let i = c.iter().rposition(|s| s.usable() == size)?;
+        Some(c.swap_remove(i))
+    }
+
+    pub(crate) fn adopt(&self, t: &Arc<Thread>) {
+        let mut all = self.allq.borrow_mut();
+        // SAFETY: `t` now belongs to this worker.
+        unsafe { t.sched() }.allq_idx = all.len();
+        all.push(t.clone());
+    }
+
+    pub(crate) fn unadopt(&self, t: &Thread) {
+        let mut all = self.allq.borrow_mut();
+        // SAFETY: `t` belongs to this worker.
+        let i = unsafe { t.sched() }.allq_idx;
+        if i < all.len() && std::ptr::eq(&*all[i], t) {
+            all.swap_remove(i);
+            if i < all.len() {
+                // SAFETY: every uthread in `allq` belongs to this worker.
+                unsafe { all[i].sched() }.allq_idx = i;
+            }
+        }
+    }
+
+    fn wake_local(&self, t: Arc<Thread>) {
+        // SAFETY: `t` belongs to this worker and is not running inside this
+        // call (a running uthread is only marked).
+        let s = unsafe { t.sched() };
+        match s.state {
+            RunState::Blocked => {
+                self.ws().stats.wakeups.bump();
+                self.enqueue(t, false);
+            }
+            // NOTE: `Migrating` here means given to us and the `Acquire`
+            // IPI not yet drained (another sender's ring came first):
+            // `acquire` makes it runnable.
+            RunState::Running | RunState::Migrating => s.resched = true,
+            _ => {}
+        }
+    }
+
+    pub(crate) fn enqueue(&self, t: Arc<Thread>, front: bool) {
+        // SAFETY: `t` belongs to this worker.
+        let s = unsafe { t.sched() };
+        s.state = RunState::Queued;
+        let pri = s.pri;
+        if let Some(c) = self.current_ptr() {
+            // SAFETY: the current uthread belongs to this worker; `c` and `t`
+            // are distinct (a running uthread is never enqueued here).
+            if pri > unsafe { c.sched() }.pri {
+                self.resched.set(true);
+                self.request_preempt(pri);
+            }
+        }
+        self.runq.borrow_mut().push(t, pri, front);
+    }
+
+    pub(crate) fn set_pri_local(&self, t: &Thread, p: u8) {
+        // SAFETY: `t` belongs to this worker.
+        let s = unsafe { t.sched() };
+        if s.pri == p {
+            return;
+        }
+        let old = s.pri;
+        s.pri = p;
+        t.set_pri_mirror(p);
+        if s.state == RunState::Queued {
+            let taken = self.runq.borrow_mut().remove(t, old);
+            if let Some(a) = taken {
+                self.enqueue(a, false);
+            }
+        }
+    }
+
+    fn fire_timers(&self) {
+        loop {
+            let due = self.timers.borrow_mut().pop_due(self.idx, Instant::now());
+            match due {
+                Some(t) => ipi::unpark(&t),
+                None => return,
+            }
+        }
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Duration> {
+        self.timers.borrow().next().map(|at| at.saturating_duration_since(Instant::now()))
+    }
+}
