@@ -7,7 +7,7 @@
 //!   uthread record, every handle and every worker. "The kernel's global
 //!   data": configuration, the workers' remote halves, the shutdown flags.
 //!   (Named for its role: percore-smr's `Domain`, percore-zone's
-//!   `ZoneCounters` and percore-evq's mailbox were all once `RuntimeState`.)
+//!   `ZoneCounters` and percore-evq's mailbox were all once `Shared`.)
 //! * [`Remote`]: the half of a worker that other threads may touch: its IPI
 //!   inboxes, its idle word, its epoll instance, its counters, its running
 //!   slot. The worker's private half (`worker::Worker`) lives on its own

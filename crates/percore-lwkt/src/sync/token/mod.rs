@@ -102,7 +102,7 @@ impl Token {
 
     /// Take the token shared (`lwkt_gettoken_shared`); see [`Token::lock`].
     pub fn lock_shared(&self) -> Result<TokenGuard<'_>, Error> {
-        self.get(Mode::RuntimeState)
+        self.get(Mode::Shared)
     }
 
     /// Whether anyone holds it now (a racy hint).
@@ -119,7 +119,7 @@ impl Token {
         let mut mine = list.refs.iter().filter(|r| r.tok == me);
         let mode = match (want, mine.clone().next()) {
             (_, None) => want,
-            (Mode::RuntimeState, Some(_)) => Mode::Recursive,
+            (Mode::Shared, Some(_)) => Mode::Recursive,
             (_, Some(_)) if mine.any(|r| r.mode == Mode::Excl) => Mode::Recursive,
             _ => return Err(Error::TokenUpgrade),
         };

@@ -32,7 +32,7 @@ pub enum Mode {
     /// Alone (`lwkt_gettoken`).
     Excl,
     /// With other shared holders (`lwkt_gettoken_shared`).
-    RuntimeState,
+    Shared,
     /// A second reference of a uthread that holds the token already: it
     /// touches no atomic.
     Recursive,
@@ -67,7 +67,7 @@ impl TokenWord {
             // ORDERING: acquire pairs with the release in `give`: the previous
             // holder's writes are visible to us.
             Mode::Excl => self.0.compare_exchange(0, EXCL, Acquire, Relaxed).is_ok(),
-            Mode::RuntimeState => {
+            Mode::Shared => {
                 // ORDERING: relaxed: only a first guess for the CAS below.
                 let mut s = self.0.load(Relaxed);
                 loop {
@@ -91,7 +91,7 @@ impl TokenWord {
             // ORDERING: release publishes the holder's writes to the next
             // acquirer (`try_take`).
             Mode::Excl => self.0.fetch_sub(EXCL, Release),
-            Mode::RuntimeState => self.0.fetch_sub(ONE_SHARED, Release),
+            Mode::Shared => self.0.fetch_sub(ONE_SHARED, Release),
             Mode::Recursive => 0,
         };
     }
