@@ -178,25 +178,22 @@ impl Builder {
             None => Stack::new(size, shared.cfg.guard).map_err(|source| Error::StackExhausted { size, source })?,
         };
         let id = next_id();
-        let mut thread = Thread::new(id, self.name.map(Into::into), shared.clone(), target, pri);
-        thread.stack = (stack.guard_range(), stack.usable());
-        let thread = Arc::new(thread);
+        let guard = (stack.guard_range(), stack.usable());
         let packet = Arc::new(Oneshot::new());
         let completer = Completer(Some(packet.clone()));
         let coro = Coro::with_stack(stack, move |y: &corosensei::Yielder<(), ()>, ()| {
             let completer = completer;
-            let me = worker::current_worker().and_then(|w| w.current_ptr()).map(|t| t as *const Thread);
-            if let Some(t) = me {
-                // SAFETY: we are the uthread `t`, running on its owner.
-                unsafe { (*t).sched() }.yielder = y;
+            if let Some(w) = worker::current_worker() {
+                if let Some(t) = w.current_ptr() {
+                    t.sched(w.owned()).yielder = y;
+                }
             }
             match catch_unwind(AssertUnwindSafe(f)) {
                 Ok(v) => completer.complete(Ok(v)),
                 Err(p) => {
-                    // SAFETY: as above; re-fetched, we may have migrated.
+                    // NOTE: re-fetched: we may have migrated.
                     let cancelled = worker::current_worker()
-                        .and_then(|w| w.current_ptr())
-                        .is_some_and(|t| unsafe { t.sched() }.cancelled);
+                        .is_some_and(|w| w.current_ptr().is_some_and(|t| t.sched(w.owned()).cancelled));
                     if cancelled {
                         // The runtime's forced unwind: let it reach the root
                         // (the completer reports `Cancelled` as it drops).
@@ -206,8 +203,9 @@ impl Builder {
                 }
             }
         });
-        // SAFETY: nobody else has seen `thread` yet.
-        *unsafe { thread.coro() } = Some(coro);
+        let mut thread = Thread::new(id, self.name.map(Into::into), shared.clone(), target, pri, Some(coro));
+        thread.stack = guard;
+        let thread = Arc::new(thread);
         let handle = JoinHandle { packet, thread: Uthread(thread.clone()) };
         send(shared, target, Msg::Spawn(thread));
         Ok(handle)

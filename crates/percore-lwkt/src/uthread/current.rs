@@ -139,12 +139,11 @@ pub unsafe fn migrate(to: usize) -> Result<(), Error> {
         // NOTE: pinned against `give_to` until it has run on `to` (issue 16):
         // a give-away racing the migration would otherwise move it on
         // after it reached `to` but before it ran there.
-        // SAFETY: we are the uthread `t`, running on its owner; no other
-        // reference to its state is live.
-        unsafe { t.sched() }.migrating = true;
+        t.sched(w.owned()).migrating = true;
         w.switch_out(t, Intent::Migrate(to));
-        // SAFETY: as above, now on the new owner.
-        unsafe { t.sched() }.migrating = false;
+        // NOTE: now on the new owner: its witness, re-fetched.
+        let w = current_worker().ok_or(Error::NotUthread)?;
+        t.sched(w.owned()).migrating = false;
     }
     Ok(())
 }

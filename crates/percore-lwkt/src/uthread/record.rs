@@ -85,6 +85,38 @@ pub(crate) struct Sched {
     pub(crate) migrating: bool,
 }
 
+/// The witness that the code holding it may touch the scheduler-owned state
+/// ([`Sched`], the coroutine) of the uthreads it uses it with: it runs on
+/// the OS thread of the worker that owns them, as that worker's scheduler
+/// or as the uthread itself. Zero-sized and neither `Send` nor `Sync`: it
+/// costs nothing and cannot leave the thread it was made on. Only
+/// `Worker::owned` makes one (the one `unsafe` block of the ownership
+/// rule), from the `&Worker` that only its own OS thread can reach.
+///
+/// What its holders keep, and `Worker::owned` states once:
+///
+/// * it is used only with uthreads its worker owns: ones in the worker's
+///   run queue or thread list, its current uthread, or ones an IPI handler
+///   found with `owner == self` (after the acquire load that pairs with the
+///   release store of a migration or give-away);
+/// * no two references from [`Thread::sched`] to one uthread's state are
+///   alive at once: each caller re-fetches after any call that may reach
+///   the same uthread's state (an enqueue, a switch), and keeps none across
+///   a switch.
+#[derive(Clone, Copy)]
+pub(crate) struct Owned<'w>(std::marker::PhantomData<&'w *const ()>);
+
+impl Owned<'_> {
+    /// # Safety
+    ///
+    /// The caller runs on a worker's OS thread and keeps the rules above
+    /// for every use of the witness.
+    #[inline(always)]
+    pub(crate) unsafe fn new() -> Self {
+        Owned(std::marker::PhantomData)
+    }
+}
+
 /// A uthread.
 pub(crate) struct Thread {
     pub(crate) id: u64,
@@ -121,7 +153,14 @@ unsafe impl Send for Thread {}
 unsafe impl Sync for Thread {}
 
 impl Thread {
-    pub(crate) fn new(id: u64, name: Option<Box<str>>, shared: Arc<RuntimeState>, owner: usize, pri: u8) -> Thread {
+    pub(crate) fn new(
+        id: u64,
+        name: Option<Box<str>>,
+        shared: Arc<RuntimeState>,
+        owner: usize,
+        pri: u8,
+        coro: Option<Coro>,
+    ) -> Thread {
         Thread {
             id,
             name,
@@ -134,7 +173,7 @@ impl Thread {
             port: PortSlot::default(),
             stack: ((0, 0), 0),
             stall_logged: AtomicBool::new(false),
-            coro: UnsafeCell::new(None),
+            coro: UnsafeCell::new(coro),
             sched: UnsafeCell::new(Sched {
                 yielder: std::ptr::null(),
                 state: RunState::New,
@@ -150,28 +189,25 @@ impl Thread {
         }
     }
 
-    /// The owner-only state.
-    ///
-    /// # Safety
-    ///
-    /// The caller runs on the owning worker's OS thread (or holds the only
-    /// reference), and no other reference from `sched` is live.
+    /// The scheduler-owned state, reached with the owner's witness.
+    // NOTE: `&self` in, `&mut` out: what makes it exclusive is the witness
+    // (see `Owned`), not the borrow.
     #[allow(clippy::mut_from_ref)]
-    #[inline]
-    pub(crate) unsafe fn sched(&self) -> &mut Sched {
-        // SAFETY: forwarded from the caller.
+    #[inline(always)]
+    pub(crate) fn sched<'a>(&'a self, _owner: Owned<'a>) -> &'a mut Sched {
+        // SAFETY: `Owned` exists only on the OS thread of the worker that
+        // owns every uthread it is used with, and its holders keep no two
+        // references to one uthread's state alive at once (see `Owned`).
         self.sched.with_mut(|p| unsafe { &mut *p })
     }
 
-    /// The coroutine slot.
-    ///
-    /// # Safety
-    ///
-    /// As for [`Thread::sched`], for the `coro` cell.
+    /// The coroutine slot, reached with the owner's witness. A separate
+    /// cell from `sched`: the scheduler holds it across `resume` while the
+    /// uthread uses `sched`; the uthread itself never touches it.
     #[allow(clippy::mut_from_ref)]
-    #[inline]
-    pub(crate) unsafe fn coro(&self) -> &mut Option<Coro> {
-        // SAFETY: forwarded from the caller.
+    #[inline(always)]
+    pub(crate) fn coro<'a>(&'a self, _owner: Owned<'a>) -> &'a mut Option<Coro> {
+        // SAFETY: as in `sched`, for the `coro` cell.
         self.coro.with_mut(|p| unsafe { &mut *p })
     }
 

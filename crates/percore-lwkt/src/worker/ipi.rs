@@ -178,9 +178,9 @@ impl Worker {
         if self.shutting_down.get() {
             return reply.send(Err(Error::Shutdown));
         }
-        // SAFETY: `t` belongs to this worker (checked above) and, being in an
+        // NOTE: `t` belongs to this worker (checked above) and, being in an
         // IPI handler, we are not inside a borrow of its state.
-        let s = unsafe { t.sched() };
+        let s = t.sched(self.owned());
         let runnable = match s.state {
             RunState::Dead => return reply.send(Err(Error::Exited)),
             _ if to == self.idx => return reply.send(Ok(())),
@@ -214,9 +214,9 @@ impl Worker {
     /// `lwkt_acquire`: the new owner adopts a given-away uthread.
     pub(crate) fn acquire(&self, t: Arc<Thread>, runnable: bool) {
         self.adopt(&t);
-        // SAFETY: `t` is ours since the give-away's release store of `owner`,
+        // NOTE: `t` is ours since the give-away's release store of `owner`,
         // which the ring's acquire pop ordered before this.
-        let s = unsafe { t.sched() };
+        let s = t.sched(self.owned());
         let woken = std::mem::take(&mut s.resched);
         if woken {
             self.shared.workers[self.idx].stats.wakeups.bump();

@@ -25,7 +25,7 @@ pub(crate) mod watchdog;
 use crate::error::Error;
 use crate::kernel::{Remote, RuntimeState};
 use crate::sys::Stack;
-use crate::uthread::record::{Intent, RunState, Thread};
+use crate::uthread::record::{Intent, Owned, RunState, Thread};
 use percore_cpu::loom::Arc;
 use runq::RunQueue;
 use std::cell::{Cell, RefCell};
@@ -131,6 +131,19 @@ impl Worker {
         }
     }
 
+    /// The witness for touching the state of this worker's uthreads.
+    #[inline(always)]
+    pub(crate) fn owned(&self) -> Owned<'_> {
+        // SAFETY: a `&Worker` exists only on its own OS thread (it lives on
+        // that thread's stack and is reached through the thread-local
+        // `WORKER`, or by `run` itself), so the witness is made there. The
+        // worker's code uses it only with uthreads it owns and keeps no two
+        // references to one uthread's state at once: the rules of `Owned`,
+        // kept by this module and the `uthread/` and `sync/token/` callers
+        // that reach their own state through their current worker.
+        unsafe { Owned::new() }
+    }
+
     pub(crate) fn ws(&self) -> &Remote {
         &self.shared.workers[self.idx]
     }
@@ -162,8 +175,7 @@ impl Worker {
         if self.ws().idle.peek_pending() || self.resched.get() || self.shared.is_shutdown() {
             return true;
         }
-        // SAFETY: `t` is our current uthread.
-        let pri = unsafe { t.sched() }.pri;
+        let pri = t.sched(self.owned()).pri;
         if self.runq.borrow().top().is_some_and(|p| p >= pri) {
             return true;
         }
@@ -189,13 +201,11 @@ impl Worker {
     /// Switch from the running uthread `t` to the scheduler.
     #[inline]
     pub(crate) fn switch_out(&self, t: &Thread, intent: Intent) {
-        // SAFETY: `t` runs on this worker; the reference ends before the
+        // NOTE: `t` runs on this worker; the reference ends before the
         // switch.
-        let y = unsafe {
-            let s = t.sched();
-            s.intent = intent;
-            s.yielder
-        };
+        let s = t.sched(self.owned());
+        s.intent = intent;
+        let y = s.yielder;
         // SAFETY: the yielder lives on the coroutine's stack for its whole
         // life, and we are running on that coroutine.
         unsafe { (*y).suspend(()) };
@@ -220,28 +230,25 @@ impl Worker {
 
     pub(crate) fn adopt(&self, t: &Arc<Thread>) {
         let mut all = self.allq.borrow_mut();
-        // SAFETY: `t` now belongs to this worker.
-        unsafe { t.sched() }.allq_idx = all.len();
+        t.sched(self.owned()).allq_idx = all.len();
         all.push(t.clone());
     }
 
     pub(crate) fn unadopt(&self, t: &Thread) {
         let mut all = self.allq.borrow_mut();
-        // SAFETY: `t` belongs to this worker.
-        let i = unsafe { t.sched() }.allq_idx;
+        let i = t.sched(self.owned()).allq_idx;
         if i < all.len() && std::ptr::eq(&*all[i], t) {
             all.swap_remove(i);
             if i < all.len() {
-                // SAFETY: every uthread in `allq` belongs to this worker.
-                unsafe { all[i].sched() }.allq_idx = i;
+                all[i].sched(self.owned()).allq_idx = i;
             }
         }
     }
 
     fn wake_local(&self, t: Arc<Thread>) {
-        // SAFETY: `t` belongs to this worker and is not running inside this
-        // call (a running uthread is only marked).
-        let s = unsafe { t.sched() };
+        // NOTE: `t` is not running inside this call (a running uthread is
+        // only marked).
+        let s = t.sched(self.owned());
         match s.state {
             RunState::Blocked => {
                 self.ws().stats.wakeups.bump();
@@ -256,14 +263,13 @@ impl Worker {
     }
 
     pub(crate) fn enqueue(&self, t: Arc<Thread>, front: bool) {
-        // SAFETY: `t` belongs to this worker.
-        let s = unsafe { t.sched() };
+        let s = t.sched(self.owned());
         s.state = RunState::Queued;
         let pri = s.pri;
         if let Some(c) = self.current_ptr() {
-            // SAFETY: the current uthread belongs to this worker; `c` and `t`
-            // are distinct (a running uthread is never enqueued here).
-            if pri > unsafe { c.sched() }.pri {
+            // NOTE: `c` and `t` are distinct (a running uthread is never
+            // enqueued here).
+            if pri > c.sched(self.owned()).pri {
                 self.resched.set(true);
                 self.request_preempt(pri);
             }
@@ -272,8 +278,7 @@ impl Worker {
     }
 
     pub(crate) fn set_pri_local(&self, t: &Thread, p: u8) {
-        // SAFETY: `t` belongs to this worker.
-        let s = unsafe { t.sched() };
+        let s = t.sched(self.owned());
         if s.pri == p {
             return;
         }

@@ -16,13 +16,12 @@ impl Worker {
     #[inline]
     fn pick(&self) -> Option<Arc<Thread>> {
         let mut rq = self.runq.borrow_mut();
-        if let Some(t) = rq.pop_if_free() {
+        if let Some(t) = rq.pop_if_free(self.owned()) {
             return Some(t);
         }
         let mut i = 0;
         while let Some((t, _)) = rq.nth(i) {
-            // SAFETY: queued uthreads belong to this worker and are not running.
-            let s = unsafe { t.sched() };
+            let s = t.sched(self.owned());
             if s.tokens.is_empty() || s.tokens.acquire_all() {
                 return rq.remove_nth(i);
             }
@@ -38,8 +37,7 @@ impl Worker {
         self.resched.set(false);
         self.slice_start.set(None);
         self.ws().stats.switches.bump();
-        // SAFETY: `t` belongs to this worker and does not run yet.
-        let s = unsafe { t.sched() };
+        let s = t.sched(self.owned());
         s.state = RunState::Running;
         if self.preempt.get().is_some() {
             self.resolve_preempt(s.pri);
@@ -53,17 +51,18 @@ impl Worker {
         // handler may read both while the uthread runs.
         self.guard.set(t.stack.0, t.stack.1, t.name.as_deref());
         self.ws().slot.enter(&t);
-        // SAFETY: only this worker touches the coroutine cell, and the
-        // uthread itself never does; the reference ends with the resume.
-        let result = match unsafe { t.coro() } {
+        // NOTE: the coroutine cell is the scheduler's alone (the uthread
+        // never touches it); the reference ends with the resume.
+        let result = match t.coro(self.owned()) {
             Some(c) => c.resume(()),
             None => CoroutineResult::Return(()),
         };
         self.ws().slot.leave();
         self.guard.clear();
         self.current.set(std::ptr::null());
-        // SAFETY: the uthread is switched out; its state is ours again.
-        let s = unsafe { t.sched() };
+        // NOTE: the uthread is switched out; re-fetched, as the uthread
+        // used its state meanwhile.
+        let s = t.sched(self.owned());
         s.crit = self.crit.get().saturating_sub(base);
         self.crit.set(base);
         if !s.tokens.is_empty() {
@@ -99,8 +98,7 @@ impl Worker {
                 s.state = RunState::Dead;
                 self.unadopt(&t);
                 t.port.close();
-                // SAFETY: as above; the coroutine has finished.
-                if let Some(c) = unsafe { t.coro() }.take() {
+                if let Some(c) = t.coro(self.owned()).take() {
                     self.reap(c.into_stack());
                 }
             }
@@ -166,13 +164,11 @@ impl Worker {
         let all = std::mem::take(&mut *self.allq.borrow_mut());
         for t in &all {
             self.current.set(Arc::as_ptr(t));
-            // SAFETY: `t` belongs to this worker and does not run.
-            let (coro, crit) = unsafe {
-                let s = t.sched();
-                s.cancelled = true;
-                s.state = RunState::Dead;
-                (t.coro().take(), std::mem::take(&mut s.crit))
-            };
+            let s = t.sched(self.owned());
+            s.cancelled = true;
+            s.state = RunState::Dead;
+            let crit = std::mem::take(&mut s.crit);
+            let coro = t.coro(self.owned()).take();
             // The unwound uthread runs its destructors with its own depth.
             let base = self.crit.get();
             self.crit.set(base + crit);

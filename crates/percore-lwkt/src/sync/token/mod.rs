@@ -113,8 +113,7 @@ impl Token {
     fn get(&self, want: Mode) -> Result<TokenGuard<'_>, Error> {
         let w = worker::current_worker().ok_or(Error::NotUthread)?;
         let t: &Thread = w.current_ptr().ok_or(Error::NotUthread)?;
-        // SAFETY: `t` is the uthread running this code, on its owner.
-        let list = unsafe { &mut t.sched().tokens };
+        let list = &mut t.sched(w.owned()).tokens;
         let me: *const TokenWord = &self.word;
         let mut mine = list.refs.iter().filter(|r| r.tok == me);
         let mode = match (want, mine.clone().next()) {
@@ -145,8 +144,8 @@ impl Drop for TokenGuard<'_> {
     fn drop(&mut self) {
         let Some(w) = worker::current_worker() else { return };
         let Some(t) = w.current_ptr() else { return };
-        // SAFETY: the guard is not `Send`: we are its uthread, on its owner.
-        let list = unsafe { &mut t.sched().tokens };
+        // NOTE: the guard is not `Send`: we are its uthread, on its owner.
+        let list = &mut t.sched(w.owned()).tokens;
         let Some(i) = list.refs.iter().position(|r| r.id == self.id) else { return };
         let r = list.refs.remove(i);
         if r.mode == Mode::Recursive {
