@@ -19,11 +19,13 @@ impl Stat {
     pub(crate) fn add(&self, n: u64) {
         // ORDERING: relaxed: a statistic; single writer, so load + store
         // loses nothing.
+        // ORDERING: relaxed: a statistic.
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
     #[inline]
     pub(crate) fn set(&self, v: u64) {
+        // ORDERING: relaxed: a statistic, single writer.
         self.0.store(v, Relaxed);
     }
 

@@ -84,6 +84,7 @@ impl Handle {
     /// ```
     pub fn io_register(&self, worker: usize, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
         let ws = self.io_worker(worker, token)?;
+        // ORDERING: relaxed: a hint for the worker's periodic poll; the kernel orders the registration itself, and a worker that reads it late only polls later.
         ws.has_io.store(true, Relaxed);
         ws.poller.ctl(libc::EPOLL_CTL_ADD, fd, events, token)
     }

@@ -89,6 +89,7 @@ impl Handle {
             fn finish(&mut self, ok: bool) {
                 if let Some(s) = self.0.take() {
                     if !ok {
+                        // ORDERING: relaxed: published to the waiter by the AcqRel `left` decrement below.
                         s.failed.store(true, Relaxed);
                     }
                     // ORDERING: AcqRel: the last one sees every other's
@@ -120,6 +121,7 @@ impl Handle {
             );
         }
         s.done.wait()?;
+        // ORDERING: relaxed: the oneshot's completion (acquire) ordered every part's store before this.
         if s.failed.load(Relaxed) {
             return Err(if self.shared.is_shutdown() { Error::Shutdown } else { Error::IpiPanicked });
         }

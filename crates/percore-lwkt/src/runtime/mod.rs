@@ -21,9 +21,7 @@ use crate::worker::ring::Ring;
 use crate::worker::{self, Worker};
 use crossbeam_utils::CachePadded;
 use percore_cpu::loom::Ordering::{Relaxed, Release};
-use percore_cpu::loom::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex};
-use percore_cpu::Counter;
-use std::sync::{Barrier, OnceLock};
+use percore_cpu::loom::{Arc, AtomicBool, AtomicU64, Mutex};
 use std::time::{Duration, Instant};
 
 /// Runtime names `rt<n>` when none is given.
@@ -166,19 +164,7 @@ impl RuntimeBuilder {
                 })
             })
             .collect::<Result<_, Error>>()?;
-        let shared = Arc::new(RuntimeState {
-            workers,
-            cfg: self.cfg,
-            foreign_sent: Counter::new(),
-            port_full_drops: Counter::new(),
-            barrier: Barrier::new(n),
-            driver: std::sync::OnceLock::new(),
-            shutdown: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
-            rotor: AtomicUsize::new(0),
-            pool: OnceLock::new(),
-            name: self.name.clone(),
-        });
+        let shared = Arc::new(RuntimeState::new(workers, self.cfg, self.name.clone()));
         let stats = register_stats(&self.name, &shared);
         let mut threads = Vec::with_capacity(n);
         let (tx, rx) = std::sync::mpsc::channel::<Result<(), Error>>();
@@ -288,6 +274,7 @@ impl Runtime {
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             workers: None,
+            // ORDERING: relaxed: only uniqueness matters.
             name: format!("rt{}", NEXT_RUNTIME.fetch_add(1, Relaxed)),
             pin: true,
             watchdog: Some(crate::DEFAULT_WATCHDOG),

@@ -167,6 +167,7 @@ impl Builder {
             (Some(i), _) if i >= n => return Err(Error::NoSuchWorker { worker: i, workers: n }),
             (Some(i), _) => i,
             (None, Some(w)) if !self.rotate => w.idx,
+            // ORDERING: relaxed: a spreading hint, orders nothing.
             _ => shared.rotor.fetch_add(1, Relaxed) % n,
         };
         let size = match self.stack_size {

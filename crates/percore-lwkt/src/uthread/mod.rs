@@ -52,6 +52,7 @@ impl Uthread {
 
     /// The uthread's priority (higher runs first).
     pub fn priority(&self) -> u8 {
+        // ORDERING: relaxed: a mirror for observers (`Thread::pri`), orders nothing.
         self.0.pri.load(Relaxed) as u8
     }
 
@@ -64,6 +65,7 @@ impl Uthread {
     /// while it is held, whatever the uthread does. Return it with
     /// [`Uthread::release`].
     pub fn hold(&self) -> Uthread {
+        // ORDERING: relaxed: the count is informational; the `Arc` keeps the record alive.
         self.0.holds.fetch_add(1, Relaxed);
         self.clone()
     }
@@ -77,6 +79,7 @@ impl Uthread {
 
     /// Hold references currently taken.
     pub fn holds(&self) -> usize {
+        // ORDERING: relaxed: as in `hold`.
         self.0.holds.load(Relaxed)
     }
 

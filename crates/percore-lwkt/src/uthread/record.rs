@@ -1,25 +1,12 @@
-//! Uthreads: the thread record, its park word, join and the public handle.
+//! # The uthread record
 //!
 //! A uthread is an `Arc<Thread>`. Its scheduling state ([`Sched`]) belongs to
 //! the worker named by `owner` and is touched by that worker's OS thread only
 //! (the uthread itself runs there too); other threads reach it by sending the
-//! owner an IPI. Only three fields are shared: `owner` (changed by migration),
-//! `park` (the wake-up word) and the priority mirror.
+//! owner an IPI. Each field below says who may touch it.
 //!
-//! ## Park word
-//!
-//! | value | meaning |
-//! | --- | --- |
-//! | `EMPTY` | running, no wake-up pending |
-//! | `PARKED` | blocked, or about to switch out to block |
-//! | `NOTIFIED` | a wake-up arrived that the uthread has not consumed |
-//!
-//! `unpark` swaps in `NOTIFIED`; only the waker that replaces `PARKED`
-//! schedules the uthread, so a uthread is put back on a run queue at most
-//! once per block. A schedule that reaches the owner while the uthread is
-//! still running (it set `PARKED` but has not switched out) sets `resched`,
-//! and the switch-out then queues it instead of blocking it: DragonFly's
-//! "the target cpu will deal with it" in `_lwkt_schedule`.
+//! The park word's protocol is `park.rs`; the witness that reaches the
+//! owner-only state is [`Owned`].
 
 use crate::kernel::RuntimeState;
 use crate::sync::token::word::TokenList;
@@ -63,17 +50,34 @@ pub(crate) enum Intent {
 
 /// Owner-only scheduling state.
 pub(crate) struct Sched {
-    /// Set by the coroutine body when it starts; valid while it lives.
+    // NOTE: every field is the owning worker's: reached only through
+    // `Thread::sched` with that worker's `Owned` witness, by its scheduler
+    // or by the uthread itself while it runs there.
+    /// The coroutine's yielder: set by the coroutine body when it starts
+    /// (on its first resume), valid while the coroutine lives; read by
+    /// `switch_out`.
     pub(crate) yielder: *const Yielder<(), ()>,
+    /// Where the uthread is (`RunState`): changed by the owner's scheduler
+    /// (enqueue, resume, switch-out, migration, exit).
     pub(crate) state: RunState,
-    /// A wake-up arrived while it was running.
+    /// A schedule arrived while it was running (it had set `PARKED` but not
+    /// switched out yet) or in flight to this owner: set by the owner's
+    /// wake-up handling, consumed by the switch-out or the adoption.
     pub(crate) resched: bool,
+    /// Its priority, the scheduler's copy (the record's `pri` mirrors it
+    /// for other threads): changed by `set_pri_local` on the owner.
     pub(crate) pri: u8,
+    /// Why it switches out: written by the uthread just before it
+    /// suspends, read by the scheduler right after.
     pub(crate) intent: Intent,
+    /// The tokens it asked for (`sync/token/`): pushed and removed by the
+    /// uthread, taken and released by the scheduler around each resume.
     pub(crate) tokens: TokenList,
-    /// Index in the owner's list of all uthreads (`gd_tdallq`).
+    /// Index in the owner's list of all uthreads (`gd_tdallq`): set by
+    /// `adopt`, fixed up by `unadopt` of another.
     pub(crate) allq_idx: usize,
-    /// Being unwound by runtime shutdown.
+    /// Being unwound by runtime shutdown: set by the owner's shutdown
+    /// before it drops the coroutine; read by the coroutine's catch.
     pub(crate) cancelled: bool,
     /// The uthread's critical-section depth while it is switched out
     /// (saved and restored by the worker around each resume). A critical
@@ -117,28 +121,43 @@ impl Owned<'_> {
     }
 }
 
-/// A uthread.
+/// A uthread: the record every `Arc<Thread>` (run queues, waiters,
+/// handles, IPIs) shares.
 pub(crate) struct Thread {
+    /// Process-unique, never 0. Immutable.
     pub(crate) id: u64,
+    /// The builder's name. Immutable.
     pub(crate) name: Option<Box<str>>,
+    /// Its runtime. Immutable.
     pub(crate) shared: Arc<RuntimeState>,
-    /// Owning worker. Stored by the old owner's scheduler when it migrates the
-    /// uthread (after the switch-out), read by wakers.
+    /// The owning worker: the one whose witness may reach `sched`. Stored
+    /// (release) only by the current owner, when it migrates or gives the
+    /// uthread away, after its last access to `sched`; loaded (acquire) by
+    /// wakers and IPI handlers, which pair with that store.
     pub(crate) owner: AtomicUsize,
     /// The wake-up word (`park.rs`): any thread unparks, the uthread parks.
     pub(crate) park: ParkWord,
+    /// Mirror of `Sched::pri` for other threads (`Uthread::priority`):
+    /// stored by whoever changes the priority, read anywhere; relaxed, it
+    /// orders nothing.
     pub(crate) pri: AtomicU32,
+    /// `lwkt_hold` references taken (`Uthread::hold`): any thread; relaxed,
+    /// informational (the `Arc` keeps the record alive).
     pub(crate) holds: AtomicUsize,
-    /// The armed timer: `(worker << 48) | seq` of its heap entry, 0 if none.
+    /// The armed timer: `(worker << 48) | seq` of its entry, 0 if none.
     /// Written by the uthread itself, read by the worker holding the entry.
     timer: AtomicU64,
-    /// Its message port, created on first use (`sync/port.rs`).
+    /// Its message port, created on first use by any sender or by the
+    /// uthread (`sync/port.rs`); closed by the owner when the uthread exits.
     pub(crate) port: PortSlot,
     /// Its stack's guard range and usable size, for the overflow handler
     /// (`sys/overflow.rs`); set before the uthread is shared, then immutable.
     pub(crate) stack: ((usize, usize), usize),
-    /// The watchdog has reported this uthread's stall (`worker/watchdog.rs`).
+    /// The watchdog has reported this uthread's stall (`worker/watchdog.rs`):
+    /// swapped by the watchdog thread only.
     pub(crate) stall_logged: AtomicBool,
+    /// The scheduler-owned state: only through `sched` with the owner's
+    /// witness.
     sched: UnsafeCell<Sched>,
     /// The coroutine. Owner-only like `sched`, but a separate cell: the
     /// scheduler holds it mutably across `resume` while the uthread uses
@@ -212,6 +231,7 @@ impl Thread {
     }
 
     pub(crate) fn set_pri_mirror(&self, p: u8) {
+        // ORDERING: relaxed: a mirror for observers; the owner's `Sched::pri` is the real one.
         self.pri.store(u32::from(p), Relaxed);
     }
 
@@ -222,10 +242,12 @@ impl Thread {
     }
 
     pub(crate) fn timer_armed(&self, worker: usize, seq: u64) -> bool {
+        // ORDERING: relaxed: as in `arm_timer`.
         self.timer.load(Relaxed) == ((worker as u64) << 48) | (seq & ((1 << 48) - 1))
     }
 
     pub(crate) fn disarm_timer(&self) {
+        // ORDERING: relaxed: as in `arm_timer`.
         self.timer.store(0, Relaxed);
     }
 }

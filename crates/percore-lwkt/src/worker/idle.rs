@@ -114,6 +114,7 @@ impl Idle {
     /// consumed: the caller must drain every inbox now).
     #[inline]
     pub fn take_pending(&self) -> bool {
+        // ORDERING: relaxed: a first look; the acquire `fetch_and` below is what orders the drain.
         if self.state.load(Relaxed) & PENDING == 0 {
             return false;
         }
@@ -126,6 +127,7 @@ impl Idle {
     /// Worker side: whether a message is pending, without consuming it.
     #[inline]
     pub fn peek_pending(&self) -> bool {
+        // ORDERING: relaxed: a hint for the spin; `take_pending` acquires.
         self.state.load(Relaxed) & PENDING != 0
     }
 

@@ -14,6 +14,7 @@ impl Worker {
     /// the driver's deadline or I/O.
     pub(crate) fn idle(&self) {
         let ws = self.ws();
+        // ORDERING: relaxed: pairs with the relaxed store in `io_register` (a hint).
         let io = self.shared.driver.get().map(|i| &*i.driver).filter(|_| ws.has_io.load(Relaxed));
         // NOTE: the spin adapts, like an adaptive mutex: a spin that found
         // work doubles the next one's budget, a spin that ended in a sleep
@@ -75,6 +76,7 @@ impl Worker {
             self.io_countdown.set(c - 1);
         } else {
             self.io_countdown.set(IO_POLL_EVERY);
+            // ORDERING: relaxed: as above.
             if self.ws().has_io.load(Relaxed) {
                 self.poll_io(d, Some(Duration::ZERO));
             }

@@ -45,33 +45,69 @@ pub(crate) const SPIN_IO_EVERY: u32 = 128;
 /// A worker's private state. Lives on its OS thread's stack; reached through
 /// a thread-local pointer by the uthreads it runs.
 pub(crate) struct Worker {
+    // NOTE: every field is this worker's OS thread's alone: the struct
+    // lives on that thread's stack and only `current_worker` (on the same
+    // thread) or `run` reach it. "The worker" below means that thread,
+    // running the scheduler loop or one of the worker's uthreads; the
+    // `Cell`/`RefCell`s are for that single thread's re-entrant use
+    // (a uthread's yield inside the loop's resume), never for sharing.
+    /// This worker's index in `shared.workers`. Immutable.
     pub(crate) idx: usize,
+    /// The runtime's state. Immutable (the `Arc`; what it points to has its
+    /// own rules, `kernel.rs`).
     pub(crate) shared: Arc<RuntimeState>,
+    /// Runnable uthreads (`runq.rs`). The worker, between resumes and from
+    /// IPI handlers and wake-ups; never borrowed across a resume.
     pub(crate) runq: RefCell<RunQueue>,
+    /// Every uthread this worker owns (`gd_tdallq`), indexed by
+    /// `Sched::allq_idx`: pushed at adoption, removed at exit and when a
+    /// uthread migrates or is given away. Drained at shutdown to cancel them.
     allq: RefCell<Vec<Arc<Thread>>>,
+    /// Uthread timeouts armed on this worker (`timer.rs`). Armed by its
+    /// uthreads (`add_timer`), fired by the loop.
     timers: RefCell<Timers>,
+    /// Stacks of exited uthreads for reuse: filled by `reap` after a
+    /// uthread's return, taken by spawns on this worker.
     stacks: RefCell<Vec<Stack>>,
+    /// The uthread being resumed, null between resumes. Set and cleared by
+    /// `run_one` (and shutdown's cancel loop) around the resume; read by
+    /// the uthread through `current_ptr` / `current_thread`.
     current: Cell<*const Thread>,
+    /// Critical-section depth of the running code (`crit.rs`): the running
+    /// uthread's own depth on top of the loop's; raised around IPI
+    /// handlers and driver calls.
     pub(crate) crit: Cell<u32>,
+    /// Set once, by `shutdown`, before its first barrier: give-aways are
+    /// refused from then on.
     pub(crate) shutting_down: Cell<bool>,
-    /// A uthread of higher priority than the current one is queued.
+    /// A uthread of higher priority than the current one is queued. Set by
+    /// `enqueue`, cleared by `run_one` at each resume; read at scheduling
+    /// points.
     pub(crate) resched: Cell<bool>,
     /// An unresolved preemption request: the priority it asked for
-    /// (`preempt.rs`).
+    /// (`preempt.rs`). Opened by `enqueue`, resolved at the next resume or
+    /// refused scheduling point.
     pub(crate) preempt: Cell<Option<u8>>,
-    /// When the current uthread's slice began; set lazily by the first
-    /// `maybe_yield` (an `Instant::now` per switch would double its cost).
+    /// When the current uthread's slice began; cleared at each resume and
+    /// set lazily by the first `maybe_yield` (an `Instant::now` per switch
+    /// would double its cost).
     slice_start: Cell<Option<Instant>>,
     /// The driver's next deadline, from its last `poll` (`driver/mod.rs`).
+    /// Written by the loop's driver pass, read by the idle path.
     pub(crate) driver_at: Cell<Option<Instant>>,
-    /// Scheduling passes until the next non-blocking epoll poll.
+    /// Scheduling passes until the next non-blocking epoll poll; the
+    /// loop's driver pass counts it down.
     pub(crate) io_countdown: Cell<u32>,
-    /// Yields that found nobody else to run since the last forced pass.
+    /// Yields that found nobody else to run since the last forced pass
+    /// (`yield_wanted`).
     lone_yields: Cell<u32>,
-    /// Idle rounds the next spin may take (adaptive, see `idle`).
+    /// Idle rounds the next spin may take (adaptive, `io.rs`); the idle
+    /// path only.
     pub(crate) spin_budget: Cell<u32>,
     /// The running uthread's stack, for the overflow handler
-    /// (`sys/overflow.rs`); boxed so its address stays put.
+    /// (`sys/overflow.rs`); boxed so its address stays put. Set and cleared
+    /// by the loop around each resume; read by the signal handler on this
+    /// same thread.
     guard: Box<crate::sys::overflow::GuardRecord>,
 }
 

@@ -115,6 +115,7 @@ impl<T> Ring<T> {
     /// Only one thread (the ring's producer) may call `push` at a time.
     #[inline]
     pub unsafe fn push(&self, v: T) -> Result<(), T> {
+        // ORDERING: relaxed: only this producer stores `tail`.
         let t = self.tail.load(Relaxed);
         // ORDERING: acquire pairs with the consumer's release store of `head`
         // in `pop`: its read of the slot we are about to reuse is finished.
@@ -145,6 +146,7 @@ impl<T> Ring<T> {
     /// Only one thread (the ring's consumer) may call `pop` at a time.
     #[inline]
     pub unsafe fn pop(&self) -> Option<T> {
+        // ORDERING: relaxed: only this consumer stores `head`.
         let h = self.head.load(Relaxed);
         // ORDERING: acquire pairs with the release store of `tail` in `push`.
         let t = self.tail.load(Acquire);
@@ -204,6 +206,7 @@ impl<T> Drop for Ring<T> {
 
 impl<T> std::fmt::Debug for Ring<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // ORDERING: relaxed: a snapshot for debugging.
         f.debug_struct("Ring").field("head", &self.head.load(Relaxed)).field("tail", &self.tail.load(Relaxed)).finish()
     }
 }

@@ -71,7 +71,8 @@ fn run(shared: Weak<RuntimeState>, threshold: Duration) {
             };
             s.counted = true;
             w.stats.stalls.bump(); // NOTE: the monitor is this counter's only writer
-            if !u.0.stall_logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                                   // ORDERING: relaxed: a once-per-uthread log flag; only the watchdog swaps it.
+            if !u.0.stall_logged.swap(true, percore_cpu::loom::Ordering::Relaxed) {
                 eprintln!(
                     "percore-lwkt: uthread '{}' (id {}) on worker {i} of runtime '{}' has not reached a scheduling \
                      point for over {threshold:?}, stalling every uthread of that worker (std::thread::sleep, \
