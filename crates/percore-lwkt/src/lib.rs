@@ -225,6 +225,11 @@ pub use uthread::Uthread;
 pub use worker::crit::{crit_enter, crit_exit, critical, in_critical, CritGuard};
 #[cfg(not(loom))]
 pub use worker::watchdog::DEFAULT_WATCHDOG;
+/// The hierarchical timing wheel that keeps each worker's uthread timeouts
+/// (and percore-evq's alarms): insert and remove in O(1), never early, at
+/// most one tick (`2^TICK_SHIFT` ns, about 262 µs) late.
+#[cfg(not(loom))]
+pub use worker::wheel;
 
 /// The protocol cores, exposed to the loom models in `tests/loom_*.rs` only.
 #[cfg(loom)]

@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 /// Block the caller for `d` (a per-worker timer wakes it). On a foreign
 /// thread, sleeps the OS thread. Refused inside a critical or SMR section.
 ///
+/// Never returns early. On a uthread the timer is the worker's timing wheel
+/// (`worker/timer.rs`), whose tick is `2^18` ns (about 262 µs): the sleep
+/// ends at most one tick after `d`, plus however late the worker's next
+/// pass comes (a uthread that does not yield delays it).
+///
 /// A `d` too long for an `Instant` (`Duration::MAX`) sleeps for ever, as
 /// every other percore wait given `Duration::MAX` does (park, tsleep, joins,
 /// ports); on a uthread it ends only with [`Error::Shutdown`] when the
@@ -79,27 +84,39 @@ pub(crate) fn check_may_block() -> Result<(), Error> {
     w.check_block()
 }
 
-/// Park the current uthread once (until unparked or `deadline`).
+/// Park the current uthread once (until unparked or `deadline`): the park
+/// word's three steps around the switch-out, and the timer.
+///
+/// NOTE: the one check that the caller may block is its caller's, made once
+/// at the entry of every blocking operation (`check_may_block`): nothing
+/// between there and here can enter a critical section or start a
+/// shutdown unwind, so it is only asserted here.
 #[inline]
 pub(crate) fn park_current(deadline: Option<Instant>) -> Result<(), Error> {
     let w = current_worker().ok_or(Error::NotUthread)?;
     let t = w.current_ptr().ok_or(Error::NotUthread)?;
-    w.check_block()?;
+    debug_assert!(w.check_block().is_ok(), "a blocking call skipped check_may_block");
     if t.park.take_notified() {
         return Ok(());
     }
-    if let Some(at) = deadline {
-        // A deadline already past fires at the next scheduling pass.
-        w.add_timer(at, t);
-    }
+    // A deadline already past fires at the next scheduling pass.
+    let timer = deadline.map(|at| (w.idx, w.add_timer(at, t)));
     if !t.park.prepare_park() {
         t.disarm_timer();
+        if let Some((_, key)) = timer {
+            w.cancel_timer(key);
+        }
         return Ok(());
     }
     w.switch_out(t, Intent::Block);
     t.park.finish_park();
-    if deadline.is_some() {
+    if let Some((armed_on, key)) = timer {
         t.disarm_timer();
+        // NOTE: re-fetched: a give-away may have moved us meanwhile, and
+        // then the entry stays behind, stale (`worker/timer.rs`).
+        if let Some(w) = current_worker().filter(|w| w.idx == armed_on) {
+            w.cancel_timer(key);
+        }
     }
     Ok(())
 }

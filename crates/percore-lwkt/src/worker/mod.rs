@@ -21,6 +21,9 @@ pub(crate) mod run;
 pub(crate) mod runq;
 pub(crate) mod timer;
 pub(crate) mod watchdog;
+// NOTE: public, re-exported as `percore_lwkt::wheel`: percore-evq's alarms
+// keep their per-worker timers in the same wheel.
+pub mod wheel;
 
 use crate::error::Error;
 use crate::kernel::{Remote, RuntimeState};
@@ -247,14 +250,21 @@ impl Worker {
         unsafe { (*y).suspend(()) };
     }
 
-    /// Arm `t`'s timer for `at` (see `timer.rs`).
-    pub(crate) fn add_timer(&self, at: Instant, t: &Thread) {
+    /// Arm `t`'s timer for `at` (see `timer.rs`); the key cancels it on
+    /// this worker.
+    pub(crate) fn add_timer(&self, at: Instant, t: &Thread) -> wheel::Key {
         // SAFETY: `t` is alive (it is running); we take a strong reference.
         let thread = unsafe {
             Arc::increment_strong_count(t);
             Arc::from_raw(t)
         };
-        self.timers.borrow_mut().add(self.idx, at, thread);
+        self.timers.borrow_mut().add(self.idx, at, thread)
+    }
+
+    /// Cancel a timer this worker armed (`add_timer`).
+    #[inline]
+    pub(crate) fn cancel_timer(&self, key: wheel::Key) {
+        self.timers.borrow_mut().cancel(key);
     }
 
     /// Take a cached stack of `size` usable bytes, if any.
@@ -340,6 +350,6 @@ impl Worker {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Duration> {
-        self.timers.borrow().next().map(|at| at.saturating_duration_since(Instant::now()))
+        self.timers.borrow().next_in(Instant::now())
     }
 }
