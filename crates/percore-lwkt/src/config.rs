@@ -20,15 +20,15 @@ use std::time::Duration;
 ///
 /// An overflow hits the guard page below the stack and the runtime reports
 /// it on stderr (`uthread '<name>' on worker N overflowed its stack (size
-/// S)`) before aborting the process; see [`RuntimeBuilder::guard_pages`].
+/// S)`) before aborting the process; see [`RuntimeBuilder::guard_pages`](crate::RuntimeBuilder::guard_pages).
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
-/// How long dropping a [`Runtime`] waits for its workers to stop before it
+/// How long dropping a [`Runtime`](crate::Runtime) waits for its workers to stop before it
 /// reports the uthreads that keep them and detaches them (see
-/// [`RuntimeBuilder::shutdown_timeout`]).
+/// [`RuntimeBuilder::shutdown_timeout`](crate::RuntimeBuilder::shutdown_timeout)).
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest uthread stack, 1 GiB: a larger [`Builder::stack_size`] or
-/// [`RuntimeBuilder::stack_size`] makes `spawn` / `build` fail with
-/// [`Error::StackSize`] (never an arithmetic overflow).
+/// The largest uthread stack, 1 GiB: a larger [`Builder::stack_size`](crate::Builder::stack_size) or
+/// [`RuntimeBuilder::stack_size`](crate::RuntimeBuilder::stack_size) makes `spawn` / `build` fail with
+/// [`Error::StackSize`](crate::Error::StackSize) (never an arithmetic overflow).
 pub const MAX_STACK_SIZE: usize = 1 << 30;
 /// The smallest uthread stack, 16 KiB: smaller sizes are raised to it.
 const MIN_STACK_SIZE: usize = 16 * 1024;
@@ -40,7 +40,7 @@ pub(crate) fn stack_bytes(bytes: usize) -> Option<usize> {
 }
 
 /// Default bound of a uthread's message port: 65,536 messages
-/// ([`RuntimeBuilder::port_capacity`]).
+/// ([`RuntimeBuilder::port_capacity`](crate::RuntimeBuilder::port_capacity)).
 pub const DEFAULT_PORT_CAPACITY: usize = 65_536;
 /// Default number of cached stacks per worker.
 pub const DEFAULT_STACK_CACHE: usize = 64;

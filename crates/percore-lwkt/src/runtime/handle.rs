@@ -10,7 +10,7 @@ use percore_cpu::loom::Ordering::{AcqRel, Relaxed};
 use percore_cpu::loom::{Arc, AtomicBool, AtomicUsize};
 
 /// A cloneable reference to a runtime, usable from any thread. It does not
-/// keep the workers alive: once the [`Runtime`] is dropped, spawning through
+/// keep the workers alive: once the [`Runtime`](crate::Runtime) is dropped, spawning through
 /// a handle returns [`Error::Shutdown`].
 ///
 /// ```
@@ -35,7 +35,7 @@ impl Handle {
         self.shared.workers.len()
     }
 
-    /// Whether the runtime has begun shutting down (its [`Runtime`] was
+    /// Whether the runtime has begun shutting down (its [`Runtime`](crate::Runtime) was
     /// dropped): no worker runs timers or uthreads any more, so a wait that
     /// depends on them must fail instead of blocking (percore-evq's waits
     /// return their `Shutdown` error).

@@ -42,7 +42,7 @@ pub fn sleep(d: Duration) -> Result<(), Error> {
     }
 }
 
-/// Block the calling uthread until [`Uthread::unpark`] (the hand-off pair of
+/// Block the calling uthread until [`Uthread::unpark`](crate::Uthread::unpark) (the hand-off pair of
 /// `lwkt_deschedule_self` + `lwkt_switch` / `lwkt_schedule`). Like
 /// [`std::thread::park`]: an unpark that came first makes it return at once,
 /// and spurious returns are possible, so wait for a condition in a loop. On a

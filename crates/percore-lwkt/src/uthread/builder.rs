@@ -51,7 +51,7 @@ fn next_id() -> u64 {
 /// (use [`sleep`](crate::sleep)), blocking std I/O (percore-evq's sockets or
 /// [`block_in_pool`](crate::block_in_pool)), a std `Mutex` wait (a
 /// [`Token`](crate::Token)), and a std `MutexGuard` held across a switch can
-/// deadlock the worker. The watchdog ([`RuntimeBuilder::watchdog`]) counts
+/// deadlock the worker. The watchdog ([`RuntimeBuilder::watchdog`](crate::RuntimeBuilder::watchdog)) counts
 /// and logs such stalls.
 ///
 /// ```
