@@ -24,7 +24,7 @@ def modules(src):
             rel = os.path.relpath(os.path.join(root, f), src)[:-3].split(os.sep)
             if rel[-1] == "mod":
                 rel = rel[:-1]
-            if rel == ["lib"]:
+            if rel in (["lib"], ["main"]) and () not in mods:
                 rel = []
             mods[tuple(rel)] = os.path.join(root, f)
     return mods

@@ -1,5 +1,6 @@
-//! Operations of the current uthread: yield, sleep, critical sections,
-//! migration, priority.
+//! What the calling uthread does to itself: find out who and where it is,
+//! yield, migrate, change its priority. (Blocking is `block.rs`, critical
+//! sections `worker/crit.rs`.)
 
 use crate::error::Error;
 use crate::uthread::record::Intent;
