@@ -6,8 +6,8 @@
 //! * [`RuntimeState`]: one per runtime, behind an `Arc` held by every
 //!   uthread record, every handle and every worker. "The kernel's global
 //!   data": configuration, the workers' remote halves, the shutdown flags.
-//!   (Named for its role: percore-smr's `Domain`, percore-zone's
-//!   `ZoneCounters` and percore-evq's mailbox were all once `Shared`.)
+//!   (Named for its role: it was `Shared`, a name four crates used for
+//!   four different things, issue 14.)
 //! * [`Remote`]: the half of a worker that other threads may touch: its IPI
 //!   inboxes, its idle word, its epoll instance, its counters, its running
 //!   slot. The worker's private half (`worker::Worker`) lives on its own
