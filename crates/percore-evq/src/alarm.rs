@@ -89,7 +89,6 @@
 // NOTE: `pub` items inside are reached by the loom model only (`__loom`).
 #[allow(unreachable_pub)]
 pub(crate) mod state;
-mod wheel;
 
 use crate::driver::{self, EvqDriver};
 use crate::error::Error;
@@ -97,6 +96,7 @@ use crate::queue::{Event, EventQueue};
 use crate::stats::stats;
 use crate::waiter::{self, Waiter};
 use crossbeam_utils::CachePadded;
+use percore_lwkt::wheel::{tick_ceil, tick_floor, tick_start, Key, Wheel};
 use percore_lwkt::Handle;
 use state::{AlarmState, Cancel, Fire};
 use std::ptr::NonNull;
@@ -104,7 +104,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use wheel::{tick_ceil, tick_floor, tick_start, Key, Wheel};
 
 /// The [`Event::kind`] an alarm posts to its own queue; the payload is the
 /// arming's generation.

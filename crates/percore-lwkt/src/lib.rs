@@ -29,8 +29,8 @@
 //!
 //! ## How a switch works
 //!
-//! Each worker runs a scheduler loop on its own stack (`worker.rs` holds the
-//! essay). A uthread runs until it yields, blocks, migrates or returns; it
+//! Each worker runs a scheduler loop on its own stack (`worker/README.md` holds
+//! the protocol). A uthread runs until it yields, blocks, migrates or returns; it
 //! then switches back to the loop, which releases its tokens, requeues,
 //! parks, sends or reaps it, drains IPIs, fires timers, and resumes the best
 //! runnable uthread whose tokens it can take. Scheduling is cooperative: a
@@ -56,10 +56,10 @@
 //! ## Wake-ups
 //!
 //! Every blocking operation parks the uthread on its park word
-//! (`thread.rs`); a waker on any thread swaps in `NOTIFIED` and, if the
+//! (`uthread/park.rs`); a waker on any thread swaps in `NOTIFIED` and, if the
 //! uthread was parked, sends its owner a *schedule* IPI. IPIs ride per-pair
-//! rings (`ipi.rs`, a loom-checked SPSC FIFO) and a one-word idle protocol
-//! (`idle.rs`, loom-checked: no lost wake-up) decides whether the target must
+//! rings (`worker/ring.rs`, a loom-checked SPSC FIFO) and a one-word idle protocol
+//! (`worker/idle.rs`, loom-checked: no lost wake-up) decides whether the target must
 //! be woken from its futex sleep. Inboxes are drained at every scheduling
 //! point and at the outermost `crit_exit`, so uthreads that keep yielding
 //! never starve a remote wake-up.
@@ -116,7 +116,7 @@
 //!   scheduling points. A woken higher-priority uthread *requests* a switch,
 //!   honoured at the current uthread's next scheduling point; the per-worker
 //!   counters `preempt_hit` / `preempt_miss` say whether it was honoured
-//!   (`preempt.rs` defines them exactly).
+//!   (`worker/preempt.rs` defines them exactly).
 //! * Platforms other than Linux.
 //!
 //! ## Example
@@ -136,87 +136,109 @@
 
 #![warn(missing_docs)]
 
+// The layers, bottom up (`ci/import_loops.py` checks that no import loop is
+// longer than three files): `config`, `error`, `sys`, `stats`, `monitor`
+// and the protocol words (`worker/{ring,idle}.rs`, `uthread/park.rs`,
+// `sync/token/word.rs`) name nothing above them; `kernel` and
+// `uthread/record` (the runtime's state, its IPI message, the uthread
+// record) are the one loop; `worker/` is the scheduler on top of them;
+// `uthread/` and `sync/` are what uthreads call; `runtime/` and `driver/`
+// start and extend it all.
 #[cfg(not(loom))]
-mod blocking;
+mod config;
 #[cfg(not(loom))]
 mod driver;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
-mod future;
-#[cfg(not(loom))]
-mod giveaway;
-// NOTE: `pub` items inside are reached by the loom models only (`__loom`).
-#[allow(unreachable_pub)]
-mod idle;
-#[allow(unreachable_pub)]
-mod ipi;
-mod loom;
+mod kernel;
 #[cfg(not(loom))]
 mod monitor;
 #[cfg(not(loom))]
-mod port;
-#[cfg(not(loom))]
-mod preempt;
-#[cfg(not(loom))]
-mod runq;
-#[cfg(not(loom))]
 mod runtime;
 #[cfg(not(loom))]
-mod sched;
-#[cfg(not(loom))]
-mod sleepq;
-#[cfg(not(loom))]
 mod stats;
+#[cfg(not(loom))]
+mod sync;
 mod sys;
 #[cfg(not(loom))]
-mod thread;
-#[cfg(not(loom))]
-mod timer;
-#[cfg(not(loom))]
-mod token;
-#[cfg(not(loom))]
-mod watchdog;
+mod uthread;
 #[cfg(not(loom))]
 mod worker;
 
+// NOTE: under loom only the protocol modules are compiled (the scheduler
+// switches stacks, which loom cannot model); their `pub` items are reached
+// by the models through `__loom`.
+#[cfg(loom)]
+#[allow(unreachable_pub)]
+mod worker {
+    pub(crate) mod idle;
+    pub(crate) mod ring;
+}
+#[cfg(loom)]
+#[allow(unreachable_pub)]
+mod uthread {
+    pub(crate) mod park;
+}
+#[cfg(loom)]
+#[allow(unreachable_pub)]
+mod sync {
+    pub(crate) mod token {
+        pub(crate) mod word;
+    }
+}
+
 #[cfg(not(loom))]
-pub use blocking::{block_in, block_in_pool};
+pub use config::{
+    DEFAULT_PORT_CAPACITY, DEFAULT_PRIORITY, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STACK_CACHE, DEFAULT_STACK_SIZE,
+    MAX_PRIORITY, MAX_STACK_SIZE,
+};
 #[cfg(not(loom))]
 pub use driver::{Driver, IoEvent, IO_POLL_EVERY};
 #[cfg(not(loom))]
 pub use error::{Error, JoinError, PanicPayload};
 #[cfg(not(loom))]
-pub use future::block_on_future;
+pub use runtime::{Handle, Runtime, RuntimeBuilder, ShutdownTimeout};
 #[cfg(not(loom))]
-pub use monitor::ShutdownTimeout;
+pub use sync::blocking::{block_in, block_in_pool};
 #[cfg(not(loom))]
-pub use port::{wait_msg, Message};
+pub use sync::future::block_on_future;
 #[cfg(not(loom))]
-pub use runtime::{
-    spawn, Builder, Handle, Runtime, RuntimeBuilder, DEFAULT_PORT_CAPACITY, DEFAULT_PRIORITY, DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_STACK_CACHE, DEFAULT_STACK_SIZE, MAX_PRIORITY, MAX_STACK_SIZE,
-};
+pub use sync::port::{wait_msg, Message};
 #[cfg(not(loom))]
-pub use sched::{
-    crit_enter, crit_exit, critical, current, in_critical, maybe_yield, migrate, park, park_timeout, set_priority,
-    sleep, worker_index, yield_now, CritGuard, QUANTUM,
-};
+pub use sync::sleepq::{tsleep, wakeup, wakeup_one};
 #[cfg(not(loom))]
-pub use sleepq::{tsleep, wakeup, wakeup_one};
+pub use sync::token::{Token, TokenGuard};
 #[cfg(not(loom))]
-pub use thread::{JoinHandle, Uthread};
+pub use uthread::block::{park, park_timeout, sleep};
 #[cfg(not(loom))]
-pub use token::{Token, TokenGuard};
+pub use uthread::builder::{spawn, Builder};
 #[cfg(not(loom))]
-pub use watchdog::DEFAULT_WATCHDOG;
+pub use uthread::current::{current, maybe_yield, migrate, set_priority, worker_index, yield_now, QUANTUM};
+#[cfg(not(loom))]
+pub use uthread::join::JoinHandle;
+#[cfg(not(loom))]
+pub use uthread::waiter::Waiter;
+#[cfg(not(loom))]
+pub use uthread::Uthread;
+#[cfg(not(loom))]
+pub use worker::crit::{crit_enter, crit_exit, critical, in_critical, CritGuard};
+#[cfg(not(loom))]
+pub use worker::watchdog::DEFAULT_WATCHDOG;
+/// The hierarchical timing wheel that keeps each worker's uthread timeouts
+/// (and percore-evq's alarms): insert and remove in O(1), never early, at
+/// most one tick (`2^TICK_SHIFT` ns, about 262 µs) late.
+#[cfg(not(loom))]
+pub use worker::wheel;
 
 /// The protocol cores, exposed to the loom models in `tests/loom_*.rs` only.
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod __loom {
-    pub use crate::idle::{Idle, Notified};
-    pub use crate::ipi::{Ring, CAPACITY};
+    pub use crate::sync::token::word::{Mode, TokenList, TokenWord};
+    pub use crate::uthread::park::ParkWord;
+    pub use crate::worker::idle::{Idle, Notified};
+    pub use crate::worker::ring::{Ring, CAPACITY};
 }
 
 /// The crate README's example, compiled and run as a doc test.

@@ -3,7 +3,7 @@
 //! Scheduling is cooperative, so a uthread that never reaches a scheduling
 //! point keeps its worker for as long as it likes. Two observers must name
 //! it from another thread: [`Runtime::shutdown_timeout`](crate::Runtime::shutdown_timeout)
-//! (and `Drop`) when time is up, and the watchdog (`watchdog.rs`).
+//! (and `Drop`) when time is up, and the watchdog (`worker/watchdog.rs`).
 //!
 //! Each worker publishes, in its [`RunningSlot`], a pointer to the uthread it
 //! is running (null between resumes) and a heartbeat counter bumped at every
@@ -29,28 +29,37 @@
 //! taken): the `Thread` is alive while the count is taken. A reader that
 //! comes later sees null.
 
-use crate::thread::{Thread, Uthread};
-use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
-use std::sync::Arc;
+use percore_cpu::loom::Arc;
+use percore_cpu::loom::Ordering::{Relaxed, Release, SeqCst};
+use percore_cpu::loom::{AtomicPtr, AtomicU64, AtomicUsize};
 
 /// One worker's running uthread and heartbeat (see the module doc).
-#[derive(Debug, Default)]
-pub(crate) struct RunningSlot {
-    running: AtomicPtr<Thread>,
+#[derive(Debug)]
+pub(crate) struct RunningSlot<T> {
+    running: AtomicPtr<T>,
     readers: AtomicUsize,
     /// Bumped by the worker at each resume and each yield point.
     heartbeat: AtomicU64,
 }
 
-impl RunningSlot {
+impl<T> Default for RunningSlot<T> {
+    fn default() -> Self {
+        RunningSlot {
+            running: AtomicPtr::new(std::ptr::null_mut()),
+            readers: AtomicUsize::new(0),
+            heartbeat: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<T> RunningSlot<T> {
     /// The worker resumes `t` (which it keeps alive until [`leave`](Self::leave)).
     #[inline]
-    pub(crate) fn enter(&self, t: &Arc<Thread>) {
+    pub(crate) fn enter(&self, t: &Arc<T>) {
         self.beat();
         // ORDERING: release: a reader that sees the pointer sees the thread
         // record initialised.
-        self.running.store(Arc::as_ptr(t) as *mut Thread, Release);
+        self.running.store(Arc::as_ptr(t) as *mut T, Release);
     }
 
     /// The worker is back from the resume; after this it may drop the
@@ -79,7 +88,7 @@ impl RunningSlot {
     }
 
     /// The uthread the worker is running now, if any (any thread).
-    pub(crate) fn running(&self) -> Option<Uthread> {
+    pub(crate) fn running(&self) -> Option<Arc<T>> {
         // ORDERING: SeqCst: the reader's half of the Dekker pair (see `leave`).
         self.readers.fetch_add(1, SeqCst);
         let p = self.running.load(SeqCst);
@@ -89,10 +98,10 @@ impl RunningSlot {
             // SAFETY: the worker does not drop the uthread before it has
             // seen `readers` back at zero (module doc), and it holds a
             // strong count while `running` names it.
-            Some(Uthread(unsafe {
+            Some(unsafe {
                 Arc::increment_strong_count(p);
                 Arc::from_raw(p)
-            }))
+            })
         };
         // ORDERING: release: our strong count is taken before the worker
         // may see zero.
@@ -100,72 +109,3 @@ impl RunningSlot {
         t
     }
 }
-
-/// [`Runtime::shutdown_timeout`](crate::Runtime::shutdown_timeout) ran out of
-/// time: some workers never reached a scheduling point, because the uthreads
-/// they run never yield, block or return.
-///
-/// The workers are detached (their OS threads go on; each stops at its
-/// running uthread's next scheduling point, and the runtime's memory is
-/// freed then, or never).
-///
-/// ```
-/// use percore_lwkt::Runtime;
-/// use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-/// use std::time::Duration;
-///
-/// static GO: AtomicBool = AtomicBool::new(false);
-/// let rt = Runtime::builder().workers(1).build().unwrap();
-/// let h = percore_lwkt::Builder::new().name("spinner").spawn_on(rt.handle(), || {
-///     GO.store(true, SeqCst);
-///     while GO.load(SeqCst) { std::hint::spin_loop() } // never yields
-/// }).unwrap();
-/// while !GO.load(SeqCst) { std::thread::yield_now() }
-/// let e = rt.shutdown_timeout(Duration::from_millis(50)).unwrap_err();
-/// assert_eq!(e.running()[0].name(), Some("spinner"));
-/// GO.store(false, SeqCst); // let it go; the detached worker stops
-/// assert!(h.join().is_ok());
-/// ```
-#[derive(Clone)]
-pub struct ShutdownTimeout {
-    pub(crate) timeout: std::time::Duration,
-    pub(crate) running: Vec<Uthread>,
-}
-
-impl ShutdownTimeout {
-    /// The uthreads still running on their workers when time was up (empty
-    /// when a worker is stuck outside any uthread, in an IPI function or a
-    /// driver hook).
-    pub fn running(&self) -> &[Uthread] {
-        &self.running
-    }
-
-    /// The time that was given.
-    pub fn timeout(&self) -> std::time::Duration {
-        self.timeout
-    }
-}
-
-impl std::fmt::Display for ShutdownTimeout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the runtime did not shut down within {:?}: ", self.timeout)?;
-        if self.running.is_empty() {
-            return write!(f, "a worker is stuck outside any uthread (an IPI function or driver hook)");
-        }
-        for (i, u) in self.running.iter().enumerate() {
-            if i > 0 {
-                write!(f, ", ")?;
-            }
-            write!(f, "uthread '{}' (id {}) on worker {}", u.name().unwrap_or("<unnamed>"), u.id(), u.worker())?;
-        }
-        write!(f, " never reached a scheduling point; its workers are detached")
-    }
-}
-
-impl std::fmt::Debug for ShutdownTimeout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShutdownTimeout").field("timeout", &self.timeout).field("running", &self.running).finish()
-    }
-}
-
-impl std::error::Error for ShutdownTimeout {}

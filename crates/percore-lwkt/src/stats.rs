@@ -1,10 +1,8 @@
 //! Per-worker counters, published in the stats tree as
 //! `lwkt.<runtime>.w<i>.<counter>` and `lwkt.<runtime>.foreign_ipis`.
 
-use crate::runtime::Shared;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 
 /// A counter written by one thread (its worker) and read by anyone: a plain
 /// load and store, no read-modify-write.
@@ -21,11 +19,13 @@ impl Stat {
     pub(crate) fn add(&self, n: u64) {
         // ORDERING: relaxed: a statistic; single writer, so load + store
         // loses nothing.
+        // ORDERING: relaxed: a statistic.
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
     #[inline]
     pub(crate) fn set(&self, v: u64) {
+        // ORDERING: relaxed: a statistic, single writer.
         self.0.store(v, Relaxed);
     }
 
@@ -54,9 +54,9 @@ pub(crate) struct WorkerStats {
     /// Descheduled uthreads this worker gave to another (`Uthread::give_to`).
     pub(crate) given_away: Stat,
     /// Preemption requests resolved by running a uthread of the requested
-    /// priority next (`preempt.rs` says exactly what counts).
+    /// priority next (`worker/preempt.rs` says exactly what counts).
     pub(crate) preempt_hit: Stat,
-    /// Preemption requests that were not (`preempt.rs`).
+    /// Preemption requests that were not (`worker/preempt.rs`).
     pub(crate) preempt_miss: Stat,
     /// Run-queue length at the last scheduling decision.
     pub(crate) runq_len: Stat,
@@ -69,41 +69,9 @@ pub(crate) struct WorkerStats {
     /// reset so that it cannot leak into later uthreads.
     pub(crate) crit_leaks: Stat,
     /// Times the watchdog saw this worker run one uthread for longer than
-    /// its threshold without a scheduling point (`watchdog.rs`); written by
+    /// its threshold without a scheduling point (`worker/watchdog.rs`); written by
     /// the monitor thread only.
     pub(crate) stalls: Stat,
     /// `yield_now` calls refused (no-ops) inside a critical or SMR section.
     pub(crate) yields_refused: Stat,
-}
-
-pub(crate) fn register(name: &str, shared: &Arc<Shared>) -> percore_cpu::stats::Registration {
-    let weak = Arc::downgrade(shared);
-    percore_cpu::stats::register(&format!("lwkt.{name}"), move |emit| {
-        let Some(sh) = weak.upgrade() else { return };
-        emit("foreign_ipis", sh.foreign_sent.sum());
-        emit("port_full_drops", sh.port_full_drops.sum());
-        for (i, w) in sh.workers.iter().enumerate() {
-            let s = &w.stats;
-            for (k, v) in [
-                ("switches", s.switches.get()),
-                ("ipis_sent", s.ipis_sent.get()),
-                ("ipis_received", s.ipis_received.get()),
-                ("idle_sleeps", s.idle_sleeps.get()),
-                ("wakeups", s.wakeups.get()),
-                ("token_contended", s.token_contended.get()),
-                ("ipi_panics", s.ipi_panics.get()),
-                ("given_away", s.given_away.get()),
-                ("preempt_hit", s.preempt_hit.get()),
-                ("preempt_miss", s.preempt_miss.get()),
-                ("runq_len", s.runq_len.get()),
-                ("cached_stacks", s.cached_stacks.get()),
-                ("io_events", s.io_events.get()),
-                ("crit_leaks", s.crit_leaks.get()),
-                ("stalls", s.stalls.get()),
-                ("yields_refused", s.yields_refused.get()),
-            ] {
-                emit(&format!("w{i}.{k}"), v);
-            }
-        }
-    })
 }

@@ -1,6 +1,6 @@
 //! Bounded stress: 100,000 uthreads ping-ponging across two workers (10,000
-//! in debug builds), migration under load, and give-aways racing with
-//! wake-ups.
+//! in debug builds), migration under load, give-aways racing with
+//! wake-ups, and timed parks and sleeps racing with unparks.
 mod common;
 use common::{scaled, watchdog};
 use percore_lwkt::{Builder, Error, Runtime};
@@ -164,4 +164,69 @@ fn give_away_against_concurrent_unparks() {
         let given: u64 = s.iter().filter(|(n, _)| n.ends_with(".given_away")).map(|(_, v)| *v).sum();
         assert_eq!(given, moved.load(SeqCst), "{s:?}");
     });
+}
+
+/// Timed parks and sleeps on the timer wheel against concurrent unparks
+/// (from another worker and from a foreign thread): every uthread finishes
+/// (no lost wake-up, no entry left firing into a finished uthread), no
+/// `sleep` returns before its duration, and the wheel entries cancelled by
+/// early wake-ups leave nothing behind that keeps the runtime from shutting
+/// down.
+#[test]
+fn timeouts_race_unparks() {
+    watchdog("timeouts_race_unparks", timeouts_race_unparks_body);
+}
+
+fn timeouts_race_unparks_body() {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::{Duration, Instant};
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let early = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..64u64)
+        .map(|i| {
+            let early = early.clone();
+            Builder::new()
+                .worker((i % 2) as usize)
+                .spawn_on(rt.handle(), move || {
+                    for k in 0..40u64 {
+                        let d = Duration::from_micros((i * 7 + k * 13) % 400);
+                        if k % 3 == 0 {
+                            let t0 = Instant::now();
+                            percore_lwkt::sleep(d).unwrap();
+                            if t0.elapsed() < d {
+                                early.fetch_add(1, SeqCst);
+                            }
+                        } else {
+                            percore_lwkt::park_timeout(d).unwrap();
+                        }
+                    }
+                })
+                .unwrap()
+        })
+        .collect();
+    let us: Vec<_> = hs.iter().map(|h| h.uthread().clone()).collect();
+    let u2 = us.clone();
+    let unparker = rt
+        .handle()
+        .spawn(move || {
+            for r in 0..2000usize {
+                u2[(r * 31) % u2.len()].unpark();
+                if r % 16 == 0 {
+                    percore_lwkt::yield_now();
+                }
+            }
+        })
+        .unwrap();
+    let foreign = std::thread::spawn(move || {
+        for r in 0..2000usize {
+            us[(r * 17) % us.len()].unpark();
+        }
+    });
+    for h in hs {
+        h.join().unwrap();
+    }
+    unparker.join().unwrap();
+    foreign.join().unwrap();
+    assert_eq!(early.load(SeqCst), 0, "a sleep returned before its duration");
+    rt.shutdown_timeout(Duration::from_secs(30)).unwrap();
 }

@@ -25,10 +25,14 @@
 //! `lwkt.<name>.port_full_drops`, and `call` returns the refusal.
 
 use crate::error::Error;
-use crate::thread::{wait_once, Oneshot, Uthread, Waiter};
+use crate::uthread::block::wait_once;
+use crate::uthread::join::Oneshot;
+use crate::uthread::record::{Mailbox, Thread};
+use crate::uthread::waiter::Waiter;
+use crate::uthread::Uthread;
+use percore_cpu::loom::{Arc, Mutex};
 use std::any::Any;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 type Reply = Option<Box<dyn Any + Send>>;
@@ -53,13 +57,30 @@ impl Port {
     /// The owner exited: drop what is queued, refuse what comes.
     pub(crate) fn close(&self) {
         let (msgs, senders) = {
-            let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+            let mut q = self.q.lock();
             q.closed = true;
             (std::mem::take(&mut q.msgs), std::mem::take(&mut q.senders))
         };
         drop(msgs); // outside the lock: replies wake callers
         senders.into_iter().for_each(Waiter::wake);
     }
+}
+
+impl Mailbox for Port {
+    fn close(&self) {
+        Port::close(self);
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// `t`'s port, opened on first use; `None` once `t` has exited without
+/// ever opening it (a closed port).
+#[inline]
+fn port_of(t: &Thread) -> Option<&Port> {
+    t.port.get_or_init(|| Box::new(Port::default())).as_any().downcast_ref::<Port>()
 }
 
 /// A message: a typed payload and, for [`Uthread::call`], a reply slot.
@@ -136,9 +157,10 @@ impl Uthread {
     fn post(&self, m: Message, wait: bool) -> Posted {
         let cap = self.0.shared.cfg.port_capacity;
         let mut m = Some(m);
+        let Some(port) = port_of(&self.0) else { return Posted::Closed };
         loop {
             let outcome = {
-                let mut q = self.0.port.q.lock().unwrap_or_else(|e| e.into_inner());
+                let mut q = port.q.lock();
                 if q.closed {
                     Some(Posted::Closed)
                 } else if q.msgs.len() < cap {
@@ -146,7 +168,7 @@ impl Uthread {
                     Some(Posted::Queued)
                 } else if !wait {
                     Some(Posted::Full(Error::Full))
-                } else if let Err(e) = crate::worker::check_may_block() {
+                } else if let Err(e) = crate::uthread::block::check_may_block() {
                     Some(Posted::Full(e))
                 } else {
                     q.senders.push(Waiter::current());
@@ -155,7 +177,7 @@ impl Uthread {
             };
             match outcome {
                 Some(Posted::Queued) => {
-                    self.0.unpark();
+                    crate::worker::ipi::unpark(&self.0);
                     return Posted::Queued;
                 }
                 // Closed or full: `m` is dropped here (a caller gets NoReply).
@@ -226,7 +248,7 @@ impl Uthread {
     /// assert_eq!(server.uthread().call::<_, u64>(41u64).unwrap(), 42);
     /// ```
     pub fn call<M: Any + Send, R: Any>(&self, msg: M) -> Result<R, Error> {
-        crate::worker::check_may_block()?;
+        crate::uthread::block::check_may_block()?;
         let slot = Arc::new(Oneshot::new());
         let m = Message { payload: Some(Box::new(msg)), reply: Some(slot.clone()), from: crate::current() };
         if let Posted::Full(e) = self.post(m, true) {
@@ -249,11 +271,13 @@ impl Uthread {
 /// ```
 pub fn wait_msg(timeout: Option<Duration>) -> Result<Message, Error> {
     let me = crate::current().ok_or(Error::NotUthread)?;
-    crate::worker::check_may_block()?;
+    crate::uthread::block::check_may_block()?;
     let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
+    // NOTE: never `None` here: only an exited uthread's port is closed.
+    let port = port_of(&me.0).ok_or(Error::Shutdown)?;
     loop {
         let (m, senders) = {
-            let mut q = me.0.port.q.lock().unwrap_or_else(|e| e.into_inner());
+            let mut q = port.q.lock();
             let m = q.msgs.pop_front();
             let senders = if m.is_some() { std::mem::take(&mut q.senders) } else { Vec::new() };
             (m, senders)

@@ -37,7 +37,7 @@
 //!
 //! ## Two ways to sleep
 //!
-//! Without an I/O driver (`driver.rs`) a worker sleeps on the futex. With
+//! Without an I/O driver (`driver/mod.rs`) a worker sleeps on the futex. With
 //! one, it sleeps in `epoll_wait` on its own epoll instance, so that I/O
 //! readiness wakes it too; it then sets `SLEEPING | POLLING` in the same
 //! `compare_exchange`, and the sender that sees exactly that value must kick
@@ -50,9 +50,12 @@
 //! after each): a message that arrives during the spin costs no
 //! system call on either side.
 
-use crate::loom::AtomicU32;
+// NOTE: `pub` items here are reached by the loom models (`crate::__loom`).
+#![allow(unreachable_pub)]
+
 use crate::sys::Futex;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use percore_cpu::loom::AtomicU32;
+use percore_cpu::loom::Ordering::{AcqRel, Acquire, Relaxed};
 use std::time::Duration;
 
 const PENDING: u32 = 1;
@@ -111,6 +114,7 @@ impl Idle {
     /// consumed: the caller must drain every inbox now).
     #[inline]
     pub fn take_pending(&self) -> bool {
+        // ORDERING: relaxed: a first look; the acquire `fetch_and` below is what orders the drain.
         if self.state.load(Relaxed) & PENDING == 0 {
             return false;
         }
@@ -123,6 +127,7 @@ impl Idle {
     /// Worker side: whether a message is pending, without consuming it.
     #[inline]
     pub fn peek_pending(&self) -> bool {
+        // ORDERING: relaxed: a hint for the spin; `take_pending` acquires.
         self.state.load(Relaxed) & PENDING != 0
     }
 

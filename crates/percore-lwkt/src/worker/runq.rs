@@ -5,7 +5,7 @@
 //! choice. We keep one FIFO per priority and a bitmap of non-empty levels:
 //! same order, O(1) insert and pick. Only the owning worker touches it.
 
-use crate::thread::Thread;
+use crate::uthread::record::{Owned, Thread};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -51,12 +51,12 @@ impl RunQueue {
 
     /// Hot path of the pick: the head, if it holds no token.
     #[inline]
-    pub(crate) fn pop_if_free(&mut self) -> Option<Arc<Thread>> {
+    pub(crate) fn pop_if_free(&mut self, owner: Owned<'_>) -> Option<Arc<Thread>> {
         let p = self.top()? as usize;
         let q = &mut self.levels[p];
-        // SAFETY: queued uthreads belong to the worker that owns this queue
-        // (our caller) and do not run.
-        if !unsafe { q.front()?.sched() }.tokens.is_empty() {
+        // NOTE: queued uthreads belong to the worker that owns this queue
+        // (our caller, who passed its witness) and do not run.
+        if !q.front()?.sched(owner).tokens.is_empty() {
             return None;
         }
         let t = q.pop_front();
@@ -131,7 +131,7 @@ mod tests {
     fn head_is_best_and_equal_priorities_rotate() {
         let rt = Runtime::builder().workers(1).build().unwrap();
         let shared = rt.handle().shared.clone();
-        let mk = |id, pri| Arc::new(Thread::new(id, None, shared.clone(), 0, pri));
+        let mk = |id, pri| Arc::new(Thread::new(id, None, shared.clone(), 0, pri, None));
         let mut q = RunQueue::default();
         q.push(mk(1, 5), 5, false);
         q.push(mk(2, 9), 9, false);

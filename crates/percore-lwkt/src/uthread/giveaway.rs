@@ -55,25 +55,27 @@
 //! entry on the old worker still wakes it on the new one.
 
 use crate::error::Error;
-use crate::thread::{Oneshot, RunState, Thread, Uthread};
-use crate::worker::{self, Msg, Worker};
-use std::sync::atomic::Ordering::{Acquire, Release};
-use std::sync::Arc;
+use crate::kernel::{Msg, Reply};
+use crate::uthread::join::Oneshot;
+use crate::uthread::Uthread;
+use crate::worker::ipi::send;
+use percore_cpu::loom::Arc;
+use percore_cpu::loom::Ordering::Acquire;
 
 /// The owner's answer to a give-away. Dropped unanswered (the message was
 /// refused at shutdown), it answers [`Error::Shutdown`], so the caller never
 /// waits forever.
-pub(crate) struct Reply(Option<Arc<Oneshot<Result<(), Error>>>>);
+struct Answer(Option<Arc<Oneshot<Result<(), Error>>>>);
 
-impl Reply {
-    fn send(mut self, r: Result<(), Error>) {
+impl Reply for Answer {
+    fn send(mut self: Box<Self>, r: Result<(), Error>) {
         if let Some(s) = self.0.take() {
             s.complete(r);
         }
     }
 }
 
-impl Drop for Reply {
+impl Drop for Answer {
     fn drop(&mut self) {
         if let Some(s) = self.0.take() {
             s.complete(Err(Error::Shutdown));
@@ -158,73 +160,11 @@ impl Uthread {
         if shared.is_shutdown() {
             return Err(Error::Shutdown);
         }
-        worker::check_may_block()?;
+        crate::uthread::block::check_may_block()?;
         let slot = Arc::new(Oneshot::new());
         let owner = self.0.owner.load(Acquire);
-        worker::send(shared, owner, Msg::GiveAway(self.0.clone(), to, Reply(Some(slot.clone()))));
+        send(shared, owner, Msg::GiveAway(self.0.clone(), to, Box::new(Answer(Some(slot.clone())))));
         slot.wait()?
-    }
-}
-
-impl Worker {
-    /// `lwkt_giveaway`: the owner's half, in an IPI handler.
-    pub(crate) fn give_away(&self, t: Arc<Thread>, to: usize, reply: Reply) {
-        let owner = t.owner.load(Acquire);
-        if owner != self.idx {
-            worker::send(&self.shared.clone(), owner, Msg::GiveAway(t, to, reply));
-            return;
-        }
-        if self.shutting_down.get() {
-            return reply.send(Err(Error::Shutdown));
-        }
-        // SAFETY: `t` belongs to this worker (checked above) and, being in an
-        // IPI handler, we are not inside a borrow of its state.
-        let s = unsafe { t.sched() };
-        let runnable = match s.state {
-            RunState::Dead => return reply.send(Err(Error::Exited)),
-            _ if to == self.idx => return reply.send(Ok(())),
-            // Inside `migrate`, not yet run on its target: its promise
-            // ("when this returns it runs there") wins.
-            _ if s.migrating => return reply.send(Err(Error::NotDescheduled)),
-            RunState::Blocked => false,
-            RunState::Queued => {
-                let taken = self.runq.borrow_mut().remove(&t, s.pri);
-                if taken.is_none() {
-                    return reply.send(Err(Error::NotDescheduled));
-                }
-                true
-            }
-            RunState::Running | RunState::New | RunState::Migrating => {
-                return reply.send(Err(Error::NotDescheduled));
-            }
-        };
-        self.unadopt(&t);
-        s.state = RunState::Migrating;
-        s.resched = false;
-        // ORDERING: release publishes our last writes of `sched` to the new
-        // owner; pairs with the acquire loads of `owner` in `handle` there
-        // (and with the ring's own release/acquire for `Acquire`).
-        t.owner.store(to, Release);
-        worker::send(&self.shared.clone(), to, Msg::Acquire(t, runnable));
-        self.shared.workers[self.idx].stats.given_away.bump();
-        reply.send(Ok(()));
-    }
-
-    /// `lwkt_acquire`: the new owner adopts a given-away uthread.
-    pub(crate) fn acquire(&self, t: Arc<Thread>, runnable: bool) {
-        self.adopt(&t);
-        // SAFETY: `t` is ours since the give-away's release store of `owner`,
-        // which the ring's acquire pop ordered before this.
-        let s = unsafe { t.sched() };
-        let woken = std::mem::take(&mut s.resched);
-        if woken {
-            self.shared.workers[self.idx].stats.wakeups.bump();
-        }
-        if runnable || woken {
-            self.enqueue(t, false);
-        } else {
-            s.state = RunState::Blocked;
-        }
     }
 }
 

@@ -33,14 +33,12 @@
 //! granted.
 
 use crate::error::Error;
-use crate::thread::{Intent, Thread};
+use crate::uthread::record::{Intent, Thread};
 use crate::worker;
 use std::marker::PhantomData;
-use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use word::{Mode, TokenWord};
 
-const EXCL: usize = 1;
-const ONE_SHARED: usize = 2;
+pub(crate) mod word;
 
 /// A DragonFly LWKT token: a lock owned by the running uthread, released
 /// automatically whenever it blocks and re-acquired before it runs again.
@@ -68,7 +66,7 @@ const ONE_SHARED: usize = 2;
 /// ```
 #[derive(Debug, Default)]
 pub struct Token {
-    state: AtomicUsize,
+    word: TokenWord,
 }
 
 /// Proof that the current uthread holds a [`Token`] (`lwkt_reltoken` on
@@ -87,32 +85,10 @@ pub struct TokenGuard<'a> {
     _not_send: PhantomData<*const ()>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    Excl,
-    Shared,
-    Recursive,
-}
-
-#[derive(Debug)]
-struct TokRef {
-    tok: *const Token,
-    mode: Mode,
-    held: bool,
-    id: u64,
-}
-
-/// A uthread's token references (`td_toks_array`). Owner-only.
-#[derive(Debug, Default)]
-pub(crate) struct TokenList {
-    refs: Vec<TokRef>,
-    next_id: u64,
-}
-
 impl Token {
     /// A free token.
     pub const fn new() -> Token {
-        Token { state: AtomicUsize::new(0) }
+        Token { word: TokenWord::new() }
     }
 
     /// Take the token exclusively (`lwkt_gettoken`). If it is contended the
@@ -131,47 +107,14 @@ impl Token {
 
     /// Whether anyone holds it now (a racy hint).
     pub fn is_locked(&self) -> bool {
-        self.state.load(Relaxed) != 0
-    }
-
-    fn try_take(&self, mode: Mode) -> bool {
-        match mode {
-            // ORDERING: acquire pairs with the release in `give`: the previous
-            // holder's writes are visible to us.
-            Mode::Excl => self.state.compare_exchange(0, EXCL, Acquire, Relaxed).is_ok(),
-            Mode::Shared => {
-                let mut s = self.state.load(Relaxed);
-                loop {
-                    if s & EXCL != 0 {
-                        return false;
-                    }
-                    // ORDERING: as above.
-                    match self.state.compare_exchange_weak(s, s + ONE_SHARED, Acquire, Relaxed) {
-                        Ok(_) => return true,
-                        Err(x) => s = x,
-                    }
-                }
-            }
-            Mode::Recursive => true,
-        }
-    }
-
-    fn give(&self, mode: Mode) {
-        match mode {
-            // ORDERING: release publishes the holder's writes to the next
-            // acquirer (`try_take`).
-            Mode::Excl => self.state.fetch_sub(EXCL, Release),
-            Mode::Shared => self.state.fetch_sub(ONE_SHARED, Release),
-            Mode::Recursive => 0,
-        };
+        self.word.is_locked()
     }
 
     fn get(&self, want: Mode) -> Result<TokenGuard<'_>, Error> {
         let w = worker::current_worker().ok_or(Error::NotUthread)?;
         let t: &Thread = w.current_ptr().ok_or(Error::NotUthread)?;
-        // SAFETY: `t` is the uthread running this code, on its owner.
-        let list = unsafe { &mut t.sched().tokens };
-        let me: *const Token = self;
+        let list = &mut t.sched(w.owned()).tokens;
+        let me: *const TokenWord = &self.word;
         let mut mine = list.refs.iter().filter(|r| r.tok == me);
         let mode = match (want, mine.clone().next()) {
             (_, None) => want,
@@ -179,10 +122,8 @@ impl Token {
             (_, Some(_)) if mine.any(|r| r.mode == Mode::Excl) => Mode::Recursive,
             _ => return Err(Error::TokenUpgrade),
         };
-        let id = list.next_id;
-        list.next_id += 1;
-        let held = self.try_take(mode);
-        list.refs.push(TokRef { tok: me, mode, held, id });
+        let held = self.word.try_take(mode);
+        let id = list.push(me, mode, held);
         let guard = TokenGuard { _token: self, id, _not_send: PhantomData };
         if held {
             return Ok(guard);
@@ -203,8 +144,8 @@ impl Drop for TokenGuard<'_> {
     fn drop(&mut self) {
         let Some(w) = worker::current_worker() else { return };
         let Some(t) = w.current_ptr() else { return };
-        // SAFETY: the guard is not `Send`: we are its uthread, on its owner.
-        let list = unsafe { &mut t.sched().tokens };
+        // NOTE: the guard is not `Send`: we are its uthread, on its owner.
+        let list = &mut t.sched(w.owned()).tokens;
         let Some(i) = list.refs.iter().position(|r| r.id == self.id) else { return };
         let r = list.refs.remove(i);
         if r.mode == Mode::Recursive {
@@ -219,43 +160,6 @@ impl Drop for TokenGuard<'_> {
         if r.held {
             // SAFETY: the guard borrows the token, so it is alive.
             unsafe { &*r.tok }.give(r.mode);
-        }
-    }
-}
-
-impl TokenList {
-    #[inline]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.refs.is_empty()
-    }
-
-    /// Take every token not held, all or nothing (`lwkt_getalltokens`).
-    pub(crate) fn acquire_all(&mut self) -> bool {
-        for i in 0..self.refs.len() {
-            let r = &self.refs[i];
-            if r.held || r.mode == Mode::Recursive {
-                continue;
-            }
-            // SAFETY: a reference lives while its guard does, and the guard
-            // borrows the token.
-            if unsafe { &*r.tok }.try_take(r.mode) {
-                self.refs[i].held = true;
-            } else {
-                self.release_all();
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Release every held token (`lwkt_relalltokens`).
-    pub(crate) fn release_all(&mut self) {
-        for r in self.refs.iter_mut().rev() {
-            if r.held {
-                r.held = false;
-                // SAFETY: as in `acquire_all`.
-                unsafe { &*r.tok }.give(r.mode);
-            }
         }
     }
 }

@@ -38,10 +38,13 @@
 //! after its acquire of `tail` showed a message, so it always sees them. An
 //! unused ring is its two indices and a null pointer.
 
-use crate::loom::{spin_loop, AtomicPtr, AtomicUsize, UnsafeCell};
+// NOTE: `pub` items here are reached by the loom models (`crate::__loom`).
+#![allow(unreachable_pub)]
+
 use crossbeam_utils::CachePadded;
+use percore_cpu::loom::Ordering::{Acquire, Relaxed, Release};
+use percore_cpu::loom::{spin_loop, AtomicPtr, AtomicUsize, UnsafeCell};
 use std::mem::MaybeUninit;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 /// Slots per ring.
 #[cfg(not(loom))]
@@ -112,6 +115,7 @@ impl<T> Ring<T> {
     /// Only one thread (the ring's producer) may call `push` at a time.
     #[inline]
     pub unsafe fn push(&self, v: T) -> Result<(), T> {
+        // ORDERING: relaxed: only this producer stores `tail`.
         let t = self.tail.load(Relaxed);
         // ORDERING: acquire pairs with the consumer's release store of `head`
         // in `pop`: its read of the slot we are about to reuse is finished.
@@ -142,6 +146,7 @@ impl<T> Ring<T> {
     /// Only one thread (the ring's consumer) may call `pop` at a time.
     #[inline]
     pub unsafe fn pop(&self) -> Option<T> {
+        // ORDERING: relaxed: only this consumer stores `head`.
         let h = self.head.load(Relaxed);
         // ORDERING: acquire pairs with the release store of `tail` in `push`.
         let t = self.tail.load(Acquire);
@@ -201,6 +206,7 @@ impl<T> Drop for Ring<T> {
 
 impl<T> std::fmt::Debug for Ring<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // ORDERING: relaxed: a snapshot for debugging.
         f.debug_struct("Ring").field("head", &self.head.load(Relaxed)).field("tail", &self.tail.load(Relaxed)).finish()
     }
 }

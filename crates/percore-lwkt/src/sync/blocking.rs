@@ -40,7 +40,7 @@
 //! were cancelled (unwound) while the pool thread still runs `f`.
 
 use crate::error::{Error, JoinError};
-use crate::thread::{Completer, Oneshot};
+use crate::uthread::join::{Completer, Oneshot};
 use crate::worker::current_worker;
 use percore_pool::{ThreadPool, PRI_NONE};
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -1,17 +1,18 @@
 //! Async interop: a uthread (or any thread) waiting on a `Future`.
 //!
 //! [`block_on_future`] polls the future with a [`Waker`] that is the
-//! caller's [`Waiter`](crate::thread::Waiter): on a uthread, waking it
+//! caller's [`Waiter`](crate::uthread::waiter::Waiter): on a uthread, waking it
 //! unparks the uthread (the park word's `NOTIFIED`, then a schedule IPI to
 //! its owner, from any thread); on a foreign OS thread, it unparks that
 //! thread. Between polls the caller parks, so a uthread's worker runs its
 //! other uthreads meanwhile. A wake-up that lands between a `Pending` poll
 //! and the park leaves `NOTIFIED` behind and the park returns at once: none
 //! is lost. The other direction, a [`JoinHandle`](crate::JoinHandle) as a
-//! `Future`, is in `thread.rs`.
+//! `Future`, is in `uthread/join.rs`.
 
 use crate::error::Error;
-use crate::thread::{wait_once, Waiter};
+use crate::uthread::block::wait_once;
+use crate::uthread::waiter::Waiter;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -59,7 +60,7 @@ use std::task::{Context, Poll, Waker};
 /// assert_eq!(v.unwrap(), "done");
 /// ```
 pub fn block_on_future<F: Future>(fut: F) -> Result<F::Output, Error> {
-    crate::worker::check_may_block()?;
+    crate::uthread::block::check_may_block()?;
     let waker = Waker::from(Arc::new(Waiter::current()));
     let mut cx = Context::from_waker(&waker);
     let mut fut = std::pin::pin!(fut);

@@ -1,7 +1,8 @@
 //! # A hierarchical timing wheel: O(1) insert and remove, never early
 //!
-//! The timer set of one worker (`alarm.rs` keeps one per worker, behind a
-//! mutex). Almost every alarm is cancelled long before it is due (a timed
+//! The timer set of one worker: each lwkt worker keeps one for its
+//! uthreads' timeouts (`timer.rs`), and percore-evq keeps one per worker
+//! for its alarms (`alarm.rs` there, behind a mutex). Almost every alarm is cancelled long before it is due (a timed
 //! waiter woken by a real event), so insert and remove are the hot path and
 //! firing is the rare one; an ordered map pays `O(log n)` and node churn on
 //! both. This is the hashed hierarchical wheel of Varghese & Lauck
@@ -69,7 +70,7 @@
 /// NOTE: finer than tokio's 1 ms: rounding a deadline up to a tick adds to
 /// the worker's millisecond sleep (`epoll_wait`), and a finer tick costs
 /// insert and remove nothing (at most a third of a level more cascading).
-pub(crate) const TICK_SHIFT: u32 = 18;
+pub const TICK_SHIFT: u32 = 18;
 /// log2 of the slots per level.
 const SLOT_BITS: u32 = 6;
 /// Slots per level.
@@ -87,25 +88,25 @@ const NIL: u32 = u32::MAX;
 
 /// The tick containing `nanos` (the clock's tick).
 #[inline]
-pub(crate) fn tick_floor(nanos: u64) -> u64 {
+pub fn tick_floor(nanos: u64) -> u64 {
     nanos >> TICK_SHIFT
 }
 
 /// The first tick starting at or after `nanos` (a deadline's tick).
 #[inline]
-pub(crate) fn tick_ceil(nanos: u64) -> u64 {
+pub fn tick_ceil(nanos: u64) -> u64 {
     (nanos >> TICK_SHIFT) + u64::from(nanos & ((1 << TICK_SHIFT) - 1) != 0)
 }
 
 /// The start of `tick` in nanoseconds (saturating).
 #[inline]
-pub(crate) fn tick_start(tick: u64) -> u64 {
+pub fn tick_start(tick: u64) -> u64 {
     tick.saturating_mul(1 << TICK_SHIFT)
 }
 
 /// Names an entry for [`Wheel::remove`]; stale once the entry left the wheel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Key {
+pub struct Key {
     idx: u32,
     gen: u64,
 }
@@ -124,8 +125,28 @@ struct Entry<T> {
 }
 
 /// A hierarchical timing wheel of values `T`; see the module docs. Not
-/// thread-safe by itself: the owner keeps it behind a lock.
-pub(crate) struct Wheel<T> {
+/// thread-safe by itself: its owner keeps it on one thread (an lwkt worker)
+/// or behind a lock (percore-evq's alarms).
+///
+/// Times are ticks of `2^TICK_SHIFT` ns since an epoch the owner picks:
+/// [`tick_ceil`] a deadline, [`tick_floor`] the clock.
+///
+/// ```
+/// use percore_lwkt::wheel::{tick_ceil, tick_floor, tick_start, Wheel};
+///
+/// let mut w = Wheel::new();
+/// let (_, earlier) = w.insert(tick_ceil(1_000_000), "1 ms");
+/// assert!(earlier);
+/// let (late, _) = w.insert(tick_ceil(5_000_000), "5 ms");
+/// // Never early: at 0.9 ms nothing is due; from the deadline's tick on, it is.
+/// assert_eq!(w.pop_due(tick_floor(900_000)), None);
+/// let at = tick_start(w.next_deadline().unwrap());
+/// assert!(at >= 1_000_000 && at < 1_000_000 + (1 << percore_lwkt::wheel::TICK_SHIFT));
+/// assert_eq!(w.pop_due(tick_floor(at)), Some("1 ms"));
+/// assert_eq!(w.remove(late).map(|(v, _)| v), Some("5 ms")); // cancelled
+/// assert!(w.next_deadline().is_none());
+/// ```
+pub struct Wheel<T> {
     /// Entries and free entries; indices are `u32` (NOTE: 2^32 entries would
     /// be about 200 GiB; the allocation fails long before).
     slab: Vec<Entry<T>>,
@@ -150,7 +171,7 @@ impl<T> Default for Wheel<T> {
 
 impl<T> Wheel<T> {
     /// An empty wheel at tick 0.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Wheel {
             slab: Vec::new(),
             free: NIL,
@@ -163,16 +184,20 @@ impl<T> Wheel<T> {
     }
 
     /// Entries in the wheel (due ones included).
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether the wheel holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// The earliest tick at which [`pop_due_keyed`](Wheel::pop_due_keyed) may hand out
     /// something, never later than the earliest entry's deadline tick;
     /// `None` when empty.
     #[inline]
-    pub(crate) fn next_deadline(&self) -> Option<u64> {
+    pub fn next_deadline(&self) -> Option<u64> {
         (self.next != u64::MAX).then_some(self.next)
     }
 
@@ -285,7 +310,7 @@ impl<T> Wheel<T> {
     /// [`pop_due_keyed`](Wheel::pop_due_keyed)). Returns its key and whether
     /// [`next_deadline`](Wheel::next_deadline) moved earlier.
     #[inline]
-    pub(crate) fn insert(&mut self, when: u64, value: T) -> (Key, bool) {
+    pub fn insert(&mut self, when: u64, value: T) -> (Key, bool) {
         let i = if self.free != NIL {
             let i = self.free;
             let e = &mut self.slab[i as usize];
@@ -323,7 +348,7 @@ impl<T> Wheel<T> {
     /// Take out the entry of `key`: `None` if it already left (stale key).
     /// Returns the value and whether `next_deadline` changed.
     #[inline]
-    pub(crate) fn remove(&mut self, key: Key) -> Option<(T, bool)> {
+    pub fn remove(&mut self, key: Key) -> Option<(T, bool)> {
         let e = self.slab.get(key.idx as usize)?;
         if e.gen != key.gen || e.list == FREE {
             return None;
@@ -342,8 +367,8 @@ impl<T> Wheel<T> {
     }
 
     /// [`pop_due_keyed`](Wheel::pop_due_keyed) without the key.
-    #[cfg(test)]
-    pub(crate) fn pop_due(&mut self, now: u64) -> Option<T> {
+    #[inline]
+    pub fn pop_due(&mut self, now: u64) -> Option<T> {
         self.pop_due_keyed(now).map(|(_, v)| v)
     }
 
@@ -352,8 +377,9 @@ impl<T> Wheel<T> {
     /// `now`. Cascades higher-level slots on the way. With the value comes
     /// the key the entry had (stale from now on): the firer compares it with
     /// the key the alarm's record holds, which tells the live entry of an
-    /// alarm re-armed in place from a stale one (`alarm/state.rs`).
-    pub(crate) fn pop_due_keyed(&mut self, now: u64) -> Option<(Key, T)> {
+    /// alarm re-armed in place from a stale one (percore-evq's
+    /// `alarm/state.rs`).
+    pub fn pop_due_keyed(&mut self, now: u64) -> Option<(Key, T)> {
         loop {
             let head = self.heads[DUE as usize];
             if head != NIL {

@@ -4,7 +4,7 @@
 //! read, or a std `Mutex` held across a switch keeps the worker's OS thread
 //! and stalls every other uthread of that worker (or deadlocks it). Like Go's
 //! `sysmon`, one monitor thread per runtime samples each worker's heartbeat
-//! (`monitor.rs`: bumped at every resume and every `yield_now` /
+//! (`monitor.rs` at the crate root: bumped at every resume and every `yield_now` /
 //! `maybe_yield`) every quarter of the threshold. A worker whose heartbeat
 //! has not moved for longer than the threshold while it runs a uthread is
 //! *stalled*: the episode is counted once in `lwkt.<name>.w<i>.stalls`, and
@@ -19,7 +19,7 @@
 //! point (the heartbeat); the monitor thread wakes `4 / threshold` times a
 //! second and reads each worker's slot.
 
-use crate::runtime::Shared;
+use crate::kernel::RuntimeState;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
@@ -36,14 +36,14 @@ struct Seen {
 
 /// Start the monitor thread of `shared` with stall threshold `threshold`.
 pub(crate) fn start(
-    shared: Weak<Shared>,
+    shared: Weak<RuntimeState>,
     name: &str,
     threshold: Duration,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name(format!("lwkt-{name}-watchdog")).spawn(move || run(shared, threshold))
 }
 
-fn run(shared: Weak<Shared>, threshold: Duration) {
+fn run(shared: Weak<RuntimeState>, threshold: Duration) {
     let period = (threshold / 4).clamp(Duration::from_millis(1), Duration::from_millis(250));
     let mut seen: Vec<Seen> = Vec::new();
     loop {
@@ -65,13 +65,14 @@ fn run(shared: Weak<Shared>, threshold: Duration) {
             if s.counted || now.duration_since(s.since) <= threshold {
                 continue;
             }
-            let Some(u) = w.slot.running() else {
+            let Some(u) = w.slot.running().map(crate::uthread::Uthread) else {
                 s.since = now; // idle, not stalled
                 continue;
             };
             s.counted = true;
             w.stats.stalls.bump(); // NOTE: the monitor is this counter's only writer
-            if !u.0.stall_logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                                   // ORDERING: relaxed: a once-per-uthread log flag; only the watchdog swaps it.
+            if !u.0.stall_logged.swap(true, percore_cpu::loom::Ordering::Relaxed) {
                 eprintln!(
                     "percore-lwkt: uthread '{}' (id {}) on worker {i} of runtime '{}' has not reached a scheduling \
                      point for over {threshold:?}, stalling every uthread of that worker (std::thread::sleep, \

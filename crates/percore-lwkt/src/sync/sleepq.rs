@@ -16,11 +16,11 @@
 //! switches out), or re-check it in a loop with a timeout.
 
 use crate::error::Error;
-use crate::thread::{wait_once, Waiter};
+use crate::uthread::block::wait_once;
+use crate::uthread::waiter::Waiter;
 use crossbeam_utils::CachePadded;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::{Acquire, Release};
-use std::sync::{Mutex, MutexGuard};
+use percore_cpu::loom::Ordering::{Acquire, Release};
+use percore_cpu::loom::{AtomicBool, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const BUCKETS: usize = 128;
@@ -40,7 +40,7 @@ static TABLE: [CachePadded<Mutex<Vec<Entry>>>; BUCKETS] = [const { CachePadded::
 
 fn bucket(chan: usize) -> MutexGuard<'static, Vec<Entry>> {
     let h = (chan >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57;
-    TABLE[h % BUCKETS].lock().unwrap_or_else(|e| e.into_inner())
+    TABLE[h % BUCKETS].lock()
 }
 
 fn key<T: ?Sized>(chan: &T) -> usize {
@@ -92,7 +92,7 @@ impl Drop for Unlink<'_> {
 /// assert_eq!(tsleep(&CHAN, Some(Duration::from_millis(1))).unwrap_err().to_string(), "timed out");
 /// ```
 pub fn tsleep<T: ?Sized>(chan: &T, timeout: Option<Duration>) -> Result<(), Error> {
-    crate::worker::check_may_block()?;
+    crate::uthread::block::check_may_block()?;
     let chan = key(chan);
     let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
     let woken = AtomicBool::new(false);

@@ -1,0 +1,138 @@
+//! # Blocking: the one path every wait of a uthread takes
+//!
+//! [`park`], [`park_timeout`], [`sleep`], joins, ports, wait channels and
+//! tokens all block through [`wait_once`]: on a uthread, the park word's
+//! three steps (`park.rs`) around a switch-out, with an optional timer;
+//! on a foreign thread, `std::thread::park`.
+
+use crate::error::Error;
+use crate::uthread::record::Intent;
+use crate::worker::current_worker;
+use std::time::{Duration, Instant};
+
+/// Block the caller for `d` (a per-worker timer wakes it). On a foreign
+/// thread, sleeps the OS thread. Refused inside a critical or SMR section.
+///
+/// Never returns early. On a uthread the timer is the worker's timing wheel
+/// (`worker/timer.rs`), whose tick is `2^18` ns (about 262 µs): the sleep
+/// ends at most one tick after `d`, plus however late the worker's next
+/// pass comes (a uthread that does not yield delays it).
+///
+/// A `d` too long for an `Instant` (`Duration::MAX`) sleeps for ever, as
+/// every other percore wait given `Duration::MAX` does (park, tsleep, joins,
+/// ports); on a uthread it ends only with [`Error::Shutdown`] when the
+/// runtime is dropped (the uthread is then cancelled).
+///
+/// ```
+/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+/// rt.block_on(|| percore_lwkt::sleep(std::time::Duration::from_millis(1))).unwrap().unwrap();
+/// ```
+pub fn sleep(d: Duration) -> Result<(), Error> {
+    check_may_block()?;
+    let Some(deadline) = Instant::now().checked_add(d) else {
+        loop {
+            wait_once(None)?; // for ever: spurious returns loop
+        }
+    };
+    loop {
+        if Instant::now() >= deadline {
+            return Ok(());
+        }
+        wait_once(Some(deadline))?;
+    }
+}
+
+/// Block the calling uthread until [`Uthread::unpark`](crate::Uthread::unpark) (the hand-off pair of
+/// `lwkt_deschedule_self` + `lwkt_switch` / `lwkt_schedule`). Like
+/// [`std::thread::park`]: an unpark that came first makes it return at once,
+/// and spurious returns are possible, so wait for a condition in a loop. On a
+/// foreign thread it parks the OS thread. Refused inside a critical or SMR
+/// section.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+/// use std::sync::Arc;
+/// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
+/// let flag = Arc::new(AtomicBool::new(false));
+/// let f = flag.clone();
+/// let h = rt.spawn(move || while !f.load(SeqCst) { percore_lwkt::park().unwrap() }).unwrap();
+/// flag.store(true, SeqCst);
+/// h.uthread().unpark();
+/// h.join().unwrap();
+/// ```
+#[inline]
+pub fn park() -> Result<(), Error> {
+    check_may_block()?;
+    wait_once(None)
+}
+
+/// [`park`], at most `timeout`.
+///
+/// ```
+/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+/// rt.block_on(|| percore_lwkt::park_timeout(std::time::Duration::from_millis(1))).unwrap().unwrap();
+/// ```
+pub fn park_timeout(timeout: Duration) -> Result<(), Error> {
+    check_may_block()?;
+    wait_once(Instant::now().checked_add(timeout))
+}
+
+/// Whether the caller may block: refused inside critical and SMR sections,
+/// and during shutdown unwinding. Foreign threads may always block.
+pub(crate) fn check_may_block() -> Result<(), Error> {
+    let Some(w) = current_worker() else { return Ok(()) };
+    w.check_block()
+}
+
+/// Park the current uthread once (until unparked or `deadline`): the park
+/// word's three steps around the switch-out, and the timer.
+///
+/// NOTE: the one check that the caller may block is its caller's, made once
+/// at the entry of every blocking operation (`check_may_block`): nothing
+/// between there and here can enter a critical section or start a
+/// shutdown unwind, so it is only asserted here.
+#[inline]
+pub(crate) fn park_current(deadline: Option<Instant>) -> Result<(), Error> {
+    let w = current_worker().ok_or(Error::NotUthread)?;
+    let t = w.current_ptr().ok_or(Error::NotUthread)?;
+    debug_assert!(w.check_block().is_ok(), "a blocking call skipped check_may_block");
+    if t.park.take_notified() {
+        return Ok(());
+    }
+    // A deadline already past fires at the next scheduling pass.
+    let timer = deadline.map(|at| (w.idx, w.add_timer(at, t)));
+    if !t.park.prepare_park() {
+        t.disarm_timer();
+        if let Some((_, key)) = timer {
+            w.cancel_timer(key);
+        }
+        return Ok(());
+    }
+    w.switch_out(t, Intent::Block);
+    t.park.finish_park();
+    if let Some((armed_on, key)) = timer {
+        t.disarm_timer();
+        // NOTE: re-fetched: a give-away may have moved us meanwhile, and
+        // then the entry stays behind, stale (`worker/timer.rs`).
+        if let Some(w) = current_worker().filter(|w| w.idx == armed_on) {
+            w.cancel_timer(key);
+        }
+    }
+    Ok(())
+}
+
+/// Block the caller (uthread or OS thread) once, until woken or `deadline`.
+/// Spurious returns are allowed; callers loop on their condition.
+#[inline]
+pub(crate) fn wait_once(deadline: Option<Instant>) -> Result<(), Error> {
+    match crate::uthread::block::park_current(deadline) {
+        Err(Error::NotUthread) => {
+            match deadline {
+                None => std::thread::park(),
+                Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
+            }
+            Ok(())
+        }
+        r => r,
+    }
+}

@@ -1,0 +1,214 @@
+//! Spawning: [`Builder`] (`lwkt_create`'s options), [`spawn`], uthread ids.
+
+use crate::config::*;
+use crate::error::{Error, JoinError};
+use crate::kernel::{Msg, RuntimeState};
+use crate::runtime::Handle;
+use crate::sys::Stack;
+use crate::uthread::join::{Completer, JoinHandle, Oneshot};
+use crate::uthread::record::{Coro, Thread};
+use crate::uthread::Uthread;
+use crate::worker::{self, ipi::send};
+use percore_cpu::loom::Arc;
+use percore_cpu::loom::Ordering::Relaxed;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicU64;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Uthread ids are taken from [`NEXT_ID`] in blocks of this many per OS
+/// thread, so that a spawn costs no shared atomic increment.
+const ID_BLOCK: u64 = 1024;
+
+/// A process-unique uthread id (never 0).
+fn next_id() -> u64 {
+    thread_local! {
+        /// The rest of this thread's block: `(next, end)`.
+        static IDS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    IDS.try_with(|c| {
+        let (next, end) = c.get();
+        if next < end {
+            c.set((next + 1, end));
+            return next;
+        }
+        // ORDERING: relaxed: only uniqueness matters.
+        let base = NEXT_ID.fetch_add(ID_BLOCK, Relaxed);
+        c.set((base + 1, base + ID_BLOCK));
+        base
+    })
+    .unwrap_or_else(|_| NEXT_ID.fetch_add(1, Relaxed))
+}
+
+/// Spawn a uthread on the caller's runtime (the caller must be a uthread).
+///
+/// # Never block the worker
+///
+/// The uthread shares its worker's OS thread with the worker's other
+/// uthreads, and runs until it reaches a scheduling point (a yield, a
+/// blocking percore call, [`maybe_yield`](crate::maybe_yield)). Whatever
+/// blocks the OS thread instead stalls all of them: `std::thread::sleep`
+/// (use [`sleep`](crate::sleep)), blocking std I/O (percore-evq's sockets or
+/// [`block_in_pool`](crate::block_in_pool)), a std `Mutex` wait (a
+/// [`Token`](crate::Token)), and a std `MutexGuard` held across a switch can
+/// deadlock the worker. The watchdog ([`RuntimeBuilder::watchdog`](crate::RuntimeBuilder::watchdog)) counts
+/// and logs such stalls.
+///
+/// ```
+/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+/// let v = rt.block_on(|| percore_lwkt::spawn(|| "hi").unwrap().join().unwrap()).unwrap();
+/// assert_eq!(v, "hi");
+/// ```
+pub fn spawn<F, T>(f: F) -> Result<JoinHandle<T>, Error>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new().spawn(f)
+}
+
+/// Options for a new uthread (`lwkt_create`): name, priority, worker, stack.
+///
+/// ```
+/// use percore_lwkt::{Builder, Runtime};
+/// let rt = Runtime::builder().workers(2).build().unwrap();
+/// let h = Builder::new().name("pinger").priority(20).worker(1).spawn_on(rt.handle(), || {
+///     let me = percore_lwkt::current().unwrap();
+///     (me.name().map(String::from), me.priority(), me.worker())
+/// }).unwrap();
+/// assert_eq!(h.join().unwrap(), (Some("pinger".into()), 20, 1));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    name: Option<String>,
+    priority: Option<u8>,
+    worker: Option<usize>,
+    rotate: bool,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// Defaults: no name, [`DEFAULT_PRIORITY`], the calling worker (or the
+    /// rotator from outside), the runtime's stack size.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// A name, shown by [`Uthread::name`].
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The priority, `0..=MAX_PRIORITY`; higher runs first.
+    pub fn priority(mut self, pri: u8) -> Self {
+        self.priority = Some(pri);
+        self
+    }
+
+    /// Run on this worker.
+    pub fn worker(mut self, worker: usize) -> Self {
+        self.worker = Some(worker);
+        self
+    }
+
+    /// Run on the next worker in rotation (`lwkt_alloc_thread` with cpu -1).
+    pub fn rotate(mut self) -> Self {
+        self.rotate = true;
+        self
+    }
+
+    /// Usable stack size in bytes (rounded up to pages, at least 16 KiB, at
+    /// most [`MAX_STACK_SIZE`]: above it `spawn` fails with
+    /// [`Error::StackSize`]). Only stacks of the runtime's default size are
+    /// cached.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Spawn on the calling uthread's runtime.
+    pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        // NOTE: borrowed from the worker, not cloned as `Handle::current`
+        // would: spawning never switches, so the worker outlives the call.
+        let w = worker::current_worker().ok_or(Error::NotUthread)?;
+        self.spawn_in(&w.shared, f)
+    }
+
+    /// Spawn on the runtime of `handle`, from any thread. Fails with
+    /// [`Error::StackExhausted`] when the OS refuses a stack.
+    pub fn spawn_on<F, T>(self, handle: &Handle, f: F) -> Result<JoinHandle<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_in(&handle.shared, f)
+    }
+
+    fn spawn_in<F, T>(self, shared: &Arc<RuntimeState>, f: F) -> Result<JoinHandle<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if shared.is_shutdown() {
+            return Err(Error::Shutdown);
+        }
+        let n = shared.workers.len();
+        let pri = self.priority.unwrap_or(DEFAULT_PRIORITY);
+        if pri > MAX_PRIORITY {
+            return Err(Error::BadPriority(pri));
+        }
+        let here = worker::current_worker().filter(|w| Arc::ptr_eq(&w.shared, shared));
+        let target = match (self.worker, here) {
+            (Some(i), _) if i >= n => return Err(Error::NoSuchWorker { worker: i, workers: n }),
+            (Some(i), _) => i,
+            (None, Some(w)) if !self.rotate => w.idx,
+            // ORDERING: relaxed: a spreading hint, orders nothing.
+            _ => shared.rotor.fetch_add(1, Relaxed) % n,
+        };
+        let size = match self.stack_size {
+            Some(b) => stack_bytes(b).ok_or(Error::StackSize { size: b })?,
+            None => shared.cfg.stack_size,
+        };
+        let stack = match here.and_then(|w| w.take_stack(size)) {
+            Some(s) => s,
+            None => Stack::new(size, shared.cfg.guard).map_err(|source| Error::StackExhausted { size, source })?,
+        };
+        let id = next_id();
+        let guard = (stack.guard_range(), stack.usable());
+        let packet = Arc::new(Oneshot::new());
+        let completer = Completer(Some(packet.clone()));
+        let coro = Coro::with_stack(stack, move |y: &corosensei::Yielder<(), ()>, ()| {
+            let completer = completer;
+            if let Some(w) = worker::current_worker() {
+                if let Some(t) = w.current_ptr() {
+                    t.sched(w.owned()).yielder = y;
+                }
+            }
+            match catch_unwind(AssertUnwindSafe(f)) {
+                Ok(v) => completer.complete(Ok(v)),
+                Err(p) => {
+                    // NOTE: re-fetched: we may have migrated.
+                    let cancelled = worker::current_worker()
+                        .is_some_and(|w| w.current_ptr().is_some_and(|t| t.sched(w.owned()).cancelled));
+                    if cancelled {
+                        // The runtime's forced unwind: let it reach the root
+                        // (the completer reports `Cancelled` as it drops).
+                        resume_unwind(p);
+                    }
+                    completer.complete(Err(JoinError::panicked(p)));
+                }
+            }
+        });
+        let mut thread = Thread::new(id, self.name.map(Into::into), shared.clone(), target, pri, Some(coro));
+        thread.stack = guard;
+        let thread = Arc::new(thread);
+        let handle = JoinHandle { packet, thread: Uthread(thread.clone()) };
+        send(shared, target, Msg::Spawn(thread));
+        Ok(handle)
+    }
+}

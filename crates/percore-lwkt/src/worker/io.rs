@@ -1,0 +1,113 @@
+//! The worker's idle path and its driver calls: an adaptive spin, then a
+//! sleep on the futex, or in `epoll_wait` once a driver is installed
+//! (`driver/mod.rs` is the driver's side, `idle.rs` the word that says which
+//! primitive a sender must wake, `README.md` the whole protocol).
+
+use super::{Worker, SPIN_IO_EVERY, SPIN_MIN_ROUNDS, SPIN_PAUSES, SPIN_ROUNDS};
+use crate::driver::{Driver, IoEvent, IO_POLL_EVERY};
+use percore_cpu::loom::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+impl Worker {
+    /// Nothing to run: spin a little (adaptively), then sleep on the futex,
+    /// or in `epoll_wait` once a driver is installed, until an IPI, a timer,
+    /// the driver's deadline or I/O.
+    pub(crate) fn idle(&self) {
+        let ws = self.ws();
+        // ORDERING: relaxed: pairs with the relaxed store in `io_register` (a hint).
+        let io = self.shared.driver.get().map(|i| &*i.driver).filter(|_| ws.has_io.load(Relaxed));
+        // NOTE: the spin adapts, like an adaptive mutex: a spin that found
+        // work doubles the next one's budget, a spin that ended in a sleep
+        // halves it. Ping-pong between workers keeps spinning; work that
+        // arrives only after network round trips (an echo server) soon
+        // stops paying for spins that steal the CPU from everyone else.
+        let budget = self.spin_budget.get();
+        for round in 0..budget {
+            if ws.idle.peek_pending() || self.shared.is_shutdown() {
+                self.spin_budget.set((budget * 2).min(SPIN_ROUNDS));
+                return;
+            }
+            // NOTE: I/O that arrives while we spin must not wait for the
+            // spin to end: look a few times (a system call each).
+            if let Some(d) = io.filter(|_| round % SPIN_IO_EVERY == SPIN_IO_EVERY - 1) {
+                if self.poll_io(d, Some(Duration::ZERO)) > 0 {
+                    self.spin_budget.set((budget * 2).min(SPIN_ROUNDS));
+                    return;
+                }
+            }
+            for _ in 0..SPIN_PAUSES {
+                std::hint::spin_loop();
+            }
+        }
+        self.spin_budget.set((budget / 2).max(SPIN_MIN_ROUNDS));
+        let mut timeout = self.next_deadline();
+        let driver = self.shared.driver.get().map(|i| &*i.driver);
+        if let Some(at) = self.driver_at.get().filter(|_| driver.is_some()) {
+            let d = at.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        }
+        if timeout == Some(Duration::ZERO) {
+            return;
+        }
+        let Some(d) = driver else {
+            if ws.idle.sleep(timeout) {
+                ws.stats.idle_sleeps.bump();
+            }
+            return;
+        };
+        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let mut n = 0;
+        if ws.idle.sleep_polling(|| n = ws.poller.wait(&mut buf, timeout)) {
+            ws.stats.idle_sleeps.bump();
+            self.crit.set(self.crit.get() + 1);
+            self.dispatch_io(d, &buf[..n]);
+            self.crit.set(self.crit.get() - 1);
+        }
+    }
+
+    /// The driver's part of a scheduling pass: its poll hook, and every
+    /// `IO_POLL_EVERY` passes a non-blocking look at the epoll instance.
+    #[inline]
+    pub(crate) fn driver_pass(&self, d: &dyn Driver) {
+        self.crit.set(self.crit.get() + 1);
+        self.driver_at.set(d.poll(self.idx));
+        let c = self.io_countdown.get();
+        if c > 1 {
+            self.io_countdown.set(c - 1);
+        } else {
+            self.io_countdown.set(IO_POLL_EVERY);
+            // ORDERING: relaxed: as above.
+            if self.ws().has_io.load(Relaxed) {
+                self.poll_io(d, Some(Duration::ZERO));
+            }
+        }
+        self.crit.set(self.crit.get() - 1);
+    }
+
+    /// Wait for I/O at most `timeout` and hand the events to the driver.
+    /// Returns how many events (the kick included) the kernel reported.
+    pub(crate) fn poll_io(&self, d: &dyn Driver, timeout: Option<Duration>) -> usize {
+        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let n = self.ws().poller.wait(&mut buf, timeout);
+        self.crit.set(self.crit.get() + 1);
+        self.dispatch_io(d, &buf[..n]);
+        self.crit.set(self.crit.get() - 1);
+        n
+    }
+
+    pub(crate) fn dispatch_io(&self, d: &dyn Driver, evs: &[libc::epoll_event]) {
+        let mut out = [IoEvent { token: 0, events: 0 }; 64];
+        let mut k = 0;
+        for e in evs {
+            let (token, events) = (e.u64, e.events);
+            if token != crate::sys::KICK_TOKEN {
+                out[k] = IoEvent { token, events };
+                k += 1;
+            }
+        }
+        if k > 0 {
+            self.ws().stats.io_events.add(k as u64);
+            d.ready(self.idx, &out[..k]);
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! # Workers: the per-CPU scheduler (`lwkt_switch`)
+//!
+//! One worker is one OS thread pinned to one CPU. It owns its run queue, its
+//! list of uthreads (`gd_tdallq`), its timers and its stack cache; nothing
+//! else touches them. Other threads talk to it through IPIs (`ipi.rs`,
+//! `ring.rs`) and wake it with the idle word (`idle.rs`).
+//!
+//! The loop, the IPI and idle protocols, the states and the shutdown are in
+//! `README.md` beside this file. This file holds the worker's private half
+//! ([`Worker`]), the thread-local through which uthreads find it, and its
+//! run-queue operations; the other files of `worker/` hold the rest of
+//! `impl Worker`.
+
+pub(crate) mod crit;
+pub(crate) mod idle;
+pub(crate) mod io;
+pub(crate) mod ipi;
+pub(crate) mod preempt;
+pub(crate) mod ring;
+pub(crate) mod run;
+pub(crate) mod runq;
+pub(crate) mod timer;
+pub(crate) mod watchdog;
+// NOTE: public, re-exported as `percore_lwkt::wheel`: percore-evq's alarms
+// keep their per-worker timers in the same wheel.
+pub mod wheel;
+
+use crate::error::Error;
+use crate::kernel::{Remote, RuntimeState};
+use crate::sys::Stack;
+use crate::uthread::record::{Intent, Owned, RunState, Thread};
+use percore_cpu::loom::Arc;
+use runq::RunQueue;
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+use timer::Timers;
+
+/// a check for work, so a wake-up that arrives while the worker spins is
+/// seen within a few pauses.
+pub(crate) const SPIN_ROUNDS: u32 = 512;
+/// `spin_loop` hints per idle round.
+pub(crate) const SPIN_PAUSES: u32 = 4;
+/// The least an adaptive spin shrinks to (see `idle`).
+pub(crate) const SPIN_MIN_ROUNDS: u32 = 16;
+/// Idle rounds between two non-blocking looks at the epoll instance.
+pub(crate) const SPIN_IO_EVERY: u32 = 128;
+
+/// A worker's private state. Lives on its OS thread's stack; reached through
+/// a thread-local pointer by the uthreads it runs.
+pub(crate) struct Worker {
+    // NOTE: every field is this worker's OS thread's alone: the struct
+    // lives on that thread's stack and only `current_worker` (on the same
+    // thread) or `run` reach it. "The worker" below means that thread,
+    // running the scheduler loop or one of the worker's uthreads; the
+    // `Cell`/`RefCell`s are for that single thread's re-entrant use
+    // (a uthread's yield inside the loop's resume), never for sharing.
+    /// This worker's index in `shared.workers`. Immutable.
+    pub(crate) idx: usize,
+    /// The runtime's state. Immutable (the `Arc`; what it points to has its
+    /// own rules, `kernel.rs`).
+    pub(crate) shared: Arc<RuntimeState>,
+    /// Runnable uthreads (`runq.rs`). The worker, between resumes and from
+    /// IPI handlers and wake-ups; never borrowed across a resume.
+    pub(crate) runq: RefCell<RunQueue>,
+    /// Every uthread this worker owns (`gd_tdallq`), indexed by
+    /// `Sched::allq_idx`: pushed at adoption, removed at exit and when a
+    /// uthread migrates or is given away. Drained at shutdown to cancel them.
+    allq: RefCell<Vec<Arc<Thread>>>,
+    /// Uthread timeouts armed on this worker (`timer.rs`). Armed by its
+    /// uthreads (`add_timer`), fired by the loop.
+    timers: RefCell<Timers>,
+    /// Stacks of exited uthreads for reuse: filled by `reap` after a
+    /// uthread's return, taken by spawns on this worker.
+    stacks: RefCell<Vec<Stack>>,
+    /// The uthread being resumed, null between resumes. Set and cleared by
+    /// `run_one` (and shutdown's cancel loop) around the resume; read by
+    /// the uthread through `current_ptr` / `current_thread`.
+    current: Cell<*const Thread>,
+    /// Critical-section depth of the running code (`crit.rs`): the running
+    /// uthread's own depth on top of the loop's; raised around IPI
+    /// handlers and driver calls.
+    pub(crate) crit: Cell<u32>,
+    /// Set once, by `shutdown`, before its first barrier: give-aways are
+    /// refused from then on.
+    pub(crate) shutting_down: Cell<bool>,
+    /// A uthread of higher priority than the current one is queued. Set by
+    /// `enqueue`, cleared by `run_one` at each resume; read at scheduling
+    /// points.
+    pub(crate) resched: Cell<bool>,
+    /// An unresolved preemption request: the priority it asked for
+    /// (`preempt.rs`). Opened by `enqueue`, resolved at the next resume or
+    /// refused scheduling point.
+    pub(crate) preempt: Cell<Option<u8>>,
+    /// When the current uthread's slice began; cleared at each resume and
+    /// set lazily by the first `maybe_yield` (an `Instant::now` per switch
+    /// would double its cost).
+    slice_start: Cell<Option<Instant>>,
+    /// The driver's next deadline, from its last `poll` (`driver/mod.rs`).
+    /// Written by the loop's driver pass, read by the idle path.
+    pub(crate) driver_at: Cell<Option<Instant>>,
+    /// Scheduling passes until the next non-blocking epoll poll; the
+    /// loop's driver pass counts it down.
+    pub(crate) io_countdown: Cell<u32>,
+    /// Yields that found nobody else to run since the last forced pass
+    /// (`yield_wanted`).
+    lone_yields: Cell<u32>,
+    /// Idle rounds the next spin may take (adaptive, `io.rs`); the idle
+    /// path only.
+    pub(crate) spin_budget: Cell<u32>,
+    /// The running uthread's stack, for the overflow handler
+    /// (`sys/overflow.rs`); boxed so its address stays put. Set and cleared
+    /// by the loop around each resume; read by the signal handler on this
+    /// same thread.
+    guard: Box<crate::sys::overflow::GuardRecord>,
+}
+
+thread_local! {
+    static WORKER: Cell<*const Worker> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The worker running the caller, if any.
+///
+/// NOTE: never inlined. A uthread may migrate at any switch, after which the
+/// same code runs on another OS thread; an inlined thread-local access could
+/// have its address computed once and reused across the switch.
+#[inline(never)]
+pub(crate) fn current_worker<'a>() -> Option<&'a Worker> {
+    let p = WORKER.with(|w| w.get());
+    // SAFETY: the pointer is set by `Worker::run` for exactly the lifetime of
+    // the worker on this OS thread, and cleared before it is dropped. Callers
+    // don't keep the reference across a switch (they re-fetch).
+    unsafe { p.as_ref() }
+}
+
+/// The uthread running the caller, if any.
+pub(crate) fn current_thread() -> Option<Arc<Thread>> {
+    let w = current_worker()?;
+    let p = w.current.get();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `current` points into an `Arc<Thread>` that `run_one` holds
+    // while the uthread runs.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Some(Arc::from_raw(p))
+    }
+}
+
+impl Worker {
+    pub(crate) fn new(idx: usize, shared: Arc<RuntimeState>) -> Worker {
+        Worker {
+            idx,
+            shared,
+            runq: RefCell::default(),
+            allq: RefCell::default(),
+            timers: RefCell::default(),
+            stacks: RefCell::default(),
+            current: Cell::new(std::ptr::null()),
+            crit: Cell::new(0),
+            shutting_down: Cell::new(false),
+            resched: Cell::new(false),
+            preempt: Cell::new(None),
+            slice_start: Cell::new(None),
+            driver_at: Cell::new(None),
+            io_countdown: Cell::new(crate::driver::IO_POLL_EVERY),
+            lone_yields: Cell::new(0),
+            spin_budget: Cell::new(SPIN_ROUNDS),
+            guard: Box::new(crate::sys::overflow::GuardRecord::new(idx)),
+        }
+    }
+
+    /// The witness for touching the state of this worker's uthreads.
+    #[inline(always)]
+    pub(crate) fn owned(&self) -> Owned<'_> {
+        // SAFETY: a `&Worker` exists only on its own OS thread (it lives on
+        // that thread's stack and is reached through the thread-local
+        // `WORKER`, or by `run` itself), so the witness is made there. The
+        // worker's code uses it only with uthreads it owns and keeps no two
+        // references to one uthread's state at once: the rules of `Owned`,
+        // kept by this module and the `uthread/` and `sync/token/` callers
+        // that reach their own state through their current worker.
+        unsafe { Owned::new() }
+    }
+
+    pub(crate) fn ws(&self) -> &Remote {
+        &self.shared.workers[self.idx]
+    }
+
+    /// The running uthread, borrowed for the caller's scope.
+    pub(crate) fn current_ptr(&self) -> Option<&Thread> {
+        // SAFETY: see `current_thread`.
+        unsafe { self.current.get().as_ref() }
+    }
+
+    pub(crate) fn check_block(&self) -> Result<(), Error> {
+        if self.shutting_down.get() {
+            return Err(Error::Shutdown);
+        }
+        if self.crit.get() > 0 {
+            return Err(Error::InCritical);
+        }
+        if percore_smr::in_section() {
+            return Err(Error::InSmrSection);
+        }
+        Ok(())
+    }
+
+    /// Whether a yield would find someone else to run.
+    #[inline]
+    pub(crate) fn yield_wanted(&self, t: &Thread) -> bool {
+        // NOTE: at shutdown, switch out so the loop can see it: a uthread
+        // that spins on `yield_now` alone must not keep `Runtime::drop` waiting.
+        if self.ws().idle.peek_pending() || self.resched.get() || self.shared.is_shutdown() {
+            return true;
+        }
+        let pri = t.sched(self.owned()).pri;
+        if self.runq.borrow().top().is_some_and(|p| p >= pri) {
+            return true;
+        }
+        // NOTE: a uthread yielding alone would otherwise keep the loop from
+        // ever firing timers or running the driver's pass (alarms, I/O):
+        // every `IO_POLL_EVERY` lone yields, switch out anyway.
+        let n = self.lone_yields.get() + 1;
+        self.lone_yields.set(if n >= crate::driver::IO_POLL_EVERY { 0 } else { n });
+        n >= crate::driver::IO_POLL_EVERY
+    }
+
+    /// Whether the scheduler clock says the current uthread's slice is over.
+    pub(crate) fn slice_expired(&self, quantum: Duration) -> bool {
+        match self.slice_start.get() {
+            Some(t) => t.elapsed() >= quantum,
+            None => {
+                self.slice_start.set(Some(Instant::now()));
+                false
+            }
+        }
+    }
+
+    /// Switch from the running uthread `t` to the scheduler.
+    #[inline]
+    pub(crate) fn switch_out(&self, t: &Thread, intent: Intent) {
+        // NOTE: `t` runs on this worker; the reference ends before the
+        // switch.
+        let s = t.sched(self.owned());
+        s.intent = intent;
+        let y = s.yielder;
+        // SAFETY: the yielder lives on the coroutine's stack for its whole
+        // life, and we are running on that coroutine.
+        unsafe { (*y).suspend(()) };
+    }
+
+    /// Arm `t`'s timer for `at` (see `timer.rs`); the key cancels it on
+    /// this worker.
+    pub(crate) fn add_timer(&self, at: Instant, t: &Thread) -> wheel::Key {
+        // SAFETY: `t` is alive (it is running); we take a strong reference.
+        let thread = unsafe {
+            Arc::increment_strong_count(t);
+            Arc::from_raw(t)
+        };
+        self.timers.borrow_mut().add(self.idx, at, thread)
+    }
+
+    /// Cancel a timer this worker armed (`add_timer`).
+    #[inline]
+    pub(crate) fn cancel_timer(&self, key: wheel::Key) {
+        self.timers.borrow_mut().cancel(key);
+    }
+
+    /// Take a cached stack of `size` usable bytes, if any.
+    pub(crate) fn take_stack(&self, size: usize) -> Option<Stack> {
+        let mut c = self.stacks.borrow_mut();
+        let i = c.iter().rposition(|s| s.usable() == size)?;
+        Some(c.swap_remove(i))
+    }
+
+    pub(crate) fn adopt(&self, t: &Arc<Thread>) {
+        let mut all = self.allq.borrow_mut();
+        t.sched(self.owned()).allq_idx = all.len();
+        all.push(t.clone());
+    }
+
+    pub(crate) fn unadopt(&self, t: &Thread) {
+        let mut all = self.allq.borrow_mut();
+        let i = t.sched(self.owned()).allq_idx;
+        if i < all.len() && std::ptr::eq(&*all[i], t) {
+            all.swap_remove(i);
+            if i < all.len() {
+                all[i].sched(self.owned()).allq_idx = i;
+            }
+        }
+    }
+
+    fn wake_local(&self, t: Arc<Thread>) {
+        // NOTE: `t` is not running inside this call (a running uthread is
+        // only marked).
+        let s = t.sched(self.owned());
+        match s.state {
+            RunState::Blocked => {
+                self.ws().stats.wakeups.bump();
+                self.enqueue(t, false);
+            }
+            // NOTE: `Migrating` here means given to us and the `Acquire`
+            // IPI not yet drained (another sender's ring came first):
+            // `acquire` makes it runnable.
+            RunState::Running | RunState::Migrating => s.resched = true,
+            _ => {}
+        }
+    }
+
+    pub(crate) fn enqueue(&self, t: Arc<Thread>, front: bool) {
+        let s = t.sched(self.owned());
+        s.state = RunState::Queued;
+        let pri = s.pri;
+        if let Some(c) = self.current_ptr() {
+            // NOTE: `c` and `t` are distinct (a running uthread is never
+            // enqueued here).
+            if pri > c.sched(self.owned()).pri {
+                self.resched.set(true);
+                self.request_preempt(pri);
+            }
+        }
+        self.runq.borrow_mut().push(t, pri, front);
+    }
+
+    pub(crate) fn set_pri_local(&self, t: &Thread, p: u8) {
+        let s = t.sched(self.owned());
+        if s.pri == p {
+            return;
+        }
+        let old = s.pri;
+        s.pri = p;
+        t.set_pri_mirror(p);
+        if s.state == RunState::Queued {
+            let taken = self.runq.borrow_mut().remove(t, old);
+            if let Some(a) = taken {
+                self.enqueue(a, false);
+            }
+        }
+    }
+
+    fn fire_timers(&self) {
+        loop {
+            let due = self.timers.borrow_mut().pop_due(self.idx, Instant::now());
+            match due {
+                Some(t) => ipi::unpark(&t),
+                None => return,
+            }
+        }
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Duration> {
+        self.timers.borrow().next_in(Instant::now())
+    }
+}
