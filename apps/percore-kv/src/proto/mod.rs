@@ -163,7 +163,7 @@ enum Step {
 /// use percore_kv::proto::Session;
 ///
 /// let ctx = Context::new(Settings::default()).unwrap();
-/// let conn = ConnInfo { fd: 7, addr: "tcp:127.0.0.1:5".into(), listen_addr: "tcp:127.0.0.1:11211".into(), last_cmd: 0.into() };
+/// let conn = ConnInfo::new(7, "tcp:127.0.0.1:5".into(), "tcp:127.0.0.1:11211".into());
 /// let mut s = Session::new();
 /// let mut out = Vec::new();
 /// let p = s.process(&ctx, &conn, b"set k 0 0 2\r\nhi\r\nget k\r\nget", &mut out);
@@ -186,6 +186,12 @@ impl Session {
     /// Answers every complete request at the start of `input`, appending the
     /// replies to `out`.
     pub fn process(&mut self, ctx: &Context, conn: &ConnInfo, input: &[u8], out: &mut Vec<u8>) -> Progress {
+        let p = self.process_batch(ctx, conn, input, out);
+        ctx.fold_unregistered(conn);
+        p
+    }
+
+    fn process_batch(&mut self, ctx: &Context, conn: &ConnInfo, input: &[u8], out: &mut Vec<u8>) -> Progress {
         let mut p = Progress::default();
         if input.is_empty() {
             return p;
