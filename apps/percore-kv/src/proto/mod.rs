@@ -303,8 +303,9 @@ const DIGIT_PAIRS: &[u8; 200] = b"\
 /// hit prints its flags and length).
 #[inline]
 fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+    let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
+    let mut i = len;
     while n >= 100 {
         let d = (n % 100) as usize * 2;
         n /= 100;
@@ -319,7 +320,13 @@ fn put_u64(out: &mut Vec<u8>, mut n: u64) {
         i -= 1;
         buf[i] = b'0' + n as u8;
     }
-    out.extend_from_slice(&buf[i..]);
+    debug_assert_eq!(i, 0);
+    // NOTE: copy all 20 bytes and cut the length back to the digits: a
+    // fixed-size copy is a few moves, a variable one a call to memcpy (1.8
+    // calls a get hit, callgrind).
+    let at = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(at + len);
 }
 
 /// Appends the decimal digits of `n` with a sign.
@@ -366,7 +373,23 @@ mod tests {
 
     #[test]
     fn digits() {
-        for n in [0u64, 7, 9, 10, 99, 100, 101, 999, 1000, 12345, 4294967295, u64::MAX / 10, u64::MAX] {
+        for n in [
+            0u64,
+            7,
+            9,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            12345,
+            4294967295,
+            9_999_999_999_999_999_999,
+            10_000_000_000_000_000_000,
+            u64::MAX / 10,
+            u64::MAX,
+        ] {
             let mut v = Vec::new();
             put_u64(&mut v, n);
             assert_eq!(v, n.to_string().as_bytes());
