@@ -379,12 +379,7 @@ fn accept_loop(ctx: &Arc<Context>, live: &Arc<Live>, l: std::net::TcpListener) {
         }
         conns_in_use.fetch_add(1, Ordering::Relaxed);
         ctx.stats.total_connections.inc();
-        let info = Arc::new(ConnInfo {
-            fd: stream.as_raw_fd(),
-            addr: format!("tcp:{peer}"),
-            listen_addr: listen_addr.clone(),
-            last_cmd: Default::default(),
-        });
+        let info = Arc::new(ConnInfo::new(stream.as_raw_fd(), format!("tcp:{peer}"), listen_addr.clone()));
         let ctx2 = ctx.clone();
         let live2 = live.clone();
         live.enter();
@@ -501,7 +496,7 @@ fn conn_loop(ctx: &Context, stream: &TcpStream, info: &ConnInfo) {
             Err(_) => return,
         };
         end += n;
-        ctx.stats.bytes_read.add(n as u64);
+        info.counts.bytes_read.add(n as u64);
         // NOTE: `Session::process` records the time in `info.last_cmd`.
         // Answer every complete request, one batch of replies per write (a
         // session stops early once its replies pass a high-water mark, so a
@@ -517,7 +512,7 @@ fn conn_loop(ctx: &Context, stream: &TcpStream, info: &ConnInfo) {
                 if (&*stream).write_all(&out).is_err() {
                     return;
                 }
-                ctx.stats.bytes_written.add(out.len() as u64);
+                info.counts.bytes_written.add(out.len() as u64);
                 out.clear();
                 if out.capacity() > 4 * READ_CHUNK {
                     out.shrink_to(READ_CHUNK);

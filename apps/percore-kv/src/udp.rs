@@ -78,7 +78,7 @@ pub(crate) fn serve(ctx: &Arc<Context>, sock: std::net::UdpSocket) {
     // NOTE: shutdown(2) does not wake a datagram socket's reader; a read
     // timeout lets the uthread see the stop within this long.
     let _ = sock.set_read_timeout(Some(STOP_POLL));
-    let info = ConnInfo { fd, addr: local.clone(), listen_addr: local, last_cmd: Default::default() };
+    let info = ConnInfo::new(fd, local.clone(), local);
     let mut buf = vec![0u8; UDP_READ];
     let mut replies = Vec::new();
     while !ctx.shutting_down() {

@@ -220,12 +220,11 @@ fn stats_print_memcached_s_names_in_memcached_s_order() {
 #[test]
 fn stats_conns_lists_registered_connections() {
     let mut c = Conn::new();
-    c.ctx.register_conn(std::sync::Arc::new(percore_kv::context::ConnInfo {
-        fd: 9,
-        addr: "tcp:127.0.0.1:40000".into(),
-        listen_addr: "tcp:127.0.0.1:11211".into(),
-        last_cmd: 0.into(),
-    }));
+    c.ctx.register_conn(std::sync::Arc::new(percore_kv::context::ConnInfo::new(
+        9,
+        "tcp:127.0.0.1:40000".into(),
+        "tcp:127.0.0.1:11211".into(),
+    )));
     let text = String::from_utf8(c.ask(b"stats conns\r\n")).unwrap();
     assert!(
         text.starts_with("STAT 9:addr tcp:127.0.0.1:40000\r\nSTAT 9:listen_addr tcp:127.0.0.1:11211\r\n"),

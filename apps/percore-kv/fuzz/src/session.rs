@@ -36,12 +36,7 @@ fn settings() -> Settings {
 }
 
 fn conn() -> ConnInfo {
-    ConnInfo {
-        fd: 9,
-        addr: "tcp:127.0.0.1:40000".into(),
-        listen_addr: "tcp:127.0.0.1:11211".into(),
-        last_cmd: 0.into(),
-    }
+    ConnInfo::new(9, "tcp:127.0.0.1:40000".into(), "tcp:127.0.0.1:11211".into())
 }
 
 /// Runs both checks on `data`.

@@ -163,7 +163,7 @@ enum Step {
 /// use percore_kv::proto::Session;
 ///
 /// let ctx = Context::new(Settings::default()).unwrap();
-/// let conn = ConnInfo { fd: 7, addr: "tcp:127.0.0.1:5".into(), listen_addr: "tcp:127.0.0.1:11211".into(), last_cmd: 0.into() };
+/// let conn = ConnInfo::new(7, "tcp:127.0.0.1:5".into(), "tcp:127.0.0.1:11211".into());
 /// let mut s = Session::new();
 /// let mut out = Vec::new();
 /// let p = s.process(&ctx, &conn, b"set k 0 0 2\r\nhi\r\nget k\r\nget", &mut out);
@@ -186,6 +186,12 @@ impl Session {
     /// Answers every complete request at the start of `input`, appending the
     /// replies to `out`.
     pub fn process(&mut self, ctx: &Context, conn: &ConnInfo, input: &[u8], out: &mut Vec<u8>) -> Progress {
+        let p = self.process_batch(ctx, conn, input, out);
+        ctx.fold_unregistered(conn);
+        p
+    }
+
+    fn process_batch(&mut self, ctx: &Context, conn: &ConnInfo, input: &[u8], out: &mut Vec<u8>) -> Progress {
         let mut p = Progress::default();
         if input.is_empty() {
             return p;
@@ -297,8 +303,9 @@ const DIGIT_PAIRS: &[u8; 200] = b"\
 /// hit prints its flags and length).
 #[inline]
 fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+    let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
+    let mut i = len;
     while n >= 100 {
         let d = (n % 100) as usize * 2;
         n /= 100;
@@ -313,7 +320,13 @@ fn put_u64(out: &mut Vec<u8>, mut n: u64) {
         i -= 1;
         buf[i] = b'0' + n as u8;
     }
-    out.extend_from_slice(&buf[i..]);
+    debug_assert_eq!(i, 0);
+    // NOTE: copy all 20 bytes and cut the length back to the digits: a
+    // fixed-size copy is a few moves, a variable one a call to memcpy (1.8
+    // calls a get hit, callgrind).
+    let at = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(at + len);
 }
 
 /// Appends the decimal digits of `n` with a sign.
@@ -360,7 +373,23 @@ mod tests {
 
     #[test]
     fn digits() {
-        for n in [0u64, 7, 9, 10, 99, 100, 101, 999, 1000, 12345, 4294967295, u64::MAX / 10, u64::MAX] {
+        for n in [
+            0u64,
+            7,
+            9,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            12345,
+            4294967295,
+            9_999_999_999_999_999_999,
+            10_000_000_000_000_000_000,
+            u64::MAX / 10,
+            u64::MAX,
+        ] {
             let mut v = Vec::new();
             put_u64(&mut v, n);
             assert_eq!(v, n.to_string().as_bytes());

@@ -30,6 +30,9 @@ fn ascii(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
 
 /// `stats [<sub> ...]` in the text protocol.
 pub(super) fn text(ctx: &Context, conn: &ConnInfo, t: &Tokens<'_>, out: &mut Vec<u8>) {
+    // NOTE: what this connection counted in the current batch is folded in
+    // only after it, unless the connection is registered; fold it now.
+    ctx.fold_unregistered(conn);
     let nt = t.ntokens();
     let sub = t.get(1);
     let mut emit = |k: &[u8], v: &[u8]| ascii(out, k, v);
@@ -122,9 +125,10 @@ pub(super) fn engine(ctx: &Context, sub: &[u8], emit: &mut Emit<'_>) -> bool {
             let active = u64::from(s.curr_items > 0);
             if active == 1 {
                 let st = &ctx.stats;
+                let c = ctx.counted();
                 n(emit, "1:used_chunks", s.curr_items);
-                n(emit, "1:get_hits", st.get_hits.sum());
-                n(emit, "1:cmd_set", st.cmd_set.sum());
+                n(emit, "1:get_hits", c.get_hits);
+                n(emit, "1:cmd_set", c.cmd_set);
                 n(emit, "1:delete_hits", st.delete_hits.sum());
                 n(emit, "1:incr_hits", st.incr_hits.sum());
                 n(emit, "1:decr_hits", st.decr_hits.sum());
@@ -143,7 +147,7 @@ pub(super) fn engine(ctx: &Context, sub: &[u8], emit: &mut Emit<'_>) -> bool {
 
 /// `stats reset`.
 pub(super) fn reset(ctx: &Context) {
-    ctx.stats.reset(ctx.store.stats());
+    ctx.reset_stats();
 }
 
 /// `getrusage(RUSAGE_SELF)`: user and system time as `sec.usec`.
@@ -159,6 +163,7 @@ fn rusage() -> (String, String) {
 /// The general statistics (`stats` with no argument), in memcached's order.
 pub(super) fn general(ctx: &Context, emit: &mut Emit<'_>) {
     let st = &ctx.stats;
+    let c = ctx.counted();
     let s = st.store_view(ctx.store.stats());
     let (user, system) = rusage();
     // ORDERING: statistics.
@@ -194,13 +199,13 @@ pub(super) fn general(ctx: &Context, emit: &mut Emit<'_>) {
     ] {
         n(emit, k, 0);
     }
-    n(emit, "cmd_get", st.cmd_get.sum());
-    n(emit, "cmd_set", st.cmd_set.sum());
+    n(emit, "cmd_get", c.cmd_get);
+    n(emit, "cmd_set", c.cmd_set);
     n(emit, "cmd_flush", st.cmd_flush.sum());
     n(emit, "cmd_touch", st.cmd_touch.sum());
     n(emit, "cmd_meta", st.cmd_meta.sum());
-    n(emit, "get_hits", st.get_hits.sum());
-    n(emit, "get_misses", st.get_misses.sum());
+    n(emit, "get_hits", c.get_hits);
+    n(emit, "get_misses", c.get_misses);
     n(emit, "get_expired", s.get_expired);
     n(emit, "get_flushed", s.get_flushed);
     n(emit, "delete_misses", st.delete_misses.sum());
@@ -218,8 +223,8 @@ pub(super) fn general(ctx: &Context, emit: &mut Emit<'_>) {
     n(emit, "store_no_memory", st.store_no_memory.sum());
     n(emit, "auth_cmds", 0);
     n(emit, "auth_errors", 0);
-    n(emit, "bytes_read", st.bytes_read.sum());
-    n(emit, "bytes_written", st.bytes_written.sum());
+    n(emit, "bytes_read", c.bytes_read);
+    n(emit, "bytes_written", c.bytes_written);
     n(emit, "limit_maxbytes", s.limit_bytes);
     n(emit, "accepting_conns", u64::from(!ctx.shutting_down()));
     n(emit, "listen_disabled_num", 0);

@@ -146,26 +146,26 @@ fn command(
                 return error(out);
             }
             match cmd {
-                b"get" => get(ctx, line, out, false, false),
-                b"gets" => get(ctx, line, out, true, false),
-                b"gat" => get(ctx, line, out, false, true),
-                b"gats" => get(ctx, line, out, true, true),
+                b"get" => get(ctx, conn, line, out, false, false),
+                b"gets" => get(ctx, conn, line, out, true, false),
+                b"gat" => get(ctx, conn, line, out, false, true),
+                b"gats" => get(ctx, conn, line, out, true, true),
                 _ => return error(out),
             }
         }
         b's' => match cmd {
-            b"set" if nt == 6 || nt == 7 => return update(s, ctx, &t, used, rest, out, Mode::Set, false),
+            b"set" if nt == 6 || nt == 7 => return update(s, ctx, conn, &t, used, rest, out, Mode::Set, false),
             b"stats" => stats::text(ctx, conn, &t, out),
             b"shutdown" => return shutdown(ctx, &t, used, out),
             _ => return error(out),
         },
         b'a' => match cmd {
-            b"add" if nt == 6 || nt == 7 => return update(s, ctx, &t, used, rest, out, Mode::Add, false),
-            b"append" if nt == 6 || nt == 7 => return update(s, ctx, &t, used, rest, out, Mode::Append, false),
+            b"add" if nt == 6 || nt == 7 => return update(s, ctx, conn, &t, used, rest, out, Mode::Add, false),
+            b"append" if nt == 6 || nt == 7 => return update(s, ctx, conn, &t, used, rest, out, Mode::Append, false),
             _ => return error(out),
         },
         b'c' => match cmd {
-            b"cas" if nt == 7 || nt == 8 => return update(s, ctx, &t, used, rest, out, Mode::Set, true),
+            b"cas" if nt == 7 || nt == 8 => return update(s, ctx, conn, &t, used, rest, out, Mode::Set, true),
             _ => return error(out),
         },
         b'i' => match cmd {
@@ -184,10 +184,10 @@ fn command(
         _ => match cmd {
             b"replace" | b"prepend" if nt == 6 || nt == 7 => {
                 let mode = if cmd == b"replace" { Mode::Replace } else { Mode::Prepend };
-                return update(s, ctx, &t, used, rest, out, mode, false);
+                return update(s, ctx, conn, &t, used, rest, out, mode, false);
             }
             b"replace" | b"prepend" => return error(out),
-            b"bget" => get(ctx, line, out, false, false),
+            b"bget" => get(ctx, conn, line, out, false, false),
             b"flush_all" if (2..=4).contains(&nt) => flush_all(ctx, &t, out),
             b"flush_all" => return error(out),
             b"version" => {
@@ -213,7 +213,7 @@ fn command(
 /// (memcached tokenizes a long multiget in rounds of 23 tokens, to the same
 /// effect).
 #[inline]
-fn get(ctx: &Context, line: &[u8], out: &mut Vec<u8>, cas: bool, touch: bool) {
+fn get(ctx: &Context, conn: &ConnInfo, line: &[u8], out: &mut Vec<u8>, cas: bool, touch: bool) {
     let mut keys = line.split(|&b| b == b' ').filter(|t| !t.is_empty()).skip(1);
     let mut req = GetReq::default();
     if touch {
@@ -246,7 +246,11 @@ fn get(ctx: &Context, line: &[u8], out: &mut Vec<u8>, cas: bool, touch: bool) {
             out.extend_from_slice(h.value);
             out.extend_from_slice(b"\r\n");
         });
-        st.count_retrieval(touch, hit.is_some());
+        if touch {
+            st.count_retrieval(true, hit.is_some());
+        } else {
+            conn.counts.count_get(hit.is_some());
+        }
     }
     out.extend_from_slice(b"END\r\n");
 }
@@ -258,6 +262,7 @@ fn get(ctx: &Context, line: &[u8], out: &mut Vec<u8>, cas: bool, touch: bool) {
 fn update(
     s: &mut Session,
     ctx: &Context,
+    conn: &ConnInfo,
     t: &Tokens<'_>,
     used: usize,
     rest: &[u8],
@@ -305,7 +310,7 @@ fn update(
     if rest.len() < total {
         return Step::More(total);
     }
-    ctx.stats.cmd_set.inc();
+    conn.counts.cmd_set.add(1);
     if &rest[used + vlen..total] != b"\r\n" {
         reply(out, noreply, b"CLIENT_ERROR bad data chunk");
         return Step::Done(total);
@@ -488,7 +493,7 @@ mod tests {
     #[test]
     fn error_replies() {
         let ctx = Context::new(Settings::default()).unwrap();
-        let conn = ConnInfo { fd: 1, addr: String::new(), listen_addr: String::new(), last_cmd: 0.into() };
+        let conn = ConnInfo::new(1, String::new(), String::new());
         let k251 = "k".repeat(251);
         let table: Vec<(String, &str)> = vec![
             ("x".into(), "ERROR"),

@@ -27,7 +27,7 @@
 //!   it into the table. Items are immutable once linked: append, incr, CAS
 //!   and `md I` write a new item and swap the slot under the shard lock, so a
 //!   reader can never see a torn value. Only the expiry (touch), the recency
-//!   hints and the win-token byte are atomics in the header.
+//!   hints and the win-token bit are atomics in the header.
 //! * **Eviction and compaction** (`evict.rs`): when a writer needs a segment
 //!   and the budget has none left, one sealed segment is *cleaned*: every
 //!   item still linked is either copied forward into the cleaner's own open
@@ -75,14 +75,37 @@
 //!
 //! # Overhead per item
 //!
-//! 28 bytes of header plus padding to 8 bytes (3.5 on average), plus the
-//! index: a 64-byte bucket holds seven items at up to 5/7 load, 9-18 bytes
-//! per item depending on where the shard is between grows. Measured (release,
-//! this 2-CPU machine, 2026-12-01): 1,000,000 items of 32-byte keys and
-//! 100-byte values take 160 B each in segments plus a 16 MiB index, ~181 MiB
-//! resident for the store (memcached 1.6.18: 198 MB). The issue's goal of
-//! ~16 bytes all told needs the header down to ~8 bytes: CAS and expiry per
-//! segment or in a compact form, as Segcache does (XXX: issue 11).
+//! Where the bytes of 1,000,000 items of 32-byte keys and 100-byte values go
+//! (`-t 2 -m 1024`, release, this 2-CPU machine, 2026-12-02; resident sizes
+//! from `/proc/<pid>/smaps`):
+//!
+//! | what | bytes per item | at 1M items |
+//! | --- | --- | --- |
+//! | key and value | 132 | 125.9 MiB |
+//! | item header (`segment.rs`) | 24 | 22.9 MiB |
+//! | padding to 4 bytes | 0 here (1.5 on average) | 0 |
+//! | segment tails (100 B per 1 MiB segment) | 0.02 | 0.02 MiB |
+//! | index: 64-byte buckets of 7 slots | 16.8 (at 54% load) | 16 MiB |
+//! | overhead, index included | 40.8 | 38.9 MiB |
+//!
+//! The header was 28 bytes (8 CAS, 4 expiry, 4 access time, 4 flags, 4
+//! length, four one-byte fields) on 8-byte alignment: 160 bytes an item, 3.8
+//! MiB more at 1M items. It is 24 now because the CAS unique has 56 bits and
+//! shares its word with the key's length, `fetched` shares the access time's
+//! word (30 bits of seconds, 34 years), and the token and stale bits share
+//! the value length's (30 bits: items are at most 1 GiB); each atomic word
+//! keeps one kind of writer (see `segment.rs`), so no reader needs an RMW.
+//! The 56-bit CAS wraps after 7.2 * 10^16 stores (228 years at ten million
+//! a second), skipping 0; a client holding a unique across a wrap could see
+//! a false match, which memcached's 64-bit counter would postpone further.
+//!
+//! The index is the next lever: a shard doubles when it passes 5/7 of its
+//! slots, so at 1M items (just past the 655k at which 8 MiB fills) it is at
+//! 54% load, 16.8 bytes an item; 4-byte slots (a segment-granular location)
+//! would halve it. The issue's ~16 bytes all told would also need the header
+//! near 8 bytes (Segcache keeps expiry per segment and CAS optional):
+//! XXX: issue 11. memcached 1.6.18 takes ~249 bytes an item for the same
+//! load (a 48-byte header plus CAS, slab-class rounding, its hash table).
 //!
 //! The index starts at 16 buckets a shard: a sparse table costs every read a
 //! cache and TLB miss (a 32 MiB table for 10,000 keys made uniform gets 3x
@@ -108,7 +131,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use percore::cpu::Counter;
 
-use super::segment::{Arena, Item, HEADER};
+use super::segment::{item_size, Arena, Item, CAS_MASK};
 use super::sync::{Seq, Smr};
 use super::table::{Budget, Locked, Pos, Table};
 use super::{Clock, Config, StoreStats, KEY_MAX};
@@ -296,7 +319,7 @@ impl Store {
         if cfg.max_item_size > 1 << 30 {
             return Err(Error::Config(format!("item size limit {} is above 1 GiB", cfg.max_item_size)));
         }
-        let largest = (cfg.max_item_size.max(HEADER + KEY_MAX + 8) + 7) & !7;
+        let largest = (cfg.max_item_size.max(item_size(KEY_MAX, 8)) + 7) & !7;
         let base = (cfg.memory_limit / 64).clamp(SEGMENT_MIN, SEGMENT_MAX);
         let seg_size = largest.max(1 << base.ilog2());
         // The index starts at 16 buckets a shard and grows into a reserve
@@ -366,6 +389,20 @@ impl Store {
         self.hasher.hash(key)
     }
 
+    /// A fresh CAS unique: the counter's next value in the item header's 56
+    /// bits (0, which means "no CAS" to clients, is skipped when they wrap).
+    #[inline]
+    pub(super) fn next_cas(&self) -> u64 {
+        loop {
+            // ORDERING: the shard lock orders CAS uniques of one key; across
+            // keys the counter only has to be unique and increasing.
+            let cas = (self.next_cas.fetch_add(1, Ordering::Relaxed) + 1) & CAS_MASK;
+            if cas != 0 {
+                return cas;
+            }
+        }
+    }
+
     /// Whether `it` is flushed or expired at `now` (memcached's order).
     #[inline]
     pub(super) fn dead(&self, it: &Item<'_>, now: u32) -> Option<Dead> {
@@ -375,14 +412,11 @@ impl Store {
         if oldest_live != 0 && oldest_live <= now {
             // ORDERING: as above.
             let oldest_cas = self.oldest_cas.load(Ordering::Relaxed);
-            // ORDERING: a hint written by readers; see `segment.rs`.
-            if it.atime().load(Ordering::Relaxed) <= oldest_live || (oldest_cas != 0 && it.cas() < oldest_cas) {
+            if it.recency().0 <= oldest_live || (oldest_cas != 0 && it.cas() < oldest_cas) {
                 return Some(Dead::Flushed);
             }
         }
-        // ORDERING: `exp` changes under the shard lock; a reader may see the
-        // old or the new expiry of a concurrent touch, either is correct.
-        let exp = it.exp().load(Ordering::Relaxed);
+        let exp = it.exp();
         if exp != 0 && exp <= now {
             Some(Dead::Expired)
         } else {
@@ -432,8 +466,7 @@ impl Store {
                     // SAFETY: as in `hash_of`.
                     let v = unsafe { self.arena.item(vloc) };
                     self.stats.evictions.inc();
-                    // ORDERING: a statistic.
-                    if v.fetched().load(Ordering::Relaxed) == 0 {
+                    if v.recency().1 == 0 {
                         self.stats.evicted_unfetched.inc();
                     }
                     self.unlink(sh, self.hash(v.key()), vpos, vloc);

@@ -293,3 +293,22 @@ fn small_items_get_the_index_they_need() {
         assert_eq!(value(&s, format!("{k:09}").as_bytes()).unwrap(), b"v");
     }
 }
+
+#[test]
+fn cas_uniques_wrap_within_56_bits_and_skip_zero() {
+    let s = store();
+    s.next_cas.store(CAS_MASK - 1, Ordering::Relaxed);
+    let cas = |out| match out {
+        StoreOutcome::Stored { cas } => cas,
+        other => panic!("not stored: {other:?}"),
+    };
+    assert_eq!(cas(set(&s, b"a", b"1")), CAS_MASK);
+    // The next value is 2^56, whose low 56 bits are 0: skipped.
+    assert_eq!(cas(set(&s, b"b", b"2")), 1);
+    assert_eq!(s.get(b"a", &GetReq::default(), |h| h.cas), Some(CAS_MASK));
+    assert_eq!(s.get(b"b", &GetReq::default(), |h| h.cas), Some(1));
+    // A CAS store against the widest unique matches it exactly.
+    let mut req = StoreReq::new(Mode::Set, b"a", b"3", 0, 0);
+    req.cas = Some(CAS_MASK);
+    assert_eq!(cas(s.store(&req)), 2);
+}

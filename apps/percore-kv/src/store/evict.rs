@@ -269,8 +269,7 @@ impl Store {
         let h = self.hash(it.key());
         let mut sh = self.table.lock(h);
         let Some((pos, _)) = sh.find(h, |l| l == loc) else { return };
-        // ORDERING: a recency hint (see `segment.rs`).
-        let fetched = it.fetched().load(Ordering::Relaxed);
+        let fetched = it.recency().1;
         match self.dead(it, self.clock().now()) {
             Some(why) => {
                 if why == Dead::Expired {
@@ -367,7 +366,7 @@ impl Store {
                 if why == Dead::Expired {
                     self.stats.reclaimed.inc();
                     // ORDERING: a statistic.
-                    if it.fetched().load(Ordering::Relaxed) == 0 {
+                    if it.recency().1 == 0 {
                         self.stats.expired_unfetched.inc();
                     }
                 }

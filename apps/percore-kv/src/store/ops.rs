@@ -3,8 +3,6 @@
 //! between passes (see `engine.rs` for the design and its invariants). The
 //! plain `get` hit takes no lock: `Store::get`'s fast path.
 
-use std::sync::atomic::Ordering;
-
 use super::engine::{Dead, NoMemory, Resv, Store};
 use super::segment::{item_size, Item, NewItem, ACCESSED};
 use super::sync::Guard;
@@ -59,7 +57,7 @@ impl<'s> Pass<'s, '_> {
                 } else {
                     st.stats.get_expired.inc();
                     // ORDERING: a statistic.
-                    if it.fetched().load(Ordering::Relaxed) == 0 {
+                    if it.recency().1 == 0 {
                         st.stats.expired_unfetched.inc();
                     }
                     st.stats.reclaimed.inc();
@@ -89,9 +87,7 @@ impl<'s> Pass<'s, '_> {
                 return Err(size);
             }
         };
-        // ORDERING: the shard lock orders CAS uniques of one key; across
-        // keys the counter only has to be unique and increasing.
-        hdr.cas = self.st.next_cas.fetch_add(1, Ordering::Relaxed) + 1;
+        hdr.cas = self.st.next_cas();
         // SAFETY: `r` is this operation's reservation of exactly `size` bytes.
         unsafe { self.st.arena.write(r.loc, &hdr, self.key, parts) };
         self.st.link(&mut self.sh, self.h, old, r.loc);
@@ -100,6 +96,18 @@ impl<'s> Pass<'s, '_> {
             self.st.stats.total_items.inc();
         }
         Ok(hdr.cas)
+    }
+}
+
+/// A hit's recency update, from the hints `(atime, fetched)` it loaded:
+/// `fetched` becomes [`ACCESSED`] and the access time moves to `now` if it
+/// is older than [`ITEM_UPDATE_INTERVAL`]; one plain store of the hint word,
+/// and only when one of them changes.
+#[inline]
+fn bump(it: &Item<'_>, (atime, fetched): (u32, u8), now: u32) {
+    let old = atime < now.saturating_sub(ITEM_UPDATE_INTERVAL);
+    if old || fetched != ACCESSED {
+        it.set_recency(if old { now } else { atime }, ACCESSED);
     }
 }
 
@@ -170,22 +178,13 @@ impl Store {
     /// The hit of a plain get: loads, and the two rate-limited stores.
     #[inline]
     fn hit_fast<'a>(&self, key: &'a [u8], it: &Item<'a>, req: &GetReq, now: u32) -> Hit<'a> {
-        // ORDERING: recency hints and a token flag written under the shard
-        // lock; none of them orders other memory.
-        let fetched = it.fetched().load(Ordering::Relaxed);
-        let atime = it.atime().load(Ordering::Relaxed);
-        let exp = it.exp().load(Ordering::Relaxed);
-        let token = it.token().load(Ordering::Relaxed) != 0;
+        // NOTE: recency hints and a token flag written under the shard
+        // lock, all Relaxed loads (see `segment.rs`).
+        let (atime, fetched) = it.recency();
+        let exp = it.exp();
+        let token = it.token();
         if !req.no_bump {
-            if fetched != ACCESSED {
-                // ORDERING: as above. A plain store, not an RMW: only this
-                // byte changes, and only from "not accessed" to "accessed".
-                it.fetched().store(ACCESSED, Ordering::Relaxed);
-            }
-            if atime < now.saturating_sub(ITEM_UPDATE_INTERVAL) {
-                // ORDERING: as above; at most once per interval.
-                it.atime().store(now, Ordering::Relaxed);
-            }
+            bump(it, (atime, fetched), now);
         }
         Hit {
             key,
@@ -209,34 +208,22 @@ impl Store {
             match p.live() {
                 Some((_, loc)) => {
                     let it = p.item(loc);
-                    // ORDERING: under the shard lock, which orders every
-                    // writer of `exp` and `token`; the hints as in `hit_fast`.
-                    let fetched = it.fetched().load(Ordering::Relaxed);
-                    let atime = it.atime().load(Ordering::Relaxed);
+                    // NOTE: under the shard lock, which orders every writer
+                    // of `exp` and the token; the hints as in `hit_fast`.
+                    let (atime, fetched) = it.recency();
                     if let Some(t) = req.touch {
-                        // ORDERING: as above.
-                        it.exp().store(self.clock.rel_exptime(t), Ordering::Relaxed);
+                        it.set_exp(self.clock.rel_exptime(t));
                     }
-                    // ORDERING: as above.
-                    let exp = it.exp().load(Ordering::Relaxed);
+                    let exp = it.exp();
                     let ttl = Clock::ttl(exp, now);
-                    // ORDERING: as above.
-                    let sent = it.token().load(Ordering::Relaxed) != 0;
+                    let sent = it.token();
                     let wants = it.stale() || matches!(req.recache, Some(r) if exp != 0 && ttl < i64::from(r));
                     let win = wants && !sent;
                     if win {
-                        // ORDERING: as above.
-                        it.token().store(1, Ordering::Relaxed);
+                        it.set_token();
                     }
                     if !req.no_bump {
-                        if fetched != ACCESSED {
-                            // ORDERING: as in `hit_fast`.
-                            it.fetched().store(ACCESSED, Ordering::Relaxed);
-                        }
-                        if atime < now.saturating_sub(ITEM_UPDATE_INTERVAL) {
-                            // ORDERING: as in `hit_fast`.
-                            it.atime().store(now, Ordering::Relaxed);
-                        }
+                        bump(&it, (atime, fetched), now);
                     }
                     let hit = Hit {
                         key,
@@ -328,11 +315,10 @@ impl Store {
                     stored(p.publish(old, hdr, &[req.value], true))
                 }
                 (Mode::Add, Some((_, loc))) => {
-                    let atime = p.item(loc).atime();
-                    // ORDERING: a recency hint, as in `hit_fast`.
-                    if atime.load(Ordering::Relaxed) < now.saturating_sub(ITEM_UPDATE_INTERVAL) {
-                        // ORDERING: as above.
-                        atime.store(now, Ordering::Relaxed);
+                    let it = p.item(loc);
+                    let (atime, fetched) = it.recency();
+                    if atime < now.saturating_sub(ITEM_UPDATE_INTERVAL) {
+                        it.set_recency(now, fetched);
                     }
                     Step::Done(StoreOutcome::NotStored)
                 }
@@ -349,8 +335,7 @@ impl Store {
                     if !self.cfg.fits(req.key.len(), old_value.len() + req.value.len()) {
                         return Step::Done(StoreOutcome::NotStored);
                     }
-                    // ORDERING: under the shard lock (see `get_slow`).
-                    let hdr = fresh(it.flags(), it.exp().load(Ordering::Relaxed));
+                    let hdr = fresh(it.flags(), it.exp());
                     let parts: [&[u8]; 2] =
                         if mode == Mode::Append { [old_value, req.value] } else { [req.value, old_value] };
                     stored(p.publish(Some((pos, loc)), hdr, &parts, true))
@@ -435,8 +420,8 @@ impl Store {
         let h = self.hash(key);
         let out = self.run(key, h, None, |p| match p.live() {
             Some((_, loc)) => {
-                // ORDERING: under the shard lock (see `get_slow`).
-                p.item(loc).exp().store(self.clock.rel_exptime(exptime), Ordering::Relaxed);
+                // NOTE: under the shard lock (see `get_slow`).
+                p.item(loc).set_exp(self.clock.rel_exptime(exptime));
                 Step::Done(true)
             }
             None => Step::Done(false),

@@ -6,43 +6,73 @@
 //! resident); a segment is *charged* to the budget the first time it is
 //! handed out. An item's location is `(segment + 1) << 32 | offset`, never 0.
 //!
-//! # Item layout (8-byte aligned, 28 bytes of header)
+//! # Item layout (4-byte aligned, 24 bytes of header)
 //!
 //! ```text
-//! off  size  field    who writes it
-//!   0     8  cas      the writer that builds the item; immutable once linked
-//!   8     4  exp      atomic: touch / gat / ma T (under the shard lock)
-//!  12     4  atime    atomic: a reader, at most once per ITEM_UPDATE_INTERVAL
-//!  16     4  flags    immutable
-//!  20     4  vlen     immutable (for a filler: bytes after the header)
-//!  24     1  klen     immutable; 0 marks a filler (an abandoned reservation)
-//!  25     1  fetched  atomic: 0 never fetched, 1 fetched, 3 fetched since the
-//!                     item was written or last moved (a reader stores 3 only
-//!                     when it is not 3 yet)
-//!  26     1  token    atomic: a win token was handed out (under the shard lock)
-//!  27     1  stale    immutable (`ms I` / `md I` write a new item)
-//!  28  klen  key
-//!   .  vlen  value    (no "\r\n")
+//! off  size  field          who writes it
+//!   0     8  cas | klen     immutable: bits 0..56 the CAS unique, 56..64 the
+//!                           key's length (0 marks a filler: an abandoned
+//!                           reservation)
+//!   8     4  exp            atomic: touch / gat / ma T (under the shard lock)
+//!  12     4  atime | fetched  atomic recency hints, stored (never RMW) by
+//!                           readers: bits 0..30 the last access or store
+//!                           time (saturating), 30..32 `fetched`: 0 never
+//!                           fetched, 1 fetched, 3 fetched since the item was
+//!                           written or last moved (a reader stores only
+//!                           when the word would change)
+//!  16     4  flags          immutable
+//!  20     4  vlen | token | stale  atomic: bits 0..30 the value's length
+//!                           (for a filler: bytes after the header),
+//!                           immutable; bit 30 a win token was handed out
+//!                           (set under the shard lock); bit 31 stale
+//!                           (immutable: `ms I` / `md I` write a new item)
+//!  24  klen  key
+//!   .  vlen  value          (no "\r\n"), then padding to 4 bytes
 //! ```
+//!
+//! Each atomic word has one kind of writer: `exp` and the token bit only
+//! shard-lock holders (so a holder's load-then-store of the word loses
+//! nothing), the hint word anyone (a lost store loses only a hint). The CAS
+//! unique has 56 bits: at ten million stores a second it wraps after 228
+//! years (see `engine.rs`).
 
 use std::alloc::Layout;
 // NOTE: std atomics, not the loom shim: the header's atomics are views of
 // raw segment bytes, which loom's atomics cannot be. The loom model covers
 // the table's publish/retire protocol (`table.rs`, and its `loom_tests` module).
-use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// Bytes of an item's header.
-pub(crate) const HEADER: usize = 28;
+pub(crate) const HEADER: usize = 24;
+/// Items start at multiples of this.
+pub(crate) const ALIGN: usize = 4;
 
 /// `fetched` values.
 pub(crate) const FETCHED: u8 = 1;
 /// Fetched since the item was written or last moved.
 pub(crate) const ACCESSED: u8 = 3;
 
+/// The bits of the first word that hold the CAS unique.
+pub(crate) const CAS_MASK: u64 = (1 << 56) - 1;
+const KLEN_SHIFT: u32 = 56;
+/// The hint word: `atime` below, `fetched` above.
+const ATIME_MASK: u32 = (1 << 30) - 1;
+const FETCHED_SHIFT: u32 = 30;
+/// The length word: `vlen` below, then the token and stale bits.
+const VLEN_MASK: u32 = (1 << 30) - 1;
+const TOKEN_BIT: u32 = 1 << 30;
+const STALE_BIT: u32 = 1 << 31;
+
 /// Bytes an item with these lengths takes in a segment.
 #[inline]
 pub(crate) fn item_size(klen: usize, vlen: usize) -> usize {
-    (HEADER + klen + vlen + 7) & !7
+    (HEADER + klen + vlen + ALIGN - 1) & !(ALIGN - 1)
+}
+
+/// The hint word for an access or store time and a `fetched` value.
+#[inline]
+fn hint_word(atime: u32, fetched: u8) -> u32 {
+    atime.min(ATIME_MASK) | u32::from(fetched & 3) << FETCHED_SHIFT
 }
 
 /// Per-segment bookkeeping.
@@ -146,20 +176,18 @@ impl Arena {
         let seg = Arena::seg_of(loc) as usize;
         let off = (loc & 0xffff_ffff) as usize;
         assert!(seg < self.count && off + item_size(key.len(), vlen) <= self.size && !key.is_empty());
-        // SAFETY: inside the arena (asserted), 8-aligned, and private to the
+        assert!(off % ALIGN == 0 && key.len() <= 255 && vlen <= VLEN_MASK as usize && h.cas <= CAS_MASK);
+        let lens = vlen as u32 | if h.token != 0 { TOKEN_BIT } else { 0 } | if h.stale != 0 { STALE_BIT } else { 0 };
+        // SAFETY: inside the arena (asserted), 4-aligned, and private to the
         // caller by the contract; the copies do not overlap the sources (an
         // old item lives at another location).
         unsafe {
             let p = self.base.add(seg * self.size + off);
-            (p as *mut u64).write(h.cas);
+            (p as *mut u64).write_unaligned(h.cas | (key.len() as u64) << KLEN_SHIFT);
             (p.add(8) as *mut u32).write(h.exp);
-            (p.add(12) as *mut u32).write(h.atime);
+            (p.add(12) as *mut u32).write(hint_word(h.atime, h.fetched));
             (p.add(16) as *mut u32).write(h.flags);
-            (p.add(20) as *mut u32).write(vlen as u32);
-            p.add(24).write(key.len() as u8);
-            p.add(25).write(h.fetched);
-            p.add(26).write(h.token);
-            p.add(27).write(h.stale);
+            (p.add(20) as *mut u32).write(lens);
             std::ptr::copy_nonoverlapping(key.as_ptr(), p.add(HEADER), key.len());
             let mut q = p.add(HEADER + key.len());
             for part in parts {
@@ -196,12 +224,14 @@ impl Arena {
     pub(crate) unsafe fn write_filler(&self, loc: u64, len: usize) {
         let seg = Arena::seg_of(loc) as usize;
         let off = (loc & 0xffff_ffff) as usize;
-        assert!(seg < self.count && off + len <= self.size && len >= HEADER);
-        // SAFETY: inside the arena (asserted), private to the caller.
+        assert!(seg < self.count && off + len <= self.size && len >= HEADER && len - HEADER <= VLEN_MASK as usize);
+        assert!(off % ALIGN == 0 && len % ALIGN == 0);
+        // SAFETY: inside the arena (asserted), 4-aligned, private to the
+        // caller.
         unsafe {
             let p = self.base.add(seg * self.size + off);
+            (p as *mut u64).write_unaligned(0);
             (p.add(20) as *mut u32).write((len - HEADER) as u32);
-            p.add(24).write(0);
         }
     }
 }
@@ -244,33 +274,61 @@ impl<'a> Item<'a> {
     #[inline]
     fn atomic_u32(&self, off: usize) -> &'a AtomicU32 {
         // SAFETY: as above; every access to this field after publication is
-        // atomic, and AtomicU32 has u32's layout.
+        // atomic, and AtomicU32 has u32's layout and alignment (4, as every
+        // item).
         unsafe { &*(self.p.add(off) as *const AtomicU32) }
     }
 
     #[inline]
-    fn atomic_u8(&self, off: usize) -> &'a AtomicU8 {
-        // SAFETY: as in `atomic_u32`.
-        unsafe { &*(self.p.add(off) as *const AtomicU8) }
+    fn word0(&self) -> u64 {
+        // SAFETY: as in `u32_at`; only 4-aligned, hence unaligned.
+        unsafe { (self.p as *const u64).read_unaligned() }
+    }
+
+    #[inline]
+    fn lens(&self) -> u32 {
+        // ORDERING: the length and stale bits are immutable; the token bit
+        // is read by its callers under the shard lock, or as a hint.
+        self.atomic_u32(20).load(Ordering::Relaxed)
     }
 
     /// The CAS unique.
     #[inline]
     pub(crate) fn cas(&self) -> u64 {
-        // SAFETY: as in `u32_at`; 8-aligned.
-        unsafe { (self.p as *const u64).read() }
+        self.word0() & CAS_MASK
     }
 
     /// Relative expiry (0 = never).
     #[inline]
-    pub(crate) fn exp(&self) -> &'a AtomicU32 {
-        self.atomic_u32(8)
+    pub(crate) fn exp(&self) -> u32 {
+        // ORDERING: `exp` changes under the shard lock; a reader may see the
+        // old or the new expiry of a concurrent touch, either is correct.
+        self.atomic_u32(8).load(Ordering::Relaxed)
     }
 
-    /// Last access or store time.
+    /// Sets the expiry. The caller holds the item's shard lock.
     #[inline]
-    pub(crate) fn atime(&self) -> &'a AtomicU32 {
-        self.atomic_u32(12)
+    pub(crate) fn set_exp(&self, exp: u32) {
+        // ORDERING: see `exp`.
+        self.atomic_u32(8).store(exp, Ordering::Relaxed);
+    }
+
+    /// The recency hints: last access or store time, and `fetched`.
+    #[inline]
+    pub(crate) fn recency(&self) -> (u32, u8) {
+        // ORDERING: hints; they order no other memory.
+        let w = self.atomic_u32(12).load(Ordering::Relaxed);
+        (w & ATIME_MASK, (w >> FETCHED_SHIFT) as u8)
+    }
+
+    /// Stores the recency hints: a plain store, not an RMW (any thread, with
+    /// or without the shard lock; a racing store wins or loses whole, which
+    /// only loses a hint). Callers store only when a hint changes, so a hit
+    /// writes the item's line at most twice per update interval.
+    #[inline]
+    pub(crate) fn set_recency(&self, atime: u32, fetched: u8) {
+        // ORDERING: as in `recency`.
+        self.atomic_u32(12).store(hint_word(atime, fetched), Ordering::Relaxed);
     }
 
     /// Client flags.
@@ -287,13 +345,12 @@ impl<'a> Item<'a> {
 
     #[inline]
     fn klen(&self) -> usize {
-        // SAFETY: as in `u32_at`.
-        usize::from(unsafe { self.p.add(24).read() })
+        (self.word0() >> KLEN_SHIFT) as usize
     }
 
     #[inline]
     fn vlen(&self) -> usize {
-        self.u32_at(20) as usize
+        (self.lens() & VLEN_MASK) as usize
     }
 
     /// Bytes the item (or filler) takes in its segment.
@@ -308,23 +365,28 @@ impl<'a> Item<'a> {
         super::SIZE_CHECK_HEADER + self.klen() + 1 + self.vlen() + 2
     }
 
-    /// 0, [`FETCHED`] or [`ACCESSED`].
-    #[inline]
-    pub(crate) fn fetched(&self) -> &'a AtomicU8 {
-        self.atomic_u8(25)
-    }
-
     /// Whether a win token was handed out.
     #[inline]
-    pub(crate) fn token(&self) -> &'a AtomicU8 {
-        self.atomic_u8(26)
+    pub(crate) fn token(&self) -> bool {
+        self.lens() & TOKEN_BIT != 0
+    }
+
+    /// Records that a win token was handed out. The caller holds the item's
+    /// shard lock (the only writers of the length word).
+    #[inline]
+    pub(crate) fn set_token(&self) {
+        let cell = self.atomic_u32(20);
+        // ORDERING: see `lens`; under the lock a load-then-store loses
+        // nothing (readers never store this word), and it is no RMW.
+        let w = cell.load(Ordering::Relaxed);
+        // ORDERING: as above.
+        cell.store(w | TOKEN_BIT, Ordering::Relaxed);
     }
 
     /// Stale (`X`).
     #[inline]
     pub(crate) fn stale(&self) -> bool {
-        // SAFETY: as in `u32_at`.
-        unsafe { self.p.add(27).read() != 0 }
+        self.lens() & STALE_BIT != 0
     }
 
     /// The key.
@@ -342,19 +404,98 @@ impl<'a> Item<'a> {
     }
 
     /// The header as it is now, for a copy (atomics read Relaxed: the caller
-    /// holds the shard lock, which orders every writer of `exp` and `token`;
-    /// a reader's concurrent `fetched`/`atime` store may be missed, which
-    /// only loses a recency hint).
+    /// holds the shard lock, which orders every writer of `exp` and the
+    /// token; a reader's concurrent hint store may be missed, which only
+    /// loses a recency hint).
     pub(crate) fn snapshot(&self) -> NewItem {
-        // ORDERING: see the doc comment.
+        let (atime, fetched) = self.recency();
         NewItem {
             cas: self.cas(),
-            exp: self.exp().load(Ordering::Relaxed),
-            atime: self.atime().load(Ordering::Relaxed),
+            exp: self.exp(),
+            atime,
             flags: self.flags(),
-            fetched: self.fetched().load(Ordering::Relaxed),
-            token: self.token().load(Ordering::Relaxed),
+            fetched,
+            token: u8::from(self.token()),
             stale: u8::from(self.stale()),
         }
+    }
+}
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+
+    fn arena() -> Arena {
+        Arena::new(64 << 10, 2).unwrap()
+    }
+
+    #[test]
+    fn a_header_is_24_bytes_and_items_4_aligned() {
+        // The benchmark's item (32-byte key, 100-byte value): 156 bytes.
+        assert_eq!(item_size(32, 100), 156);
+        assert_eq!(item_size(1, 0), 28);
+        assert_eq!(item_size(1, 3), 28);
+        assert_eq!(item_size(1, 4), 32);
+    }
+
+    #[test]
+    fn every_field_round_trips_at_its_limits() {
+        let a = arena();
+        let key = [b'k'; 250];
+        let value = vec![7u8; 1000];
+        let h = NewItem { cas: CAS_MASK, exp: u32::MAX, atime: 12345, flags: u32::MAX, fetched: 1, token: 1, stale: 1 };
+        // An offset that is 4- but not 8-aligned: the first word is read
+        // unaligned.
+        let loc = Arena::loc(1, 4);
+        // SAFETY: the test owns the arena; nothing else reads it.
+        let it = unsafe {
+            a.write(loc, &h, &key, &[&value[..10], &value[10..]]);
+            a.item(loc)
+        };
+        assert_eq!((it.cas(), it.exp(), it.recency(), it.flags()), (CAS_MASK, u32::MAX, (12345, 1), u32::MAX));
+        assert!(it.token() && it.stale() && !it.is_filler());
+        assert_eq!((it.key(), it.value()), (&key[..], &value[..]));
+        assert_eq!(it.size(), item_size(250, 1000));
+        let s = it.snapshot();
+        assert_eq!(
+            (s.cas, s.exp, s.atime, s.flags, s.fetched, s.token, s.stale),
+            (CAS_MASK, u32::MAX, 12345, u32::MAX, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn the_mutable_bits_leave_their_neighbours_alone() {
+        let a = arena();
+        let h = NewItem { cas: 99, exp: 5, atime: 6, flags: 7, fetched: 0, token: 0, stale: 0 };
+        let loc = Arena::loc(0, 0);
+        // SAFETY: as above.
+        let it = unsafe {
+            a.write(loc, &h, b"key", &[b"value"]);
+            a.item(loc)
+        };
+        assert!(!it.token() && !it.stale());
+        it.set_token();
+        assert!(it.token() && !it.stale());
+        assert_eq!(it.value(), b"value");
+        it.set_exp(0);
+        it.set_recency(u32::MAX, ACCESSED);
+        // The access time saturates at 30 bits; `fetched` keeps its own.
+        assert_eq!(it.recency(), (ATIME_MASK, ACCESSED));
+        assert_eq!((it.cas(), it.exp(), it.flags(), it.key()), (99, 0, 7, &b"key"[..]));
+        it.set_recency(8, FETCHED);
+        assert_eq!(it.recency(), (8, FETCHED));
+    }
+
+    #[test]
+    fn a_filler_spans_its_reservation() {
+        let a = arena();
+        let loc = Arena::loc(0, 8);
+        // SAFETY: as above.
+        let it = unsafe {
+            a.write_filler(loc, 156);
+            a.item(loc)
+        };
+        assert!(it.is_filler());
+        assert_eq!(it.size(), 156);
     }
 }

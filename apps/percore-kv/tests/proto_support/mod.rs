@@ -35,12 +35,7 @@ impl Conn {
 
     /// A second connection to the same context.
     pub(crate) fn on(ctx: Arc<Context>) -> Conn {
-        let info = ConnInfo {
-            fd: 9,
-            addr: "tcp:127.0.0.1:40000".into(),
-            listen_addr: "tcp:127.0.0.1:11211".into(),
-            last_cmd: 0.into(),
-        };
+        let info = ConnInfo::new(9, "tcp:127.0.0.1:40000".into(), "tcp:127.0.0.1:11211".into());
         Conn { ctx, info, session: Session::new(), buf: Vec::new(), out: Vec::new(), closed: false, max_want: 0 }
     }
 
