@@ -633,7 +633,7 @@ impl PoolCore {
                 self.stats.pin_errors.inc();
             }
         }
-        if let Some(nice) = crate::pool::nice_of(self.cfg.pri) {
+        if let Some(nice) = crate::priority::nice_of(self.cfg.pri) {
             self.stats.priority_result(crate::sys::set_nice(nice).is_ok());
         }
     }

@@ -749,3 +749,17 @@ fn release_ref<T: Send + 'static>(job: &JobInner<T>, proto: &mut Proto) {
         job.cv.notify_all();
     }
 }
+
+impl ThreadPool {
+    /// Schedule `job` here, as [`JobLock::schedule`](crate::JobLock::schedule):
+    /// a no-op (false) if it is already scheduled or running.
+    pub fn schedule<T: Send + 'static>(&self, job: &Job<T>) -> bool {
+        job.lock().schedule(self)
+    }
+
+    /// Schedule `job` to run here after `delay`
+    /// ([`JobLock::schedule_after`](crate::JobLock::schedule_after)).
+    pub fn schedule_after<T: Send + 'static>(&self, job: &Job<T>, delay: Duration) -> bool {
+        job.lock().schedule_after(self, delay)
+    }
+}

@@ -112,6 +112,7 @@ mod error;
 mod job;
 mod percpu;
 mod pool;
+mod priority;
 mod spawn;
 mod stats;
 mod sys;
@@ -119,7 +120,8 @@ mod sys;
 pub use error::{Error, JoinError, PanicPayload};
 pub use job::{Done, Job, JobLock, JobStats, JobStatus, Run, RunLock};
 pub use percpu::PerCpuPool;
-pub use pool::{Builder, ThreadPool, PRI_MAX, PRI_MIN, PRI_NONE};
+pub use pool::{Builder, ThreadPool};
+pub use priority::{PRI_MAX, PRI_MIN, PRI_NONE};
 pub use spawn::JoinHandle;
 pub use stats::Stats;
 

@@ -5,7 +5,8 @@
 //! registry of its own. The CPUs are those of the process's affinity mask
 //! when the pool is created ([`percore_cpu::allowed_cpus`]).
 
-use crate::pool::{label, Builder, Registry, ThreadPool};
+use crate::pool::{Builder, Registry, ThreadPool};
+use crate::priority::label;
 use crate::Error;
 use std::sync::Arc;
 
@@ -109,4 +110,13 @@ fn create(builder: &Builder) -> Result<PerCpuInner, Error> {
         pools.push((cpu, ThreadPool::from_pool(b.start()?)));
     }
     Ok(PerCpuInner { pools })
+}
+
+impl Builder {
+    /// Create a private per-CPU pool with these settings: one pool per CPU
+    /// in the affinity mask, its threads pinned there, each named
+    /// `<name>-c<cpu>`.
+    pub fn build_per_cpu(&self) -> Result<PerCpuPool, Error> {
+        PerCpuPool::from_builder(self)
+    }
 }

@@ -8,44 +8,15 @@
 //! look, takes a reference to it, and destroys its own after unlocking.
 
 use crate::core::{Config, PoolCore};
-use crate::job::Job;
+use crate::priority::{check_pri, label, PRI_NONE};
 use crate::spawn::JoinHandle;
 use crate::stats::{PoolStats, Stats};
 use crate::Error;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-/// No priority: pool threads keep the process's scheduling priority.
-pub const PRI_NONE: i32 = -1;
-/// The lowest priority: nice 19.
-pub const PRI_MIN: i32 = 0;
-/// The highest priority: nice -20 (needs `CAP_SYS_NICE` to be applied).
-pub const PRI_MAX: i32 = 39;
-
 /// The default spin before a worker sleeps, in microseconds.
 const SPIN_US: u64 = 50;
-
-/// The nice value a priority maps to (`nice = 19 - pri`), or `None` for
-/// [`PRI_NONE`].
-pub(crate) fn nice_of(pri: i32) -> Option<i32> {
-    (pri != PRI_NONE).then_some(19 - pri)
-}
-
-fn check_pri(pri: i32) -> Result<(), Error> {
-    if pri == PRI_NONE || (PRI_MIN..=PRI_MAX).contains(&pri) {
-        Ok(())
-    } else {
-        Err(Error::InvalidPriority(pri))
-    }
-}
-
-pub(crate) fn label(pri: i32) -> String {
-    if pri == PRI_NONE {
-        "none".to_string()
-    } else {
-        pri.to_string()
-    }
-}
 
 /// A registry of shared objects keyed by priority, with handle counts.
 pub(crate) struct Registry<V> {
@@ -146,7 +117,7 @@ impl Drop for Handle {
 }
 
 /// A thread pool: an overseer thread that creates workers on demand, and
-/// workers that run [`Job`]s and spawned closures, exiting after an idle
+/// workers that run [`Job`](crate::Job)s and spawned closures, exiting after an idle
 /// timeout.
 ///
 /// Cloning is cheap and shares the pool. When the last handle of a pool goes
@@ -174,7 +145,7 @@ impl ThreadPool {
     /// A reference to the shared unbound pool of priority `pri`
     /// (`threadpool_get`), created on first use with the default settings.
     ///
-    /// `pri` is [`PRI_NONE`] or in [`PRI_MIN`]`..=`[`PRI_MAX`], otherwise
+    /// `pri` is [`PRI_NONE`] or in [`PRI_MIN`](crate::PRI_MIN)`..=`[`PRI_MAX`](crate::PRI_MAX), otherwise
     /// [`Error::InvalidPriority`]. Where the process may not set that
     /// priority the pool works at the process's own, and its stats say so
     /// (`priority_refused`).
@@ -222,18 +193,6 @@ impl ThreadPool {
     /// The CPU this pool's threads are pinned to (per-CPU pools only).
     pub fn cpu(&self) -> Option<usize> {
         self.core().cfg.cpu
-    }
-
-    /// Schedule `job` here, as [`JobLock::schedule`](crate::JobLock::schedule):
-    /// a no-op (false) if it is already scheduled or running.
-    pub fn schedule<T: Send + 'static>(&self, job: &Job<T>) -> bool {
-        job.lock().schedule(self)
-    }
-
-    /// Schedule `job` to run here after `delay`
-    /// ([`JobLock::schedule_after`](crate::JobLock::schedule_after)).
-    pub fn schedule_after<T: Send + 'static>(&self, job: &Job<T>, delay: Duration) -> bool {
-        job.lock().schedule_after(self, delay)
     }
 
     /// Run `f` once on the pool; the handle waits for its result. See
@@ -324,7 +283,7 @@ impl Builder {
         self
     }
 
-    /// The priority ([`PRI_NONE`] or [`PRI_MIN`]`..=`[`PRI_MAX`]).
+    /// The priority ([`PRI_NONE`] or [`PRI_MIN`](crate::PRI_MIN)`..=`[`PRI_MAX`](crate::PRI_MAX)).
     pub fn priority(mut self, pri: i32) -> Builder {
         self.pri = pri;
         self
@@ -406,13 +365,6 @@ impl Builder {
         let pool = ThreadPool::from_pool(self.start()?);
         pool.publish();
         Ok(pool)
-    }
-
-    /// Create a private per-CPU pool with these settings: one pool per CPU
-    /// in the affinity mask, its threads pinned there, each named
-    /// `<name>-c<cpu>`.
-    pub fn build_per_cpu(&self) -> Result<crate::PerCpuPool, Error> {
-        crate::percpu::PerCpuPool::from_builder(self)
     }
 
     /// The validated config (also checks the name and priority).
