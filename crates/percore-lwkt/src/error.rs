@@ -1,5 +1,4 @@
 pub use percore_pool::PanicPayload;
-use std::any::Any;
 use std::io;
 
 /// Errors of the LWKT runtime.
@@ -105,18 +104,18 @@ pub enum Error {
 }
 
 /// Why [`JoinHandle::join`](crate::JoinHandle::join) or
-/// [`block_in_pool`](crate::block_in_pool) returned no value.
-///
-/// The same shape as `percore_pool::JoinError` (issue 13): [`is_panic`],
-/// [`is_cancelled`], [`panic_message`], and [`into_panic`] to resume the
-/// panic on the joining thread (tokio's shape). The payload sits in a
-/// [`PanicPayload`], whose lock makes the error `Sync`: `?` carries it into
-/// `Box<dyn Error + Send + Sync>` or anyhow.
-///
-/// [`is_panic`]: JoinError::is_panic
-/// [`is_cancelled`]: JoinError::is_cancelled
-/// [`panic_message`]: JoinError::panic_message
-/// [`into_panic`]: JoinError::into_panic
+/// [`block_in_pool`](crate::block_in_pool) returned no value: the one join
+/// error of percore (`percore_pool::JoinError`), whose `Wait` variant here
+/// carries the scheduler's refusal to wait (for example from inside a
+/// critical section). [`is_panic`](percore_pool::JoinError::is_panic),
+/// [`is_cancelled`](percore_pool::JoinError::is_cancelled) (the runtime shut
+/// down before the uthread finished, its stack unwound; from
+/// `block_in_pool`: the pool shut down before the closure ran),
+/// [`panic_message`](percore_pool::JoinError::panic_message), and
+/// [`into_panic`](percore_pool::JoinError::into_panic) to resume the panic on
+/// the joining thread. The payload sits in a [`PanicPayload`], whose lock
+/// makes the error `Sync`: `?` carries it into `Box<dyn Error + Send + Sync>`
+/// or anyhow.
 ///
 /// ```
 /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
@@ -127,64 +126,4 @@ pub enum Error {
 /// let e = boxed.downcast::<percore_lwkt::JoinError>().unwrap();
 /// assert_eq!(*e.into_panic().downcast::<u32>().unwrap(), 7);
 /// ```
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum JoinError {
-    /// The uthread (or the closure given to `block_in_pool`) panicked; the
-    /// payload is the panic's.
-    #[error("panicked: {0}")]
-    Panicked(PanicPayload),
-    /// The runtime shut down before the uthread finished: it was cancelled
-    /// (its stack unwound, never resumed normally). From `block_in_pool`:
-    /// the pool shut down before the closure ran.
-    #[error("cancelled by shutdown before it finished")]
-    Cancelled,
-    /// Waiting was refused (for example from inside a critical section).
-    #[error("cannot wait for the uthread: {0}")]
-    Wait(Error),
-}
-
-impl JoinError {
-    /// A panic caught with `catch_unwind`.
-    pub(crate) fn panicked(p: Box<dyn Any + Send>) -> JoinError {
-        JoinError::Panicked(PanicPayload::new(p))
-    }
-
-    /// The panic message, when the payload is a string.
-    pub fn panic_message(&self) -> Option<&str> {
-        match self {
-            JoinError::Panicked(p) => p.is_str().then(|| p.message()),
-            _ => None,
-        }
-    }
-
-    /// Whether the uthread panicked.
-    pub fn is_panic(&self) -> bool {
-        matches!(self, JoinError::Panicked(_))
-    }
-
-    /// Whether the uthread was cancelled by shutdown (or the blocking pool
-    /// shut down before the closure ran).
-    pub fn is_cancelled(&self) -> bool {
-        matches!(self, JoinError::Cancelled)
-    }
-
-    /// The panic payload, to resume with `std::panic::resume_unwind`.
-    ///
-    /// # Panics
-    ///
-    /// If the error is not a panic ([`is_panic`](JoinError::is_panic) is
-    /// false); [`try_into_panic`](JoinError::try_into_panic) does not.
-    #[track_caller]
-    pub fn into_panic(self) -> Box<dyn Any + Send> {
-        self.try_into_panic().expect("`JoinError::into_panic` on an error that is not a panic")
-    }
-
-    /// The panic payload, or the error itself when it is not a panic.
-    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send>, JoinError> {
-        match self {
-            JoinError::Panicked(p) => Ok(p.into_inner()),
-            e => Err(e),
-        }
-    }
-}
+pub type JoinError = percore_pool::JoinError<Error>;

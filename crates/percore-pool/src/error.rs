@@ -42,12 +42,18 @@ pub enum Error {
     WouldDeadlock,
 }
 
-/// Why a [`JoinHandle::join`](crate::JoinHandle::join) returned no value.
-///
-/// The same shape as `percore_lwkt::JoinError` (issue 13): [`is_panic`],
+/// Why a join returned no value: the one shape of this crate's
+/// [`JoinHandle::join`](crate::JoinHandle::join) and of
+/// `percore_lwkt::JoinHandle::join` (issue 13). [`is_panic`],
 /// [`is_cancelled`], [`panic_message`], and [`into_panic`] to resume the
-/// panic on the joining thread. `Send + Sync + 'static`, so `?` carries it
-/// into `Box<dyn Error + Send + Sync>`; it converts into [`Error`] too.
+/// panic on the joining thread (tokio's shape). `Send + Sync + 'static`, so
+/// `?` carries it into `Box<dyn Error + Send + Sync>`; it converts into
+/// [`Error`] too.
+///
+/// `W` is why *waiting* can be refused: nothing here (`Infallible`, the
+/// default: a pool join always waits), the scheduler's error in
+/// percore-lwkt (`percore_lwkt::JoinError` is `JoinError<percore_lwkt::Error>`,
+/// since a uthread may not block inside a critical section).
 ///
 /// [`is_panic`]: JoinError::is_panic
 /// [`is_cancelled`]: JoinError::is_cancelled
@@ -64,23 +70,32 @@ pub enum Error {
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum JoinError {
-    /// The closure panicked; the payload is inside.
-    #[error("the job panicked: {0}")]
+pub enum JoinError<W = std::convert::Infallible> {
+    /// The work panicked; the payload is inside.
+    #[error("panicked: {0}")]
     Panicked(PanicPayload),
-    /// The closure was cancelled before it ran ([`JoinHandle::cancel`](crate::JoinHandle::cancel),
-    /// or its pool shut down first).
-    #[error("the job was cancelled before it ran")]
+    /// The work was cancelled before it finished: a pool closure before it
+    /// ran ([`JoinHandle::cancel`](crate::JoinHandle::cancel), or its pool
+    /// shut down first); a uthread by its runtime's shutdown.
+    #[error("cancelled before it finished")]
     Cancelled,
+    /// Waiting was refused (never for a pool join).
+    #[error("cannot wait: {0}")]
+    Wait(W),
 }
 
-impl JoinError {
-    /// Whether the closure panicked.
+impl<W> JoinError<W> {
+    /// A panic caught with `catch_unwind`.
+    pub fn from_panic(payload: Box<dyn Any + Send>) -> Self {
+        JoinError::Panicked(PanicPayload::new(payload))
+    }
+
+    /// Whether the work panicked.
     pub fn is_panic(&self) -> bool {
         matches!(self, JoinError::Panicked(_))
     }
 
-    /// Whether the closure was cancelled before it ran.
+    /// Whether the work was cancelled before it finished.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, JoinError::Cancelled)
     }
@@ -101,11 +116,14 @@ impl JoinError {
     /// false); [`try_into_panic`](JoinError::try_into_panic) does not.
     #[track_caller]
     pub fn into_panic(self) -> Box<dyn Any + Send> {
-        self.try_into_panic().expect("`JoinError::into_panic` on an error that is not a panic")
+        match self.try_into_panic() {
+            Ok(p) => p,
+            Err(_) => panic!("`JoinError::into_panic` on an error that is not a panic"),
+        }
     }
 
     /// The panic payload, or the error itself when it is not a panic.
-    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send>, JoinError> {
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send>, Self> {
         match self {
             JoinError::Panicked(p) => Ok(p.into_inner()),
             e => Err(e),
@@ -118,6 +136,7 @@ impl From<JoinError> for Error {
         match e {
             JoinError::Panicked(p) => Error::Panicked(p),
             JoinError::Cancelled => Error::Cancelled,
+            JoinError::Wait(never) => match never {},
         }
     }
 }

@@ -154,7 +154,7 @@ where
         let completer = completer;
         match catch_unwind(AssertUnwindSafe(f)) {
             Ok(v) => completer.complete(Ok(v)),
-            Err(p) => completer.complete(Err(JoinError::panicked(p))),
+            Err(p) => completer.complete(Err(JoinError::from_panic(p))),
         }
     }));
     match slot.wait() {
@@ -164,7 +164,7 @@ where
 }
 
 fn run_inline<F: FnOnce() -> T, T>(f: F) -> Result<T, JoinError> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(JoinError::panicked)
+    catch_unwind(AssertUnwindSafe(f)).map_err(JoinError::from_panic)
 }
 
 #[cfg(test)]

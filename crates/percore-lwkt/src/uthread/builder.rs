@@ -200,7 +200,7 @@ impl Builder {
                         // (the completer reports `Cancelled` as it drops).
                         resume_unwind(p);
                     }
-                    completer.complete(Err(JoinError::panicked(p)));
+                    completer.complete(Err(JoinError::from_panic(p)));
                 }
             }
         });
