@@ -94,10 +94,11 @@ use crate::driver::{self, EvqDriver};
 use crate::error::Error;
 use crate::queue::{Event, EventQueue};
 use crate::stats::stats;
-use crate::waiter::{self, Waiter};
+use crate::wait;
 use crossbeam_utils::CachePadded;
 use percore_lwkt::wheel::{tick_ceil, tick_floor, tick_start, Key, Wheel};
 use percore_lwkt::Handle;
+use percore_lwkt::Waiter;
 use state::{AlarmState, Cancel, Fire};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
@@ -423,7 +424,7 @@ impl Alarm {
 
     /// [`set`](Alarm::set) for `d` from now.
     pub fn set_after(&mut self, d: Duration) -> Result<(), Error> {
-        let at = waiter::deadline(Some(d)).ok_or_else(|| Error::Invalid("bad duration".into()))?;
+        let at = wait::deadline(Some(d)).ok_or_else(|| Error::Invalid("bad duration".into()))?;
         self.set(at)
     }
 
@@ -458,12 +459,12 @@ impl Alarm {
     /// not there: at once, or (a foreign thread waiting while it shuts
     /// down) within a few tens of milliseconds.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
-        let deadline = waiter::deadline(timeout);
+        let deadline = wait::deadline(timeout);
         loop {
             if self.handle.is_shutdown() && self.cell().queue.is_empty() {
                 return Err(Error::Shutdown);
             }
-            match self.cell().queue.recv(waiter::slice(deadline)) {
+            match self.cell().queue.recv(wait::slice(deadline)) {
                 Ok(e) if e.kind == ALARM_EVENT && e.payload == self.gen => return Ok(()),
                 Ok(_) => {}
                 // A foreign thread's slice ended before the deadline.
@@ -486,6 +487,26 @@ impl Drop for Alarm {
             // with it but for reads inside its SMR section.
             unsafe { z.free_raw(self.cell) };
         }
+    }
+}
+
+/// The canceller waiting for a firing in flight is a [`Waiter`].
+impl state::Park for Waiter {
+    fn current() -> Self {
+        Waiter::current()
+    }
+
+    fn park() {
+        // NOTE: a canceller inside a critical or SMR section may not block;
+        // the firing it waits for is a few instructions on another worker,
+        // so it spins (its caller loops) instead.
+        if percore_lwkt::park_until(None).is_err() {
+            std::hint::spin_loop();
+        }
+    }
+
+    fn unpark(self) {
+        self.wake();
     }
 }
 

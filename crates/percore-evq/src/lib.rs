@@ -76,11 +76,7 @@ mod stats;
 // NOTE: under loom, only the `EPOLL*` bits are used (by `io/source.rs`).
 #[cfg_attr(loom, allow(dead_code))]
 mod sys;
-// XXX: `Waiter::same` is unused since `io/source.rs` unlinks waiters by
-// ticket; `waiter.rs` is left as is because it moves to percore-lwkt (issue
-// 14): drop this allowance with it.
-#[cfg_attr(not(loom), allow(dead_code))]
-mod waiter;
+mod wait;
 
 #[cfg(not(loom))]
 pub use alarm::{sleep, Alarm, ALARM_EVENT};

@@ -2,7 +2,7 @@
 //! the readiness word with its tick, `try_io`'s clear-only-if-no-event,
 //! `wait`'s re-check under the lock, `on_ready`'s batched wake-ups and
 //! `close`), the same code production runs, with `percore_cpu::loom`'s
-//! atomics and lock and loom threads as waiters (`src/waiter.rs`). The
+//! atomics and lock and loom threads as waiters (`percore_lwkt::Waiter` in its loom form). The
 //! kernel is a mock: a locked "bytes available" (a socket buffer) that the
 //! system call takes, filled before the event is reported, as the kernel
 //! does. NOTE: a lock rather than an atomic: with an `AtomicUsize` and

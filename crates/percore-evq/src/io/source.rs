@@ -50,8 +50,8 @@
 use crate::error::Error;
 use crate::queue::Ceq;
 use crate::sys::epoll as sys;
-use crate::waiter::{self, Waiter};
 use percore_cpu::loom::{AtomicBool, AtomicU64, Mutex};
+use percore_lwkt::Waiter;
 use std::io;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::Instant;
@@ -165,7 +165,7 @@ impl Source {
                 }
                 n
             };
-            for x in batch[..n].iter().flatten() {
+            for x in batch[..n].iter_mut().filter_map(Option::take) {
                 x.wake();
             }
             // NOTE: fewer than asked for: the rest left on their own.
@@ -199,7 +199,7 @@ impl Source {
             self.closed.store(true, Release);
             (std::mem::take(&mut w.read), std::mem::take(&mut w.write))
         };
-        for (_, w) in read.iter().chain(&write) {
+        for (_, w) in read.into_iter().chain(write) {
             w.wake();
         }
     }
@@ -269,10 +269,10 @@ impl Source {
             list.push((ticket, Waiter::current()));
             ticket
         };
-        let r = waiter::block(deadline);
+        let r = percore_lwkt::park_until(deadline);
         let mut w = self.waiters.lock();
         let list = if dir == Dir::Read { &mut w.read } else { &mut w.write };
         list.retain(|(t, _)| *t != ticket);
-        r
+        r.map_err(Error::from)
     }
 }

@@ -71,7 +71,7 @@ impl Timeout {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        crate::waiter::deadline(self.get())
+        crate::wait::deadline(self.get())
     }
 }
 
@@ -186,7 +186,7 @@ pub(super) fn connect<T: AsRawFd>(
     let pending = socket::connect_start(&sock, addr)?;
     let s = Socket::register(handle, sock)?;
     if pending {
-        let deadline = crate::waiter::deadline(timeout);
+        let deadline = crate::wait::deadline(timeout);
         // NOTE: the socket becomes writable (or reports an error) when the
         // connect completes; `SO_ERROR` says which.
         s.reg.io(Dir::Write, deadline, |_| false, || socket::connect_result(&s.sock))?;

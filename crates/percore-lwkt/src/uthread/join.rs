@@ -71,7 +71,7 @@ impl<T> Oneshot<T> {
                     registered = self.state.compare_exchange(OPEN, WAITING, Release, Acquire).is_ok();
                     continue;
                 }
-                _ if registered => wait_once(None)?,
+                _ if registered => wait_once(None),
                 _ => {
                     // A stale registration from `poll`: take the slot back
                     // (fails only if `complete` won, then `DONE` is seen).

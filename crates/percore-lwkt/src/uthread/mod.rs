@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `record.rs` | the uthread record (`Thread`): its scheduler-owned state and the few shared fields |
 //! | `park.rs` | the park word, the lock-free core of every block and wake-up |
-//! | `block.rs` | the one blocking path (`wait_once`, `park_current`), and `park`, `park_timeout`, `sleep` |
+//! | `block.rs` | the one blocking path (`wait_once`, `park_on`), and `park`, `park_timeout`, `park_until`, `sleep` |
 //! | `waiter.rs` | [`Waiter`](crate::Waiter): a uthread, OS thread or task to wake |
 //! | `join.rs` | the join slot (`Oneshot`) and [`JoinHandle`](crate::JoinHandle) |
 //! | `builder.rs` | [`Builder`](crate::Builder), [`spawn`](crate::spawn) |
