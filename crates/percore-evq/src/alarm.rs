@@ -11,9 +11,10 @@
 //!
 //! ## Where alarms live
 //!
-//! Every worker of a runtime has a timer set (`Wheel`, `alarm/wheel.rs`: a
-//! hierarchical timing wheel, behind a mutex taken by its worker and by
-//! whoever arms or cancels there) and an atomic copy of its earliest
+//! Every worker of a runtime has a timer set (a [`Wheel`], percore-lwkt's
+//! hierarchical timing wheel `percore_lwkt::wheel`, the one that also keeps
+//! the worker's uthread timeouts; here behind a mutex taken by its worker
+//! and by whoever arms or cancels there) and an atomic copy of its earliest
 //! deadline, read without the lock at every scheduling pass through the
 //! runtime's driver (`percore_lwkt::Driver::poll`). An alarm is armed on the
 //! caller's worker (worker 0 for a foreign thread, which then kicks it with
@@ -508,22 +509,4 @@ impl state::Park for Waiter {
     fn unpark(self) {
         self.wake();
     }
-}
-
-/// Block the calling uthread for `d` on an alarm of its runtime; on a
-/// foreign thread (no runtime of its own), sleep the OS thread.
-///
-/// ```
-/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
-/// rt.block_on(|| percore_evq::sleep(std::time::Duration::from_millis(2))).unwrap().unwrap();
-/// percore_evq::sleep(std::time::Duration::from_millis(1)).unwrap(); // a foreign thread
-/// ```
-pub fn sleep(d: Duration) -> Result<(), Error> {
-    let Some(h) = Handle::current() else {
-        std::thread::sleep(d);
-        return Ok(());
-    };
-    let mut a = Alarm::new_in(&h)?;
-    a.set_after(d)?;
-    a.wait(None)
 }

@@ -79,11 +79,16 @@ mod sys;
 mod wait;
 
 #[cfg(not(loom))]
-pub use alarm::{sleep, Alarm, ALARM_EVENT};
+pub use alarm::{Alarm, ALARM_EVENT};
 pub use cancel::{CancellationToken, Cancelled};
 #[cfg(not(loom))]
 pub use epoll::{Epoll, EpollEvent, Interest};
 pub use error::Error;
+/// Block the caller for a duration: percore-lwkt's [`sleep`](percore_lwkt::sleep),
+/// re-exported (one sleep for the whole runtime, on the worker's timing
+/// wheel; it returns [`percore_lwkt::Error`]).
+#[cfg(not(loom))]
+pub use percore_lwkt::sleep;
 #[cfg(not(loom))]
 pub use queue::{wait_any, Ceq, Coalesce, Event, EventQueue, Queue};
 #[cfg(not(loom))]
