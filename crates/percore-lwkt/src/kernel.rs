@@ -169,3 +169,15 @@ impl RuntimeState {
         self.stopping.store(true, Release);
     }
 }
+
+/// The runtime's counters in the stats tree, under `lwkt.<name>`:
+/// `foreign_ipis`, `port_full_drops`, and each worker's as `w<i>.<key>`.
+impl percore_cpu::stats::Emit for RuntimeState {
+    fn emit(&self, emit: &mut dyn FnMut(&str, u64)) {
+        emit("foreign_ipis", self.foreign_sent.sum());
+        emit("port_full_drops", self.port_full_drops.sum());
+        for (i, w) in self.workers.iter().enumerate() {
+            w.stats.emit(&mut |k, v| emit(&format!("w{i}.{k}"), v));
+        }
+    }
+}
