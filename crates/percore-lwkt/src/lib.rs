@@ -180,6 +180,7 @@ mod worker {
 #[cfg(loom)]
 #[allow(unreachable_pub)]
 mod uthread {
+    pub(crate) mod oneshot;
     pub(crate) mod park;
     pub(crate) mod waiter;
 }
@@ -238,6 +239,7 @@ pub use worker::wheel;
 #[doc(hidden)]
 pub mod __loom {
     pub use crate::sync::token::word::{Mode, TokenList, TokenWord};
+    pub use crate::uthread::oneshot::Oneshot;
     pub use crate::uthread::park::ParkWord;
     pub use crate::worker::idle::{Idle, Notified};
     pub use crate::worker::ring::{Ring, CAPACITY};

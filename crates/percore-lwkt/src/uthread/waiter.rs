@@ -164,7 +164,13 @@ impl std::fmt::Debug for Waiter {
 /// checks before it parks. This ignores the deadline.
 #[cfg(loom)]
 #[allow(clippy::unnecessary_wraps)]
-pub fn park_until(_deadline: Option<std::time::Instant>) -> Result<(), crate::error::Error> {
-    loom::thread::park();
+pub fn park_until(deadline: Option<std::time::Instant>) -> Result<(), crate::error::Error> {
+    wait_once(deadline);
     Ok(())
+}
+
+/// The loom form of `block.rs`'s `wait_once`: park the loom thread once.
+#[cfg(loom)]
+pub(crate) fn wait_once(_deadline: Option<std::time::Instant>) {
+    loom::thread::park();
 }
