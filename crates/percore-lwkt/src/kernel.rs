@@ -87,6 +87,10 @@ pub(crate) struct Remote {
     /// The running uthread and the heartbeat (`monitor.rs`): written by the
     /// worker, read by the watchdog and by a shutdown that timed out.
     pub(crate) slot: RunningSlot<Thread>,
+    /// The kernel thread id of the worker's OS thread (`gettid`), for the
+    /// watchdog's look at its scheduler state (`worker/watchdog.rs`):
+    /// stored once by the worker when it starts, 0 before.
+    pub(crate) tid: std::sync::atomic::AtomicI32,
 }
 
 impl Remote {

@@ -51,7 +51,8 @@
 //! OS thread the holder needs to run again. The watchdog
 //! ([`RuntimeBuilder::watchdog`], on by default, 100 ms) counts such stalls
 //! as `lwkt.<name>.w<i>.stalls` and logs each stalling uthread's name and
-//! worker once to stderr.
+//! worker once to stderr (a worker the kernel merely did not run, on an
+//! overloaded machine, counts as `w<i>.descheduled` instead).
 //!
 //! ## Wake-ups
 //!

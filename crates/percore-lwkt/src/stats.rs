@@ -84,6 +84,12 @@ percore_cpu::stats_struct! {
         /// its threshold without a scheduling point (`worker/watchdog.rs`); written by
         /// the monitor thread only.
         pub(crate) stalls: Stat,
+        /// Times the watchdog saw this worker's heartbeat stand still for
+        /// longer than its threshold while a uthread ran, but the kernel
+        /// had kept the OS thread waiting on a run queue for most of it (an
+        /// overloaded machine), so it was not counted as a stall; written
+        /// by the monitor thread only.
+        pub(crate) descheduled: Stat,
         /// `yield_now` calls refused (no-ops) inside a critical or SMR section.
         pub(crate) yields_refused: Stat,
     }

@@ -112,7 +112,12 @@ impl RuntimeBuilder {
     /// (the uthread called `std::thread::sleep`, blocking std I/O, or waits
     /// on a std `Mutex`), counts it as `lwkt.<name>.w<i>.stalls` in the
     /// stats tree, and logs the uthread's name and worker to stderr once per
-    /// uthread. The workers pay a relaxed counter store per resume and yield.
+    /// uthread. A worker whose OS thread the kernel kept waiting for a CPU
+    /// for most of that time (an overloaded machine) is not stalled: it is
+    /// counted as `lwkt.<name>.w<i>.descheduled` instead (read from
+    /// `/proc/self/task/<tid>/schedstat` and `stat`; without them every such
+    /// case counts as a stall). The workers pay a relaxed counter store per
+    /// resume and yield.
     ///
     /// ```
     /// let rt = percore_lwkt::Runtime::builder().workers(1).watchdog(None).build().unwrap();
@@ -161,6 +166,7 @@ impl RuntimeBuilder {
                     poller: crate::sys::Poller::new().map_err(Error::Poller)?,
                     has_io: AtomicBool::new(false),
                     slot: Default::default(),
+                    tid: std::sync::atomic::AtomicI32::new(0),
                 })
             })
             .collect::<Result<_, Error>>()?;
