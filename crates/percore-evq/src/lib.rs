@@ -84,7 +84,7 @@ pub use cancel::{CancellationToken, Cancelled};
 #[cfg(not(loom))]
 pub use epoll::{Epoll, EpollEvent, Interest};
 pub use error::Error;
-/// Block the caller for a duration: percore-lwkt's [`sleep`](percore_lwkt::sleep),
+/// Block the caller for a duration: percore-lwkt's `sleep`,
 /// re-exported (one sleep for the whole runtime, on the worker's timing
 /// wheel; it returns [`percore_lwkt::Error`]).
 #[cfg(not(loom))]

@@ -156,83 +156,6 @@ impl Episode {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const T: Duration = Duration::from_millis(100);
-    const MS: Duration = Duration::from_millis(1);
-
-    fn at(t0: Instant, ms: u64) -> Instant {
-        t0 + Duration::from_millis(ms)
-    }
-
-    fn sample(run_ms: u64, blocked: bool) -> Option<ThreadSample> {
-        Some(ThreadSample { run_ns: run_ms * 1_000_000, blocked })
-    }
-
-    #[test]
-    fn judge_decides() {
-        assert_eq!(judge(T, None, T), Verdict::Fine, "not longer than the threshold");
-        assert_eq!(judge(T + MS, None, T), Verdict::Stalled, "unknown: as without the check");
-        assert_eq!(judge(10 * T, Some(T + MS), T), Verdict::Stalled);
-        assert_eq!(judge(10 * T, Some(T), T), Verdict::Descheduled);
-        assert_eq!(judge(10 * T, Some(Duration::ZERO), T), Verdict::Descheduled);
-    }
-
-    /// Samples every 25 ms of a heartbeat still for 200 ms.
-    fn episode(samples: impl Fn(u64) -> Option<ThreadSample>) -> Vec<Verdict> {
-        let t0 = Instant::now();
-        let mut e = Episode::new(1, t0);
-        assert!(!e.started());
-        e.start(at(t0, 25), samples(25), 25 * MS);
-        assert!(e.started());
-        (2..=8).map(|k| e.step(at(t0, 25 * k), samples(25 * k), T)).collect()
-    }
-
-    #[test]
-    fn a_sleep_is_a_stall() {
-        // Blocked in the kernel at every sample, no CPU used.
-        let v = episode(|_| sample(0, true));
-        assert_eq!(v.iter().position(|v| *v == Verdict::Stalled), Some(3), "at 125 ms: {v:?}");
-    }
-
-    #[test]
-    fn a_spin_is_a_stall() {
-        // Running all the time.
-        let v = episode(|ms| sample(ms, false));
-        assert_eq!(v.last(), Some(&Verdict::Stalled), "{v:?}");
-    }
-
-    #[test]
-    fn waiting_for_a_cpu_is_not_a_stall() {
-        // Runnable, given 1 ms of CPU per 25 ms.
-        let v = episode(|ms| sample(ms / 25, false));
-        assert_eq!(v.last(), Some(&Verdict::Descheduled), "{v:?}");
-        assert!(!v.contains(&Verdict::Stalled), "{v:?}");
-    }
-
-    #[test]
-    fn half_asleep_half_waiting_is_judged_by_the_busy_half() {
-        // Blocked for the first 100 ms, then waiting for a CPU: busy 100 ms
-        // (25 before the baseline, 75 blocked), not more than the threshold.
-        let v = episode(|ms| sample(0, ms <= 100));
-        assert_eq!(v.last(), Some(&Verdict::Descheduled), "{v:?}");
-        // Blocked for 125 ms: a stall.
-        let v = episode(|ms| sample(0, ms <= 125));
-        assert_eq!(v.last(), Some(&Verdict::Stalled), "{v:?}");
-    }
-
-    #[test]
-    fn unreadable_figures_count_as_before() {
-        let v = episode(|_| None);
-        assert_eq!(v.iter().position(|v| *v == Verdict::Stalled), Some(3), "{v:?}");
-        // Readable at first, then not: unknown from then on.
-        let v = episode(|ms| if ms < 100 { sample(0, false) } else { None });
-        assert_eq!(v.last(), Some(&Verdict::Stalled), "{v:?}");
-    }
-}
-
 /// Start the monitor thread of `shared` with stall threshold `threshold`.
 pub(crate) fn start(
     shared: Weak<RuntimeState>,
@@ -313,5 +236,82 @@ fn run(shared: Weak<RuntimeState>, threshold: Duration) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_millis(100);
+    const MS: Duration = Duration::from_millis(1);
+
+    fn at(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    fn sample(run_ms: u64, blocked: bool) -> Option<ThreadSample> {
+        Some(ThreadSample { run_ns: run_ms * 1_000_000, blocked })
+    }
+
+    #[test]
+    fn judge_decides() {
+        assert_eq!(judge(T, None, T), Verdict::Fine, "not longer than the threshold");
+        assert_eq!(judge(T + MS, None, T), Verdict::Stalled, "unknown: as without the check");
+        assert_eq!(judge(10 * T, Some(T + MS), T), Verdict::Stalled);
+        assert_eq!(judge(10 * T, Some(T), T), Verdict::Descheduled);
+        assert_eq!(judge(10 * T, Some(Duration::ZERO), T), Verdict::Descheduled);
+    }
+
+    /// Samples every 25 ms of a heartbeat still for 200 ms.
+    fn episode(samples: impl Fn(u64) -> Option<ThreadSample>) -> Vec<Verdict> {
+        let t0 = Instant::now();
+        let mut e = Episode::new(1, t0);
+        assert!(!e.started());
+        e.start(at(t0, 25), samples(25), 25 * MS);
+        assert!(e.started());
+        (2..=8).map(|k| e.step(at(t0, 25 * k), samples(25 * k), T)).collect()
+    }
+
+    #[test]
+    fn a_sleep_is_a_stall() {
+        // Blocked in the kernel at every sample, no CPU used.
+        let v = episode(|_| sample(0, true));
+        assert_eq!(v.iter().position(|v| *v == Verdict::Stalled), Some(3), "at 125 ms: {v:?}");
+    }
+
+    #[test]
+    fn a_spin_is_a_stall() {
+        // Running all the time.
+        let v = episode(|ms| sample(ms, false));
+        assert_eq!(v.last(), Some(&Verdict::Stalled), "{v:?}");
+    }
+
+    #[test]
+    fn waiting_for_a_cpu_is_not_a_stall() {
+        // Runnable, given 1 ms of CPU per 25 ms.
+        let v = episode(|ms| sample(ms / 25, false));
+        assert_eq!(v.last(), Some(&Verdict::Descheduled), "{v:?}");
+        assert!(!v.contains(&Verdict::Stalled), "{v:?}");
+    }
+
+    #[test]
+    fn half_asleep_half_waiting_is_judged_by_the_busy_half() {
+        // Blocked for the first 100 ms, then waiting for a CPU: busy 100 ms
+        // (25 before the baseline, 75 blocked), not more than the threshold.
+        let v = episode(|ms| sample(0, ms <= 100));
+        assert_eq!(v.last(), Some(&Verdict::Descheduled), "{v:?}");
+        // Blocked for 125 ms: a stall.
+        let v = episode(|ms| sample(0, ms <= 125));
+        assert_eq!(v.last(), Some(&Verdict::Stalled), "{v:?}");
+    }
+
+    #[test]
+    fn unreadable_figures_count_as_before() {
+        let v = episode(|_| None);
+        assert_eq!(v.iter().position(|v| *v == Verdict::Stalled), Some(3), "{v:?}");
+        // Readable at first, then not: unknown from then on.
+        let v = episode(|ms| if ms < 100 { sample(0, false) } else { None });
+        assert_eq!(v.last(), Some(&Verdict::Stalled), "{v:?}");
     }
 }
