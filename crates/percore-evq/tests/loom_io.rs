@@ -54,18 +54,25 @@ fn read(bytes: &Mutex<usize>) -> io::Result<usize> {
     }
 }
 
+/// A fresh source and mock socket, and a thread that puts 3 bytes in the
+/// socket and reports their edge.
+fn data_arrives() -> (Arc<Source>, Arc<Mutex<usize>>, thread::JoinHandle<()>) {
+    let src = Arc::new(Source::new(None));
+    let bytes = Arc::new(Mutex::new(0));
+    let (s, b) = (src.clone(), bytes.clone());
+    let kernel = thread::spawn(move || {
+        *b.lock().unwrap() = 3;
+        s.on_ready(IN);
+    });
+    (src, bytes, kernel)
+}
+
 /// Data arrives (and its edge is reported) while a reader is on its way
 /// from its first try into its wait: the reader gets it.
 #[test]
 fn an_edge_racing_an_operation_is_not_lost() {
     loom::model(|| {
-        let src = Arc::new(Source::new(None));
-        let bytes = Arc::new(Mutex::new(0));
-        let (s, b) = (src.clone(), bytes.clone());
-        let kernel = thread::spawn(move || {
-            *b.lock().unwrap() = 3;
-            s.on_ready(IN);
-        });
+        let (src, bytes, kernel) = data_arrives();
         assert_eq!(run(&src, Dir::Read, || read(&bytes)).unwrap(), 3);
         kernel.join().unwrap();
     });
@@ -130,13 +137,7 @@ impl std::task::Wake for Flag {
 #[test]
 fn a_select_poll_racing_an_edge_is_woken_or_ready() {
     loom::model(|| {
-        let src = Arc::new(Source::new(None));
-        let bytes = Arc::new(Mutex::new(0));
-        let (s, b) = (src.clone(), bytes.clone());
-        let kernel = thread::spawn(move || {
-            *b.lock().unwrap() = 3;
-            s.on_ready(IN);
-        });
+        let (src, bytes, kernel) = data_arrives();
         let flag = std::sync::Arc::new(Flag(loom::sync::atomic::AtomicUsize::new(0)));
         let waker = std::task::Waker::from(flag.clone());
         let ready_now = || *bytes.lock().unwrap() > 0;

@@ -47,6 +47,14 @@ fn woken(f: &Flag) -> bool {
     f.0.load(SeqCst) > 0
 }
 
+/// Poll a slot that must be done: its value.
+fn take(slot: &Oneshot<u32>, w: &Waker) -> u32 {
+    match slot.poll(&mut Context::from_waker(w)) {
+        Poll::Ready(v) => v.unwrap(),
+        Poll::Pending => panic!("done (or woken), but the value is not there"),
+    }
+}
+
 /// Complete racing a first poll: woken or seen done, never neither.
 #[test]
 fn complete_races_poll() {
@@ -62,10 +70,7 @@ fn complete_races_poll() {
             Poll::Pending => {
                 assert!(woken(&f), "a pending poll's waker was never woken");
                 // The wake-up means the value is there.
-                match slot.poll(&mut Context::from_waker(&w)) {
-                    Poll::Ready(v) => assert_eq!(v.unwrap(), 7),
-                    Poll::Pending => panic!("woken, but the value is not there"),
-                }
+                assert_eq!(take(&slot, &w), 7);
             }
         }
     });
@@ -88,10 +93,7 @@ fn repoll_with_new_waker_races_complete() {
             assert!(woken(&new), "the re-poll's waker was not woken (only the old one, or none)");
         }
         assert!(slot.is_done());
-        match slot.poll(&mut Context::from_waker(&w2)) {
-            Poll::Ready(v) => assert_eq!(v.unwrap(), 7),
-            Poll::Pending => panic!("done, but poll is pending"),
-        }
+        assert_eq!(take(&slot, &w2), 7);
     });
 }
 
