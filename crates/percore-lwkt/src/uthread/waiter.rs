@@ -13,8 +13,9 @@ use percore_cpu::loom::Arc;
 
 /// Something that blocks and is woken: a uthread, a foreign OS thread, or an
 /// async task. What every percore wait queue stores for each of its waiters
-/// (tsleep channels, port senders, join slots; percore-evq's queues and
-/// alarms are built on the same idea).
+/// (tsleep channels, port senders, join slots, and percore-evq's queues,
+/// sockets, alarms and selects), each blocking with
+/// [`park_until`](crate::park_until).
 ///
 /// [`Waiter::current`] is the caller; [`Waiter::wake`] wakes it from any
 /// thread: a uthread through its park word (its `park` or blocking call
