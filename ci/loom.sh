@@ -15,6 +15,9 @@ cargo test -p percore-lwkt --release --test loom_idle
 # (mutual exclusion, hand-over, all-or-nothing lists).
 cargo test -p percore-lwkt --release --test loom_park
 cargo test -p percore-lwkt --release --test loom_token
+# percore-lwkt: the join slot (uthread/oneshot.rs): complete racing a poll,
+# a re-poll with a new waker, a poll then a blocking wait.
+cargo test -p percore-lwkt --release --test loom_join
 cargo test -p percore-evq --release --test loom_alarm
 # percore-evq: the event queues' wait/post protocol (queue.rs).
 cargo test -p percore-evq --release --test loom_queue

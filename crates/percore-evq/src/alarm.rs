@@ -11,9 +11,10 @@
 //!
 //! ## Where alarms live
 //!
-//! Every worker of a runtime has a timer set (`Wheel`, `alarm/wheel.rs`: a
-//! hierarchical timing wheel, behind a mutex taken by its worker and by
-//! whoever arms or cancels there) and an atomic copy of its earliest
+//! Every worker of a runtime has a timer set (a [`Wheel`], percore-lwkt's
+//! hierarchical timing wheel `percore_lwkt::wheel`, the one that also keeps
+//! the worker's uthread timeouts; here behind a mutex taken by its worker
+//! and by whoever arms or cancels there) and an atomic copy of its earliest
 //! deadline, read without the lock at every scheduling pass through the
 //! runtime's driver (`percore_lwkt::Driver::poll`). An alarm is armed on the
 //! caller's worker (worker 0 for a foreign thread, which then kicks it with
@@ -94,10 +95,11 @@ use crate::driver::{self, EvqDriver};
 use crate::error::Error;
 use crate::queue::{Event, EventQueue};
 use crate::stats::stats;
-use crate::waiter::{self, Waiter};
+use crate::wait;
 use crossbeam_utils::CachePadded;
 use percore_lwkt::wheel::{tick_ceil, tick_floor, tick_start, Key, Wheel};
 use percore_lwkt::Handle;
+use percore_lwkt::Waiter;
 use state::{AlarmState, Cancel, Fire};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
@@ -423,7 +425,7 @@ impl Alarm {
 
     /// [`set`](Alarm::set) for `d` from now.
     pub fn set_after(&mut self, d: Duration) -> Result<(), Error> {
-        let at = waiter::deadline(Some(d)).ok_or_else(|| Error::Invalid("bad duration".into()))?;
+        let at = wait::deadline(Some(d)).ok_or_else(|| Error::Invalid("bad duration".into()))?;
         self.set(at)
     }
 
@@ -458,12 +460,12 @@ impl Alarm {
     /// not there: at once, or (a foreign thread waiting while it shuts
     /// down) within a few tens of milliseconds.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
-        let deadline = waiter::deadline(timeout);
+        let deadline = wait::deadline(timeout);
         loop {
             if self.handle.is_shutdown() && self.cell().queue.is_empty() {
                 return Err(Error::Shutdown);
             }
-            match self.cell().queue.recv(waiter::slice(deadline)) {
+            match self.cell().queue.recv(wait::slice(deadline)) {
                 Ok(e) if e.kind == ALARM_EVENT && e.payload == self.gen => return Ok(()),
                 Ok(_) => {}
                 // A foreign thread's slice ended before the deadline.
@@ -489,20 +491,22 @@ impl Drop for Alarm {
     }
 }
 
-/// Block the calling uthread for `d` on an alarm of its runtime; on a
-/// foreign thread (no runtime of its own), sleep the OS thread.
-///
-/// ```
-/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
-/// rt.block_on(|| percore_evq::sleep(std::time::Duration::from_millis(2))).unwrap().unwrap();
-/// percore_evq::sleep(std::time::Duration::from_millis(1)).unwrap(); // a foreign thread
-/// ```
-pub fn sleep(d: Duration) -> Result<(), Error> {
-    let Some(h) = Handle::current() else {
-        std::thread::sleep(d);
-        return Ok(());
-    };
-    let mut a = Alarm::new_in(&h)?;
-    a.set_after(d)?;
-    a.wait(None)
+/// The canceller waiting for a firing in flight is a [`Waiter`].
+impl state::Park for Waiter {
+    fn current() -> Self {
+        Waiter::current()
+    }
+
+    fn park() {
+        // NOTE: a canceller inside a critical or SMR section may not block;
+        // the firing it waits for is a few instructions on another worker,
+        // so it spins (its caller loops) instead.
+        if percore_lwkt::park_until(None).is_err() {
+            std::hint::spin_loop();
+        }
+    }
+
+    fn unpark(self) {
+        self.wake();
+    }
 }

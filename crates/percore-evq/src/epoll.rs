@@ -42,7 +42,7 @@ use crate::io::Registration;
 use crate::queue::{wait_any, Ceq, Coalesce};
 use crate::stats::stats;
 use crate::sys::epoll::{self as sys, Ctl};
-use crate::waiter;
+use crate::wait;
 use percore_cpu::loom::{Mutex, MutexGuard};
 use percore_lwkt::Handle;
 use std::collections::HashMap;
@@ -302,7 +302,7 @@ impl Epoll {
         if handle.is_shutdown() {
             return Err(Error::Shutdown);
         }
-        let deadline = waiter::deadline(timeout);
+        let deadline = wait::deadline(timeout);
         let uthread = percore_lwkt::current().is_some();
         let mut alarm = match timeout {
             Some(d) => {
@@ -316,7 +316,7 @@ impl Epoll {
             // NOTE: the alarm is the waiter's own (the seed's protocol) and
             // ends a uthread's wait; the slice bounds a foreign thread's
             // wait when no worker fires the alarm or dispatches readiness.
-            let slice = if uthread { None } else { waiter::slice(deadline) };
+            let slice = if uthread { None } else { wait::slice(deadline) };
             let woke = match &alarm {
                 Some(a) => wait_any(&[&self.wake, a.queue()], slice),
                 None => wait_any(&[&self.wake], slice),

@@ -26,7 +26,6 @@ pub enum Error {
     Invalid(String),
     /// The scheduler refused (for example: blocking inside a critical
     /// section, or the runtime shut down).
-    #[cfg(not(loom))]
     #[error(transparent)]
     Lwkt(#[from] percore_lwkt::Error),
     /// The alarm zone is at its limit or out of memory.

@@ -132,7 +132,7 @@ impl Registration {
             let until = match (foreign, deadline) {
                 (false, d) => d,
                 (true, d) => {
-                    let slice = Instant::now() + crate::waiter::FOREIGN_SLICE;
+                    let slice = Instant::now() + crate::wait::FOREIGN_SLICE;
                     Some(d.map_or(slice, |d| d.min(slice)))
                 }
             };

@@ -76,18 +76,19 @@ mod stats;
 // NOTE: under loom, only the `EPOLL*` bits are used (by `io/source.rs`).
 #[cfg_attr(loom, allow(dead_code))]
 mod sys;
-// XXX: `Waiter::same` is unused since `io/source.rs` unlinks waiters by
-// ticket; `waiter.rs` is left as is because it moves to percore-lwkt (issue
-// 14): drop this allowance with it.
-#[cfg_attr(not(loom), allow(dead_code))]
-mod waiter;
+mod wait;
 
 #[cfg(not(loom))]
-pub use alarm::{sleep, Alarm, ALARM_EVENT};
+pub use alarm::{Alarm, ALARM_EVENT};
 pub use cancel::{CancellationToken, Cancelled};
 #[cfg(not(loom))]
 pub use epoll::{Epoll, EpollEvent, Interest};
 pub use error::Error;
+/// Block the caller for a duration: percore-lwkt's `sleep`,
+/// re-exported (one sleep for the whole runtime, on the worker's timing
+/// wheel; it returns [`percore_lwkt::Error`]).
+#[cfg(not(loom))]
+pub use percore_lwkt::sleep;
 #[cfg(not(loom))]
 pub use queue::{wait_any, Ceq, Coalesce, Event, EventQueue, Queue};
 #[cfg(not(loom))]

@@ -37,7 +37,7 @@
 //! stress tests there, and a loom model, `tests/loom_queue.rs`: this file
 //! compiles under `--cfg loom` unchanged, its lock, `claimed` flag, `Arc` and
 //! slot cache coming from `percore_cpu::loom` and its waiters being loom threads
-//! (`waiter.rs`). The models cover a post against a waiter (no lost
+//! (`percore_lwkt::Waiter` in its loom form). The models cover a post against a waiter (no lost
 //! wake-up: loom reports one as a deadlock), two waiters and two posts
 //! (each event once), `wait_any` on an [`EventQueue`] and a [`Ceq`] posted
 //! from two threads (one taken, the other still there), the hand-on to a
@@ -50,8 +50,9 @@
 
 use crate::error::Error;
 use crate::stats::stats;
-use crate::waiter::{self, Waiter};
+use crate::wait;
 use percore_cpu::loom::{Arc, AtomicBool, Mutex, MutexGuard};
+use percore_lwkt::Waiter;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::{AcqRel, Acquire};
 use std::time::Duration;
@@ -196,7 +197,7 @@ impl<S: Store> Mailbox<S> {
         stats().posted.inc();
         if let Some(w) = w {
             stats().wakeups.inc();
-            w.waiter.wake();
+            w.waiter.wake_by_ref();
         }
         Ok(())
     }
@@ -209,7 +210,7 @@ impl<S: Store> Mailbox<S> {
         };
         for w in ws {
             if w.claim() {
-                w.waiter.wake();
+                w.waiter.wake_by_ref();
             }
         }
     }
@@ -254,7 +255,7 @@ impl<S: Store> Mailbox<S> {
         };
         if let Some(w) = w {
             stats().wakeups.inc();
-            w.waiter.wake();
+            w.waiter.wake_by_ref();
         }
     }
 }
@@ -598,7 +599,7 @@ pub fn wait_any(queues: &[&dyn Queue], timeout: Option<Duration>) -> Result<(Eve
     if queues.is_empty() {
         return Err(Error::Invalid("wait_any needs at least one queue".into()));
     }
-    let deadline = waiter::deadline(timeout);
+    let deadline = wait::deadline(timeout);
     let mut claimed_before = false;
     let mut slot = SlotCache::take();
     loop {
@@ -628,9 +629,9 @@ pub fn wait_any(queues: &[&dyn Queue], timeout: Option<Duration>) -> Result<(Eve
                 timed_out = true;
                 break;
             }
-            if let Err(e) = waiter::block(deadline) {
+            if let Err(e) = percore_lwkt::park_until(deadline) {
                 leave(queues, queues.len(), &slot, claimed_before);
-                return Err(e);
+                return Err(e.into());
             }
         }
         // A post that claims us pops our slot from its queue; the others

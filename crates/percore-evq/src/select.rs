@@ -1,10 +1,11 @@
-//! # `Select`: one wait over queues, joins, cancellation and a timeout
+//! # `Select`: one wait over queues, sockets, joins, cancellation and a timeout
 //!
 //! Akaros blocks a uthread on several event queues at once
 //! ([`wait_any`](crate::wait_any)); every other kind of notification is
 //! meant to arrive *as* an event. [`Select`] keeps that shape and adds the
-//! sources that are not queues: a uthread's end ([`JoinHandle`]) and a
-//! [`CancellationToken`]. Each of those is given a [`Waker`] that posts its
+//! sources that are not queues: a uthread's end ([`JoinHandle`]), a
+//! [`CancellationToken`], and a socket's readiness ([`Select::readable`],
+//! [`writable`](Select::writable), [`acceptable`](Select::acceptable)). Each of those is given a [`Waker`] that posts its
 //! index to a coalescing queue private to the select (a [`Ceq`] with one id
 //! per source), and the select then waits on the user's queues and that one
 //! queue together, with the timeout:
@@ -30,6 +31,14 @@
 //! its wakers out of the tokens and closes the ceq, so a waker that fires
 //! later (a join slot keeps the last one) posts nowhere.
 //!
+//! A socket's waker is linked into its readiness wait-list
+//! (`io/source.rs`, `Source::poll_ready`) like a blocked reader or
+//! writer, so the next edge or `close` wakes it, and taken out when the
+//! select returns for another reason or is dropped. The socket's cached
+//! readiness bits only say "maybe": before a socket is reported, the
+//! kernel is asked (`poll(2)`, zero timeout), and stale bits are cleared,
+//! so a select does not report a socket whose read would wait.
+//!
 //! Sources are checked in the order they were added, queues' closure first:
 //! with several ready, the first added wins (as with `wait_any`).
 //!
@@ -39,6 +48,8 @@
 
 use crate::cancel::CancellationToken;
 use crate::error::Error;
+use crate::io::source::Dir;
+use crate::net::AsSocket;
 use crate::queue::{wait_any, Ceq, Coalesce, Event, Queue};
 use percore_lwkt::JoinHandle;
 use std::sync::Arc;
@@ -62,7 +73,8 @@ pub enum Selected {
         index: usize,
     },
     /// The source `index` is ready: the uthread has finished (its
-    /// [`JoinHandle::join`] returns at once), or the token is cancelled.
+    /// [`JoinHandle::join`] returns at once), the token is cancelled, or
+    /// the socket is ready in the direction watched (or closed).
     Ready {
         /// The source's index.
         index: usize,
@@ -94,6 +106,9 @@ enum Source<'a> {
     Join(&'a dyn Finished),
     /// The token, and its registration's key while one is held.
     Cancel(&'a CancellationToken, Option<u64>),
+    /// A socket's readiness in one direction, its descriptor, and the
+    /// ticket of its waker in the readiness wait-list while one is linked.
+    Io(&'a crate::io::source::Source, std::os::fd::RawFd, Dir, Option<u64>),
 }
 
 /// The waker of watched source `id`: posts `id` to the select's ceq.
@@ -190,6 +205,32 @@ impl<'a> Select<'a> {
         self.push(Source::Cancel(token, None))
     }
 
+    /// Watch a socket for reading (or receiving): selected as
+    /// [`Selected::Ready`] once data is there, the peer hung up, an error
+    /// is pending, or the socket was [`close`d](crate::net::TcpStream::close);
+    /// the next read then does not wait (unless another reader took the
+    /// data first). Returns the source's index.
+    pub fn readable(&mut self, socket: &'a impl AsSocket) -> usize {
+        self.push(Source::Io(socket.io_source(), socket.as_raw_fd(), Dir::Read, None))
+    }
+
+    /// Watch a socket for writing (or sending): selected as
+    /// [`Selected::Ready`] once there is room in its send buffer (or an
+    /// error, a hang-up, a close). Returns the source's index.
+    pub fn writable(&mut self, socket: &'a impl AsSocket) -> usize {
+        self.push(Source::Io(socket.io_source(), socket.as_raw_fd(), Dir::Write, None))
+    }
+
+    /// Watch a listener ([`TcpListener`](crate::net::TcpListener),
+    /// [`UnixListener`](crate::net::UnixListener)): selected as
+    /// [`Selected::Ready`] once a connection is waiting (its `accept` then
+    /// does not wait, unless another uthread took it first) or the
+    /// listener was closed. [`readable`](Select::readable) under the name
+    /// a listener's readers look for. Returns the source's index.
+    pub fn acceptable(&mut self, listener: &'a impl AsSocket) -> usize {
+        self.readable(listener)
+    }
+
     fn push(&mut self, s: Source<'a>) -> usize {
         self.sources.push(s);
         self.sources.len() - 1
@@ -239,6 +280,11 @@ impl<'a> Select<'a> {
                         let w = wakers[index].as_ref().expect("a watched source has a waker");
                         t.register(key, w).is_ready()
                     }
+                    Source::Io(src, fd, dir, key) => {
+                        let w = wakers[index].as_ref().expect("a watched source has a waker");
+                        let (fd, read) = (*fd, *dir == Dir::Read);
+                        src.poll_ready(*dir, key, w, || crate::sys::socket::ready_now(fd, read)).is_ready()
+                    }
                 };
                 if ready {
                     return Ok(Selected::Ready { index });
@@ -272,8 +318,10 @@ impl<'a> Select<'a> {
 impl Drop for Select<'_> {
     fn drop(&mut self) {
         for s in &mut self.sources {
-            if let Source::Cancel(t, key) = s {
-                t.deregister(key);
+            match s {
+                Source::Cancel(t, key) => t.deregister(key),
+                Source::Io(src, _, dir, key) => src.forget(*dir, key),
+                _ => {}
             }
         }
         if let Some((ceq, _)) = &self.notify {

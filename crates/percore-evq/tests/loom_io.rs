@@ -2,7 +2,7 @@
 //! the readiness word with its tick, `try_io`'s clear-only-if-no-event,
 //! `wait`'s re-check under the lock, `on_ready`'s batched wake-ups and
 //! `close`), the same code production runs, with `percore_cpu::loom`'s
-//! atomics and lock and loom threads as waiters (`src/waiter.rs`). The
+//! atomics and lock and loom threads as waiters (`percore_lwkt::Waiter` in its loom form). The
 //! kernel is a mock: a locked "bytes available" (a socket buffer) that the
 //! system call takes, filled before the event is reported, as the kernel
 //! does. NOTE: a lock rather than an atomic: with an `AtomicUsize` and
@@ -17,6 +17,10 @@
 //!   and it returns `Error::Closed`;
 //! * one edge wakes every waiter of its direction, across wake-up batches
 //!   (`WAKE_BATCH` is 1 under loom).
+//! * a select's `poll_ready` (a task waker) racing an edge, with stale
+//!   "maybe ready" bits: the poll is ready, or its waker is woken and the
+//!   next poll is ready (fails when `link` stops re-checking the bits under
+//!   the lock: tried).
 //!
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=2
 //! cargo test -p percore-evq --release --test loom_io` (ci/loom.sh).
@@ -50,18 +54,25 @@ fn read(bytes: &Mutex<usize>) -> io::Result<usize> {
     }
 }
 
+/// A fresh source and mock socket, and a thread that puts 3 bytes in the
+/// socket and reports their edge.
+fn data_arrives() -> (Arc<Source>, Arc<Mutex<usize>>, thread::JoinHandle<()>) {
+    let src = Arc::new(Source::new(None));
+    let bytes = Arc::new(Mutex::new(0));
+    let (s, b) = (src.clone(), bytes.clone());
+    let kernel = thread::spawn(move || {
+        *b.lock().unwrap() = 3;
+        s.on_ready(IN);
+    });
+    (src, bytes, kernel)
+}
+
 /// Data arrives (and its edge is reported) while a reader is on its way
 /// from its first try into its wait: the reader gets it.
 #[test]
 fn an_edge_racing_an_operation_is_not_lost() {
     loom::model(|| {
-        let src = Arc::new(Source::new(None));
-        let bytes = Arc::new(Mutex::new(0));
-        let (s, b) = (src.clone(), bytes.clone());
-        let kernel = thread::spawn(move || {
-            *b.lock().unwrap() = 3;
-            s.on_ready(IN);
-        });
+        let (src, bytes, kernel) = data_arrives();
         assert_eq!(run(&src, Dir::Read, || read(&bytes)).unwrap(), 3);
         kernel.join().unwrap();
     });
@@ -107,5 +118,36 @@ fn one_edge_wakes_every_waiter_across_batches() {
         for r in readers {
             assert_eq!(r.join().unwrap().unwrap(), 0);
         }
+    });
+}
+
+/// A task's waker that counts its wake-ups (a select's source).
+struct Flag(loom::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Flag {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A select's poll of a fresh source (its "maybe ready" bits stale: the
+/// mock kernel has nothing) racing data's arrival and edge: the poll is
+/// `Ready`, or its waker is woken and the next poll is `Ready`; never
+/// neither (the select would sleep through the data).
+#[test]
+fn a_select_poll_racing_an_edge_is_woken_or_ready() {
+    loom::model(|| {
+        let (src, bytes, kernel) = data_arrives();
+        let flag = std::sync::Arc::new(Flag(loom::sync::atomic::AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(flag.clone());
+        let ready_now = || *bytes.lock().unwrap() > 0;
+        let mut key = None;
+        let first = src.poll_ready(Dir::Read, &mut key, &waker, ready_now);
+        kernel.join().unwrap();
+        if first.is_pending() {
+            assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst) > 0, "a pending select was never woken");
+            assert!(src.poll_ready(Dir::Read, &mut key, &waker, ready_now).is_ready());
+        }
+        assert_eq!(key, None, "a ready poll holds no registration");
     });
 }

@@ -2,7 +2,7 @@
 //! `wait_any`, the shared mailbox, the claim-one wake-up, the hand-on and
 //! the per-thread slot cache), the same code production runs, with loom's
 //! locks, atomics, `Arc` and thread-locals (`percore_cpu::loom`) and loom threads
-//! as waiters (`src/waiter.rs`).
+//! as waiters (`percore_lwkt::Waiter` in its loom form).
 //!
 //! What each model checks:
 //! * a waiter is never left asleep while an event it waits for sits in a

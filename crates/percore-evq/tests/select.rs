@@ -242,3 +242,92 @@ fn stress_many_selects_share_a_token_and_a_queue() {
     assert_eq!(sum.load(Relaxed), n * (n + 1) / 2);
     assert_eq!(token.registered(), 0);
 }
+
+/// Sockets as select sources (issue 13, "composition"): readable once data
+/// is there, and not before; the read then does not wait.
+#[test]
+fn a_socket_is_selected_when_readable() {
+    use percore_evq::net::UnixStream;
+    use std::io::{Read, Write};
+    let rt = rt(2);
+    let got = watchdog(30, "select on a socket", String::new, move || {
+        rt.block_on(|| {
+            let (mut a, b) = UnixStream::pair().unwrap();
+            let q = EventQueue::new();
+            let mut s = Select::new();
+            let iq = s.recv(&q);
+            let ia = s.readable(&a);
+            // Nothing to read: the fresh socket's "maybe ready" bits are
+            // checked against the kernel, not taken for readiness.
+            assert!(matches!(s.wait(Some(Duration::ZERO)), Err(Error::TimedOut)));
+            let writer = percore_lwkt::spawn(move || {
+                let mut b = b;
+                b.write_all(b"ping").unwrap();
+                b
+            })
+            .unwrap();
+            let r = s.wait(LONG).unwrap();
+            assert_eq!(r, Selected::Ready { index: ia });
+            assert_ne!(r.index(), iq);
+            drop(s);
+            let mut buf = [0u8; 4];
+            a.set_read_timeout(Some(Duration::from_nanos(1))).unwrap(); // must not wait
+            a.read_exact(&mut buf).unwrap();
+            let _b = writer.join().unwrap();
+            buf
+        })
+        .unwrap()
+    });
+    assert_eq!(&got, b"ping");
+}
+
+/// A listener is selected once a connection waits; a fresh stream is
+/// writable at once.
+#[test]
+fn a_listener_is_selected_when_a_connection_waits_and_a_stream_is_writable() {
+    use percore_evq::net::{TcpListener, TcpStream};
+    let rt = rt(2);
+    watchdog(30, "select on a listener", String::new, move || {
+        rt.block_on(|| {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let mut s = Select::new();
+            let il = s.acceptable(&l);
+            assert!(matches!(s.wait(Some(Duration::ZERO)), Err(Error::TimedOut)));
+            let client = percore_lwkt::spawn(move || TcpStream::connect(addr).unwrap()).unwrap();
+            assert_eq!(s.wait(LONG).unwrap(), Selected::Ready { index: il });
+            drop(s);
+            let (_server, _) = l.accept().unwrap();
+            let c = client.join().unwrap();
+            let mut s = Select::new();
+            let ic = s.writable(&c);
+            assert_eq!(s.wait(Some(Duration::ZERO)).unwrap(), Selected::Ready { index: ic });
+        })
+        .unwrap()
+    });
+}
+
+/// Closing a socket from another uthread wakes a select waiting on it
+/// (the way to stop a select over a listener).
+#[test]
+fn closing_a_socket_wakes_a_select_on_it() {
+    use percore_evq::net::TcpListener;
+    let rt = rt(2);
+    watchdog(30, "close wakes select", String::new, move || {
+        rt.block_on(|| {
+            let l = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+            let l2 = l.clone();
+            let closer = percore_lwkt::spawn(move || {
+                percore_lwkt::sleep(Duration::from_millis(5)).unwrap();
+                l2.close();
+            })
+            .unwrap();
+            let mut s = Select::new();
+            let il = s.acceptable(&*l);
+            assert_eq!(s.wait(LONG).unwrap(), Selected::Ready { index: il });
+            closer.join().unwrap();
+            assert!(l.accept().is_err(), "closed");
+        })
+        .unwrap()
+    });
+}

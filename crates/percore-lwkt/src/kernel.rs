@@ -87,6 +87,10 @@ pub(crate) struct Remote {
     /// The running uthread and the heartbeat (`monitor.rs`): written by the
     /// worker, read by the watchdog and by a shutdown that timed out.
     pub(crate) slot: RunningSlot<Thread>,
+    /// The kernel thread id of the worker's OS thread (`gettid`), for the
+    /// watchdog's look at its scheduler state (`worker/watchdog.rs`):
+    /// stored once by the worker when it starts, 0 before.
+    pub(crate) tid: std::sync::atomic::AtomicI32,
 }
 
 impl Remote {
@@ -167,5 +171,17 @@ impl RuntimeState {
     /// A worker passed shutdown's second barrier.
     pub(crate) fn set_stopping(&self) {
         self.stopping.store(true, Release);
+    }
+}
+
+/// The runtime's counters in the stats tree, under `lwkt.<name>`:
+/// `foreign_ipis`, `port_full_drops`, and each worker's as `w<i>.<key>`.
+impl percore_cpu::stats::Emit for RuntimeState {
+    fn emit(&self, emit: &mut dyn FnMut(&str, u64)) {
+        emit("foreign_ipis", self.foreign_sent.sum());
+        emit("port_full_drops", self.port_full_drops.sum());
+        for (i, w) in self.workers.iter().enumerate() {
+            w.stats.emit(&mut |k, v| emit(&format!("w{i}.{k}"), v));
+        }
     }
 }

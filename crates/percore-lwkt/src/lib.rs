@@ -51,7 +51,8 @@
 //! OS thread the holder needs to run again. The watchdog
 //! ([`RuntimeBuilder::watchdog`], on by default, 100 ms) counts such stalls
 //! as `lwkt.<name>.w<i>.stalls` and logs each stalling uthread's name and
-//! worker once to stderr.
+//! worker once to stderr (a worker the kernel merely did not run, on an
+//! overloaded machine, counts as `w<i>.descheduled` instead).
 //!
 //! ## Wake-ups
 //!
@@ -144,11 +145,13 @@
 // record) are the one loop; `worker/` is the scheduler on top of them;
 // `uthread/` and `sync/` are what uthreads call; `runtime/` and `driver/`
 // start and extend it all.
-#[cfg(not(loom))]
+// NOTE: under loom, only the maxima that `error` names are used.
+#[cfg_attr(loom, allow(dead_code))]
 mod config;
 #[cfg(not(loom))]
 mod driver;
-#[cfg(not(loom))]
+// NOTE: under loom, only `park_until`'s signature uses it.
+#[cfg_attr(loom, allow(dead_code))]
 mod error;
 #[cfg(not(loom))]
 mod kernel;
@@ -178,7 +181,9 @@ mod worker {
 #[cfg(loom)]
 #[allow(unreachable_pub)]
 mod uthread {
+    pub(crate) mod oneshot;
     pub(crate) mod park;
+    pub(crate) mod waiter;
 }
 #[cfg(loom)]
 #[allow(unreachable_pub)]
@@ -188,14 +193,12 @@ mod sync {
     }
 }
 
-#[cfg(not(loom))]
 pub use config::{
     DEFAULT_PORT_CAPACITY, DEFAULT_PRIORITY, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STACK_CACHE, DEFAULT_STACK_SIZE,
     MAX_PRIORITY, MAX_STACK_SIZE,
 };
 #[cfg(not(loom))]
 pub use driver::{Driver, IoEvent, IO_POLL_EVERY};
-#[cfg(not(loom))]
 pub use error::{Error, JoinError, PanicPayload};
 #[cfg(not(loom))]
 pub use runtime::{Handle, Runtime, RuntimeBuilder, ShutdownTimeout};
@@ -210,14 +213,15 @@ pub use sync::sleepq::{tsleep, wakeup, wakeup_one};
 #[cfg(not(loom))]
 pub use sync::token::{Token, TokenGuard};
 #[cfg(not(loom))]
-pub use uthread::block::{park, park_timeout, sleep};
+pub use uthread::block::{park, park_timeout, park_until, sleep};
 #[cfg(not(loom))]
 pub use uthread::builder::{spawn, Builder};
 #[cfg(not(loom))]
 pub use uthread::current::{current, maybe_yield, migrate, set_priority, worker_index, yield_now, QUANTUM};
 #[cfg(not(loom))]
 pub use uthread::join::JoinHandle;
-#[cfg(not(loom))]
+#[cfg(loom)]
+pub use uthread::waiter::park_until;
 pub use uthread::waiter::Waiter;
 #[cfg(not(loom))]
 pub use uthread::Uthread;
@@ -236,6 +240,7 @@ pub use worker::wheel;
 #[doc(hidden)]
 pub mod __loom {
     pub use crate::sync::token::word::{Mode, TokenList, TokenWord};
+    pub use crate::uthread::oneshot::Oneshot;
     pub use crate::uthread::park::ParkWord;
     pub use crate::worker::idle::{Idle, Notified};
     pub use crate::worker::ring::{Ring, CAPACITY};

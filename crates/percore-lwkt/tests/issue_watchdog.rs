@@ -94,3 +94,50 @@ fn a_stall_is_logged_once_per_uthread() {
         assert!(lines[0].contains("uthread 'napper'") && lines[0].contains("on worker 0"), "{stderr}");
     });
 }
+
+/// A worker the kernel does not run is not stalled: the worker's OS thread,
+/// at nice 19, shares its CPU with a busy nice-0 thread, so the kernel
+/// leaves it waiting on the run queue for long stretches while its uthread
+/// (which yields all the time) is current. Before the schedstat check each
+/// such stretch longer than the threshold was counted as a stall.
+///
+/// NOTE: how long the kernel keeps the worker waiting is up to it: the run
+/// ends once it has seen three descheduled episodes, or after 5 s (then the
+/// scenario did not occur and the test checks only that nothing was
+/// counted as a stall). Nothing here depends on how fast anything runs.
+#[test]
+fn a_worker_the_kernel_does_not_run_is_not_stalled() {
+    watchdog("watchdog_descheduled", || {
+        let rt =
+            Runtime::builder().workers(1).name("wd-nice").watchdog(Some(Duration::from_millis(20))).build().unwrap();
+        let seen = rt
+            .block_on({
+                move || {
+                    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let hog_stop = stop.clone();
+                    // SAFETY: no preconditions; `0` is the calling thread
+                    // (`setpriority(PRIO_PROCESS, 0)` is per thread on Linux).
+                    assert_eq!(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) }, 0);
+                    // SAFETY: no preconditions.
+                    let cpu = unsafe { libc::sched_getcpu() };
+                    assert!(cpu >= 0);
+                    let hog = std::thread::spawn(move || {
+                        percore_cpu::pin_current(cpu as usize).unwrap();
+                        while !hog_stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            std::hint::spin_loop();
+                        }
+                    });
+                    let t0 = std::time::Instant::now();
+                    while stat("lwkt.wd-nice.w0.descheduled") < 3 && t0.elapsed() < Duration::from_secs(5) {
+                        percore_lwkt::yield_now();
+                    }
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    hog.join().unwrap();
+                    stat("lwkt.wd-nice.w0.descheduled")
+                }
+            })
+            .unwrap();
+        eprintln!("descheduled episodes seen: {seen}");
+        assert_eq!(stat("lwkt.wd-nice.w0.stalls"), 0, "a worker waiting for its CPU was counted as stalled");
+    });
+}

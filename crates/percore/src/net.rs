@@ -45,6 +45,10 @@
 #[doc(inline)]
 pub use percore_evq::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 
+/// A socket of this module, for [`sync::Select`](crate::sync::Select)'s
+/// `readable`, `writable` and `acceptable` (sealed; [`evq::net::AsSocket`](crate::evq::net::AsSocket)).
+pub use percore_evq::net::AsSocket;
+
 /// Epoll for uthreads: an interest set waited on by many uthreads at once,
 /// each with its own timeout alarm ([`evq::Epoll`](crate::evq::Epoll)).
 ///

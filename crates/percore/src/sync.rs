@@ -6,7 +6,7 @@
 //! | sleep until someone signals an address | [`tsleep`], [`wakeup`], [`wakeup_one`] | `tsleep` / `wakeup` |
 //! | a typed message to a uthread, with or without a reply | [`Uthread::send`](crate::Uthread::send), [`Uthread::call`](crate::Uthread::call), [`wait_msg`], [`Message`] | `lwkt_msgport` |
 //! | a stream of small events, waited on from several queues at once | [`EventQueue`], [`Ceq`], [`wait_any`] | Akaros event queues |
-//! | one wait over queues, uthreads' ends, cancellation and a timeout | [`Select`], [`CancellationToken`] | Akaros: everything is an event |
+//! | one wait over queues, sockets, uthreads' ends, cancellation and a timeout | [`Select`], [`CancellationToken`] | Akaros: everything is an event |
 //!
 //! Every wait here parks the calling uthread only (its worker runs others),
 //! works from foreign threads too (which block), takes a timeout, and is

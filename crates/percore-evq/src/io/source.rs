@@ -50,8 +50,8 @@
 use crate::error::Error;
 use crate::queue::Ceq;
 use crate::sys::epoll as sys;
-use crate::waiter::{self, Waiter};
 use percore_cpu::loom::{AtomicBool, AtomicU64, Mutex};
+use percore_lwkt::Waiter;
 use std::io;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::Instant;
@@ -165,7 +165,7 @@ impl Source {
                 }
                 n
             };
-            for x in batch[..n].iter().flatten() {
+            for x in batch[..n].iter_mut().filter_map(Option::take) {
                 x.wake();
             }
             // NOTE: fewer than asked for: the rest left on their own.
@@ -199,7 +199,7 @@ impl Source {
             self.closed.store(true, Release);
             (std::mem::take(&mut w.read), std::mem::take(&mut w.write))
         };
-        for (_, w) in read.iter().chain(&write) {
+        for (_, w) in read.into_iter().chain(write) {
             w.wake();
         }
     }
@@ -256,23 +256,84 @@ impl Source {
     /// Block until `dir` may be ready, the source is closed, or `deadline`
     /// passes (spurious returns are possible: callers loop on `try_io`).
     pub fn wait(&self, dir: Dir, deadline: Option<Instant>) -> Result<(), Error> {
-        let ticket = {
-            let mut w = self.waiters.lock();
-            // ORDERING: acquire: the worker sets the bits before it takes
-            // this lock (see the module essay).
-            if self.ready.load(Acquire) & dir.mask() != 0 || self.is_closed() {
-                return Ok(());
+        let Some(ticket) = self.link(dir, Waiter::current) else { return Ok(()) };
+        let r = percore_lwkt::park_until(deadline);
+        self.unlink(dir, ticket);
+        r.map_err(Error::from)
+    }
+
+    /// The `Future`-style side of [`wait`](Source::wait), for a select:
+    /// `Ready` if the source is closed, or if `dir`'s bits are set and
+    /// `ready_now` (the caller's exact check, the kernel's `poll`) agrees;
+    /// otherwise clear the stale bits, link `waker` as a waiter of `dir`
+    /// (woken by the next edge or `close`, like a blocked waiter) and
+    /// return `Pending`. `key` holds the link's ticket between calls: a
+    /// registration from an earlier call is replaced. Never blocks.
+    pub fn poll_ready(
+        &self,
+        dir: Dir,
+        key: &mut Option<u64>,
+        waker: &std::task::Waker,
+        ready_now: impl Fn() -> bool,
+    ) -> std::task::Poll<()> {
+        if let Some(t) = key.take() {
+            self.unlink(dir, t);
+        }
+        loop {
+            // ORDERING: acquire: as in `try_io` (the worker's bits).
+            let snap = self.ready.load(Acquire);
+            if self.is_closed() {
+                return std::task::Poll::Ready(());
             }
-            let ticket = w.next;
-            w.next += 1;
-            let list = if dir == Dir::Read { &mut w.read } else { &mut w.write };
-            list.push((ticket, Waiter::current()));
-            ticket
-        };
-        let r = waiter::block(deadline);
+            if snap & dir.mask() != 0 {
+                if ready_now() {
+                    return std::task::Poll::Ready(());
+                }
+                // Stale bits (nothing to read after all): clear them, or
+                // retry if an event came meanwhile.
+                if !self.clear(dir, snap, true) {
+                    continue;
+                }
+            }
+            // Bits set between the load and the link: look again.
+            if let Some(t) = self.link(dir, || Waiter::from_waker(waker.clone())) {
+                *key = Some(t);
+                return std::task::Poll::Pending;
+            }
+        }
+    }
+
+    /// Take back the registration `key` of [`poll_ready`](Source::poll_ready), if any.
+    pub fn forget(&self, dir: Dir, key: &mut Option<u64>) {
+        if let Some(t) = key.take() {
+            self.unlink(dir, t);
+        }
+    }
+
+    /// Link the waiter `make` makes as a waiter of `dir` and return its
+    /// ticket; `None` (and nothing linked) if `dir` may be ready or the
+    /// source is closed already. The check and the link are under the lock
+    /// that `on_ready` takes after setting the bits, and `close` after
+    /// setting its flag: a waiter linked is woken by whatever comes later.
+    fn link(&self, dir: Dir, make: impl FnOnce() -> Waiter) -> Option<u64> {
+        let mut w = self.waiters.lock();
+        // ORDERING: acquire: the worker sets the bits before it takes
+        // this lock (see the module essay).
+        if self.ready.load(Acquire) & dir.mask() != 0 || self.is_closed() {
+            return None;
+        }
+        let ticket = w.next;
+        w.next += 1;
+        let list = if dir == Dir::Read { &mut w.read } else { &mut w.write };
+        list.push((ticket, make()));
+        Some(ticket)
+    }
+
+    /// Unlink the waiter `ticket` of `dir`, if it is still linked (a wake-up
+    /// takes it out).
+    fn unlink(&self, dir: Dir, ticket: u64) {
         let mut w = self.waiters.lock();
         let list = if dir == Dir::Read { &mut w.read } else { &mut w.write };
         list.retain(|(t, _)| *t != ticket);
-        r
     }
 }

@@ -78,6 +78,20 @@ mod tcp;
 mod udp;
 mod unix;
 
+/// A socket of this module, for [`Select::readable`](crate::Select::readable),
+/// [`writable`](crate::Select::writable) and
+/// [`acceptable`](crate::Select::acceptable): every socket type here
+/// implements it (and only they: it is sealed).
+pub trait AsSocket: sealed::Sealed + std::os::fd::AsRawFd {}
+
+pub(crate) mod sealed {
+    /// What a select needs of a socket: its readiness.
+    pub trait Sealed {
+        /// The descriptor's readiness and waiters.
+        fn io_source(&self) -> &crate::io::source::Source;
+    }
+}
+
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixListener, UnixStream};

@@ -71,7 +71,7 @@ impl Timeout {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        crate::waiter::deadline(self.get())
+        crate::wait::deadline(self.get())
     }
 }
 
@@ -159,6 +159,11 @@ impl<S: AsRawFd> Socket<S> {
         self.reg.close();
     }
 
+    /// The readiness and waiters of the descriptor (a select's source).
+    pub(super) fn source(&self) -> &crate::io::source::Source {
+        self.reg.source()
+    }
+
     /// Wait for a connection (`accept` on the listener `S`, `read_to`
     /// applies) and adopt it on the listener's runtime.
     pub(super) fn accept<T: Nonblocking, A>(
@@ -186,7 +191,7 @@ pub(super) fn connect<T: AsRawFd>(
     let pending = socket::connect_start(&sock, addr)?;
     let s = Socket::register(handle, sock)?;
     if pending {
-        let deadline = crate::waiter::deadline(timeout);
+        let deadline = crate::wait::deadline(timeout);
         // NOTE: the socket becomes writable (or reports an error) when the
         // connect completes; `SO_ERROR` says which.
         s.reg.io(Dir::Write, deadline, |_| false, || socket::connect_result(&s.sock))?;
@@ -222,6 +227,12 @@ macro_rules! socket_type {
             /// end of the stream (`shutdown` tells the peer at once).
             pub fn close(&self) {
                 self.0.close()
+            }
+        }
+        impl $crate::net::AsSocket for $t {}
+        impl $crate::net::sealed::Sealed for $t {
+            fn io_source(&self) -> &$crate::io::source::Source {
+                self.0.source()
             }
         }
         impl std::os::fd::AsRawFd for $t {

@@ -26,3 +26,14 @@ pub(crate) fn connect_result(sock: &socket2::Socket) -> io::Result<()> {
         Err(e) => Err(e),
     }
 }
+
+/// Whether `fd` is ready now for reading (`read`) or writing, without
+/// waiting: `poll(2)` with a zero timeout. Errors and hang-ups count as
+/// ready (the next call reports them), and so does a failed `poll`.
+pub(crate) fn ready_now(fd: std::os::fd::RawFd, read: bool) -> bool {
+    let events = if read { libc::POLLIN | libc::POLLPRI | libc::POLLRDHUP } else { libc::POLLOUT };
+    let mut p = libc::pollfd { fd, events, revents: 0 };
+    // SAFETY: `p` is one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n != 0
+}

@@ -112,7 +112,12 @@ impl RuntimeBuilder {
     /// (the uthread called `std::thread::sleep`, blocking std I/O, or waits
     /// on a std `Mutex`), counts it as `lwkt.<name>.w<i>.stalls` in the
     /// stats tree, and logs the uthread's name and worker to stderr once per
-    /// uthread. The workers pay a relaxed counter store per resume and yield.
+    /// uthread. A worker whose OS thread the kernel kept waiting for a CPU
+    /// for most of that time (an overloaded machine) is not stalled: it is
+    /// counted as `lwkt.<name>.w<i>.descheduled` instead (read from
+    /// `/proc/self/task/<tid>/schedstat` and `stat`; without them every such
+    /// case counts as a stall). The workers pay a relaxed counter store per
+    /// resume and yield.
     ///
     /// ```
     /// let rt = percore_lwkt::Runtime::builder().workers(1).watchdog(None).build().unwrap();
@@ -161,11 +166,12 @@ impl RuntimeBuilder {
                     poller: crate::sys::Poller::new().map_err(Error::Poller)?,
                     has_io: AtomicBool::new(false),
                     slot: Default::default(),
+                    tid: std::sync::atomic::AtomicI32::new(0),
                 })
             })
             .collect::<Result<_, Error>>()?;
         let shared = Arc::new(RuntimeState::new(workers, self.cfg, self.name.clone()));
-        let stats = register_stats(&self.name, &shared);
+        let stats = percore_cpu::stats::register_source(&format!("lwkt.{}", self.name), Arc::downgrade(&shared));
         let mut threads = Vec::with_capacity(n);
         let (tx, rx) = std::sync::mpsc::channel::<Result<(), Error>>();
         for i in 0..n {
@@ -479,39 +485,6 @@ impl std::fmt::Debug for ShutdownTimeout {
 }
 
 impl std::error::Error for ShutdownTimeout {}
-
-/// Publish the runtime's counters as `lwkt.<name>.*` in the stats tree.
-fn register_stats(name: &str, shared: &Arc<RuntimeState>) -> percore_cpu::stats::Registration {
-    let weak = Arc::downgrade(shared);
-    percore_cpu::stats::register(&format!("lwkt.{name}"), move |emit| {
-        let Some(sh) = weak.upgrade() else { return };
-        emit("foreign_ipis", sh.foreign_sent.sum());
-        emit("port_full_drops", sh.port_full_drops.sum());
-        for (i, w) in sh.workers.iter().enumerate() {
-            let s = &w.stats;
-            for (k, v) in [
-                ("switches", s.switches.get()),
-                ("ipis_sent", s.ipis_sent.get()),
-                ("ipis_received", s.ipis_received.get()),
-                ("idle_sleeps", s.idle_sleeps.get()),
-                ("wakeups", s.wakeups.get()),
-                ("token_contended", s.token_contended.get()),
-                ("ipi_panics", s.ipi_panics.get()),
-                ("given_away", s.given_away.get()),
-                ("preempt_hit", s.preempt_hit.get()),
-                ("preempt_miss", s.preempt_miss.get()),
-                ("runq_len", s.runq_len.get()),
-                ("cached_stacks", s.cached_stacks.get()),
-                ("io_events", s.io_events.get()),
-                ("crit_leaks", s.crit_leaks.get()),
-                ("stalls", s.stalls.get()),
-                ("yields_refused", s.yields_refused.get()),
-            ] {
-                emit(&format!("w{i}.{k}"), v);
-            }
-        }
-    })
-}
 
 /// `percore_cpu::coop`'s query: a uthread that may block (not inside a
 /// critical or SMR section, where it could not switch anyway).

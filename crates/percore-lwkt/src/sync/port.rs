@@ -182,11 +182,7 @@ impl Uthread {
                 }
                 // Closed or full: `m` is dropped here (a caller gets NoReply).
                 Some(other) => return other,
-                None => {
-                    if let Err(e) = wait_once(None) {
-                        return Posted::Full(e);
-                    }
-                }
+                None => wait_once(None),
             }
         }
     }
@@ -289,6 +285,6 @@ pub fn wait_msg(timeout: Option<Duration>) -> Result<Message, Error> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Error::TimedOut);
         }
-        wait_once(deadline)?;
+        wait_once(deadline);
     }
 }

@@ -99,7 +99,7 @@ pub fn tsleep<T: ?Sized>(chan: &T, timeout: Option<Duration>) -> Result<(), Erro
     bucket(chan).push(Entry { chan, waiter: Waiter::current(), woken: &woken });
     let link = Unlink { chan, woken: &woken };
     loop {
-        wait_once(deadline)?;
+        wait_once(deadline);
         // ORDERING: acquire pairs with the waker's release store (made under
         // the bucket lock) so its prior writes are visible.
         if woken.load(Acquire) {

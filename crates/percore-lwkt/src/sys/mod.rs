@@ -1,5 +1,6 @@
-//! Platform code: the futex the idle protocol sleeps on, uthread stacks, and
-//! the stack-overflow handler (`overflow.rs`).
+//! Platform code: the futex the idle protocol sleeps on, uthread stacks,
+//! the stack-overflow handler (`overflow.rs`), and what the kernel's
+//! scheduler says about a worker thread (`sched.rs`, for the watchdog).
 //!
 //! Only this module issues system calls. Under `--cfg loom` the futex is
 //! emulated with a loom mutex and condition variable, which is exactly the
@@ -12,6 +13,8 @@ mod linux;
 pub(crate) use linux::*;
 #[cfg(all(not(loom), target_os = "linux"))]
 pub(crate) mod overflow;
+#[cfg(all(not(loom), target_os = "linux"))]
+pub(crate) mod sched;
 
 #[cfg(loom)]
 mod loom_futex;

@@ -31,14 +31,14 @@ pub fn sleep(d: Duration) -> Result<(), Error> {
     check_may_block()?;
     let Some(deadline) = Instant::now().checked_add(d) else {
         loop {
-            wait_once(None)?; // for ever: spurious returns loop
+            wait_once(None); // for ever: spurious returns loop
         }
     };
     loop {
         if Instant::now() >= deadline {
             return Ok(());
         }
-        wait_once(Some(deadline))?;
+        wait_once(Some(deadline));
     }
 }
 
@@ -63,7 +63,8 @@ pub fn sleep(d: Duration) -> Result<(), Error> {
 #[inline]
 pub fn park() -> Result<(), Error> {
     check_may_block()?;
-    wait_once(None)
+    wait_once(None);
+    Ok(())
 }
 
 /// [`park`], at most `timeout`.
@@ -74,7 +75,8 @@ pub fn park() -> Result<(), Error> {
 /// ```
 pub fn park_timeout(timeout: Duration) -> Result<(), Error> {
     check_may_block()?;
-    wait_once(Instant::now().checked_add(timeout))
+    wait_once(Instant::now().checked_add(timeout));
+    Ok(())
 }
 
 /// Whether the caller may block: refused inside critical and SMR sections,
@@ -84,7 +86,7 @@ pub(crate) fn check_may_block() -> Result<(), Error> {
     w.check_block()
 }
 
-/// Park the current uthread once (until unparked or `deadline`): the park
+/// Park the uthread `t`, running on `w`, once (until unparked or `deadline`): the park
 /// word's three steps around the switch-out, and the timer.
 ///
 /// NOTE: the one check that the caller may block is its caller's, made once
@@ -92,12 +94,10 @@ pub(crate) fn check_may_block() -> Result<(), Error> {
 /// between there and here can enter a critical section or start a
 /// shutdown unwind, so it is only asserted here.
 #[inline]
-pub(crate) fn park_current(deadline: Option<Instant>) -> Result<(), Error> {
-    let w = current_worker().ok_or(Error::NotUthread)?;
-    let t = w.current_ptr().ok_or(Error::NotUthread)?;
+fn park_on(w: &crate::worker::Worker, t: &crate::uthread::record::Thread, deadline: Option<Instant>) {
     debug_assert!(w.check_block().is_ok(), "a blocking call skipped check_may_block");
     if t.park.take_notified() {
-        return Ok(());
+        return;
     }
     // A deadline already past fires at the next scheduling pass.
     let timer = deadline.map(|at| (w.idx, w.add_timer(at, t)));
@@ -106,7 +106,7 @@ pub(crate) fn park_current(deadline: Option<Instant>) -> Result<(), Error> {
         if let Some((_, key)) = timer {
             w.cancel_timer(key);
         }
-        return Ok(());
+        return;
     }
     w.switch_out(t, Intent::Block);
     t.park.finish_park();
@@ -118,21 +118,51 @@ pub(crate) fn park_current(deadline: Option<Instant>) -> Result<(), Error> {
             w.cancel_timer(key);
         }
     }
-    Ok(())
 }
 
 /// Block the caller (uthread or OS thread) once, until woken or `deadline`.
 /// Spurious returns are allowed; callers loop on their condition.
+///
+/// NOTE: infallible, and the hot path (a uthread parks and is woken)
+/// constructs no [`Error`]: the foreign-thread case is told apart up front
+/// rather than by matching a `NotUthread` error (issue 15).
 #[inline]
-pub(crate) fn wait_once(deadline: Option<Instant>) -> Result<(), Error> {
-    match crate::uthread::block::park_current(deadline) {
-        Err(Error::NotUthread) => {
-            match deadline {
-                None => std::thread::park(),
-                Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
-            }
-            Ok(())
+pub(crate) fn wait_once(deadline: Option<Instant>) {
+    if let Some(w) = current_worker() {
+        if let Some(t) = w.current_ptr() {
+            park_on(w, t, deadline);
+            return;
         }
-        r => r,
     }
+    match deadline {
+        None => std::thread::park(),
+        Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
+    }
+}
+
+/// Block the caller once, until woken (by a [`Waiter`](crate::Waiter)
+/// taken with [`Waiter::current`](crate::Waiter::current), an
+/// [`Uthread::unpark`](crate::Uthread::unpark) or a thread's `unpark`) or
+/// until `deadline` (`None`: no deadline). Spurious returns are possible:
+/// wait for a condition in a loop. The building block of wait queues kept
+/// outside this crate (percore-evq's queues, sockets and alarms). Refused
+/// inside a critical or SMR section.
+///
+/// A deadline already past returns at once. On the common path (a uthread
+/// parks and is woken) no error value is built.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
+/// let at = Instant::now() + Duration::from_millis(1);
+/// rt.block_on(move || while Instant::now() < at { percore_lwkt::park_until(Some(at)).unwrap() }).unwrap();
+/// ```
+#[inline]
+pub fn park_until(deadline: Option<Instant>) -> Result<(), Error> {
+    check_may_block()?;
+    if deadline.is_some_and(|d| d <= Instant::now()) {
+        return Ok(());
+    }
+    wait_once(deadline);
+    Ok(())
 }

@@ -44,7 +44,7 @@ pub fn worker_index() -> Option<usize> {
 /// let rt = percore_lwkt::Runtime::builder().workers(1).build().unwrap();
 /// rt.block_on(|| for _ in 0..3 { percore_lwkt::yield_now() }).unwrap();
 /// ```
-// NOTE: `#[inline]` here and on `maybe_yield`, `park`, `park_current` and
+// NOTE: `#[inline]` here and on `maybe_yield`, `park`, `park_on` and
 // `wait_once`: after a stack switch the return-address predictor holds the
 // other stack's entries, so every `ret` between the switch and the caller
 // mispredicts; inlining the chain into the caller removes those returns

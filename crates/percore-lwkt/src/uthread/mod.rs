@@ -4,9 +4,10 @@
 //! | --- | --- |
 //! | `record.rs` | the uthread record (`Thread`): its scheduler-owned state and the few shared fields |
 //! | `park.rs` | the park word, the lock-free core of every block and wake-up |
-//! | `block.rs` | the one blocking path (`wait_once`, `park_current`), and `park`, `park_timeout`, `sleep` |
+//! | `block.rs` | the one blocking path (`wait_once`, `park_on`), and `park`, `park_timeout`, `park_until`, `sleep` |
 //! | `waiter.rs` | [`Waiter`](crate::Waiter): a uthread, OS thread or task to wake |
-//! | `join.rs` | the join slot (`Oneshot`) and [`JoinHandle`](crate::JoinHandle) |
+//! | `oneshot.rs` | the join slot (`Oneshot`): one value, one waiter (uthread, thread or task) |
+//! | `join.rs` | [`JoinHandle`](crate::JoinHandle), and what fills its slot |
 //! | `builder.rs` | [`Builder`](crate::Builder), [`spawn`](crate::spawn) |
 //! | `current.rs` | what the calling uthread does to itself: yield, migrate, priority |
 //! | `giveaway.rs` | moving a descheduled uthread to another worker |
@@ -18,6 +19,7 @@ pub(crate) mod builder;
 pub(crate) mod current;
 pub(crate) mod giveaway;
 pub(crate) mod join;
+pub(crate) mod oneshot;
 pub(crate) mod park;
 pub(crate) mod record;
 pub(crate) mod waiter;

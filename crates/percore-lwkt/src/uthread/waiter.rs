@@ -1,12 +1,21 @@
 //! [`Waiter`]: something that blocks and is woken.
+//!
+//! Under `--cfg loom` (the loom models of this crate and of percore-evq)
+//! a waiter is a loom thread or a task: [`Waiter::current`] is the calling
+//! loom thread, woken with `loom::thread::Thread::unpark`, and
+//! [`park_until`](crate::park_until) is `loom::thread::park` (loom reports a
+//! waiter nobody wakes as a deadlock).
 
+#[cfg(not(loom))]
 use crate::uthread::record::Thread;
+#[cfg(not(loom))]
 use percore_cpu::loom::Arc;
 
 /// Something that blocks and is woken: a uthread, a foreign OS thread, or an
 /// async task. What every percore wait queue stores for each of its waiters
-/// (tsleep channels, port senders, join slots; percore-evq's queues and
-/// alarms are built on the same idea).
+/// (tsleep channels, port senders, join slots, and percore-evq's queues,
+/// sockets, alarms and selects), each blocking with
+/// [`park_until`](crate::park_until).
 ///
 /// [`Waiter::current`] is the caller; [`Waiter::wake`] wakes it from any
 /// thread: a uthread through its park word (its `park` or blocking call
@@ -42,18 +51,29 @@ pub struct Waiter(Kind);
 
 #[derive(Clone)]
 enum Kind {
+    #[cfg(not(loom))]
     U(Arc<Thread>),
+    #[cfg(not(loom))]
     Os(std::thread::Thread),
+    #[cfg(loom)]
+    Loom(loom::thread::Thread),
     Task(std::task::Waker),
 }
 
 impl Waiter {
     /// The caller, as a waiter: its uthread on a worker, else its OS thread.
+    #[cfg(not(loom))]
     pub fn current() -> Waiter {
         match crate::worker::current_thread() {
             Some(t) => Waiter(Kind::U(t)),
             None => Waiter(Kind::Os(std::thread::current())),
         }
+    }
+
+    /// The caller, as a waiter: the calling loom thread.
+    #[cfg(loom)]
+    pub fn current() -> Waiter {
+        Waiter(Kind::Loom(loom::thread::current()))
     }
 
     /// An async task, woken through `waker`.
@@ -63,14 +83,21 @@ impl Waiter {
 
     /// Whether it is a uthread (and so blocks without blocking its worker).
     pub fn is_uthread(&self) -> bool {
-        matches!(self.0, Kind::U(_))
+        #[cfg(not(loom))]
+        return matches!(self.0, Kind::U(_));
+        #[cfg(loom)]
+        false
     }
 
     /// Whether both name the same uthread, OS thread or task.
     pub fn same(&self, other: &Waiter) -> bool {
         match (&self.0, &other.0) {
+            #[cfg(not(loom))]
             (Kind::U(a), Kind::U(b)) => Arc::ptr_eq(a, b),
+            #[cfg(not(loom))]
             (Kind::Os(a), Kind::Os(b)) => a.id() == b.id(),
+            #[cfg(loom)]
+            (Kind::Loom(a), Kind::Loom(b)) => a.id() == b.id(),
             (Kind::Task(a), Kind::Task(b)) => a.will_wake(b),
             _ => false,
         }
@@ -81,8 +108,12 @@ impl Waiter {
     #[inline]
     pub fn wake(self) {
         match self.0 {
+            #[cfg(not(loom))]
             Kind::U(t) => crate::worker::ipi::unpark_owned(t),
+            #[cfg(not(loom))]
             Kind::Os(t) => t.unpark(),
+            #[cfg(loom)]
+            Kind::Loom(t) => t.unpark(),
             Kind::Task(w) => w.wake(),
         }
     }
@@ -91,8 +122,12 @@ impl Waiter {
     #[inline]
     pub fn wake_by_ref(&self) {
         match &self.0 {
+            #[cfg(not(loom))]
             Kind::U(t) => crate::worker::ipi::unpark(t),
+            #[cfg(not(loom))]
             Kind::Os(t) => t.unpark(),
+            #[cfg(loom)]
+            Kind::Loom(t) => t.unpark(),
             Kind::Task(w) => w.wake_by_ref(),
         }
     }
@@ -111,9 +146,32 @@ impl std::task::Wake for Waiter {
 impl std::fmt::Debug for Waiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
+            #[cfg(not(loom))]
             Kind::U(t) => f.debug_tuple("Waiter::Uthread").field(&t.id).finish(),
+            #[cfg(not(loom))]
             Kind::Os(t) => f.debug_tuple("Waiter::Thread").field(&t.id()).finish(),
+            #[cfg(loom)]
+            Kind::Loom(t) => f.debug_tuple("Waiter::Loom").field(&t.id()).finish(),
             Kind::Task(_) => f.write_str("Waiter::Task"),
         }
     }
+}
+
+/// The loom form of [`park_until`](crate::park_until): park the calling
+/// loom thread once (spurious returns allowed, as in production).
+///
+/// NOTE: deadlines are not modelled (real time would make executions
+/// differ); a model's timed wait uses a zero timeout, which its caller
+/// checks before it parks. This ignores the deadline.
+#[cfg(loom)]
+#[allow(clippy::unnecessary_wraps)]
+pub fn park_until(deadline: Option<std::time::Instant>) -> Result<(), crate::error::Error> {
+    wait_once(deadline);
+    Ok(())
+}
+
+/// The loom form of `block.rs`'s `wait_once`: park the loom thread once.
+#[cfg(loom)]
+pub(crate) fn wait_once(_deadline: Option<std::time::Instant>) {
+    loom::thread::park();
 }

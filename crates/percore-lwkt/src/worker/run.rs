@@ -118,6 +118,8 @@ impl Worker {
         super::WORKER.with(|w| w.set(&self));
         let alt = crate::sys::overflow::enter_worker(&self.guard);
         let ws = self.ws();
+        // ORDERING: relaxed: read by the watchdog only, which tolerates 0.
+        ws.tid.store(crate::sys::sched::gettid(), std::sync::atomic::Ordering::Relaxed);
         let mut contended = 0u32;
         while !self.shared.is_shutdown() {
             self.poll_ipis();
