@@ -524,7 +524,9 @@ fn nested_sections_on_a_teardown_time_slot_end_in_any_order_and_free_it() {
     // As in `sections_and_retires_in_late_thread_local_destructors_work`,
     // but nested and dropped outer first: the last guard (not the first)
     // must unpublish and give the ephemeral slot back.
-    struct Late(Option<(Smr, mpsc::Sender<(bool, bool, bool)>)>);
+    /// In a section after the outer drop, after the inner drop; the poll.
+    type Seen = (bool, bool, bool);
+    struct Late(Option<(Smr, mpsc::Sender<Seen>)>);
     impl Drop for Late {
         fn drop(&mut self) {
             if let Some((smr, tx)) = self.0.take() {
