@@ -115,6 +115,7 @@ mod pool;
 mod spawn;
 mod stats;
 mod sys;
+mod thunk;
 
 pub use error::{Error, JoinError, PanicPayload};
 pub use job::{Done, Job, JobLock, JobStats, JobStatus, Run, RunLock};
