@@ -410,11 +410,17 @@ impl Smr {
                 if !slot.in_section() {
                     domain.publish_light(slot);
                 } else {
+                    // NOTE: a layout hint only: keeps the unnested entry
+                    // the fall-through path.
+                    std::hint::cold_path();
                     nest(slot);
                 }
                 slot
             }
-            None => self.enter_other(),
+            None => {
+                std::hint::cold_path();
+                self.enter_other()
+            }
         };
         Guard { smr: self, slot, _not_send: PhantomData }
     }
@@ -725,6 +731,12 @@ fn unpublish(slot: &Slot) {
 /// End one section off the fast path: a nested guard, or a teardown-time
 /// slot. Guards may drop in any order: whichever is last (no extra nesting
 /// left) unpublishes. A saturated count stays (see `NEST_MASK`).
+///
+/// NOTE: inlined, so that nested sections (a common pattern: a lookup
+/// inside a longer section) pay no call; the teardown case calls out to
+/// the cold `release_ephemeral`. `always`: the caller marks this branch
+/// cold (a layout hint), which would otherwise keep it out of line.
+#[inline(always)]
 fn exit_slow(smr: &Smr, slot: &Slot) {
     let n = slot.local.nesting.get();
     match n & NEST_MASK {
@@ -759,6 +771,8 @@ impl Drop for Guard<'_> {
         if self.slot.local.nesting.get() == 0 {
             unpublish(self.slot);
         } else {
+            // NOTE: a layout hint, as in `enter`.
+            std::hint::cold_path();
             exit_slow(self.smr, self.slot);
         }
     }
