@@ -116,6 +116,7 @@ mod priority;
 mod spawn;
 mod stats;
 mod sys;
+mod thunk;
 
 pub use error::{Error, JoinError, PanicPayload};
 pub use job::{Done, Job, JobLock, JobStats, JobStatus, Run, RunLock};

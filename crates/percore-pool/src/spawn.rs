@@ -3,8 +3,8 @@
 //!
 //! # Mechanism
 //!
-//! A spawned closure travels in a type-erased [`Cell`] whose life is one
-//! atomic state word:
+//! A spawned closure travels in a type-erased [`Cell`] (inside it, when it
+//! is a few words: see `thunk.rs`) whose life is one atomic state word:
 //!
 //! ```text
 //!   FREE --spawn--> PENDING --worker CAS--> RUNNING --worker swap--> FINISHED --join--> (taken)
@@ -42,6 +42,7 @@
 
 use crate::core::{Entry, PoolCore, Task};
 use crate::error::{JoinError, PanicPayload};
+use crate::thunk::Thunk;
 use percore_cpu::loom::{AtomicUsize, Condvar, Mutex};
 use std::any::Any;
 use std::cell::UnsafeCell;
@@ -50,7 +51,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-type Thunk = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
 type Outcome = Result<Box<dyn Any + Send>, PanicPayload>;
 /// A caught panic of a destructor, on its way to be counted or re-raised.
 type Payload = Box<dyn Any + Send>;
@@ -175,7 +175,7 @@ impl Task for Cell {
             // SAFETY: RUNNING and we won the CAS: the thunk is ours.
             let thunk = unsafe { (*self.thunk.get()).take() };
             if let Some(f) = thunk {
-                let outcome = crate::error::catch_unwind(f).map_err(|p| {
+                let outcome = crate::error::catch_unwind(move || f.call()).map_err(|p| {
                     core.stats.panics.inc();
                     PanicPayload::new(p)
                 });
@@ -223,7 +223,8 @@ where
     R: Send + 'static,
 {
     let cell = cache::alloc();
-    let thunk: Thunk = Box::new(move || Box::new(f()) as Box<dyn Any + Send>);
+    // NOTE: small closures travel inside the cell, no allocation (thunk.rs).
+    let thunk = Thunk::new(f);
     // SAFETY: the cell is FREE and ours alone (fresh, or from the cache).
     unsafe { *cell.thunk.get() = Some(thunk) };
     // ORDERING (both): the pool lock taken by `push` publishes them.

@@ -200,3 +200,71 @@ fn many_spawners_many_handles() {
     pool.drain_timeout(LONG).unwrap();
     assert!(sum.load(Ordering::Relaxed) > 0);
 }
+
+/// A capture that counts its drops, padded to `N` words.
+struct Capture<const N: usize> {
+    drops: Arc<AtomicU64>,
+    pad: [u64; N],
+}
+
+impl<const N: usize> Drop for Capture<N> {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A 64-byte-aligned capture: always boxed by the cell.
+#[repr(align(64))]
+struct Aligned(u64);
+
+#[test]
+fn closures_inline_or_boxed_run_once_or_are_dropped_once() {
+    // Closures of 1, 4 (the inline limit: a 1-word Arc plus 3 words) and 5
+    // words, and over-aligned ones, spawned from many threads, half of them
+    // raced by a cancel: each one either ran exactly once (its value comes
+    // back) or was cancelled, and every capture is dropped exactly once.
+    let pool = ThreadPool::builder().name("stress-thunk").build().unwrap();
+    let drops = Arc::new(AtomicU64::new(0));
+    let (ran, cancelled) = (AtomicU64::new(0), AtomicU64::new(0));
+    let ops = OPS as u64 / 2;
+    std::thread::scope(|s| {
+        for t in 0..THREADS as u64 {
+            let (pool, drops, ran, cancelled) = (&pool, &drops, &ran, &cancelled);
+            s.spawn(move || {
+                let mut rng = Rng(t + 17);
+                for i in 0..ops {
+                    let h = match i % 4 {
+                        0 => {
+                            let c = Capture::<0> { drops: drops.clone(), pad: [] };
+                            pool.spawn(move || i + c.pad.len() as u64)
+                        }
+                        1 => {
+                            let c = Capture::<3> { drops: drops.clone(), pad: [i; 3] };
+                            pool.spawn(move || c.pad[2])
+                        }
+                        2 => {
+                            let c = Capture::<4> { drops: drops.clone(), pad: [i; 4] };
+                            pool.spawn(move || c.pad[3])
+                        }
+                        _ => {
+                            let (c, a) = (Capture::<0> { drops: drops.clone(), pad: [] }, Aligned(i));
+                            pool.spawn(move || a.0 + c.pad.len() as u64)
+                        }
+                    };
+                    if rng.next() % 2 == 0 && h.cancel() {
+                        cancelled.fetch_add(1, Ordering::Relaxed);
+                        assert!(h.join().unwrap_err().is_cancelled());
+                    } else {
+                        assert_eq!(h.join().unwrap(), i);
+                        ran.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    pool.drain_timeout(LONG).unwrap();
+    let total = THREADS as u64 * ops;
+    assert_eq!(ran.load(Ordering::Relaxed) + cancelled.load(Ordering::Relaxed), total);
+    assert_eq!(drops.load(Ordering::Relaxed), total, "every capture dropped exactly once");
+    assert_eq!(pool.stats().panics, 0);
+}

@@ -220,12 +220,24 @@ impl Domain {
         if slot.rmw.get() {
             sys::publish_with_full_fence(&slot.c_seq, seq);
         } else {
-            // ORDERING: Relaxed store + compiler fence. The writer's
-            // membarrier (sys::heavy_fence) upgrades this to a full fence
-            // whenever it matters; see sys/mod.rs for the argument.
-            slot.c_seq.store(seq, Ordering::Relaxed);
-            percore_cpu::loom::compiler_fence(Ordering::SeqCst);
+            self.store_light(slot, seq);
         }
+    }
+
+    /// `publish` for a slot known to use the membarrier flavour
+    /// (`!slot.rmw`): `Smr::enter`'s fast path.
+    #[inline]
+    pub(crate) fn publish_light(&self, slot: &Slot) {
+        self.store_light(slot, self.current().0);
+    }
+
+    #[inline]
+    fn store_light(&self, slot: &Slot, seq: u32) {
+        // ORDERING: Relaxed store + compiler fence. The writer's membarrier
+        // (sys::heavy_fence) upgrades this to a full fence whenever it
+        // matters; see sys/mod.rs for the argument.
+        slot.c_seq.store(seq, Ordering::Relaxed);
+        percore_cpu::loom::compiler_fence(Ordering::SeqCst);
     }
 
     /// Bump the shared write sequence by one step (`smr_shared_advance`).

@@ -12,7 +12,7 @@
 //!  Slots.head ─► Segment [slot 0][slot 1] ... [slot 31] next ─► Segment ... ─► null
 //!                 each slot: c_seq (owner writes, scanners read)
 //!                            state (FREE/USED: claimed by CAS, released at thread exit)
-//!                            owner-only: extra nesting, deferred count, batch
+//!                            owner-only: extra nesting + teardown flag, deferred count, batch
 //! ```
 //!
 //! Who touches what:
@@ -41,12 +41,24 @@ const SEGMENT: usize = 2;
 const FREE: u32 = 0;
 const USED: u32 = 1;
 
+/// `Local::nesting`: the slot was claimed during thread teardown, after the
+/// thread's registry was destroyed, and is released as soon as its owner is
+/// outside a section.
+pub(crate) const EPHEMERAL: u32 = 1 << 31;
+/// `Local::nesting`: the count of extra guards. It saturates: once there
+/// (2^31 - 1 extra guards, only reachable by forgetting guards) the section
+/// never ends, which is safe (writers wait; nothing is freed early).
+pub(crate) const NEST_MASK: u32 = EPHEMERAL - 1;
+
 /// Owner-only state of a participant.
 #[derive(Default)]
 pub(crate) struct Local {
-    /// Guards of this domain alive on the owner beyond the first one. The
-    /// first guard is recorded by `c_seq` itself (not `INVALID`), so the
-    /// common, unnested section never touches this counter.
+    /// The section exit's one test: guards of this domain alive on the
+    /// owner beyond the first one (low bits, `NEST_MASK`), plus `EPHEMERAL`.
+    /// The first guard is recorded by `c_seq` itself (not `INVALID`), so the
+    /// common, unnested section of a normal slot finds 0 here and takes the
+    /// fast exit; anything else (nested, or a teardown-time slot) takes the
+    /// slow one (`smr::exit_slow`).
     pub(crate) nesting: Cell<u32>,
     /// Deferred mode: advances since the last real one (`c_deferred`).
     pub(crate) deferred: Cell<u32>,
@@ -62,9 +74,6 @@ pub(crate) struct Slot {
     state: AtomicU32,
     /// Readers publish with a locked RMW (the fallback flavour).
     pub(crate) rmw: Cell<bool>,
-    /// Claimed during thread teardown, after the thread's registry was
-    /// destroyed: released as soon as its owner is outside a section.
-    pub(crate) ephemeral: Cell<bool>,
     pub(crate) local: Local,
 }
 
@@ -81,14 +90,24 @@ impl Slot {
             c_seq: AtomicU32::new(INVALID),
             state: AtomicU32::new(FREE),
             rmw: Cell::new(false),
-            ephemeral: Cell::new(false),
             local: Local::default(),
         }
     }
 
+    /// Whether the slot was claimed during thread teardown (see
+    /// `EPHEMERAL`). Owner only.
+    #[inline]
+    pub(crate) fn ephemeral(&self) -> bool {
+        self.local.nesting.get() & EPHEMERAL != 0
+    }
+
+    /// Mark a freshly claimed slot as a teardown-time one. Owner only.
+    pub(crate) fn set_ephemeral(&self) {
+        self.local.nesting.set(self.local.nesting.get() | EPHEMERAL);
+    }
+
     /// Give the slot up. The caller is its owner and is not in a section.
     pub(crate) fn release(&self) {
-        self.ephemeral.set(false);
         self.local.nesting.set(0);
         self.local.deferred.set(0);
         // ORDERING: a forgotten guard may have left a sequence published;

@@ -6,10 +6,20 @@
 //! records it in the thread's `OWNED` list, which gives the slot back when
 //! the thread exits. A one-entry cache (`FAST`) answers the common case, "the
 //! same domain as last time", with one thread-local load and a compare.
+//!
+//! The read section's fast path is what `Smr::enter` and `Guard::drop` cost
+//! most callers, so each side tests one thing. Entry: a cache hit (the key
+//! matches the domain's id exactly, which only a membarrier-flavour slot's
+//! key does: the fallback flavour's keys carry `RMW_TAG`) and `c_seq` says
+//! "not in a section"; then one load of the write sequence and one store.
+//! Exit: `Local::nesting` is 0 (no extra guard, not a teardown-time slot);
+//! then one store. Everything else (nesting, the RMW flavour, a cache miss,
+//! teardown) leaves the fast path by one branch, into `enter_other` or
+//! `exit_slow`.
 
 use crate::domain::{Domain, Mode};
 use crate::reclaim::{Batch, Deferred, Tagged};
-use crate::slots::Slot;
+use crate::slots::{Slot, EPHEMERAL, NEST_MASK};
 use crate::sys::Flavour;
 use crate::{Error, Seq};
 use percore_cpu::loom::Arc;
@@ -25,11 +35,38 @@ use std::time::Duration;
 static NEXT_ID: StdAtomicU64 = StdAtomicU64::new(1);
 
 struct Fast {
-    /// The domain of the cached slot (0: none).
+    /// The key of the cached slot's domain (0: none): its id, with
+    /// `RMW_TAG` set if the slot publishes with the fallback flavour's RMW
+    /// (so that `Smr::enter`'s exact compare sends it off the fast path).
     id: Cell<u64>,
     slot: Cell<*const Slot>,
     /// How many slots `OWNED` holds (so that `in_section` can skip it).
     owned: Cell<usize>,
+}
+
+/// Set in a `Fast` key whose slot uses `Flavour::Rmw` (domain ids stay far
+/// below it: they count up from 1).
+const RMW_TAG: u64 = 1 << 63;
+
+/// The `Fast` key for a slot of `domain`.
+fn fast_key(domain: &Domain) -> u64 {
+    if domain.flavour == Flavour::Rmw {
+        domain.id | RMW_TAG
+    } else {
+        domain.id
+    }
+}
+
+impl Fast {
+    /// The cached slot, if it belongs to the domain with this id.
+    #[inline]
+    fn slot_of(&self, id: u64) -> Option<*const Slot> {
+        if self.id.get() & !RMW_TAG == id {
+            Some(self.slot.get())
+        } else {
+            None
+        }
+    }
 }
 
 /// Slots this thread owns, with the domains that keep their memory alive.
@@ -274,7 +311,7 @@ impl Smr {
         // never fails and compiles to two %fs-relative loads. A matching id
         // implies a valid slot (ids are never reused, and `Owned::drop`
         // clears the id before giving slots back).
-        let hit = FAST.with(|f| if f.id.get() == id { Some(f.slot.get()) } else { None });
+        let hit = FAST.with(|f| f.slot_of(id));
         match hit {
             Some(slot) => slot,
             None => self.slot_slow(true).expect("claiming always yields a slot"),
@@ -302,7 +339,7 @@ impl Smr {
                 None => return None,
             };
             let _ = FAST.try_with(|f| {
-                f.id.set(domain.id);
+                f.id.set(fast_key(domain));
                 f.slot.set(p);
                 f.owned.set(owned.len());
             });
@@ -316,9 +353,9 @@ impl Smr {
             Err(_) if claim => {
                 let slot = domain.slots.claim();
                 slot.rmw.set(domain.flavour == Flavour::Rmw);
-                slot.ephemeral.set(true);
+                slot.set_ephemeral();
                 FAST.with(|f| {
-                    f.id.set(domain.id);
+                    f.id.set(fast_key(domain));
                     f.slot.set(slot);
                 });
                 Some(slot as *const Slot)
@@ -359,18 +396,58 @@ impl Smr {
     /// ```
     #[inline]
     pub fn enter(&self) -> Guard<'_> {
+        let domain = self.domain();
+        let id = domain.id;
+        // NOTE: the exact compare hits only a membarrier-flavour slot (see
+        // `RMW_TAG`), so this path needs no flavour test.
+        let hit = FAST.with(|f| if f.id.get() == id { Some(f.slot.get()) } else { None });
+        let slot = match hit {
+            Some(slot) => {
+                // SAFETY: as in `enter_other`; a matching key implies a
+                // valid slot (see `slot`).
+                let slot = unsafe { &*slot };
+                debug_assert!(!slot.rmw.get());
+                if !slot.in_section() {
+                    domain.publish_light(slot);
+                } else {
+                    // NOTE: a layout hint only: keeps the unnested entry
+                    // the fall-through path.
+                    std::hint::cold_path();
+                    nest(slot);
+                }
+                slot
+            }
+            None => {
+                std::hint::cold_path();
+                self.enter_other()
+            }
+        };
+        Guard { smr: self, slot, _not_send: PhantomData }
+    }
+
+    /// `enter` off its fast path: a cache miss (first use, or another
+    /// domain used last) or the fallback flavour.
+    #[inline(never)]
+    fn enter_other(&self) -> &Slot {
         // SAFETY: the slot lives as long as the domain's shared state, which
         // `self` keeps alive for the guard's lifetime; this thread owns it.
         let slot = unsafe { &*self.slot() };
         enter_slot(self.domain(), slot);
-        Guard { smr: self, slot, _not_send: PhantomData }
+        slot
+    }
+
+    /// This thread's slot, for tests that look at owner-only state.
+    #[cfg(test)]
+    pub(crate) fn test_slot(&self) -> &Slot {
+        // SAFETY: as in `enter_other`.
+        unsafe { &*self.slot() }
     }
 
     /// Whether the calling thread is inside a read section of this domain.
     pub fn in_section(&self) -> bool {
         let id = self.domain().id;
-        let p = match FAST.try_with(|f| if f.id.get() == id { f.slot.get() } else { std::ptr::null() }) {
-            Ok(p) if !p.is_null() => p,
+        let p = match FAST.try_with(|f| f.slot_of(id)) {
+            Ok(Some(p)) => p,
             _ => match self.slot_slow(false) {
                 Some(p) => p,
                 None => return false,
@@ -423,7 +500,7 @@ impl Smr {
                 // SAFETY: as in `enter`.
                 let slot = unsafe { &*self.slot() };
                 let goal = domain.deferred_advance(slot, limit, !slot.in_section());
-                if slot.ephemeral.get() {
+                if slot.ephemeral() {
                     self.release_ephemeral(slot);
                 }
                 goal
@@ -549,7 +626,7 @@ impl Smr {
             let batch = unsafe { (*slot.local.batch.get()).take() };
             self.queue_batch(slot, batch, !slot.in_section());
         }
-        if slot.ephemeral.get() {
+        if slot.ephemeral() {
             // Thread teardown: queue the batch with the slot now (or at
             // section exit), there is no later retire to do it.
             self.release_ephemeral(slot);
@@ -580,7 +657,7 @@ impl Smr {
         }
         // SAFETY: as in `enter`.
         let slot = unsafe { &*self.slot() };
-        if slot.ephemeral.get() {
+        if slot.ephemeral() {
             self.release_ephemeral(slot);
         } else {
             // SAFETY: owner-only batch, see `push`.
@@ -630,21 +707,45 @@ fn enter_slot(domain: &Domain, slot: &Slot) {
     if !slot.in_section() {
         domain.publish(slot);
     } else {
-        slot.local.nesting.set(slot.local.nesting.get() + 1);
+        nest(slot);
     }
 }
 
-/// End one section. Guards may drop in any order: whichever is last
-/// (no extra nesting left) unpublishes.
+/// One more guard on a slot already in a section.
 #[inline]
-fn exit_slot(slot: &Slot) {
+fn nest(slot: &Slot) {
     let n = slot.local.nesting.get();
-    if n == 0 {
-        // ORDERING: Release: every load of the section happens before a
-        // poller that acquires INVALID frees anything (`poll_slot`).
-        slot.c_seq.store(crate::seq::INVALID, Ordering::Release);
-    } else {
-        slot.local.nesting.set(n - 1);
+    if n & NEST_MASK != NEST_MASK {
+        slot.local.nesting.set(n + 1);
+    }
+}
+
+/// Unpublish: the section of `slot` ends.
+#[inline]
+fn unpublish(slot: &Slot) {
+    // ORDERING: Release: every load of the section happens before a poller
+    // that acquires INVALID frees anything (`poll_slot`).
+    slot.c_seq.store(crate::seq::INVALID, Ordering::Release);
+}
+
+/// End one section off the fast path: a nested guard, or a teardown-time
+/// slot. Guards may drop in any order: whichever is last (no extra nesting
+/// left) unpublishes. A saturated count stays (see `NEST_MASK`).
+///
+/// NOTE: inlined, so that nested sections (a common pattern: a lookup
+/// inside a longer section) pay no call; the teardown case calls out to
+/// the cold `release_ephemeral`. `always`: the caller marks this branch
+/// cold (a layout hint), which would otherwise keep it out of line.
+#[inline(always)]
+fn exit_slow(smr: &Smr, slot: &Slot) {
+    let n = slot.local.nesting.get();
+    match n & NEST_MASK {
+        0 => unpublish(slot),
+        NEST_MASK => {}
+        _ => slot.local.nesting.set(n - 1),
+    }
+    if n & EPHEMERAL != 0 {
+        smr.release_ephemeral(slot);
     }
 }
 
@@ -666,9 +767,13 @@ impl Guard<'_> {
 impl Drop for Guard<'_> {
     #[inline]
     fn drop(&mut self) {
-        exit_slot(self.slot);
-        if self.slot.ephemeral.get() {
-            self.smr.release_ephemeral(self.slot);
+        // One test: no extra guard and not a teardown-time slot.
+        if self.slot.local.nesting.get() == 0 {
+            unpublish(self.slot);
+        } else {
+            // NOTE: a layout hint, as in `enter`.
+            std::hint::cold_path();
+            exit_slow(self.smr, self.slot);
         }
     }
 }
@@ -723,7 +828,7 @@ impl Participant {
     #[inline]
     fn is_home(&self) -> bool {
         let id = self.smr.domain().id;
-        let cached = FAST.with(|f| f.id.get() == id && std::ptr::eq(f.slot.get(), self.slot));
+        let cached = FAST.with(|f| f.slot_of(id).is_some_and(|p| std::ptr::eq(p, self.slot)));
         cached || self.smr.slot_slow(false).is_some_and(|p| std::ptr::eq(p, self.slot))
     }
 
@@ -742,7 +847,7 @@ impl Drop for Participant {
         }
         // SAFETY: as in `enter`.
         let slot = unsafe { &*self.slot };
-        if slot.ephemeral.get() {
+        if slot.ephemeral() {
             self.smr.release_ephemeral(slot);
         }
     }

@@ -518,3 +518,72 @@ fn in_section_sees_every_domain_not_only_the_cached_one() {
     }
     assert!(!crate::in_section());
 }
+
+#[test]
+fn nested_sections_on_a_teardown_time_slot_end_in_any_order_and_free_it() {
+    // As in `sections_and_retires_in_late_thread_local_destructors_work`,
+    // but nested and dropped outer first: the last guard (not the first)
+    // must unpublish and give the ephemeral slot back.
+    /// In a section after the outer drop, after the inner drop; the poll.
+    type Seen = (bool, bool, bool);
+    struct Late(Option<(Smr, mpsc::Sender<Seen>)>);
+    impl Drop for Late {
+        fn drop(&mut self) {
+            if let Some((smr, tx)) = self.0.take() {
+                let outer = smr.enter();
+                let inner = smr.enter();
+                drop(outer);
+                let after_outer = smr.in_section();
+                drop(inner);
+                let after_inner = smr.in_section();
+                // The slot was released: a blocking poll cannot see it.
+                let goal = smr.advance();
+                tx.send((after_outer, after_inner, smr.poll(goal, true))).unwrap();
+            }
+        }
+    }
+    thread_local! {
+        static LATE: std::cell::RefCell<Late> = const { std::cell::RefCell::new(Late(None)) };
+    }
+    let smr = Smr::new("t-late-nest").unwrap();
+    let (tx, rx) = mpsc::channel();
+    let s = smr.clone();
+    std::thread::spawn(move || {
+        LATE.with(|l| l.borrow_mut().0 = Some((s.clone(), tx)));
+        drop(s.enter()); // registers the SMR thread-locals after LATE
+    })
+    .join()
+    .unwrap();
+    assert_eq!(rx.recv().unwrap(), (true, false, true));
+    assert_eq!(
+        percore_cpu::stats::get("smr.t-late-nest.participants"),
+        Some(0),
+        "both of the thread's slots were given back"
+    );
+}
+
+#[test]
+fn a_saturated_nesting_count_keeps_the_section_open() {
+    use crate::slots::NEST_MASK;
+    let smr = Smr::new("t-saturate").unwrap();
+    let s = smr.clone();
+    std::thread::spawn(move || {
+        let outer = s.enter();
+        let slot = s.test_slot();
+        // As if 2^31 - 2 guards had been forgotten.
+        slot.local.nesting.set(NEST_MASK - 1);
+        let a = s.enter();
+        let b = s.enter(); // saturates: no wrap into the flag bit
+        assert_eq!(slot.local.nesting.get(), NEST_MASK);
+        assert!(!slot.ephemeral());
+        drop(b);
+        drop(a);
+        drop(outer);
+        assert!(s.in_section(), "a saturated count never reaches zero");
+        assert_eq!(slot.local.nesting.get(), NEST_MASK);
+    })
+    .join()
+    .unwrap();
+    // The thread's exit released its slot, section and all.
+    assert!(smr.poll(smr.advance(), false));
+}

@@ -1,5 +1,6 @@
 //! loom models of the GUS core protocol: enter / advance / poll, the stale
-//! `c_seq` race of `smr_poll_cpu`, and deferred reclamation.
+//! `c_seq` race of `smr_poll_cpu`, nested sections whose outer guard ends
+//! first, and deferred reclamation.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p
 //! percore-smr --release --test loom_smr` (ci/loom.sh). Under loom the
@@ -78,6 +79,28 @@ fn a_stale_c_seq_is_pinned_to_rd_seq() {
         let reader = thread::spawn(move || r.read());
         w.replace(0, 1);
         w.replace(1, 2);
+        reader.join().unwrap();
+    });
+}
+
+#[test]
+fn a_nested_section_keeps_protecting_after_its_outer_guard_ends() {
+    // The exit fast path unpublishes only when the nesting word is 0: the
+    // outer guard's drop (inner still alive) must leave `c_seq` published,
+    // so the node read after it is never freed under the reader.
+    loom::model(|| {
+        let w = World::new(Smr::new("loom-nest").unwrap());
+        let r = w.clone();
+        let reader = thread::spawn(move || {
+            let outer = r.smr.enter();
+            let inner = r.smr.enter();
+            drop(outer);
+            let i = r.head.load(Ordering::Acquire);
+            let v = r.nodes[i].load(Ordering::Relaxed);
+            assert_ne!(v, POISON, "reader saw freed node {i}");
+            drop(inner);
+        });
+        w.replace(0, 1);
         reader.join().unwrap();
     });
 }
