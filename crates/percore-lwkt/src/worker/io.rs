@@ -101,8 +101,7 @@ impl Worker {
     }
 
     fn adapt_reply_window(&self, worth_it: bool) {
-        let w = self.reply_window.get();
-        self.reply_window.set(if worth_it { (w * 2).clamp(REPLY_SPIN_MIN, REPLY_SPIN_MAX) } else { w / 2 });
+        self.reply_window.set(next_reply_window(self.reply_window.get(), worth_it));
     }
 
     /// Sleep on the futex, or in `epoll_wait` once a driver is installed,
@@ -178,5 +177,38 @@ impl Worker {
             self.ws().stats.io_events.add(k as u64);
             d.ready(self.idx, &out[..k]);
         }
+    }
+}
+
+/// The reply window after one more spin for an answer (`Worker::idle`):
+/// doubled, from at least `REPLY_SPIN_MIN` and at most `REPLY_SPIN_MAX`,
+/// when the answer came in time; halved (towards nothing) when not.
+fn next_reply_window(w: Duration, worth_it: bool) -> Duration {
+    if worth_it {
+        (w * 2).clamp(REPLY_SPIN_MIN, REPLY_SPIN_MAX)
+    } else {
+        w / 2
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_window_adapts_both_ways_within_its_bounds() {
+        let mut w = REPLY_SPIN_MAX;
+        w = next_reply_window(w, true);
+        assert_eq!(w, REPLY_SPIN_MAX, "never above the cap");
+        for _ in 0..40 {
+            w = next_reply_window(w, false);
+        }
+        assert!(w < Duration::from_nanos(1), "one-way traffic stops spinning: {w:?}");
+        w = next_reply_window(w, true);
+        assert_eq!(w, REPLY_SPIN_MIN, "a window halved to nothing restarts from the floor");
+        w = next_reply_window(w, true);
+        assert_eq!(w, REPLY_SPIN_MIN * 2);
+        w = next_reply_window(w, false);
+        assert_eq!(w, REPLY_SPIN_MIN);
     }
 }
