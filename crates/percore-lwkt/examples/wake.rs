@@ -1,7 +1,7 @@
 //! Cross-worker wake-up, leg by leg, for profiling the idle path (issue 15).
 //!
 //! ```text
-//! cargo run --release -p percore-lwkt --example wake -- [gap_us] [trips] [nopin]
+//! cargo run --release -p percore-lwkt --example wake -- [gap_us] [trips] [pin|nopin] [idle_ms]
 //! ```
 //!
 //! A uthread on worker 0 sends a `u64` to one on worker 1 through its port
@@ -11,7 +11,9 @@
 //! message (one monotonic clock for both threads): `there` is the wake-up of
 //! worker 1, `back` the reply's way to worker 0. Prints the medians and p90s
 //! of both legs and of the whole; run it under `strace -f -c` or
-//! `perf stat -e context-switches` to count what a round trip costs.
+//! `perf stat -e context-switches` to count what a round trip costs. With
+//! `idle_ms`, the runtime then sits idle that long and the process's CPU
+//! time over that window is printed (an idle runtime must not spin).
 use percore_lwkt::{self as lwkt, Builder, Runtime};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -19,6 +21,14 @@ use std::time::{Duration, Instant};
 
 static CPU1: AtomicU64 = AtomicU64::new(0);
 static SAME: AtomicU64 = AtomicU64::new(0);
+
+/// The process's CPU time (user + system).
+fn cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec owned by this frame.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
 
 fn q(v: &mut [u64], f: f64) -> f64 {
     v.sort_unstable();
@@ -31,6 +41,7 @@ fn main() {
     let gap = Duration::from_micros(args.next().and_then(|s| s.parse().ok()).unwrap_or(1000));
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(500);
     let pin = args.next().as_deref() != Some("nopin");
+    let idle_ms: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let rt = Runtime::builder().workers(2).pin(pin).build().unwrap();
     let epoch = Instant::now();
     let (there, back) = rt
@@ -84,6 +95,13 @@ fn main() {
                 .unwrap()
         })
         .unwrap();
+    if idle_ms > 0 {
+        // The runtime sits idle: how much CPU does the process burn?
+        let before = cpu_time();
+        std::thread::sleep(Duration::from_millis(idle_ms));
+        println!("idle {} ms after the round trips: {:.3} ms CPU", idle_ms, (cpu_time() - before).as_secs_f64() * 1e3);
+    }
+    drop(rt);
     let mut all: Vec<u64> = there.iter().zip(&back).map(|(a, b)| a + b).collect();
     let (mut there, mut back) = (there, back);
     println!(
