@@ -289,7 +289,9 @@ impl Worker {
     pub(crate) fn take_stack(&self, size: usize) -> Option<Stack> {
         let mut c = self.stacks.borrow_mut();
         let i = c.iter().rposition(|s| s.usable() == size)?;
-        Some(c.swap_remove(i))
+        let s = c.swap_remove(i);
+        self.ws().stats.cached_stacks.set(c.len() as u64);
+        Some(s)
     }
 
     pub(crate) fn adopt(&self, t: &Arc<Thread>) {
@@ -299,6 +301,10 @@ impl Worker {
     }
 
     pub(crate) fn unadopt(&self, t: &Thread) {
+        // NOTE: `allq`'s reference is what keeps `t` alive for a watchdog
+        // that read it from the running slot after its last resume here
+        // (`monitor.rs`); wait for such readers before giving it up.
+        self.ws().slot.quiesce();
         let mut all = self.allq.borrow_mut();
         let i = t.sched(self.owned()).allq_idx;
         if i < all.len() && std::ptr::eq(&*all[i], t) {
