@@ -40,12 +40,11 @@
 //! load sees the null (or a later store). If the reader's comes first, the
 //! worker's load of `readers` sees the increment, and zero only after the
 //! decrement, whose release orders the strong count before the worker's
-//! drop. A reader
-//! that comes later sees null, or a uthread resumed since (alive by the same
-//! argument). What the worker gives up is freshness: without the `SeqCst`
-//! store, a reader may still see a uthread that switched out a moment ago
-//! (a stale name in a report, never a freed one). `tests/loom_monitor.rs`
-//! checks this.
+//! drop. A reader that comes later sees null, or a uthread resumed since
+//! (alive by the same argument). What the worker gives up is freshness:
+//! without the `SeqCst` store, a reader may still see a uthread that
+//! switched out a moment ago (a stale name in a report, never a freed one).
+//! `tests/loom_monitor.rs` checks this.
 
 // NOTE: `pub` items here are reached by the loom model (`crate::__loom`).
 #![allow(unreachable_pub)]
