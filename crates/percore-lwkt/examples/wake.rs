@@ -13,7 +13,10 @@
 //! of both legs and of the whole; run it under `strace -f -c` or
 //! `perf stat -e context-switches` to count what a round trip costs. With
 //! `idle_ms`, the runtime then sits idle that long and the process's CPU
-//! time over that window is printed (an idle runtime must not spin).
+//! time over that window is printed (an idle runtime must not spin). With
+//! `WAKE_ONEWAY=1` nobody answers: the sender only sends, then sleeps its
+//! gap, and the process CPU over the whole run is printed (what a worker
+//! that kicks a peer pays when no answer comes).
 use percore_lwkt::{self as lwkt, Builder, Runtime};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -43,6 +46,8 @@ fn main() {
     let pin = args.next().as_deref() != Some("nopin");
     let idle_ms: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let rt = Runtime::builder().workers(2).pin(pin).build().unwrap();
+    let oneway = std::env::var_os("WAKE_ONEWAY").is_some();
+    let cpu0 = cpu_time();
     let epoch = Instant::now();
     let (there, back) = rt
         .block_on(move || {
@@ -60,7 +65,11 @@ fn main() {
                             // SAFETY: sched_getcpu has no preconditions.
                             CPU1.store(unsafe { libc::sched_getcpu() } as u64, Relaxed);
                             match m.take::<u64>() {
-                                Some(v) if v != u64::MAX => me.send(v),
+                                Some(v) if v != u64::MAX => {
+                                    if !oneway {
+                                        me.send(v)
+                                    }
+                                }
                                 _ => break,
                             }
                         })
@@ -73,6 +82,9 @@ fn main() {
                         }
                         let t0 = epoch.elapsed().as_nanos() as u64;
                         to.send(i as u64);
+                        if oneway {
+                            continue;
+                        }
                         drop(lwkt::wait_msg(None).unwrap());
                         let t2 = epoch.elapsed().as_nanos() as u64;
                         let t1 = seen.load(Relaxed);
@@ -95,6 +107,16 @@ fn main() {
                 .unwrap()
         })
         .unwrap();
+    if oneway {
+        drop(rt);
+        println!(
+            "one way, gap {} us, {} sends: {:.3} ms process CPU",
+            gap.as_micros(),
+            n,
+            (cpu_time() - cpu0).as_secs_f64() * 1e3
+        );
+        return;
+    }
     if idle_ms > 0 {
         // The runtime sits idle: how much CPU does the process burn?
         let before = cpu_time();
