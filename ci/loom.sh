@@ -11,6 +11,8 @@ cargo test -p percore-zone --release --test loom_zone -- --test-threads=1
 cargo test -p percore-pool --release --test loom_pool
 cargo test -p percore-lwkt --release --test loom_ipi
 cargo test -p percore-lwkt --release --test loom_idle
+# percore-lwkt: the running slot (a watchdog never takes a freed uthread).
+cargo test -p percore-lwkt --release --test loom_monitor
 # percore-lwkt: the park word (no lost wake-up, no double resume) and tokens
 # (mutual exclusion, hand-over, all-or-nothing lists).
 cargo test -p percore-lwkt --release --test loom_park

@@ -28,6 +28,13 @@
 //!   them, possibly both on one worker). `cross_thread_pct` says in how
 //!   many of the round trips the two sides ran on different OS threads
 //!   (context, not a result: 100 for the pinned shapes by construction).
+//!   `percore-unpinned`: the same as `percore` with `pin(false)` (not the
+//!   default), to show what pinning costs a wake-up.
+//! * `lwkt_idle_cpu` (`cpu_ms`): process CPU time while a 2-worker runtime
+//!   sits idle for a window right after a burst of cross-worker round trips
+//!   (which leave both workers' spin budgets at their largest); tokio: a
+//!   2-worker multi_thread runtime after the same burst. Near zero is the
+//!   goal: an idle runtime must not keep spinning.
 //! * `lwkt_parked_memory`: memory per parked uthread / task, 10,000 of them
 //!   (uthreads in `tsleep`, tasks on a `Notify`), each implementation in a
 //!   fresh process of its own (this binary re-run, see [`child_main`]), so
@@ -223,6 +230,7 @@ pub(crate) fn run(budget: Budget, report: &mut Report) {
     drop(rt);
     remote_wake(budget, report);
     pingpong(budget, report);
+    idle_cpu(budget, report);
     parked_memory(report);
 }
 
@@ -494,6 +502,39 @@ fn remote_wake(budget: Budget, report: &mut Report) {
 }
 
 // ---------------------------------------------------------------------------
+// lwkt_idle_cpu
+
+fn idle_cpu(budget: Budget, report: &mut Report) {
+    let window = budget.millis(2000);
+    let push = |report: &mut Report, imp: &'static str, used: Duration| {
+        report.push(
+            Row::new("lwkt_idle_cpu", imp, "cpu_ms", used.as_secs_f64() * 1000.0, "ms", Better::Lower)
+                .field("workers", 2)
+                .field("window_ms", window.as_millis()),
+        );
+    };
+    let rt = Runtime::builder().workers(2).name("bench-idle").build().expect("runtime");
+    port_pingpong(rt.handle(), 0, 200, Duration::ZERO);
+    let before = crate::util::process_cpu_time();
+    std::thread::sleep(window);
+    push(report, "percore", crate::util::process_cpu_time().saturating_sub(before));
+    drop(rt);
+    let trt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().expect("tokio");
+    let (ping_tx, ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
+    let (pong_tx, pong_rx) = tokio::sync::mpsc::channel::<u64>(1);
+    let echo_at = Arc::new(AtomicU64::new(0));
+    let at = echo_at.clone();
+    trt.block_on(async move {
+        let echo = tokio::spawn(tokio_echo(ping_rx, pong_tx, at));
+        tokio::spawn(tokio_ping(ping_tx, pong_rx, echo_at, 0, 200, Duration::ZERO)).await.expect("join");
+        echo.await.expect("join");
+    });
+    let before = crate::util::process_cpu_time();
+    std::thread::sleep(window);
+    push(report, "tokio", crate::util::process_cpu_time().saturating_sub(before));
+}
+
+// ---------------------------------------------------------------------------
 // lwkt_pingpong
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -532,6 +573,13 @@ fn pingpong(budget: Budget, report: &mut Report) {
         let rt = Runtime::builder().workers(2).name("bench-pingpong").build().expect("runtime");
         push("percore", port_pingpong(rt.handle(), warm, n, gap));
         push("percore-evq", evq_pingpong(rt.handle(), warm, n, gap));
+        drop(rt);
+        // NOTE: not the default; context for the cost of pinning: an unpinned
+        // worker woken by the other may be run on the waker's CPU, which is
+        // not idle, while a pinned one must wait for its own CPU to leave its
+        // idle state (issue 15).
+        let rt = Runtime::builder().workers(2).pin(false).name("bench-pingpong-unpinned").build().expect("runtime");
+        push("percore-unpinned", port_pingpong(rt.handle(), warm, n, gap));
         drop(rt);
         push("tokio", tokio_pingpong_2rt(warm, n, gap));
         let trt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().expect("tokio");

@@ -95,11 +95,16 @@ pub(crate) struct Remote {
 
 impl Remote {
     /// Wake the worker after pushing a message, through whichever primitive
-    /// it sleeps on.
+    /// it sleeps on. Returns whether it slept (this call woke it).
     #[inline]
-    pub(crate) fn notify(&self) {
-        if self.idle.notify() == Notified::Poller {
-            self.poller.kick();
+    pub(crate) fn notify(&self) -> bool {
+        match self.idle.notify() {
+            Notified::Awake => false,
+            Notified::Futex => true,
+            Notified::Poller => {
+                self.poller.kick();
+                true
+            }
         }
     }
 }

@@ -155,7 +155,6 @@ mod driver;
 mod error;
 #[cfg(not(loom))]
 mod kernel;
-#[cfg(not(loom))]
 mod monitor;
 #[cfg(not(loom))]
 mod runtime;
@@ -239,6 +238,7 @@ pub use worker::wheel;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod __loom {
+    pub use crate::monitor::RunningSlot;
     pub use crate::sync::token::word::{Mode, TokenList, TokenWord};
     pub use crate::uthread::oneshot::Oneshot;
     pub use crate::uthread::park::ParkWord;

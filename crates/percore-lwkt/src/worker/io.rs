@@ -3,7 +3,7 @@
 //! (`driver/mod.rs` is the driver's side, `idle.rs` the word that says which
 //! primitive a sender must wake, `README.md` the whole protocol).
 
-use super::{Worker, SPIN_IO_EVERY, SPIN_MIN_ROUNDS, SPIN_PAUSES, SPIN_ROUNDS};
+use super::{Worker, REPLY_SPIN_MAX, REPLY_SPIN_MIN, SPIN_IO_EVERY, SPIN_MIN_ROUNDS, SPIN_PAUSES, SPIN_ROUNDS};
 use crate::driver::{Driver, IoEvent, IO_POLL_EVERY};
 use percore_cpu::loom::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -16,30 +16,98 @@ impl Worker {
         let ws = self.ws();
         // ORDERING: relaxed: pairs with the relaxed store in `io_register` (a hint).
         let io = self.shared.driver.get().map(|i| &*i.driver).filter(|_| ws.has_io.load(Relaxed));
-        // NOTE: the spin adapts, like an adaptive mutex: a spin that found
-        // work doubles the next one's budget, a spin that ended in a sleep
-        // halves it. Ping-pong between workers keeps spinning; work that
-        // arrives only after network round trips (an echo server) soon
-        // stops paying for spins that steal the CPU from everyone else.
-        let budget = self.spin_budget.get();
-        for round in 0..budget {
-            if ws.idle.peek_pending() || self.shared.is_shutdown() {
-                self.spin_budget.set((budget * 2).min(SPIN_ROUNDS));
-                return;
+        // NOTE: a worker that just woke a sleeping peer (`woke_peer`)
+        // expects an answer after about one OS wake-up of that peer (tens of
+        // microseconds on a VM, where a pinned worker's CPU must first leave
+        // its idle state); sleeping through it would add a second wake-up to
+        // the round trip. So it spins for the answer, up to `reply_window`,
+        // instead of the ordinary spin. The window adapts: it doubles when
+        // the next message came within `REPLY_SPIN_MAX` of the kick (spun
+        // for or slept through), and halves otherwise, so one-way traffic
+        // (nobody answers, or too late) soon stops paying for it.
+        let kicked = self.woke_peer.take();
+        let found = match kicked {
+            Some(at) => self.spin_until(io, at + self.reply_window.get()),
+            None => {
+                // NOTE: the ordinary spin adapts like an adaptive mutex: a
+                // spin that found work doubles the next one's budget, a
+                // spin that ended in a sleep halves it. Ping-pong between
+                // busy workers keeps spinning; work that arrives only after
+                // network round trips (an echo server) soon stops paying
+                // for spins that steal the CPU from everyone else.
+                let budget = self.spin_budget.get();
+                let found = self.spin_rounds(io, budget);
+                self.spin_budget.set(if found {
+                    (budget * 2).min(SPIN_ROUNDS)
+                } else {
+                    (budget / 2).max(SPIN_MIN_ROUNDS)
+                });
+                found
             }
-            // NOTE: I/O that arrives while we spin must not wait for the
-            // spin to end: look a few times (a system call each).
-            if let Some(d) = io.filter(|_| round % SPIN_IO_EVERY == SPIN_IO_EVERY - 1) {
-                if self.poll_io(d, Some(Duration::ZERO)) > 0 {
-                    self.spin_budget.set((budget * 2).min(SPIN_ROUNDS));
-                    return;
-                }
+        };
+        if found {
+            if kicked.is_some() {
+                self.adapt_reply_window(true);
             }
-            for _ in 0..SPIN_PAUSES {
-                std::hint::spin_loop();
+            return;
+        }
+        self.sleep_idle();
+        if let Some(at) = kicked {
+            // Was the spin just too short? Only a message that woke us counts.
+            self.adapt_reply_window(ws.idle.peek_pending() && at.elapsed() <= REPLY_SPIN_MAX);
+        }
+    }
+
+    /// Spin up to `budget` rounds for an IPI, a shutdown or (with `io`) I/O;
+    /// whether one came.
+    fn spin_rounds(&self, io: Option<&dyn Driver>, budget: u32) -> bool {
+        (0..budget).any(|round| self.spin_once(io, round))
+    }
+
+    /// Spin until `deadline` for the same; whether one came.
+    fn spin_until(&self, io: Option<&dyn Driver>, deadline: Instant) -> bool {
+        let mut round = 0;
+        // NOTE: the clock is read once every 16 rounds (a round is a few
+        // `spin_loop` hints, about 0.1 us).
+        loop {
+            if self.spin_once(io, round) {
+                return true;
+            }
+            round += 1;
+            if round % 16 == 0 && Instant::now() >= deadline {
+                return false;
             }
         }
-        self.spin_budget.set((budget / 2).max(SPIN_MIN_ROUNDS));
+    }
+
+    /// One idle round: look for work, then pause. Whether work came.
+    #[inline]
+    fn spin_once(&self, io: Option<&dyn Driver>, round: u32) -> bool {
+        let ws = self.ws();
+        if ws.idle.peek_pending() || self.shared.is_shutdown() {
+            return true;
+        }
+        // NOTE: I/O that arrives while we spin must not wait for the spin
+        // to end: look a few times (a system call each).
+        if let Some(d) = io.filter(|_| round % SPIN_IO_EVERY == SPIN_IO_EVERY - 1) {
+            if self.poll_io(d, Some(Duration::ZERO)) > 0 {
+                return true;
+            }
+        }
+        for _ in 0..SPIN_PAUSES {
+            std::hint::spin_loop();
+        }
+        false
+    }
+
+    fn adapt_reply_window(&self, worth_it: bool) {
+        self.reply_window.set(next_reply_window(self.reply_window.get(), worth_it));
+    }
+
+    /// Sleep on the futex, or in `epoll_wait` once a driver is installed,
+    /// until an IPI, a timer, the driver's deadline or I/O.
+    fn sleep_idle(&self) {
+        let ws = self.ws();
         let mut timeout = self.next_deadline();
         let driver = self.shared.driver.get().map(|i| &*i.driver);
         if let Some(at) = self.driver_at.get().filter(|_| driver.is_some()) {
@@ -109,5 +177,38 @@ impl Worker {
             self.ws().stats.io_events.add(k as u64);
             d.ready(self.idx, &out[..k]);
         }
+    }
+}
+
+/// The reply window after one more spin for an answer (`Worker::idle`):
+/// doubled, from at least `REPLY_SPIN_MIN` and at most `REPLY_SPIN_MAX`,
+/// when the answer came in time; halved (towards nothing) when not.
+fn next_reply_window(w: Duration, worth_it: bool) -> Duration {
+    if worth_it {
+        (w * 2).clamp(REPLY_SPIN_MIN, REPLY_SPIN_MAX)
+    } else {
+        w / 2
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_window_adapts_both_ways_within_its_bounds() {
+        let mut w = REPLY_SPIN_MAX;
+        w = next_reply_window(w, true);
+        assert_eq!(w, REPLY_SPIN_MAX, "never above the cap");
+        for _ in 0..40 {
+            w = next_reply_window(w, false);
+        }
+        assert!(w < Duration::from_nanos(1), "one-way traffic stops spinning: {w:?}");
+        w = next_reply_window(w, true);
+        assert_eq!(w, REPLY_SPIN_MIN, "a window halved to nothing restarts from the floor");
+        w = next_reply_window(w, true);
+        assert_eq!(w, REPLY_SPIN_MIN * 2);
+        w = next_reply_window(w, false);
+        assert_eq!(w, REPLY_SPIN_MIN);
     }
 }

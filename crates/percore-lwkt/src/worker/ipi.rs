@@ -41,6 +41,13 @@ pub(crate) fn send(shared: &Arc<RuntimeState>, target: usize, msg: Msg) {
                 return;
             }
             shared.workers[w.idx].stats.ipis_sent.bump();
+            // NOTE: a worker that had to wake a sleeping peer expects an
+            // answer to take about one OS wake-up: its next idle spins for
+            // it (`reply_window`, `io.rs`) instead of sleeping at once.
+            if ws.notify() {
+                w.woke_peer.set(Some(std::time::Instant::now()));
+            }
+            return;
         }
         _ => {
             let refused = {

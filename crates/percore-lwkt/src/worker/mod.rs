@@ -44,6 +44,13 @@ pub(crate) const SPIN_PAUSES: u32 = 4;
 pub(crate) const SPIN_MIN_ROUNDS: u32 = 16;
 /// Idle rounds between two non-blocking looks at the epoll instance.
 pub(crate) const SPIN_IO_EVERY: u32 = 128;
+/// The longest a worker spins for an answer after waking a sleeping peer
+/// (`io.rs`): a few OS wake-ups of a pinned worker on a VM (25-50 us
+/// measured on the 2-vCPU development machine, `examples/wake.rs`).
+pub(crate) const REPLY_SPIN_MAX: Duration = Duration::from_micros(100);
+/// The least a growing reply window restarts from (a window halved to
+/// nothing spins no more until an answer shows it was worth it).
+pub(crate) const REPLY_SPIN_MIN: Duration = Duration::from_micros(2);
 
 /// A worker's private state. Lives on its OS thread's stack; reached through
 /// a thread-local pointer by the uthreads it runs.
@@ -107,6 +114,15 @@ pub(crate) struct Worker {
     /// Idle rounds the next spin may take (adaptive, `io.rs`); the idle
     /// path only.
     pub(crate) spin_budget: Cell<u32>,
+    /// When this worker last woke a sleeping peer (an IPI that found it
+    /// asleep), if it has since its last idle: set by `ipi::send`, taken by
+    /// the idle path, which then spins up to `reply_window` for the answer.
+    pub(crate) woke_peer: Cell<Option<Instant>>,
+    /// How long the spin after waking a peer may last (adaptive, `io.rs`;
+    /// on its own, apart from `spin_budget`: whether answers come back is a
+    /// property of the traffic, not of how busy the worker is); the idle
+    /// path only.
+    pub(crate) reply_window: Cell<Duration>,
     /// The running uthread's stack, for the overflow handler
     /// (`sys/overflow.rs`); boxed so its address stays put. Set and cleared
     /// by the loop around each resume; read by the signal handler on this
@@ -166,6 +182,8 @@ impl Worker {
             io_countdown: Cell::new(crate::driver::IO_POLL_EVERY),
             lone_yields: Cell::new(0),
             spin_budget: Cell::new(SPIN_ROUNDS),
+            woke_peer: Cell::new(None),
+            reply_window: Cell::new(REPLY_SPIN_MAX),
             guard: Box::new(crate::sys::overflow::GuardRecord::new(idx)),
         }
     }
@@ -271,7 +289,9 @@ impl Worker {
     pub(crate) fn take_stack(&self, size: usize) -> Option<Stack> {
         let mut c = self.stacks.borrow_mut();
         let i = c.iter().rposition(|s| s.usable() == size)?;
-        Some(c.swap_remove(i))
+        let s = c.swap_remove(i);
+        self.ws().stats.cached_stacks.set(c.len() as u64);
+        Some(s)
     }
 
     pub(crate) fn adopt(&self, t: &Arc<Thread>) {
@@ -281,6 +301,10 @@ impl Worker {
     }
 
     pub(crate) fn unadopt(&self, t: &Thread) {
+        // NOTE: `allq`'s reference is what keeps `t` alive for a watchdog
+        // that read it from the running slot after its last resume here
+        // (`monitor.rs`); wait for such readers before giving it up.
+        self.ws().slot.quiesce();
         let mut all = self.allq.borrow_mut();
         let i = t.sched(self.owned()).allq_idx;
         if i < all.len() && std::ptr::eq(&*all[i], t) {

@@ -110,6 +110,9 @@ impl Worker {
         let mut c = self.stacks.borrow_mut();
         if c.len() < self.shared.cfg.stack_cache && stack.usable() == self.shared.cfg.stack_size {
             c.push(stack);
+            // NOTE: the gauge is kept where the cache changes (here and in
+            // `take_stack`), not once per scheduling pass.
+            self.ws().stats.cached_stacks.set(c.len() as u64);
         }
     }
 
@@ -148,7 +151,6 @@ impl Worker {
                     }
                 }
             }
-            ws.stats.cached_stacks.set(self.stacks.borrow().len() as u64);
         }
         self.shutdown();
         crate::sys::overflow::leave_worker(alt);
@@ -183,9 +185,13 @@ impl Worker {
             t.port.close();
             self.current.set(std::ptr::null());
         }
+        // NOTE: `all` held the last references of this worker's uthreads:
+        // no reader of the running slot may still be taking one (`monitor.rs`).
+        self.ws().slot.quiesce();
         drop(all);
         self.drain();
         self.timers.borrow_mut().clear();
         self.stacks.borrow_mut().clear();
+        self.ws().stats.cached_stacks.set(0);
     }
 }
