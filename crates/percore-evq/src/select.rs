@@ -255,10 +255,10 @@ impl<'a> Select<'a> {
         }
         let Select { sources, notify } = self;
         let Some((ceq, wakers)) = notify.as_ref() else { unreachable!("built above") };
-        let queues: Vec<&dyn Queue> =
-            sources.iter().filter_map(|s| if let Source::Queue(q) = s { Some(*q) } else { None }).collect();
-        let queue_index: Vec<usize> = (0..n).filter(|&i| matches!(sources[i], Source::Queue(_))).collect();
-        let mut list = queues.clone();
+        // One allocation per wait: the user's queues, then the private ceq.
+        let mut list: Vec<&dyn Queue> = Vec::with_capacity(n + 1);
+        list.extend(sources.iter().filter_map(|s| if let Source::Queue(q) = s { Some(*q) } else { None }));
+        let queues = list.len();
         list.push(ceq);
         loop {
             for (index, s) in sources.iter_mut().enumerate() {
@@ -292,7 +292,11 @@ impl<'a> Select<'a> {
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             match wait_any(&list, left) {
-                Ok((event, i)) if i < queues.len() => return Ok(Selected::Event { index: queue_index[i], event }),
+                Ok((event, i)) if i < queues => {
+                    // The `i`-th queue source's index among all sources.
+                    let index = (0..n).filter(|&j| matches!(sources[j], Source::Queue(_))).nth(i).unwrap_or(i);
+                    return Ok(Selected::Event { index, event });
+                }
                 // A watched source woke: poll them again.
                 Ok(_) => continue,
                 Err(e) => return Err(e),
