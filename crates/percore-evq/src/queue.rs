@@ -596,6 +596,31 @@ fn zeroed_vec<T: Zeroable>(n: usize) -> Option<Vec<T>> {
 /// assert!(a.is_empty());
 /// ```
 pub fn wait_any(queues: &[&dyn Queue], timeout: Option<Duration>) -> Result<(Event, usize), Error> {
+    match wait_any_inner(queues, timeout, false)? {
+        Found::Event(e, i) => Ok((e, i)),
+        // NOTE: only asked for with `report_close`.
+        Found::Closed(_) => Err(Error::Closed),
+    }
+}
+
+/// What [`wait_any_inner`] found.
+#[derive(Debug)]
+pub(crate) enum Found {
+    /// An event of the queue at this index.
+    Event(Event, usize),
+    /// The queue at this index is closed and empty (only with
+    /// `report_close`).
+    Closed(usize),
+}
+
+/// [`wait_any`], and with `report_close` it also returns as soon as one of
+/// `queues` is closed and empty, naming it, instead of waiting on the open
+/// ones (`Select` reports a closure at once: a close wakes every waiter).
+pub(crate) fn wait_any_inner(
+    queues: &[&dyn Queue],
+    timeout: Option<Duration>,
+    report_close: bool,
+) -> Result<Found, Error> {
     if queues.is_empty() {
         return Err(Error::Invalid("wait_any needs at least one queue".into()));
     }
@@ -612,9 +637,14 @@ pub fn wait_any(queues: &[&dyn Queue], timeout: Option<Duration>) -> Result<(Eve
                 Take::Event(e) => {
                     leave(queues, i, &slot, claimed_before);
                     SlotCache::put(slot);
-                    return Ok((e, i));
+                    return Ok(Found::Event(e, i));
                 }
                 Take::Linked => linked += 1,
+                Take::Closed if report_close => {
+                    leave(queues, i, &slot, claimed_before);
+                    SlotCache::put(slot);
+                    return Ok(Found::Closed(i));
+                }
                 Take::Closed => {}
             }
         }
@@ -650,7 +680,7 @@ pub fn wait_any(queues: &[&dyn Queue], timeout: Option<Duration>) -> Result<(Eve
             for (i, q) in queues.iter().enumerate() {
                 if let Some(e) = q.try_recv() {
                     hand_on(queues, claimed_before);
-                    return Ok((e, i));
+                    return Ok(Found::Event(e, i));
                 }
             }
             hand_on(queues, claimed_before);

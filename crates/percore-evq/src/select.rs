@@ -42,15 +42,16 @@
 //! Sources are checked in the order they were added, queues' closure first:
 //! with several ready, the first added wins (as with `wait_any`).
 //!
-//! NOTE: a queue that is closed while the select sleeps is reported at the
-//! next wake-up of the select (any source, or the timeout), not at once:
-//! `wait_any` keeps waiting while any of its queues is open.
+//! A queue that is closed while the select sleeps is reported at once:
+//! `close` wakes every waiter, and the select's wait (unlike
+//! [`wait_any`](crate::wait_any), which keeps waiting while any of its queues
+//! is open) returns on the first queue it finds closed and empty.
 
 use crate::cancel::CancellationToken;
 use crate::error::Error;
 use crate::io::source::Dir;
 use crate::net::AsSocket;
-use crate::queue::{wait_any, Ceq, Coalesce, Event, Queue};
+use crate::queue::{wait_any_inner, Ceq, Coalesce, Event, Found, Queue};
 use percore_lwkt::JoinHandle;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -291,12 +292,13 @@ impl<'a> Select<'a> {
                 }
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            match wait_any(&list, left) {
-                Ok((event, i)) if i < queues => {
-                    // The `i`-th queue source's index among all sources.
-                    let index = (0..n).filter(|&j| matches!(sources[j], Source::Queue(_))).nth(i).unwrap_or(i);
-                    return Ok(Selected::Event { index, event });
+            // The `i`-th queue source's index among all sources.
+            let index_of = |i: usize| (0..n).filter(|&j| matches!(sources[j], Source::Queue(_))).nth(i).unwrap_or(i);
+            match wait_any_inner(&list, left, true) {
+                Ok(Found::Event(event, i)) if i < queues => {
+                    return Ok(Selected::Event { index: index_of(i), event });
                 }
+                Ok(Found::Closed(i)) if i < queues => return Ok(Selected::Closed { index: index_of(i) }),
                 // A watched source woke: poll them again.
                 Ok(_) => continue,
                 Err(e) => return Err(e),

@@ -135,6 +135,32 @@ fn a_closed_queue_gives_its_last_events_then_closed() {
     assert_eq!(s.wait(LONG).unwrap(), Selected::Closed { index: iq });
 }
 
+/// A close wakes a select that is already asleep on the queue and another
+/// open one: it reports `Closed` then, not at its timeout (the closer
+/// usually runs while the select sleeps; if it runs first, the select's
+/// first look finds the queue closed: both paths must give `Closed`).
+#[test]
+fn a_queue_closed_while_the_select_sleeps_is_reported_at_once() {
+    let rt = rt(2);
+    let (open, closing) = (EventQueue::new(), EventQueue::new());
+    let (o2, c2) = (open.clone(), closing.clone());
+    let h = rt
+        .spawn(move || {
+            let mut s = Select::new();
+            s.recv(&o2);
+            let ic = s.recv(&c2);
+            (ic, s.wait(LONG))
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    closing.close();
+    // NOTE: before the fix the select slept until LONG and timed out; the
+    // watchdog turns that into a clear failure after 30 s.
+    let (ic, got) = watchdog(30, "select on a closing queue", String::new, move || h.join().unwrap());
+    assert_eq!(got.unwrap(), Selected::Closed { index: ic });
+    assert!(open.is_empty());
+}
+
 #[test]
 fn the_first_ready_source_wins() {
     let (t1, t2) = (CancellationToken::new(), CancellationToken::new());
