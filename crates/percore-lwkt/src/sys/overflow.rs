@@ -83,6 +83,10 @@ impl GuardRecord {
     /// The uthread switched out.
     #[inline]
     pub(crate) fn clear(&self) {
+        // ORDERING: as in `set`: the handler runs on this OS thread, so
+        // program order is all it sees; the fence keeps the stores after the
+        // switch-out. `hi` goes first: between the two stores `lo < hi` is
+        // already false, so no half-cleared range can match a fault.
         compiler_fence(Ordering::SeqCst);
         self.hi.store(0, Relaxed);
         self.lo.store(0, Relaxed);
@@ -193,6 +197,11 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     let rec = RECORD.with(|r| r.get());
     // SAFETY: a non-null record is this worker's, alive while it runs.
     if let Some(rec) = unsafe { rec.as_ref() } {
+        // ORDERING: relaxed: written by this same OS thread (`set`/`clear`),
+        // which the signal interrupted; a fault inside the guard range can
+        // only come from the uthread, after `set`'s compiler fence, so the
+        // whole record is visible. Any other interruption point sees
+        // `lo >= hi` or a range the address is outside of.
         let (lo, hi) = (rec.lo.load(Relaxed), rec.hi.load(Relaxed));
         if lo < hi && (lo..hi).contains(&addr) {
             report(rec);
@@ -226,12 +235,15 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
 
 /// Write the diagnostic with `write(2)` only.
 fn report(rec: &GuardRecord) {
+    // ORDERING: relaxed, as in `handler`: `report` runs only after a fault in
+    // the range that `set` published last, after its name, length and size.
     let name_p = rec.name.load(Relaxed);
     let name: &[u8] = if name_p.is_null() {
         b"<unnamed>"
     } else {
         // SAFETY: pointer and length of the running uthread's name, alive
         // across the resume (see the module doc).
+        // ORDERING: relaxed, as above.
         unsafe { std::slice::from_raw_parts(name_p, rec.name_len.load(Relaxed)) }
     };
     let mut w = [0u8; 20];
@@ -242,6 +254,7 @@ fn report(rec: &GuardRecord) {
         b"' on worker ",
         fmt_usize(rec.worker, &mut w),
         b" overflowed its stack (size ",
+        // ORDERING: relaxed, as above.
         fmt_usize(rec.usable.load(Relaxed), &mut s),
         b"); raise it with Builder::stack_size or RuntimeBuilder::stack_size\n",
     ];
