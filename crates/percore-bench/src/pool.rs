@@ -38,7 +38,10 @@ impl Submit for Percore {
     const NAME: &'static str = "percore";
     #[inline]
     fn submit<F: FnOnce() + Send + 'static>(&self, f: F) {
-        drop(self.0.spawn(f));
+        // NOTE: fire and forget, like every peer here (`rayon::spawn`,
+        // `threadpool::execute`, a dropped tokio or `blocking` handle).
+        // A pool with a live handle is never dying, so this cannot fail.
+        self.0.execute(f).expect("a live pool refused work");
     }
 }
 

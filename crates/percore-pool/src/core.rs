@@ -92,6 +92,7 @@
 //!   no spinning, no periodic wake-ups.
 
 use crate::stats::PoolStats;
+use crate::thunk::Thunk;
 use percore_cpu::loom::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard};
 // NOTE: `Arc` is `std`'s, not the loom shim's: it manages memory, not the
 // protocol (a job's protocol references are the counted `refs` of `job.rs`),
@@ -125,15 +126,26 @@ pub(crate) trait Task: Send + Sync + 'static {
     fn shutdown(self: Arc<Self>, ticket: u64);
 }
 
-/// A queue entry: the task and the ticket it was scheduled under.
+/// A task entry: the task and the ticket it was scheduled under.
 pub(crate) struct Entry {
     pub(crate) task: Arc<dyn Task>,
     pub(crate) ticket: u64,
 }
 
-impl Entry {
+/// What the run queue holds: a task entry, or a closure of
+/// [`ThreadPool::execute`](crate::ThreadPool::execute) stored in the entry
+/// itself (no cell, no handle, no allocation when it is a few words).
+pub(crate) enum Queued {
+    Task(Entry),
+    Call(Thunk),
+}
+
+impl Queued {
     fn is(&self, task: *const (), ticket: u64) -> bool {
-        Arc::as_ptr(&self.task) as *const () == task && self.ticket == ticket
+        match self {
+            Queued::Task(e) => Arc::as_ptr(&e.task) as *const () == task && e.ticket == ticket,
+            Queued::Call(_) => false,
+        }
     }
 }
 
@@ -175,7 +187,7 @@ pub(crate) struct Parker {
 
 /// Everything the pool lock protects.
 pub(crate) struct State {
-    pub(crate) queue: VecDeque<Entry>,
+    pub(crate) queue: VecDeque<Queued>,
     pub(crate) delayed: BTreeMap<DelayKey, Entry>,
     delay_seq: u64,
     idle: Vec<Arc<Parker>>,
@@ -206,7 +218,7 @@ pub(crate) struct PoolCore {
     queued: AtomicUsize,
     /// Entries a worker moved out of `queue` in one step (see "Two queues").
     /// Lock order: job, then `ready`, then the pool lock.
-    ready: Mutex<VecDeque<Entry>>,
+    ready: Mutex<VecDeque<Queued>>,
     /// `ready.len()`, written under the `ready` lock. It only grows under the
     /// pool lock too, so read under the pool lock it is never too small.
     ready_len: AtomicUsize,
@@ -268,21 +280,39 @@ impl PoolCore {
     /// Queue `entry`; false (entry dropped) if the pool is dying.
     #[inline]
     pub(crate) fn push(&self, entry: Entry) -> bool {
-        let mut st = self.state.lock();
+        let st = self.state.lock();
         if st.dying {
             return false;
         }
+        self.enqueue(st, Queued::Task(entry));
+        true
+    }
+
+    /// Queue a closure of `execute`; given back if the pool is dying, for
+    /// the caller to drop on its own thread.
+    #[inline]
+    pub(crate) fn push_call(&self, call: Thunk) -> Result<(), Thunk> {
+        let st = self.state.lock();
+        if st.dying {
+            return Err(call);
+        }
+        self.enqueue(st, Queued::Call(call));
+        Ok(())
+    }
+
+    /// Append a new entry (it counts in `pending`) and wake a worker for it.
+    #[inline]
+    fn enqueue(&self, mut st: MutexGuard<'_, State>, q: Queued) {
         st.pending += 1;
-        st.queue.push_back(entry);
+        st.queue.push_back(q);
         self.publish_len(&st);
         let wake = self.wake_locked(&mut st);
         drop(st);
         self.signal(wake);
-        true
     }
 
     #[inline]
-    fn publish_ready(&self, ready: &VecDeque<Entry>) {
+    fn publish_ready(&self, ready: &VecDeque<Queued>) {
         // ORDERING: a hint, like `queued`; see the `ready_len` field.
         self.ready_len.store(ready.len(), Ordering::Relaxed);
     }
@@ -306,7 +336,7 @@ impl PoolCore {
     /// while dying too: the delay had been accepted before.
     pub(crate) fn push_promoted(&self, entry: Entry) {
         let mut st = self.state.lock();
-        st.queue.push_back(entry);
+        st.queue.push_back(Queued::Task(entry));
         self.publish_len(&st);
         let wake = self.wake_locked(&mut st);
         drop(st);
@@ -461,7 +491,7 @@ impl PoolCore {
     }
 
     #[inline]
-    fn run_taken(self: &Arc<Self>, entry: Entry, done: &mut usize) -> bool {
+    fn run_taken(self: &Arc<Self>, entry: Queued, done: &mut usize) -> bool {
         // ORDERING: a progress counter for the overseer; orders nothing.
         self.started.fetch_add(1, Ordering::Relaxed);
         self.run_entry(entry);
@@ -471,8 +501,14 @@ impl PoolCore {
 
     /// Run one popped entry and account for it (the worker's inner step, and
     /// the loom model's "worker" step).
-    pub(crate) fn run_entry(self: &Arc<Self>, entry: Entry) {
-        self.guarded((), || entry.task.run(entry.ticket, self));
+    pub(crate) fn run_entry(self: &Arc<Self>, entry: Queued) {
+        match entry {
+            Queued::Task(e) => self.guarded((), || e.task.run(e.ticket, self)),
+            // NOTE: nobody waits for an executed closure: a panic of it (or
+            // of its captures' destructors) is caught and counted here, and
+            // its result, `()`, needs no box.
+            Queued::Call(f) => self.guarded((), || drop(f.call())),
+        }
         self.stats.jobs_run.inc();
     }
 

@@ -205,8 +205,52 @@ impl ThreadPool {
         crate::spawn::spawn(self.core(), f)
     }
 
+    /// Run `f` once on the pool, fire and forget: no handle, no result.
+    ///
+    /// The cheapest way onto the pool: a closure of a few words (up to four,
+    /// an `Arc` and three more, say) travels inside the queue entry itself,
+    /// so `execute` allocates nothing, and neither side touches a shared
+    /// cell. A panic of `f` is caught on the worker and counted in
+    /// [`Stats::panics`]; use [`spawn`](ThreadPool::spawn) to see it, or to
+    /// wait for the result. [`drain`](ThreadPool::drain) waits for executed
+    /// closures too.
+    ///
+    /// [`Error::Cancelled`] if the pool is shutting down (a job handing work
+    /// to the pool it runs on while that pool is destroyed): `f` is dropped
+    /// here, on the calling thread, and never runs.
+    ///
+    /// ```
+    /// use percore_pool::ThreadPool;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let pool = ThreadPool::builder().name("doc-execute").max_threads(2).build()?;
+    /// let sum = Arc::new(AtomicU64::new(0));
+    /// for i in 1..=100 {
+    ///     let sum = sum.clone();
+    ///     pool.execute(move || {
+    ///         sum.fetch_add(i, Ordering::Relaxed);
+    ///     })?;
+    /// }
+    /// pool.drain()?;
+    /// assert_eq!(sum.load(Ordering::Relaxed), 5050);
+    /// # Ok::<(), percore_pool::Error>(())
+    /// ```
+    pub fn execute<F>(&self, f: F) -> Result<(), Error>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        match self.core().push_call(crate::thunk::Thunk::new(f)) {
+            Ok(()) => Ok(()),
+            Err(refused) => {
+                drop(refused);
+                Err(Error::Cancelled)
+            }
+        }
+    }
+
     /// Wait until every job scheduled here (delayed ones included) and every
-    /// spawned closure has run or been cancelled. Work scheduled meanwhile is
+    /// spawned or executed closure has run or been cancelled. Work scheduled meanwhile is
     /// waited for too. From one of this pool's own threads it would wait for
     /// itself: [`Error::WouldDeadlock`].
     pub fn drain(&self) -> Result<(), Error> {

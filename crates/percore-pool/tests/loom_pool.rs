@@ -190,3 +190,71 @@ fn shutdown_refuses_a_rearm_and_tells_the_owner() {
         assert_eq!(s.runs as usize + s.shutdown_cancelled as usize, 2);
     });
 }
+
+/// `execute` against the pool beginning to die, with a worker running:
+/// the closure is either accepted and then runs exactly once (queued work
+/// runs during shutdown), or refused with `Cancelled` and never runs; its
+/// captures are dropped exactly once either way, and `pending` settles.
+#[test]
+fn execute_against_shutdown_runs_once_or_is_refused() {
+    loom::model(|| {
+        let m = Arc::new(Model::new());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (m2, r2) = (m.clone(), runs.clone());
+        let producer = thread::spawn(move || {
+            let r = r2.clone();
+            m2.pool()
+                .execute(move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                })
+                .is_ok()
+        });
+        let m3 = m.clone();
+        let worker = thread::spawn(move || {
+            m3.worker_step();
+        });
+        m.begin_shutdown();
+        let accepted = producer.join().unwrap();
+        worker.join().unwrap();
+        quiesce(&m);
+        assert_eq!(runs.load(Ordering::SeqCst), usize::from(accepted));
+        // `r2` was moved into the producer and `r` into the closure: both
+        // are gone, run or refused.
+        assert_eq!(Arc::strong_count(&runs), 1, "a closure's captures leaked");
+    });
+}
+
+/// An executed closure and a job share the queue while a worker pops and
+/// another thread cancels the job: the closure runs exactly once whatever
+/// the interleaving, and the job runs once or is removed.
+#[test]
+fn execute_beside_a_cancelled_job() {
+    loom::model(|| {
+        let m = Arc::new(Model::new());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let job = Arc::new(counter(runs.clone(), 0));
+        assert!(m.pool().schedule(&job));
+        let c = calls.clone();
+        m.pool()
+            .execute(move || {
+                c.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        let m2 = m.clone();
+        let worker = thread::spawn(move || {
+            m2.worker_step();
+        });
+        // Cancel under the lock, knowing whether it was still pending (a
+        // cancel of an idle job succeeds too, with nothing to remove).
+        let removed = {
+            let mut g = job.lock();
+            let pending = g.status() == JobStatus::Scheduled;
+            g.cancel_async() && pending
+        };
+        worker.join().unwrap();
+        quiesce(&m);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(runs.load(Ordering::SeqCst) + usize::from(removed), 1);
+    });
+}
