@@ -91,6 +91,7 @@
 //!   wait and the overseer asleep untimed (or until the next delayed entry):
 //!   no spinning, no periodic wake-ups.
 
+use crate::spawn::CellRef;
 use crate::stats::PoolStats;
 use crate::thunk::Thunk;
 use percore_cpu::loom::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard};
@@ -107,7 +108,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Something a worker can run: a [`Job`](crate::Job) or a spawned closure.
+/// Something a worker can run that lives on beyond its entry: a [`Job`](crate::Job)
+/// (spawned and executed closures are [`Queued`] variants of their own).
 ///
 /// NOTE: every method may run user code that the task itself does not catch
 /// (the destructor of a job's data when the pool held its last reference,
@@ -137,6 +139,9 @@ pub(crate) struct Entry {
 /// itself (no cell, no handle, no allocation when it is a few words).
 pub(crate) enum Queued {
     Task(Entry),
+    /// A [`ThreadPool::spawn`](crate::ThreadPool::spawn)ed closure: the
+    /// entry's share of its cell.
+    Spawned(CellRef),
     Call(Thunk),
 }
 
@@ -144,7 +149,7 @@ impl Queued {
     fn is(&self, task: *const (), ticket: u64) -> bool {
         match self {
             Queued::Task(e) => Arc::as_ptr(&e.task) as *const () == task && e.ticket == ticket,
-            Queued::Call(_) => false,
+            Queued::Spawned(_) | Queued::Call(_) => false,
         }
     }
 }
@@ -280,23 +285,32 @@ impl PoolCore {
     /// Queue `entry`; false (entry dropped) if the pool is dying.
     #[inline]
     pub(crate) fn push(&self, entry: Entry) -> bool {
-        let st = self.state.lock();
-        if st.dying {
-            return false;
-        }
-        self.enqueue(st, Queued::Task(entry));
-        true
+        self.push_as(entry, Queued::Task).is_ok()
+    }
+
+    /// Queue a spawned closure's cell; the share is given back if the pool
+    /// is dying.
+    #[inline]
+    pub(crate) fn push_spawned(&self, cell: CellRef) -> Result<(), CellRef> {
+        self.push_as(cell, Queued::Spawned)
     }
 
     /// Queue a closure of `execute`; given back if the pool is dying, for
     /// the caller to drop on its own thread.
     #[inline]
     pub(crate) fn push_call(&self, call: Thunk) -> Result<(), Thunk> {
+        self.push_as(call, Queued::Call)
+    }
+
+    /// Queue `what` as `wrap(what)` unless the pool is dying (then `what`
+    /// comes back untouched).
+    #[inline]
+    fn push_as<T>(&self, what: T, wrap: impl FnOnce(T) -> Queued) -> Result<(), T> {
         let st = self.state.lock();
         if st.dying {
-            return Err(call);
+            return Err(what);
         }
-        self.enqueue(st, Queued::Call(call));
+        self.enqueue(st, wrap(what));
         Ok(())
     }
 
@@ -504,6 +518,7 @@ impl PoolCore {
     pub(crate) fn run_entry(self: &Arc<Self>, entry: Queued) {
         match entry {
             Queued::Task(e) => self.guarded((), || e.task.run(e.ticket, self)),
+            Queued::Spawned(c) => self.guarded((), || c.run(self)),
             // NOTE: nobody waits for an executed closure: a panic of it (or
             // of its captures' destructors) is caught and counted here, and
             // its result, `()`, needs no box.

@@ -27,26 +27,32 @@
 //! nobody waits for costs no lock at all.
 //!
 //! `users` counts the parties still to touch the cell (the handle and the
-//! pool's entry, so 2 at first). Whoever brings it to zero gives the cell
-//! back to the cache; neither party touches the cell after its decrement, so
-//! a recycled cell is never seen by its former users.
+//! pool's entry, so 2 at first), each holding one [`CellRef`]. Whoever
+//! brings it to zero gives the cell back to the cache; neither party touches
+//! the cell after its decrement, so a recycled cell is never seen by its
+//! former users. The two `CellRef`s are the only pointers to a cell, and
+//! the count is the only thing that keeps it alive (there is no `Arc`).
 //!
-//! The cache is a Bonwick magazine layer: each thread keeps up to
-//! `MAGAZINE` free cells in a thread-local vector, and full magazines are
-//! exchanged through a small global depot, so neither spawning nor
-//! recycling takes a shared lock in the common case. It stands in for a
-//! percore-zone cache, which does not exist yet.
-//! XXX: switch to a `percore_zone::Zone<Cell>` once that crate lands.
+//! The cache is a percore-zone [`Zone`](percore_zone::Zone) (`pool.cells`
+//! in the stats tree): per-thread buckets over a depot over slabs, so
+//! neither spawning nor recycling takes a shared lock in the common case,
+//! and a flood of spawns far ahead of the workers (a deep queue) takes its
+//! cells from slabs in whole buckets rather than calling malloc for each.
+//! A cell keeps its lock and condition variable across reuse (the zone's
+//! constructed state). Should the zone be unavailable, cells come from the
+//! heap, each marked so that it goes back where it came from.
 //! XXX: the cell's `UnsafeCell`s are `std`'s, so the loom model does not
 //! cover this module; its protocol is the table above.
 
-use crate::core::{Entry, PoolCore, Task};
+use crate::core::PoolCore;
 use crate::error::{JoinError, PanicPayload};
 use crate::thunk::Thunk;
 use percore_cpu::loom::{AtomicUsize, Condvar, Mutex};
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +81,9 @@ pub(crate) struct Cell {
     result: UnsafeCell<Option<Outcome>>,
     lock: Mutex<()>,
     cv: Condvar,
+    /// Allocated on the heap, not from the zone (see `cache`): where it goes
+    /// back to. Fixed for the cell's life.
+    heap: bool,
 }
 
 // SAFETY: `thunk` and `result` are only touched by the one party the state
@@ -84,8 +93,9 @@ pub(crate) struct Cell {
 unsafe impl Sync for Cell {}
 
 impl Cell {
-    fn new() -> Cell {
+    fn new(heap: bool) -> Cell {
         Cell {
+            heap,
             users: AtomicUsize::new(0),
             state: AtomicUsize::new(FREE),
             thunk: UnsafeCell::new(None),
@@ -100,16 +110,6 @@ impl Cell {
     /// Returns the panic of a leftover's destructor (a result nobody joined,
     /// a panic payload, a closure's captures), raised only after the cell
     /// was recycled: the caller decides where it goes (issue 16).
-    #[must_use = "a destructor's panic must be counted or re-raised"]
-    fn release(self: Arc<Self>) -> Option<Payload> {
-        // ORDERING: AcqRel so that the party that recycles sees every write
-        // of the other (pairs with the other party's decrement).
-        if self.users.fetch_sub(1, Ordering::AcqRel) == 1 {
-            return cache::free(self);
-        }
-        None
-    }
-
     /// Back to `FREE`, dropping leftovers. Caller: the last user.
     fn reset(&self) -> Option<Payload> {
         // SAFETY: `users` reached zero: nobody else can touch the cell.
@@ -156,21 +156,56 @@ impl Cell {
     }
 }
 
-/// Drop `v`, returning the panic of its destructor instead of unwinding.
-fn drop_caught<V>(v: V) -> Option<Payload> {
-    crate::error::catch_unwind(move || drop(v)).err()
-}
+/// One party's counted reference to a cell: the handle's or the queue
+/// entry's. Not `Clone`: `spawn` makes exactly two and sets `users` to 2.
+///
+/// Invariant: while a `CellRef` exists, its count in `users` is not yet
+/// given back, so the cell is allocated and not recycled. `release`
+/// consumes it; dropping one releases it too (a queue dropped with entries
+/// still in it), counting nothing and swallowing a destructor's panic.
+pub(crate) struct CellRef(NonNull<Cell>);
 
-/// Re-raise a destructor's panic on a pool thread: [`PoolCore::guarded`]
-/// catches and counts it.
-fn reraise(p: Option<Payload>) {
-    if let Some(p) = p {
-        std::panic::resume_unwind(p);
+// SAFETY: a `CellRef` is a counted share of a `Cell`, which is `Sync`; the
+// last share recycles it, from whichever thread that is (the cache accepts
+// frees from any thread).
+unsafe impl Send for CellRef {}
+// SAFETY: as for `Send`; shared use goes through `&Cell` only.
+unsafe impl Sync for CellRef {}
+
+impl std::ops::Deref for CellRef {
+    type Target = Cell;
+
+    #[inline]
+    fn deref(&self) -> &Cell {
+        // SAFETY: the invariant: this share is still counted, so the cell is
+        // allocated and no other party recycles it meanwhile.
+        unsafe { self.0.as_ref() }
     }
 }
 
-impl Task for Cell {
-    fn run(self: Arc<Self>, _ticket: u64, core: &Arc<PoolCore>) {
+impl CellRef {
+    /// This party is done with the cell; the last one recycles it.
+    ///
+    /// Returns the panic of a leftover's destructor (a result nobody joined,
+    /// a panic payload, a closure's captures), raised only after the cell
+    /// was recycled: the caller decides where it goes (issue 16).
+    #[must_use = "a destructor's panic must be counted or re-raised"]
+    fn release(self) -> Option<Payload> {
+        let me = ManuallyDrop::new(self);
+        // ORDERING: AcqRel so that the party that recycles sees every write
+        // of the other (pairs with the other party's decrement).
+        if me.users.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // SAFETY: `users` reached zero: this was the last share, nobody
+            // touches the cell again (`me` is not dropped), and it came from
+            // `cache::alloc` (`spawn`).
+            return unsafe { cache::free(me.0) };
+        }
+        None
+    }
+
+    /// Run the closure, if still pending (popped by a worker; no pool lock
+    /// held), then give the entry's share back.
+    pub(crate) fn run(self, core: &PoolCore) {
         if self.leave_pending(RUNNING) {
             // SAFETY: RUNNING and we won the CAS: the thunk is ours.
             let thunk = unsafe { (*self.thunk.get()).take() };
@@ -186,17 +221,27 @@ impl Task for Cell {
         }
         reraise(self.release());
     }
+}
 
-    fn promote(self: Arc<Self>, ticket: u64, core: &Arc<PoolCore>) -> bool {
-        // Spawned closures are never delayed; a promoted one just runs.
-        core.push_promoted(Entry { task: self, ticket });
-        true
+impl Drop for CellRef {
+    fn drop(&mut self) {
+        let me = CellRef(self.0);
+        if let Some(p) = me.release() {
+            crate::error::drop_payload(p);
+        }
     }
+}
 
-    fn shutdown(self: Arc<Self>, _ticket: u64) {
-        let (_, captures) = cancel(&self);
-        let recycled = self.release();
-        reraise(captures.or(recycled));
+/// Drop `v`, returning the panic of its destructor instead of unwinding.
+fn drop_caught<V>(v: V) -> Option<Payload> {
+    crate::error::catch_unwind(move || drop(v)).err()
+}
+
+/// Re-raise a destructor's panic on a pool thread: [`PoolCore::guarded`]
+/// catches and counts it.
+fn reraise(p: Option<Payload>) {
+    if let Some(p) = p {
+        std::panic::resume_unwind(p);
     }
 }
 
@@ -222,24 +267,31 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let cell = cache::alloc();
+    let ptr = cache::alloc();
     // NOTE: small closures travel inside the cell, no allocation (thunk.rs).
     let thunk = Thunk::new(f);
-    // SAFETY: the cell is FREE and ours alone (fresh, or from the cache).
-    unsafe { *cell.thunk.get() = Some(thunk) };
-    // ORDERING (both): the pool lock taken by `push` publishes them.
-    cell.state.store(PENDING, Ordering::Relaxed);
-    cell.users.store(2, Ordering::Relaxed);
-    if !core.push(Entry { task: cell.clone(), ticket: 0 }) {
+    // SAFETY: the cell is FREE and ours alone (fresh, or from the cache),
+    // and stays allocated: nothing has released it.
+    let fresh = unsafe { ptr.as_ref() };
+    // SAFETY: as above: nobody else can see the cell yet.
+    unsafe { *fresh.thunk.get() = Some(thunk) };
+    // ORDERING (both): the pool lock taken by `push_spawned` publishes them.
+    fresh.state.store(PENDING, Ordering::Relaxed);
+    fresh.users.store(2, Ordering::Relaxed);
+    // The two shares that `users` counts: the handle's and the entry's.
+    let (cell, entry) = (CellRef(ptr), CellRef(ptr));
+    if let Err(refused) = core.push_spawned(entry) {
         // The pool is shutting down (a job spawning onto its dying pool):
-        // the closure will not run, and the handle says so.
-        cell.users.store(1, Ordering::Relaxed);
-        if let (_, Some(p)) = cancel(&cell) {
+        // the closure will not run, and the handle says so. The entry's
+        // share goes first (the handle's keeps the cell), then the cancel.
+        let recycled = refused.release();
+        let (_, captures) = cancel(&cell);
+        if let Some(p) = captures.or(recycled) {
             // The spawner's own captures: their panic is the spawner's.
             std::panic::resume_unwind(p);
         }
     }
-    JoinHandle { cell, _result: PhantomData }
+    JoinHandle { cell: ManuallyDrop::new(cell), _result: PhantomData }
 }
 
 /// The handle of a spawned closure: wait for its result, or cancel it.
@@ -267,7 +319,8 @@ where
 /// }
 /// ```
 pub struct JoinHandle<R> {
-    cell: Arc<Cell>,
+    /// The handle's share, released once, in `drop`.
+    cell: ManuallyDrop<CellRef>,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -367,7 +420,9 @@ impl<R> Drop for JoinHandle<R> {
     /// abort). When the pool thread is the last party, it drops them and
     /// counts such a panic in [`Stats::panics`](crate::Stats::panics).
     fn drop(&mut self) {
-        if let Some(p) = self.cell.clone().release() {
+        // SAFETY: taken once, here, and `self.cell` is not used afterwards.
+        let share = unsafe { ManuallyDrop::take(&mut self.cell) };
+        if let Some(p) = share.release() {
             if std::thread::panicking() {
                 crate::error::drop_payload(p);
             } else {
@@ -385,79 +440,53 @@ impl<R> std::fmt::Debug for JoinHandle<R> {
 
 /// The cell cache (see the module documentation). Under loom there is no
 /// cache: cells are allocated and freed, which the model does not care about.
-#[cfg(not(loom))]
 mod cache {
     use super::{Cell, Payload};
-    use std::cell::RefCell;
-    use std::sync::{Arc, Mutex};
+    use std::ptr::NonNull;
 
-    /// Free cells a thread keeps for itself.
-    const MAGAZINE: usize = 64;
-    /// Full magazines kept in the global depot (up to 16K cells, about
-    /// 2 MiB: a flood of spawns then recycles instead of calling malloc).
-    const DEPOT: usize = 256;
+    #[cfg(not(loom))]
+    static CELLS: std::sync::OnceLock<Option<percore_zone::Zone<Cell>>> = std::sync::OnceLock::new();
 
-    thread_local! {
-        static LOCAL: RefCell<Vec<Arc<Cell>>> = const { RefCell::new(Vec::new()) };
-    }
-    static DEPOT_LIST: Mutex<Vec<Vec<Arc<Cell>>>> = Mutex::new(Vec::new());
-
+    /// The zone of every pool's cells, if it could be made.
+    #[cfg(not(loom))]
     #[inline]
-    pub(super) fn alloc() -> Arc<Cell> {
-        let local = LOCAL.try_with(|l| l.borrow_mut().pop()).ok().flatten();
-        local.or_else(alloc_slow).unwrap_or_else(|| Arc::new(Cell::new()))
+    fn zone() -> Option<&'static percore_zone::Zone<Cell>> {
+        CELLS.get_or_init(|| percore_zone::Zone::new("pool.cells", || Cell::new(false)).ok()).as_ref()
     }
 
-    /// The magazine is empty: take a full one from the depot.
-    #[cold]
-    fn alloc_slow() -> Option<Arc<Cell>> {
-        let mut full = DEPOT_LIST.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-        let cell = full.pop();
-        let _ = LOCAL.try_with(|l| {
-            let mut l = l.borrow_mut();
-            if l.is_empty() {
-                *l = full;
-            }
-        });
-        cell
-    }
-
+    /// A `FREE` cell with `users` at 0, owned by the caller.
     #[inline]
-    pub(super) fn free(cell: Arc<Cell>) -> Option<Payload> {
-        let panicked = cell.reset();
-        let _ = LOCAL.try_with(|l| {
-            let mut l = l.borrow_mut();
-            l.push(cell);
-            if l.len() >= 2 * MAGAZINE {
-                let full: Vec<Arc<Cell>> = l.drain(..MAGAZINE).collect();
-                free_slow(full);
-            }
-        });
-        panicked
-    }
-
-    /// The magazine overflowed: hand a full one to the depot (or free it).
-    #[cold]
-    fn free_slow(full: Vec<Arc<Cell>>) {
-        let mut depot = DEPOT_LIST.lock().unwrap_or_else(|e| e.into_inner());
-        if depot.len() < DEPOT {
-            depot.push(full);
+    pub(super) fn alloc() -> NonNull<Cell> {
+        #[cfg(not(loom))]
+        if let Some(p) = zone().and_then(|z| z.alloc_raw().ok()) {
+            return p;
         }
-    }
-}
-
-#[cfg(loom)]
-mod cache {
-    use super::{Cell, Payload};
-    use std::sync::Arc;
-
-    pub(super) fn alloc() -> Arc<Cell> {
-        Arc::new(Cell::new())
+        NonNull::from(Box::leak(Box::new(Cell::new(true))))
     }
 
-    pub(super) fn free(cell: Arc<Cell>) -> Option<Payload> {
-        let panicked = cell.reset();
-        drop(cell);
+    /// Reset `cell` (dropping its leftovers) and give it back; the panic of
+    /// a leftover's destructor is returned.
+    ///
+    /// # Safety
+    ///
+    /// `cell` came from [`alloc`], is not freed yet, and nobody touches it
+    /// after this call.
+    #[inline]
+    pub(super) unsafe fn free(cell: NonNull<Cell>) -> Option<Payload> {
+        // SAFETY: the caller's promise: allocated, and ours alone.
+        let c = unsafe { cell.as_ref() };
+        let panicked = c.reset();
+        if c.heap {
+            // SAFETY: a heap cell is a leaked `Box` of `alloc`, freed once.
+            drop(unsafe { Box::from_raw(cell.as_ptr()) });
+        } else {
+            #[cfg(not(loom))]
+            if let Some(z) = zone() {
+                // SAFETY: a zone cell of this zone (the only one), freed
+                // once, unused afterwards.
+                unsafe { z.free_raw(cell) };
+            }
+        }
         panicked
     }
 }

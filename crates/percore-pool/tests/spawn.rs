@@ -94,3 +94,58 @@ fn detached_work_runs_and_cells_are_recycled() {
     assert_eq!(count.load(Ordering::Relaxed), 30_000);
     assert_eq!(pool.stats().jobs_run, 30_000);
 }
+
+/// Spawned closures' cells come from the `pool.cells` zone and go back to
+/// it: rounds of deep queues (every spawn far ahead of the workers) reuse
+/// the cells of the rounds before instead of growing, and every closure's
+/// captures are dropped exactly once.
+#[test]
+fn cells_come_from_the_zone_and_are_reused_across_deep_queues() {
+    struct Counted(Arc<AtomicU64>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let pool = ThreadPool::builder().name("spawn-zone").max_threads(2).build().unwrap();
+    let (ran, dropped) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let items = || percore_cpu::stats::get("zone.pool.cells.items").expect("the pool.cells zone is registered");
+    let mut after_first = 0;
+    for round in 0..4 {
+        let gate = Arc::new(Gate::default());
+        let g2 = gate.clone();
+        // Hold both workers' attention on one closure each while 5,000 cells
+        // queue up behind them.
+        let blockers: Vec<_> = (0..2)
+            .map(|_| {
+                let g = g2.clone();
+                pool.spawn(move || g.wait())
+            })
+            .collect();
+        for _ in 0..5_000 {
+            let (r, c) = (ran.clone(), Counted(dropped.clone()));
+            drop(pool.spawn(move || {
+                let _keep = &c;
+                r.fetch_add(1, Ordering::Relaxed);
+            }));
+        }
+        gate.open();
+        for b in blockers {
+            b.join().unwrap();
+        }
+        pool.drain_timeout(LONG).unwrap();
+        if std::env::var_os("PERCORE_ZONE_NOCACHE").is_some_and(|v| v == "1") {
+            // No cache (valgrind runs): each cell went back to the system.
+            assert!(items() < 5_000, "cells were not freed: {} outstanding", items());
+        } else if round == 0 {
+            after_first = items();
+            assert!(after_first >= 5_000, "a deep queue of 5,000 needs 5,000 cells: {after_first}");
+        } else {
+            // Other tests of this binary spawn too (on other threads, at most
+            // a few thousand at a time); a leak here would add 5,000 a round.
+            assert!(items() < after_first + 5_000, "cells grew from {after_first} to {} in round {round}", items());
+        }
+    }
+    assert_eq!(ran.load(Ordering::Relaxed), 20_000);
+    assert_eq!(dropped.load(Ordering::Relaxed), 20_000);
+}
