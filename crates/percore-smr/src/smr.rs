@@ -19,7 +19,7 @@
 
 use crate::domain::{Domain, Mode};
 use crate::reclaim::{Batch, Deferred, Tagged};
-use crate::slots::{Slot, EPHEMERAL, NEST_MASK};
+use crate::slots::Slot;
 use crate::sys::Flavour;
 use crate::{Error, Seq};
 use percore_cpu::loom::Arc;
@@ -28,8 +28,13 @@ use percore_cpu::stats;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::Duration;
+
+mod builder;
+mod section;
+
+pub use builder::{Builder, DEFAULT_BATCH, DEFAULT_MAX_PENDING};
+use section::{enter_slot, nest};
+pub use section::{Guard, Participant};
 
 /// Domain ids are never reused, so a stale cache entry can never match.
 static NEXT_ID: StdAtomicU64 = StdAtomicU64::new(1);
@@ -180,95 +185,6 @@ pub struct Smr {
     domain: Arc<Domain>,
     /// Tears the domain down when the last handle goes.
     _owner: Arc<DomainOwner>,
-}
-
-/// Configures a [`Smr`] domain.
-#[derive(Clone, Debug)]
-pub struct Builder {
-    name: String,
-    mode: Mode,
-    max_pending: usize,
-    batch_size: usize,
-}
-
-/// Default cap on retired objects waiting in queued batches.
-pub const DEFAULT_MAX_PENDING: usize = 1 << 18;
-/// Default number of retired objects per participant batch.
-pub const DEFAULT_BATCH: usize = 128;
-
-impl Builder {
-    /// How the write sequence advances (default: [`Mode::Default`]).
-    pub fn mode(mut self, mode: Mode) -> Builder {
-        self.mode = mode;
-        self
-    }
-
-    /// The cap on retired-but-not-reclaimed objects in queued batches
-    /// (default [`DEFAULT_MAX_PENDING`], 262,144).
-    ///
-    /// A writer whose retire finds the queue over the cap waits for readers
-    /// (back-pressure) until it is under again. Each participant also holds
-    /// up to `batch_size` untagged objects of its own, so the domain's
-    /// pending total stays at or below `max_pending + batch_size *
-    /// (participants + 1)`. Smaller caps bound memory when a reader stalls,
-    /// at the price of writers stalling with it; the default is large
-    /// enough that only a reader stuck for a long time triggers it. A
-    /// writer inside a read section never waits (it would wait for itself):
-    /// it lets the queue run over and counts `cap_overrun`.
-    pub fn max_pending(mut self, objects: usize) -> Builder {
-        self.max_pending = objects;
-        self
-    }
-
-    /// Objects per participant batch (default [`DEFAULT_BATCH`]). One
-    /// `advance` and at most one scan per batch: larger batches cost less
-    /// per object and keep memory longer.
-    pub fn batch_size(mut self, objects: usize) -> Builder {
-        self.batch_size = objects;
-        self
-    }
-
-    /// Create the domain.
-    ///
-    /// ```
-    /// use percore_smr::{Error, Mode, Smr};
-    /// let smr = Smr::builder("deferred").mode(Mode::Deferred { limit: 8 }).build().unwrap();
-    /// assert_eq!(smr.name(), "deferred");
-    /// let bad = Smr::builder("bad").batch_size(0).build();
-    /// assert!(matches!(bad, Err(Error::InvalidConfig { .. })));
-    /// ```
-    pub fn build(self) -> Result<Smr, Error> {
-        let invalid = |reason: &str| Err(Error::InvalidConfig { domain: self.name.clone(), reason: reason.into() });
-        if self.batch_size == 0 || self.batch_size > 1 << 20 {
-            return invalid("batch_size must be between 1 and 1,048,576");
-        }
-        if self.max_pending < self.batch_size {
-            return invalid("max_pending must be at least batch_size");
-        }
-        match self.mode {
-            Mode::Deferred { limit: 0 } => return invalid("deferred limit must be at least 1"),
-            Mode::Lazy { tick } if tick < Duration::from_micros(1) || tick > crate::domain::MAX_LAZY_TICK => {
-                return invalid("lazy tick must be between 1us and 1s (MAX_LAZY_TICK)")
-            }
-            _ => {}
-        }
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let domain = Arc::new(Domain::new(id, self.name.clone(), self.mode, self.max_pending, self.batch_size));
-        register_fence_stats(domain.flavour);
-        let reg = stats::register_source(&format!("smr.{}", self.name), domain.clone());
-        Ok(Smr { domain: domain.clone(), _owner: Arc::new(DomainOwner { domain, _stats: reg }) })
-    }
-}
-
-fn register_fence_stats(flavour: Flavour) {
-    static REG: OnceLock<stats::Registration> = OnceLock::new();
-    REG.get_or_init(|| {
-        let m = u64::from(flavour == Flavour::Membarrier);
-        stats::register("smr.fence", move |emit| {
-            emit("membarrier", m);
-            emit("locked_rmw", 1 - m);
-        })
-    });
 }
 
 impl Smr {
@@ -699,162 +615,5 @@ impl std::fmt::Debug for Smr {
             .field("rd_seq", &s.rd_seq())
             .field("pending", &self.pending())
             .finish()
-    }
-}
-
-#[inline]
-fn enter_slot(domain: &Domain, slot: &Slot) {
-    if !slot.in_section() {
-        domain.publish(slot);
-    } else {
-        nest(slot);
-    }
-}
-
-/// One more guard on a slot already in a section.
-#[inline]
-fn nest(slot: &Slot) {
-    let n = slot.local.nesting.get();
-    if n & NEST_MASK != NEST_MASK {
-        slot.local.nesting.set(n + 1);
-    }
-}
-
-/// Unpublish: the section of `slot` ends.
-#[inline]
-fn unpublish(slot: &Slot) {
-    // ORDERING: Release: every load of the section happens before a poller
-    // that acquires INVALID frees anything (`poll_slot`).
-    slot.c_seq.store(crate::seq::INVALID, Ordering::Release);
-}
-
-/// End one section off the fast path: a nested guard, or a teardown-time
-/// slot. Guards may drop in any order: whichever is last (no extra nesting
-/// left) unpublishes. A saturated count stays (see `NEST_MASK`).
-///
-/// NOTE: inlined, so that nested sections (a common pattern: a lookup
-/// inside a longer section) pay no call; the teardown case calls out to
-/// the cold `release_ephemeral`. `always`: the caller marks this branch
-/// cold (a layout hint), which would otherwise keep it out of line.
-#[inline(always)]
-fn exit_slow(smr: &Smr, slot: &Slot) {
-    let n = slot.local.nesting.get();
-    match n & NEST_MASK {
-        0 => unpublish(slot),
-        NEST_MASK => {}
-        _ => slot.local.nesting.set(n - 1),
-    }
-    if n & EPHEMERAL != 0 {
-        smr.release_ephemeral(slot);
-    }
-}
-
-/// A read section of one domain; ends when dropped (`smr_exit`).
-#[must_use = "the section ends as soon as the guard is dropped"]
-pub struct Guard<'a> {
-    smr: &'a Smr,
-    slot: &'a Slot,
-    _not_send: PhantomData<*mut ()>,
-}
-
-impl Guard<'_> {
-    /// The domain this section belongs to.
-    pub fn smr(&self) -> &Smr {
-        self.smr
-    }
-}
-
-impl Drop for Guard<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        // One test: no extra guard and not a teardown-time slot.
-        if self.slot.local.nesting.get() == 0 {
-            unpublish(self.slot);
-        } else {
-            // NOTE: a layout hint, as in `enter`.
-            std::hint::cold_path();
-            exit_slow(self.smr, self.slot);
-        }
-    }
-}
-
-impl std::fmt::Debug for Guard<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guard").field("domain", &self.smr.name()).finish()
-    }
-}
-
-/// A thread's explicit registration with a domain (see [`Smr::register`]).
-/// Not `Send`: it names the registering thread's slot.
-///
-/// `!Send` alone does not keep it on its thread: a percore-lwkt uthread
-/// that calls `migrate()` (or is given away) carries it to another worker's
-/// OS thread. So [`enter`](Participant::enter) checks that the slot is the
-/// calling thread's (the same thread-local check [`Smr::enter`] makes);
-/// on another thread it enters through that thread's own slot instead, so a
-/// participant can never publish or nest on another thread's slot (issue
-/// 16). The check costs what `Smr::enter`'s fast path costs.
-pub struct Participant {
-    smr: Smr,
-    slot: *const Slot,
-    _not_send: PhantomData<*mut ()>,
-}
-
-impl Participant {
-    /// Enter a read section, like [`Smr::enter`]. On a thread other than
-    /// the registering one (a migrated uthread) the section uses the calling
-    /// thread's slot, exactly as `Smr::enter` would.
-    ///
-    /// ```
-    /// let smr = percore_smr::Smr::new("participant-enter").unwrap();
-    /// let me = smr.register();
-    /// let g = me.enter();
-    /// assert!(smr.in_section());
-    /// drop(g);
-    /// ```
-    #[inline]
-    pub fn enter(&self) -> Guard<'_> {
-        if !self.is_home() {
-            return self.smr.enter();
-        }
-        // SAFETY: the slot lives as long as the domain, which `self.smr`
-        // keeps alive, and `is_home` checked it is the calling thread's.
-        let slot = unsafe { &*self.slot };
-        enter_slot(self.smr.domain(), slot);
-        Guard { smr: &self.smr, slot, _not_send: PhantomData }
-    }
-
-    /// Whether the participant's slot is the calling thread's.
-    #[inline]
-    fn is_home(&self) -> bool {
-        let id = self.smr.domain().id;
-        let cached = FAST.with(|f| f.slot_of(id).is_some_and(|p| std::ptr::eq(p, self.slot)));
-        cached || self.smr.slot_slow(false).is_some_and(|p| std::ptr::eq(p, self.slot))
-    }
-
-    /// The domain.
-    pub fn smr(&self) -> &Smr {
-        &self.smr
-    }
-}
-
-impl Drop for Participant {
-    fn drop(&mut self) {
-        // NOTE: only the owning thread may touch the slot's owner-only
-        // state; elsewhere (a migrated uthread) there is nothing to do.
-        if !self.is_home() {
-            return;
-        }
-        // SAFETY: as in `enter`.
-        let slot = unsafe { &*self.slot };
-        if slot.ephemeral() {
-            self.smr.release_ephemeral(slot);
-        }
-    }
-}
-
-impl std::fmt::Debug for Participant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Participant").field("domain", &self.smr.name()).finish()
     }
 }
