@@ -112,10 +112,14 @@ fn park_on(w: &crate::worker::Worker, t: &crate::uthread::record::Thread, deadli
     t.park.finish_park();
     if let Some((armed_on, key)) = timer {
         t.disarm_timer();
-        // NOTE: re-fetched: a give-away may have moved us meanwhile, and
-        // then the entry stays behind, stale (`worker/timer.rs`).
-        if let Some(w) = current_worker().filter(|w| w.idx == armed_on) {
-            w.cancel_timer(key);
+        // NOTE: re-fetched: a give-away may have moved us meanwhile. The
+        // entry is then on the old worker's wheel, which only that worker
+        // may touch: it is told to cancel it (an IPI, on this rare path
+        // only), instead of keeping the record alive until the deadline.
+        match current_worker() {
+            Some(w) if w.idx == armed_on => w.cancel_timer(key),
+            Some(w) => crate::worker::timer::cancel_on(&w.shared, armed_on, key),
+            None => {}
         }
     }
 }

@@ -283,4 +283,51 @@ mod tests {
         go.store(true, SeqCst);
         assert_eq!(h.join().unwrap(), Some(1));
     }
+
+    /// A uthread given away while its timer is armed on the old worker
+    /// (an hour away) has that worker cancel the entry once it resumes
+    /// elsewhere: the wheel does not keep its record alive for the hour.
+    #[test]
+    fn a_timer_left_on_the_old_worker_is_cancelled_there() {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let go = Arc::new(AtomicBool::new(false));
+        let g = go.clone();
+        let h = Builder::new()
+            .worker(0)
+            .spawn_on(rt.handle(), move || {
+                while !g.load(SeqCst) {
+                    crate::park_timeout(std::time::Duration::from_secs(3600)).unwrap();
+                }
+                crate::worker_index()
+            })
+            .unwrap();
+        let u = h.uthread().clone();
+        // Wait until it has armed its timer on worker 0: the first arming
+        // there (sequence 1 of a fresh worker's wheel). Then a successful
+        // give-away moves it blocked, with the entry left on worker 0.
+        let start = std::time::Instant::now();
+        while !u.0.timer_armed(0, 1) {
+            assert!(start.elapsed() < std::time::Duration::from_secs(30), "the uthread never parked");
+            std::thread::yield_now();
+        }
+        // SAFETY: the moved uthread keeps nothing `!Send` across the move.
+        while unsafe { u.give_to(1) }.is_err() {
+            std::thread::yield_now();
+        }
+        go.store(true, SeqCst);
+        u.unpark();
+        assert_eq!(h.join().unwrap(), Some(1));
+        // Only our handle is left once worker 0 has handled the cancel (its
+        // wheel entry held the other reference). Bounded: a lost cancel
+        // fails here instead of waiting out the hour.
+        let start = std::time::Instant::now();
+        while Arc::strong_count(&u.0) > 1 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "the record is still referenced {} times",
+                Arc::strong_count(&u.0)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
 }

@@ -24,12 +24,14 @@
 //! Arming records `(worker, seq)` in the uthread (`Thread::arm_timer`); an
 //! entry whose pair no longer matches is stale and fires nothing. A uthread
 //! that resumes on the worker it armed on cancels its entry by key at once;
-//! one that was moved meanwhile (`give_to`) leaves its entry on the old
-//! worker until it expires (it holds the record alive until then), and
-//! firing it then is skipped, or at worst a spurious wake-up, which every
-//! waiter tolerates.
+//! one that was moved meanwhile (`give_to`) asks the old worker to cancel it
+//! ([`cancel_on`], an IPI), so the entry does not hold the record alive
+//! until its deadline. Until that IPI is handled the entry is stale: firing
+//! it is skipped, or at worst a spurious wake-up, which every waiter
+//! tolerates. (A key that went stale meanwhile cancels nothing.)
 
 use super::wheel::{tick_ceil, tick_floor, tick_start, Key, Wheel};
+use crate::kernel::{Msg, RuntimeState};
 use crate::uthread::record::Thread;
 use percore_cpu::loom::Arc;
 use std::time::{Duration, Instant};
@@ -102,6 +104,20 @@ impl Timers {
     pub(crate) fn clear(&mut self) {
         *self.wheel = Wheel::new();
     }
+}
+
+/// Cancel the timer `key` on worker `armed_on` of `shared`, from another
+/// worker: the entry belongs to `armed_on`'s wheel, so the cancel runs
+/// there, in an IPI. Allocates one small closure; only a uthread that was
+/// given away while its timer was armed comes here. At shutdown the IPI is
+/// refused and the wheel goes with its worker.
+pub(crate) fn cancel_on(shared: &Arc<RuntimeState>, armed_on: usize, key: Key) {
+    let cancel = move || {
+        if let Some(w) = super::current_worker() {
+            w.cancel_timer(key);
+        }
+    };
+    super::ipi::send(shared, armed_on, Msg::Run(Box::new(cancel)));
 }
 
 #[cfg(all(test, not(loom)))]
