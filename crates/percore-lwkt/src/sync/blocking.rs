@@ -141,7 +141,7 @@ where
     submit(pool, f)
 }
 
-/// Spawn `f` on `pool` and wait (park the uthread, or the OS thread) for it.
+/// Run `f` on `pool` and wait (park the uthread, or the OS thread) for it.
 fn submit<F, T>(pool: &ThreadPool, f: F) -> Result<T, JoinError>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -149,14 +149,17 @@ where
 {
     let slot = Arc::new(Oneshot::new());
     let completer = Completer(Some(slot.clone()));
-    // Dropping the pool's handle detaches the closure; `slot` is our handle.
-    drop(pool.spawn(move || {
+    // Fire and forget (no pool cell, no handle): `slot` is our handle. A
+    // closure the pool refuses (it is shutting down) is dropped unrun, and
+    // its completer's drop answers `Cancelled`, so the wait below ends.
+    let queued = pool.execute(move || {
         let completer = completer;
         match catch_unwind(AssertUnwindSafe(f)) {
             Ok(v) => completer.complete(Ok(v)),
             Err(p) => completer.complete(Err(JoinError::from_panic(p))),
         }
-    }));
+    });
+    debug_assert!(queued.is_ok() || slot.is_done(), "a refused closure must have answered");
     match slot.wait() {
         Ok(r) => r,
         Err(e) => Err(JoinError::Wait(e)),
