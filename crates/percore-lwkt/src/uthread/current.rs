@@ -63,10 +63,13 @@ pub fn yield_now() {
         }
         return;
     }
-    w.ws().slot.beat();
     w.poll_ipis();
     if w.yield_wanted(t) {
+        // NOTE: no heartbeat here: the resume that follows the switch-out
+        // (`RunningSlot::enter`) is one.
         w.switch_out(t, Intent::Yield);
+    } else {
+        w.ws().slot.beat();
     }
 }
 

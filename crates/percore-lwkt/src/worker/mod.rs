@@ -223,6 +223,7 @@ impl Worker {
         unsafe { self.current.get().as_ref() }
     }
 
+    #[inline]
     pub(crate) fn check_block(&self) -> Result<(), Error> {
         if self.shutting_down.get() {
             return Err(Error::Shutdown);
@@ -236,17 +237,25 @@ impl Worker {
         Ok(())
     }
 
-    /// Whether a yield would find someone else to run.
+    /// Whether a yield would find someone else to run, or the loop's pass
+    /// something to do. The caller has just drained pending IPIs
+    /// (`poll_ipis`).
     #[inline]
     pub(crate) fn yield_wanted(&self, t: &Thread) -> bool {
         // NOTE: at shutdown, switch out so the loop can see it: a uthread
         // that spins on `yield_now` alone must not keep `Runtime::drop` waiting.
-        if self.ws().idle.peek_pending() || self.resched.get() || self.shared.is_shutdown() {
+        if self.resched.get() || self.shared.is_shutdown() {
             return true;
         }
         let pri = t.sched(self.owned()).pri;
         if self.runq.borrow().top().is_some_and(|p| p >= pri) {
             return true;
+        }
+        // NOTE: a lone yield: with no timer armed and no driver installed,
+        // the loop's pass would only poll IPIs (done by our caller) and
+        // pick this uthread again, so it returns without a switch.
+        if self.timers.borrow().is_empty() && self.shared.driver.get().is_none() {
+            return false;
         }
         // NOTE: a uthread yielding alone would otherwise keep the loop from
         // ever firing timers or running the driver's pass (alarms, I/O):
@@ -342,6 +351,18 @@ impl Worker {
             RunState::Running | RunState::Migrating => s.resched = true,
             _ => {}
         }
+    }
+
+    /// Put `t`, just switched out by a yield, back on the run queue. No
+    /// preemption check, unlike `enqueue`: nothing runs between two
+    /// resumes, so there is nobody to preempt.
+    #[inline]
+    pub(crate) fn requeue(&self, t: Arc<Thread>, front: bool) {
+        debug_assert!(self.current.get().is_null());
+        let s = t.sched(self.owned());
+        s.state = RunState::Queued;
+        let pri = s.pri;
+        self.runq.borrow_mut().push(t, pri, front);
     }
 
     pub(crate) fn enqueue(&self, t: Arc<Thread>, front: bool) {
