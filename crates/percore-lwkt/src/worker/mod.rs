@@ -51,6 +51,8 @@ pub(crate) const REPLY_SPIN_MAX: Duration = Duration::from_micros(100);
 /// The least a growing reply window restarts from (a window halved to
 /// nothing spins no more until an answer shows it was worth it).
 pub(crate) const REPLY_SPIN_MIN: Duration = Duration::from_micros(2);
+/// Records of exited uthreads a worker keeps for reuse (`recycle`).
+pub(crate) const RECORD_CACHE: usize = 64;
 
 /// A worker's private state. Lives on its OS thread's stack; reached through
 /// a thread-local pointer by the uthreads it runs.
@@ -84,6 +86,11 @@ pub(crate) struct Worker {
     /// Stacks of exited uthreads for reuse: filled by `reap` after a
     /// uthread's return, taken by spawns on this worker.
     stacks: RefCell<Vec<Stack>>,
+    /// Records of exited uthreads for reuse (issue 15), at most
+    /// `RECORD_CACHE`: filled by `recycle` with records of this runtime
+    /// that nobody else references any more, taken by spawns on this worker
+    /// (`take_record`); dropped with the worker.
+    records: RefCell<Vec<Arc<Thread>>>,
     /// The uthread being resumed, null between resumes. Set and cleared by
     /// `run_one` (and shutdown's cancel loop) around the resume; read by
     /// the uthread through `current_ptr` / `current_thread`.
@@ -179,6 +186,7 @@ impl Worker {
             allq: RefCell::default(),
             timers: RefCell::default(),
             stacks: RefCell::default(),
+            records: RefCell::default(),
             current: Cell::new(std::ptr::null()),
             crit: Cell::new(0),
             shutting_down: Cell::new(false),
@@ -313,6 +321,42 @@ impl Worker {
         let s = c.swap_remove(i);
         self.ws().stats.cached_stacks.set(c.len() as u64);
         Some(s)
+    }
+
+    /// Give up a reference to an exited uthread's record, keeping the
+    /// record for a later spawn here if this was the last reference.
+    ///
+    /// NOTE: `Arc::get_mut` is the whole protocol: it succeeds only while
+    /// no other strong or weak reference exists (its acquire load makes the
+    /// last owner's writes visible), and once it has, nothing can make a
+    /// new one: a reference is only ever cloned from another (the running
+    /// slot's readers too: `monitor.rs`), and the cache is this worker's.
+    /// So a record is reused only when no handle, timer, run queue or
+    /// watchdog can still reach the uthread it was.
+    #[inline]
+    pub(crate) fn recycle(&self, mut t: Arc<Thread>) {
+        if !Arc::ptr_eq(&t.shared, &self.shared) {
+            return;
+        }
+        let mut c = self.records.borrow_mut();
+        if c.len() >= RECORD_CACHE {
+            return;
+        }
+        if Arc::get_mut(&mut t).is_some_and(Thread::coro_gone) {
+            c.push(t);
+        }
+        // NOTE: on the other paths `t` drops after `c` (a parameter outlives
+        // the locals), so a record's destructor (a never-started uthread's
+        // closure) may spawn, and so borrow the cache, again.
+    }
+
+    /// A recycled record (`recycle`), if any; the caller has the only
+    /// reference.
+    #[inline]
+    pub(crate) fn take_record(&self) -> Option<Arc<Thread>> {
+        let t = self.records.borrow_mut().pop()?;
+        self.ws().stats.reused_records.bump();
+        Some(t)
     }
 
     pub(crate) fn adopt(&self, t: &Arc<Thread>) {

@@ -104,6 +104,9 @@ impl Worker {
                 if let Some(c) = t.coro(self.owned()).take() {
                     self.reap(c.into_stack());
                 }
+                // NOTE: kept only if nobody holds a handle (a detached
+                // uthread); otherwise the last handle recycles it (`join`).
+                self.recycle(t);
             }
         }
     }
