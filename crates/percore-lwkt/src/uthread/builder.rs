@@ -135,7 +135,9 @@ impl Builder {
     {
         // NOTE: borrowed from the worker, not cloned as `Handle::current`
         // would: spawning never switches, so the worker outlives the call.
-        let w = worker::current_worker().ok_or(Error::NotUthread)?;
+        // NOTE: `ok_or_else`, here and on the other hot paths: `Error` has
+        // drop glue, and `ok_or(Error::..)` built and dropped one per call.
+        let w = worker::current_worker().ok_or_else(|| Error::NotUthread)?;
         self.spawn_in(&w.shared, f)
     }
 

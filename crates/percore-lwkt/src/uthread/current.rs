@@ -132,8 +132,8 @@ pub fn maybe_yield() {
 /// rt.block_on(|| percore_lwkt::migrate(1)).unwrap();
 /// ```
 pub unsafe fn migrate(to: usize) -> Result<(), Error> {
-    let w = current_worker().ok_or(Error::NotUthread)?;
-    let t = w.current_ptr().ok_or(Error::NotUthread)?;
+    let w = current_worker().ok_or_else(|| Error::NotUthread)?;
+    let t = w.current_ptr().ok_or_else(|| Error::NotUthread)?;
     let n = w.shared.workers.len();
     if to >= n {
         return Err(Error::NoSuchWorker { worker: to, workers: n });
@@ -146,7 +146,7 @@ pub unsafe fn migrate(to: usize) -> Result<(), Error> {
         t.sched(w.owned()).migrating = true;
         w.switch_out(t, Intent::Migrate(to));
         // NOTE: now on the new owner: its witness, re-fetched.
-        let w = current_worker().ok_or(Error::NotUthread)?;
+        let w = current_worker().ok_or_else(|| Error::NotUthread)?;
         t.sched(w.owned()).migrating = false;
     }
     Ok(())
@@ -164,8 +164,8 @@ pub fn set_priority(pri: u8) -> Result<(), Error> {
     if pri > crate::MAX_PRIORITY {
         return Err(Error::BadPriority(pri));
     }
-    let w = current_worker().ok_or(Error::NotUthread)?;
-    let t = w.current_ptr().ok_or(Error::NotUthread)?;
+    let w = current_worker().ok_or_else(|| Error::NotUthread)?;
+    let t = w.current_ptr().ok_or_else(|| Error::NotUthread)?;
     w.set_pri_local(t, pri);
     Ok(())
 }
