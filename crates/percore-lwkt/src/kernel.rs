@@ -164,6 +164,7 @@ impl RuntimeState {
     }
 
     /// Whether the runtime is shutting down.
+    #[inline]
     pub(crate) fn is_shutdown(&self) -> bool {
         self.shutdown.load(Acquire)
     }

@@ -74,6 +74,9 @@ percore_cpu::stats_struct! {
         pub(crate) runq_len: Stat,
         /// Stacks in the cache.
         pub(crate) cached_stacks: Stat,
+        /// Spawns here that reused the record of an exited uthread instead
+        /// of allocating one (`Worker::recycle`).
+        pub(crate) reused_records: Stat,
         /// Readiness events from the worker's epoll instance handed to the driver.
         pub(crate) io_events: Stat,
         /// Uthreads that exited inside a critical section (a `crit_enter`

@@ -1,6 +1,7 @@
 //! Bounded stress: 100,000 uthreads ping-ponging across two workers (10,000
 //! in debug builds), migration under load, give-aways racing with
-//! wake-ups, and timed parks and sleeps racing with unparks.
+//! wake-ups, timed parks and sleeps racing with unparks, and the per-worker
+//! record cache raced by spawns, joins and detached exits on three workers.
 mod common;
 use common::{scaled, watchdog};
 use percore_lwkt::{Builder, Error, Runtime};
@@ -229,4 +230,107 @@ fn timeouts_race_unparks_body() {
     foreign.join().unwrap();
     assert_eq!(early.load(SeqCst), 0, "a sleep returned before its duration");
     rt.shutdown_timeout(Duration::from_secs(30)).unwrap();
+}
+
+fn stat(key: &str) -> u64 {
+    percore_cpu::stats::snapshot().into_iter().find(|(k, _)| k == key).map_or(0, |(_, v)| v)
+}
+
+/// Issue 15: records of exited uthreads are recycled per worker (by the
+/// joiner's worker, or by the owner when nobody holds a handle). One
+/// spawner per worker spawns children on every worker in turn, with names
+/// and priorities that vary; a third of them detached. Each child checks
+/// that its record says what it was spawned with (a stale name, priority,
+/// owner or id from the record's previous life is a mismatch) and carries a
+/// value whose drops are counted: every child runs once, every value is
+/// dropped once, ids never repeat, and the cache was used.
+#[test]
+fn record_cache_raced_by_spawns_on_many_workers() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static DROPS: AtomicU64 = AtomicU64::new(0);
+    struct Tracked;
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, SeqCst);
+        }
+    }
+    watchdog("record_cache", || {
+        const WORKERS: usize = 3;
+        let per_spawner = scaled(30_000) as u64;
+        let rt = Runtime::builder().workers(WORKERS).pin(false).name("record-cache").build().unwrap();
+        let runs = Arc::new(AtomicU64::new(0));
+        let mismatches = Arc::new(AtomicU64::new(0));
+        let ids = Arc::new(Mutex::new(HashSet::new()));
+        let spawners: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let (runs, mismatches, ids) = (runs.clone(), mismatches.clone(), ids.clone());
+                Builder::new()
+                    .worker(w)
+                    .spawn_on(rt.handle(), move || {
+                        let mut mine = Vec::new();
+                        for k in 0..per_spawner {
+                            let to = (w + k as usize) % WORKERS;
+                            let pri = (k % 3) as u8 * 5;
+                            let named = k % 2 == 0;
+                            let mut b = Builder::new().worker(to).priority(pri);
+                            if named {
+                                b = b.name(format!("c{w}-{k}"));
+                            }
+                            let (r, m) = (runs.clone(), mismatches.clone());
+                            let v = Tracked;
+                            let h = b
+                                .spawn(move || {
+                                    let _v = v;
+                                    r.fetch_add(1, SeqCst);
+                                    let me = percore_lwkt::current().unwrap();
+                                    let want = named.then(|| format!("c{w}-{k}"));
+                                    if me.name() != want.as_deref() || me.priority() != pri || me.worker() != to {
+                                        m.fetch_add(1, SeqCst);
+                                    }
+                                    if k % 7 == 0 {
+                                        percore_lwkt::yield_now();
+                                    }
+                                    me.id()
+                                })
+                                .unwrap();
+                            if k % 3 == 2 {
+                                drop(h); // detached: its owner recycles the record
+                            } else {
+                                mine.push(h);
+                            }
+                            if mine.len() >= 16 {
+                                for h in mine.drain(..) {
+                                    // NOTE: joined before the std lock is taken: a
+                                    // guard held across a block stalls the worker.
+                                    let id = h.join().unwrap();
+                                    assert!(ids.lock().unwrap().insert(id), "an id repeated");
+                                }
+                            }
+                        }
+                        for h in mine {
+                            let id = h.join().unwrap();
+                            assert!(ids.lock().unwrap().insert(id), "an id repeated");
+                        }
+                    })
+                    .unwrap()
+            })
+            .collect();
+        for s in spawners {
+            s.join().unwrap();
+        }
+        let total = per_spawner * WORKERS as u64;
+        // The detached children may still be running: wait for them.
+        while runs.load(SeqCst) < total {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let reused: u64 = (0..WORKERS).map(|w| stat(&format!("lwkt.record-cache.w{w}.reused_records"))).sum();
+        drop(rt);
+        assert_eq!(runs.load(SeqCst), total);
+        assert_eq!(mismatches.load(SeqCst), 0);
+        assert_eq!(DROPS.load(SeqCst), total);
+        let joined = (0..per_spawner).filter(|k| k % 3 != 2).count() as u64 * WORKERS as u64;
+        assert_eq!(ids.lock().unwrap().len() as u64, joined);
+        assert!(reused > 0, "no record was recycled");
+    });
 }

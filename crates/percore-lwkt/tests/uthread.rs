@@ -184,6 +184,61 @@ fn yield_in_critical_section_is_a_no_op() {
     });
 }
 
+fn stat(key: &str) -> u64 {
+    percore_cpu::stats::snapshot().into_iter().find(|(k, _)| k == key).map_or(0, |(_, v)| v)
+}
+
+#[test]
+fn a_lone_yield_does_not_switch() {
+    // Issue 15: with nobody else runnable, no timer armed and no driver
+    // installed, the loop's pass has nothing to do, so a yield returns
+    // without a switch (it used to switch out every `IO_POLL_EVERY` yields).
+    // The counters are the worker's own, read on the worker: exact.
+    watchdog("lone_yield", || {
+        let rt = Runtime::builder().workers(1).name("lone-yield").build().unwrap();
+        let (before, after) = rt
+            .block_on(|| {
+                let before = stat("lwkt.lone-yield.w0.switches");
+                for _ in 0..1000 {
+                    percore_lwkt::yield_now();
+                }
+                (before, stat("lwkt.lone-yield.w0.switches"))
+            })
+            .unwrap();
+        assert!(before >= 1, "the block_on uthread's own resume is counted");
+        assert_eq!(after, before);
+    });
+}
+
+#[test]
+fn a_lone_yielder_still_lets_timers_fire() {
+    // Issue 15: with a timer armed, lone yields still switch out every
+    // `IO_POLL_EVERY` yields so that the loop fires it: a uthread that
+    // spins on `yield_now` until a sleeper wakes must not spin for ever.
+    watchdog("lone_yield_timer", || {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let spins = rt
+            .block_on(|| {
+                let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let d = done.clone();
+                let sleeper = percore_lwkt::spawn(move || {
+                    percore_lwkt::sleep(Duration::from_millis(2)).unwrap();
+                    d.store(true, std::sync::atomic::Ordering::SeqCst);
+                })
+                .unwrap();
+                let mut spins = 0u64;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    percore_lwkt::yield_now();
+                    spins += 1;
+                }
+                sleeper.join().unwrap();
+                spins
+            })
+            .unwrap();
+        assert!(spins > 0);
+    });
+}
+
 #[test]
 fn ipis_wait_for_critical_exit() {
     watchdog("ipi_at_crit_exit", || {

@@ -104,7 +104,7 @@ where
             // NOTE: a racing first user may have set it; its pool is the
             // same shared one anyway (refcounted), ours is given back.
             let _ = w.shared.pool.set(p);
-            w.shared.pool.get().ok_or(JoinError::Wait(Error::Shutdown))?
+            w.shared.pool.get().ok_or_else(|| JoinError::Wait(Error::Shutdown))?
         }
     };
     submit(pool, f)

@@ -266,11 +266,11 @@ impl Uthread {
 /// assert!(matches!(r.unwrap(), Err(percore_lwkt::Error::TimedOut)));
 /// ```
 pub fn wait_msg(timeout: Option<Duration>) -> Result<Message, Error> {
-    let me = crate::current().ok_or(Error::NotUthread)?;
+    let me = crate::current().ok_or_else(|| Error::NotUthread)?;
     crate::uthread::block::check_may_block()?;
     let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
     // NOTE: never `None` here: only an exited uthread's port is closed.
-    let port = port_of(&me.0).ok_or(Error::Shutdown)?;
+    let port = port_of(&me.0).ok_or_else(|| Error::Shutdown)?;
     loop {
         let (m, senders) = {
             let mut q = port.q.lock();

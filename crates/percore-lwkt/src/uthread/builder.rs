@@ -135,7 +135,9 @@ impl Builder {
     {
         // NOTE: borrowed from the worker, not cloned as `Handle::current`
         // would: spawning never switches, so the worker outlives the call.
-        let w = worker::current_worker().ok_or(Error::NotUthread)?;
+        // NOTE: `ok_or_else`, here and on the other hot paths: `Error` has
+        // drop glue, and `ok_or(Error::..)` built and dropped one per call.
+        let w = worker::current_worker().ok_or_else(|| Error::NotUthread)?;
         self.spawn_in(&w.shared, f)
     }
 
@@ -204,9 +206,24 @@ impl Builder {
                 }
             }
         });
-        let mut thread = Thread::new(id, self.name.map(Into::into), shared.clone(), target, pri, Some(coro));
-        thread.stack = guard;
-        let thread = Arc::new(thread);
+        let name = self.name.map(Into::into);
+        // NOTE: a record recycled on this worker (`Worker::recycle`) saves
+        // an allocation and the runtime's reference count; `take_record`
+        // hands out only records nobody else can reach, so `get_mut`
+        // succeeds.
+        let thread = match here.and_then(|w| w.take_record()) {
+            Some(mut t) => {
+                let r = Arc::get_mut(&mut t).expect("a cached record has no other reference");
+                r.reuse(id, name, target, pri, Some(coro));
+                r.stack = guard;
+                t
+            }
+            None => {
+                let mut thread = Thread::new(id, name, shared.clone(), target, pri, Some(coro));
+                thread.stack = guard;
+                Arc::new(thread)
+            }
+        };
         let handle = JoinHandle { packet, thread: Uthread(thread.clone()) };
         send(shared, target, Msg::Spawn(thread));
         Ok(handle)

@@ -63,10 +63,13 @@ pub fn yield_now() {
         }
         return;
     }
-    w.ws().slot.beat();
     w.poll_ipis();
     if w.yield_wanted(t) {
+        // NOTE: no heartbeat here: the resume that follows the switch-out
+        // (`RunningSlot::enter`) is one.
         w.switch_out(t, Intent::Yield);
+    } else {
+        w.ws().slot.beat();
     }
 }
 
@@ -129,8 +132,8 @@ pub fn maybe_yield() {
 /// rt.block_on(|| percore_lwkt::migrate(1)).unwrap();
 /// ```
 pub unsafe fn migrate(to: usize) -> Result<(), Error> {
-    let w = current_worker().ok_or(Error::NotUthread)?;
-    let t = w.current_ptr().ok_or(Error::NotUthread)?;
+    let w = current_worker().ok_or_else(|| Error::NotUthread)?;
+    let t = w.current_ptr().ok_or_else(|| Error::NotUthread)?;
     let n = w.shared.workers.len();
     if to >= n {
         return Err(Error::NoSuchWorker { worker: to, workers: n });
@@ -143,7 +146,7 @@ pub unsafe fn migrate(to: usize) -> Result<(), Error> {
         t.sched(w.owned()).migrating = true;
         w.switch_out(t, Intent::Migrate(to));
         // NOTE: now on the new owner: its witness, re-fetched.
-        let w = current_worker().ok_or(Error::NotUthread)?;
+        let w = current_worker().ok_or_else(|| Error::NotUthread)?;
         t.sched(w.owned()).migrating = false;
     }
     Ok(())
@@ -161,8 +164,8 @@ pub fn set_priority(pri: u8) -> Result<(), Error> {
     if pri > crate::MAX_PRIORITY {
         return Err(Error::BadPriority(pri));
     }
-    let w = current_worker().ok_or(Error::NotUthread)?;
-    let t = w.current_ptr().ok_or(Error::NotUthread)?;
+    let w = current_worker().ok_or_else(|| Error::NotUthread)?;
+    let t = w.current_ptr().ok_or_else(|| Error::NotUthread)?;
     w.set_pri_local(t, pri);
     Ok(())
 }

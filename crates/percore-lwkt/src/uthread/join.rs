@@ -68,15 +68,25 @@ impl<T> JoinHandle<T> {
     /// ```
     pub fn join(self) -> Result<T, JoinError> {
         if !self.packet.is_done() {
-            if crate::current().is_some_and(|me| me == self.thread) {
+            // NOTE: compared by address: `current()` would take (and drop)
+            // a reference.
+            let me = crate::worker::current_worker().and_then(|w| w.current_ptr());
+            if me.is_some_and(|me| std::ptr::eq(me, &*self.thread.0)) {
                 return Err(JoinError::Wait(Error::SelfJoin));
             }
             crate::uthread::block::check_may_block().map_err(JoinError::Wait)?;
         }
-        match self.packet.wait() {
+        let JoinHandle { packet, thread } = self;
+        let r = match packet.wait() {
             Ok(r) => r,
             Err(e) => Err(JoinError::Wait(e)),
+        };
+        // NOTE: the handle's reference is often the record's last (the
+        // uthread has exited): recycled on the joiner's worker, if any.
+        if let Some(w) = crate::worker::current_worker() {
+            w.recycle(thread.0);
         }
+        r
     }
 
     /// Whether the uthread has finished (its value is ready).

@@ -93,7 +93,7 @@ impl<T> Oneshot<T> {
                 DONE => {
                     // SAFETY: `DONE` was observed with acquire: `value` is
                     // written and nobody else reads it.
-                    return self.value.with_mut(|p| unsafe { (*p).take() }).ok_or(Error::Shutdown);
+                    return self.value.with_mut(|p| unsafe { (*p).take() }).ok_or_else(|| Error::Shutdown);
                 }
                 OPEN => {
                     // SAFETY: before `WAITING` only the waiter touches it.
@@ -120,7 +120,7 @@ impl<T> Oneshot<T> {
         std::task::ready!(self.poll_done(cx));
         // SAFETY: `poll_done` saw `DONE` with acquire: `value` is written and
         // nobody else reads it (as in `wait`).
-        std::task::Poll::Ready(self.value.with_mut(|p| unsafe { (*p).take() }).ok_or(Error::Shutdown))
+        std::task::Poll::Ready(self.value.with_mut(|p| unsafe { (*p).take() }).ok_or_else(|| Error::Shutdown))
     }
 
     /// `Ready` once the value is there (without taking it), otherwise

@@ -7,6 +7,13 @@
 //!
 //! The park word's protocol is `park.rs`; the witness that reaches the
 //! owner-only state is [`Owned`].
+//!
+//! Records are recycled (issue 15): the worker that drops the last
+//! reference to an exited uthread's record (its joiner's, or its owner's
+//! when nobody held a handle) keeps it in a small per-worker cache
+//! (`Worker::recycle`, decided by `Arc::get_mut`), and a spawn there
+//! resets every field but `shared` ([`Thread::reuse`]) instead of
+//! allocating.
 
 use crate::kernel::RuntimeState;
 use crate::sync::token::word::TokenList;
@@ -87,6 +94,24 @@ pub(crate) struct Sched {
     /// when it runs again (on its target). While set, `give_away` refuses
     /// (`NotDescheduled`), so `migrate` returns where it was asked to.
     pub(crate) migrating: bool,
+}
+
+impl Sched {
+    /// A new uthread's state: `New`, at priority `pri`.
+    fn new(pri: u8) -> Sched {
+        Sched {
+            yielder: std::ptr::null(),
+            state: RunState::New,
+            resched: false,
+            pri,
+            intent: Intent::Yield,
+            tokens: TokenList::default(),
+            allq_idx: usize::MAX,
+            cancelled: false,
+            crit: 0,
+            migrating: false,
+        }
+    }
 }
 
 /// The witness that the code holding it may touch the scheduler-owned state
@@ -193,22 +218,58 @@ impl Thread {
             stack: ((0, 0), 0),
             stall_logged: AtomicBool::new(false),
             coro: UnsafeCell::new(coro),
-            sched: UnsafeCell::new(Sched {
-                yielder: std::ptr::null(),
-                state: RunState::New,
-                resched: false,
-                pri,
-                intent: Intent::Yield,
-                tokens: TokenList::default(),
-                allq_idx: usize::MAX,
-                cancelled: false,
-                crit: 0,
-                migrating: false,
-            }),
+            sched: UnsafeCell::new(Sched::new(pri)),
         }
     }
 
     /// The scheduler-owned state, reached with the owner's witness.
+    /// Make a recycled record (`Worker::recycle`) into a new uthread's:
+    /// every field as [`Thread::new`] sets it, except `shared`, which a
+    /// worker's cache only holds records of its own runtime for. `&mut`:
+    /// nobody else can reach the record (`Arc::get_mut` said so).
+    pub(crate) fn reuse(&mut self, id: u64, name: Option<Box<str>>, owner: usize, pri: u8, coro: Option<Coro>) {
+        // NOTE: destructured in full, so that a field added to `Thread`
+        // without a reset here fails to compile.
+        let Thread {
+            id: i,
+            name: n,
+            shared: _,
+            owner: o,
+            park,
+            pri: p,
+            holds,
+            timer,
+            port,
+            stack,
+            stall_logged,
+            sched,
+            coro: c,
+        } = self;
+        *i = id;
+        *n = name;
+        *o = AtomicUsize::new(owner);
+        *park = ParkWord::new();
+        *p = AtomicU32::new(u32::from(pri));
+        *holds = AtomicUsize::new(0);
+        *timer = AtomicU64::new(0);
+        *port = PortSlot::default();
+        *stack = ((0, 0), 0);
+        *stall_logged = AtomicBool::new(false);
+        *sched = UnsafeCell::new(Sched::new(pri));
+        debug_assert!(c.with(|p| {
+            // SAFETY: `&mut self`: no other reference to the cell exists.
+            unsafe { (*p).is_none() }
+        }));
+        *c = UnsafeCell::new(coro);
+    }
+
+    /// Whether the record's coroutine is gone (reaped after its return, or
+    /// dropped at shutdown): only such a record may be recycled.
+    pub(crate) fn coro_gone(&mut self) -> bool {
+        // SAFETY: `&mut self`: no other reference to the cell exists.
+        self.coro.with(|p| unsafe { (*p).is_none() })
+    }
+
     // NOTE: `&self` in, `&mut` out: what makes it exclusive is the witness
     // (see `Owned`), not the borrow.
     #[allow(clippy::mut_from_ref)]

@@ -51,6 +51,8 @@ pub(crate) const REPLY_SPIN_MAX: Duration = Duration::from_micros(100);
 /// The least a growing reply window restarts from (a window halved to
 /// nothing spins no more until an answer shows it was worth it).
 pub(crate) const REPLY_SPIN_MIN: Duration = Duration::from_micros(2);
+/// Records of exited uthreads a worker keeps for reuse (`recycle`).
+pub(crate) const RECORD_CACHE: usize = 64;
 
 /// A worker's private state. Lives on its OS thread's stack; reached through
 /// a thread-local pointer by the uthreads it runs.
@@ -66,6 +68,11 @@ pub(crate) struct Worker {
     /// The runtime's state. Immutable (the `Arc`; what it points to has its
     /// own rules, `kernel.rs`).
     pub(crate) shared: Arc<RuntimeState>,
+    /// This worker's remote half, `&shared.workers[idx]`, computed once.
+    /// Immutable. (`ws()` is reached a dozen times per switch; indexing
+    /// through `shared` each time, with its bounds check, cost about 50
+    /// instructions of a 360-instruction yield. Issue 15.)
+    remote: std::ptr::NonNull<Remote>,
     /// Runnable uthreads (`runq.rs`). The worker, between resumes and from
     /// IPI handlers and wake-ups; never borrowed across a resume.
     pub(crate) runq: RefCell<RunQueue>,
@@ -79,6 +86,11 @@ pub(crate) struct Worker {
     /// Stacks of exited uthreads for reuse: filled by `reap` after a
     /// uthread's return, taken by spawns on this worker.
     stacks: RefCell<Vec<Stack>>,
+    /// Records of exited uthreads for reuse (issue 15), at most
+    /// `RECORD_CACHE`: filled by `recycle` with records of this runtime
+    /// that nobody else references any more, taken by spawns on this worker
+    /// (`take_record`); dropped with the worker.
+    records: RefCell<Vec<Arc<Thread>>>,
     /// The uthread being resumed, null between resumes. Set and cleared by
     /// `run_one` (and shutdown's cancel loop) around the resume; read by
     /// the uthread through `current_ptr` / `current_thread`.
@@ -165,13 +177,16 @@ pub(crate) fn current_thread() -> Option<Arc<Thread>> {
 
 impl Worker {
     pub(crate) fn new(idx: usize, shared: Arc<RuntimeState>) -> Worker {
+        let remote = std::ptr::NonNull::from(&shared.workers[idx]);
         Worker {
             idx,
             shared,
+            remote,
             runq: RefCell::default(),
             allq: RefCell::default(),
             timers: RefCell::default(),
             stacks: RefCell::default(),
+            records: RefCell::default(),
             current: Cell::new(std::ptr::null()),
             crit: Cell::new(0),
             shutting_down: Cell::new(false),
@@ -201,8 +216,13 @@ impl Worker {
         unsafe { Owned::new() }
     }
 
+    #[inline(always)]
     pub(crate) fn ws(&self) -> &Remote {
-        &self.shared.workers[self.idx]
+        // SAFETY: `remote` points into `shared.workers`, a boxed slice that
+        // is never replaced or resized (an immutable field of
+        // `RuntimeState`), and `self.shared` keeps that state alive for as
+        // long as `self` lives; a `Remote` is only used through `&`.
+        unsafe { self.remote.as_ref() }
     }
 
     /// The running uthread, borrowed for the caller's scope.
@@ -211,6 +231,7 @@ impl Worker {
         unsafe { self.current.get().as_ref() }
     }
 
+    #[inline]
     pub(crate) fn check_block(&self) -> Result<(), Error> {
         if self.shutting_down.get() {
             return Err(Error::Shutdown);
@@ -224,17 +245,25 @@ impl Worker {
         Ok(())
     }
 
-    /// Whether a yield would find someone else to run.
+    /// Whether a yield would find someone else to run, or the loop's pass
+    /// something to do. The caller has just drained pending IPIs
+    /// (`poll_ipis`).
     #[inline]
     pub(crate) fn yield_wanted(&self, t: &Thread) -> bool {
         // NOTE: at shutdown, switch out so the loop can see it: a uthread
         // that spins on `yield_now` alone must not keep `Runtime::drop` waiting.
-        if self.ws().idle.peek_pending() || self.resched.get() || self.shared.is_shutdown() {
+        if self.resched.get() || self.shared.is_shutdown() {
             return true;
         }
         let pri = t.sched(self.owned()).pri;
         if self.runq.borrow().top().is_some_and(|p| p >= pri) {
             return true;
+        }
+        // NOTE: a lone yield: with no timer armed and no driver installed,
+        // the loop's pass would only poll IPIs (done by our caller) and
+        // pick this uthread again, so it returns without a switch.
+        if self.timers.borrow().is_empty() && self.shared.driver.get().is_none() {
+            return false;
         }
         // NOTE: a uthread yielding alone would otherwise keep the loop from
         // ever firing timers or running the driver's pass (alarms, I/O):
@@ -294,6 +323,42 @@ impl Worker {
         Some(s)
     }
 
+    /// Give up a reference to an exited uthread's record, keeping the
+    /// record for a later spawn here if this was the last reference.
+    ///
+    /// NOTE: `Arc::get_mut` is the whole protocol: it succeeds only while
+    /// no other strong or weak reference exists (its acquire load makes the
+    /// last owner's writes visible), and once it has, nothing can make a
+    /// new one: a reference is only ever cloned from another (the running
+    /// slot's readers too: `monitor.rs`), and the cache is this worker's.
+    /// So a record is reused only when no handle, timer, run queue or
+    /// watchdog can still reach the uthread it was.
+    #[inline]
+    pub(crate) fn recycle(&self, mut t: Arc<Thread>) {
+        if !Arc::ptr_eq(&t.shared, &self.shared) {
+            return;
+        }
+        let mut c = self.records.borrow_mut();
+        if c.len() >= RECORD_CACHE {
+            return;
+        }
+        if Arc::get_mut(&mut t).is_some_and(Thread::coro_gone) {
+            c.push(t);
+        }
+        // NOTE: on the other paths `t` drops after `c` (a parameter outlives
+        // the locals), so a record's destructor (a never-started uthread's
+        // closure) may spawn, and so borrow the cache, again.
+    }
+
+    /// A recycled record (`recycle`), if any; the caller has the only
+    /// reference.
+    #[inline]
+    pub(crate) fn take_record(&self) -> Option<Arc<Thread>> {
+        let t = self.records.borrow_mut().pop()?;
+        self.ws().stats.reused_records.bump();
+        Some(t)
+    }
+
     pub(crate) fn adopt(&self, t: &Arc<Thread>) {
         let mut all = self.allq.borrow_mut();
         t.sched(self.owned()).allq_idx = all.len();
@@ -330,6 +395,18 @@ impl Worker {
             RunState::Running | RunState::Migrating => s.resched = true,
             _ => {}
         }
+    }
+
+    /// Put `t`, just switched out by a yield, back on the run queue. No
+    /// preemption check, unlike `enqueue`: nothing runs between two
+    /// resumes, so there is nobody to preempt.
+    #[inline]
+    pub(crate) fn requeue(&self, t: Arc<Thread>, front: bool) {
+        debug_assert!(self.current.get().is_null());
+        let s = t.sched(self.owned());
+        s.state = RunState::Queued;
+        let pri = s.pri;
+        self.runq.borrow_mut().push(t, pri, front);
     }
 
     pub(crate) fn enqueue(&self, t: Arc<Thread>, front: bool) {

@@ -13,9 +13,12 @@ use percore_cpu::loom::Ordering::Release;
 impl Worker {
     /// Pick the best runnable uthread whose tokens can all be taken
     /// (`lwkt_switch`'s hot path, then its contended scan).
+    /// Also sets the `runq_len` gauge (to the length before the pick), under
+    /// the same borrow.
     #[inline]
     fn pick(&self) -> Option<Arc<Thread>> {
         let mut rq = self.runq.borrow_mut();
+        self.ws().stats.runq_len.set(rq.len() as u64);
         if let Some(t) = rq.pop_if_free(self.owned()) {
             return Some(t);
         }
@@ -70,8 +73,8 @@ impl Worker {
         }
         match result {
             CoroutineResult::Yield(()) => match s.intent {
-                Intent::Yield => self.enqueue(t, false),
-                Intent::YieldFront => self.enqueue(t, true),
+                Intent::Yield => self.requeue(t, false),
+                Intent::YieldFront => self.requeue(t, true),
                 Intent::Block => {
                     if std::mem::take(&mut s.resched) {
                         self.enqueue(t, false);
@@ -101,6 +104,9 @@ impl Worker {
                 if let Some(c) = t.coro(self.owned()).take() {
                     self.reap(c.into_stack());
                 }
+                // NOTE: kept only if nobody holds a handle (a detached
+                // uthread); otherwise the last handle recycles it (`join`).
+                self.recycle(t);
             }
         }
     }
@@ -132,7 +138,6 @@ impl Worker {
             if let Some(d) = self.shared.driver.get() {
                 self.driver_pass(&*d.driver);
             }
-            ws.stats.runq_len.set(self.runq.borrow().len() as u64);
             match self.pick() {
                 Some(t) => {
                     contended = 0;

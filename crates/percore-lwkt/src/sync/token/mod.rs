@@ -111,8 +111,8 @@ impl Token {
     }
 
     fn get(&self, want: Mode) -> Result<TokenGuard<'_>, Error> {
-        let w = worker::current_worker().ok_or(Error::NotUthread)?;
-        let t: &Thread = w.current_ptr().ok_or(Error::NotUthread)?;
+        let w = worker::current_worker().ok_or_else(|| Error::NotUthread)?;
+        let t: &Thread = w.current_ptr().ok_or_else(|| Error::NotUthread)?;
         let list = &mut t.sched(w.owned()).tokens;
         let me: *const TokenWord = &self.word;
         let mut mine = list.refs.iter().filter(|r| r.tok == me);
