@@ -620,7 +620,7 @@ impl PoolCore {
         // ORDERING: a hint; see `publish_len`.
         while self.queued.load(Ordering::Relaxed) == 0 && !self.ready_nonempty() && start.elapsed() < budget {
             round += 1;
-            if round % 8 == 0 {
+            if round.is_multiple_of(8) {
                 percore_cpu::loom::yield_now();
             } else {
                 for _ in 0..32 {

@@ -251,7 +251,7 @@ fn closures_inline_or_boxed_run_once_or_are_dropped_once() {
                             pool.spawn(move || a.0 + c.pad.len() as u64)
                         }
                     };
-                    if rng.next() % 2 == 0 && h.cancel() {
+                    if rng.next().is_multiple_of(2) && h.cancel() {
                         cancelled.fetch_add(1, Ordering::Relaxed);
                         assert!(h.join().unwrap_err().is_cancelled());
                     } else {

@@ -154,7 +154,7 @@ pub(crate) const LAZY_INCR: u32 = LAZY_GRACE * INCR;
 /// (`SMR_SEQ_ADVANCE`).
 pub(crate) const SEQ_ADVANCE: u32 = LAZY_INCR;
 
-const _: () = assert!(INIT % 2 == 1 && INCR % 2 == 0 && INCR > 0);
+const _: () = assert!(INIT % 2 == 1 && INCR.is_multiple_of(2) && INCR > 0);
 const _: () = assert!(MAX_DELTA < u32::MAX / 2 && MAX_ADVANCE < MAX_DELTA);
 
 #[cfg(test)]

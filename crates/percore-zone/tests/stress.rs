@@ -164,12 +164,12 @@ fn plain_zone_cross_thread_churn_never_double_allocates() {
             let mut local = Vec::new();
             for _ in 0..n {
                 let p = z.alloc_raw().unwrap();
-                if r() % 2 == 0 {
+                if r().is_multiple_of(2) {
                     tx.send(p.as_ptr() as usize).unwrap();
                 } else {
                     local.push(p);
                 }
-                if local.len() > 300 || r() % 64 == 0 {
+                if local.len() > 300 || r().is_multiple_of(64) {
                     for p in local.drain(..) {
                         // SAFETY: allocated here, freed once.
                         unsafe { z.free_raw(p) };
@@ -188,7 +188,7 @@ fn plain_zone_cross_thread_churn_never_double_allocates() {
             for p in rx {
                 held.push(NonNull::new(p as *mut (AtomicBool, [u64; 7])).unwrap());
                 // Allocate some of our own too, so both threads churn.
-                if r() % 3 == 0 {
+                if r().is_multiple_of(3) {
                     held.push(z.alloc_raw().unwrap());
                 }
                 if held.len() > 200 {
@@ -226,7 +226,7 @@ fn limited_zone_under_contention_never_exceeds_its_limit() {
                 for _ in 0..n {
                     // 3 threads x 5 < LIMIT: some item is always free, so
                     // waits end (items cached by a waiter are its own).
-                    if held.len() < 5 && r() % 2 == 0 {
+                    if held.len() < 5 && r().is_multiple_of(2) {
                         // Generous: a stuck waiter fails the test loudly.
                         match zone.alloc_wait(Duration::from_secs(120)) {
                             Ok(b) => held.push(b),
