@@ -78,17 +78,17 @@
 //! # Overhead per item
 //!
 //! Where the bytes of 1,000,000 items of 32-byte keys and 100-byte values go
-//! (`-t 2 -m 1024`, release, this 2-CPU machine, 2026-12-02; resident sizes
-//! from `/proc/<pid>/smaps`):
+//! (`-t 2 -m 1024`, release, this 2-CPU machine, 2026-12-03; resident sizes
+//! from `/proc/<pid>/smaps`, the index from its arrays' sizes):
 //!
 //! | what | bytes per item | at 1M items |
 //! | --- | --- | --- |
 //! | key and value | 132 | 125.9 MiB |
 //! | item header (`segment.rs`) | 24 | 22.9 MiB |
-//! | padding to 4 bytes | 0 here (1.5 on average) | 0 |
+//! | padding to the unit (4 bytes up to 16 GiB of arena) | 0 here (1.5 on average) | 0 |
 //! | segment tails (100 B per 1 MiB segment) | 0.02 | 0.02 MiB |
-//! | index: 64-byte buckets of 7 slots | 16.8 (at 54% load) | 16 MiB |
-//! | overhead, index included | 40.8 | 38.9 MiB |
+//! | index: 64-byte buckets of 12 4-byte slots | 8.4 (at 64% load) | 8 MiB |
+//! | overhead, index included | 32.4 | 30.9 MiB |
 //!
 //! The header was 28 bytes (8 CAS, 4 expiry, 4 access time, 4 flags, 4
 //! length, four one-byte fields) on 8-byte alignment: 160 bytes an item, 3.8
@@ -101,12 +101,14 @@
 //! a second), skipping 0; a client holding a unique across a wrap could see
 //! a false match, which memcached's 64-bit counter would postpone further.
 //!
-//! The index is the next lever: a shard doubles when it passes 5/7 of its
-//! slots, so at 1M items (just past the 655k at which 8 MiB fills) it is at
-//! 54% load, 16.8 bytes an item; 4-byte slots (a segment-granular location)
-//! would halve it. The issue's ~16 bytes all told would also need the header
-//! near 8 bytes (Segcache keeps expiry per segment and CAS optional):
-//! XXX: issue 11. memcached 1.6.18 takes ~249 bytes an item for the same
+//! The index was 16.8 bytes an item with 7 slots of 8-byte locations a
+//! bucket (a shard doubled past 5/7 of its slots: 54% load at 1M items).
+//! With 4-byte locations (in units of the arena's alignment) a line holds 12
+//! slots, and a shard doubles past 9 of them: the 8 MiB table holds up to
+//! 1.18M items, and at 1M it is at 64% load, 8.4 bytes an item (between
+//! 5.6 and 11.2 as the table fills and doubles). The issue's ~16 bytes all
+//! told would also need the header near 8 bytes (Segcache keeps expiry per
+//! segment and CAS optional): XXX: issue 11. memcached 1.6.18 takes ~249 bytes an item for the same
 //! load (a 48-byte header plus CAS, slab-class rounding, its hash table).
 //!
 //! The index starts at 16 buckets a shard: a sparse table costs every read a
