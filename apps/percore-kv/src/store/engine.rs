@@ -10,8 +10,10 @@
 //!
 //! # Mechanism
 //!
-//! * **Index** (`table.rs`): 64 shards of cache-line buckets (seven slots, a
-//!   control word of seven 8-bit tags and an overflow count). A `get` takes no
+//! * **Index** (`table.rs`): 64 shards of cache-line buckets (twelve 4-byte
+//!   slots, two control words of twelve 8-bit tags and an overflow count). A
+//!   slot holds an item's location in units of the arena's alignment (4 bytes
+//!   up to 16 GiB of arena, coarser beyond; `segment.rs`). A `get` takes no
 //!   lock and stores nothing but rate-limited recency hints: inside a
 //!   percore-smr section it hashes the key ([`KeyHasher`]: foldhash seeded
 //!   from the OS, so clients cannot aim keys at one bucket), loads one
@@ -76,17 +78,17 @@
 //! # Overhead per item
 //!
 //! Where the bytes of 1,000,000 items of 32-byte keys and 100-byte values go
-//! (`-t 2 -m 1024`, release, this 2-CPU machine, 2026-12-02; resident sizes
-//! from `/proc/<pid>/smaps`):
+//! (`-t 2 -m 1024`, release, this 2-CPU machine, 2026-12-03; resident sizes
+//! from `/proc/<pid>/smaps`, the index from its arrays' sizes):
 //!
 //! | what | bytes per item | at 1M items |
 //! | --- | --- | --- |
 //! | key and value | 132 | 125.9 MiB |
 //! | item header (`segment.rs`) | 24 | 22.9 MiB |
-//! | padding to 4 bytes | 0 here (1.5 on average) | 0 |
+//! | padding to the unit (4 bytes up to 16 GiB of arena) | 0 here (1.5 on average) | 0 |
 //! | segment tails (100 B per 1 MiB segment) | 0.02 | 0.02 MiB |
-//! | index: 64-byte buckets of 7 slots | 16.8 (at 54% load) | 16 MiB |
-//! | overhead, index included | 40.8 | 38.9 MiB |
+//! | index: 64-byte buckets of 12 4-byte slots | 8.4 (at 64% load) | 8 MiB |
+//! | overhead, index included | 32.4 | 30.9 MiB |
 //!
 //! The header was 28 bytes (8 CAS, 4 expiry, 4 access time, 4 flags, 4
 //! length, four one-byte fields) on 8-byte alignment: 160 bytes an item, 3.8
@@ -99,12 +101,14 @@
 //! a second), skipping 0; a client holding a unique across a wrap could see
 //! a false match, which memcached's 64-bit counter would postpone further.
 //!
-//! The index is the next lever: a shard doubles when it passes 5/7 of its
-//! slots, so at 1M items (just past the 655k at which 8 MiB fills) it is at
-//! 54% load, 16.8 bytes an item; 4-byte slots (a segment-granular location)
-//! would halve it. The issue's ~16 bytes all told would also need the header
-//! near 8 bytes (Segcache keeps expiry per segment and CAS optional):
-//! XXX: issue 11. memcached 1.6.18 takes ~249 bytes an item for the same
+//! The index was 16.8 bytes an item with 7 slots of 8-byte locations a
+//! bucket (a shard doubled past 5/7 of its slots: 54% load at 1M items).
+//! With 4-byte locations (in units of the arena's alignment) a line holds 12
+//! slots, and a shard doubles past 9 of them: the 8 MiB table holds up to
+//! 1.18M items, and at 1M it is at 64% load, 8.4 bytes an item (between
+//! 5.6 and 11.2 as the table fills and doubles). The issue's ~16 bytes all
+//! told would also need the header near 8 bytes (Segcache keeps expiry per
+//! segment and CAS optional): XXX: issue 11. memcached 1.6.18 takes ~249 bytes an item for the same
 //! load (a 48-byte header plus CAS, slab-class rounding, its hash table).
 //!
 //! The index starts at 16 buckets a shard: a sparse table costs every read a
@@ -131,9 +135,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use percore::cpu::Counter;
 
-use super::segment::{item_size, Arena, Item, CAS_MASK};
+use super::segment::{item_size, unit_for, Arena, Item, Loc, CAS_MASK};
 use super::sync::{Seq, Smr};
-use super::table::{Budget, Locked, Pos, Table};
+use super::table::{Budget, Locked, Pos, Table, LOAD_PER_BUCKET};
 use super::{Clock, Config, StoreStats, KEY_MAX};
 use crate::Error;
 
@@ -193,7 +197,7 @@ pub(super) struct FreeList {
 /// Space handed out by a head, not yet filled and published.
 #[derive(Debug)]
 pub(super) struct Resv {
-    pub(super) loc: u64,
+    pub(super) loc: Loc,
     pub(super) len: usize,
 }
 
@@ -307,19 +311,30 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Store {
-    /// An engine with these limits.
-    ///
-    /// Fails with [`Error::Config`] when the memory limit cannot hold the
-    /// index and at least `writers + 3` segments (one open per writer, one
-    /// for the cleaner, two to rotate through grace periods), or when the
-    /// item size limit is above 1 GiB.
-    pub fn new(cfg: Config) -> Result<Self, Error> {
+/// How a store divides its memory limit: segments, and the index's first
+/// size and reserve (no memory taken yet; see [`Store::new`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Plan {
+    pub(super) seg_size: usize,
+    /// Segments in the arena.
+    pub(super) count: usize,
+    /// Buckets a shard of the index starts with.
+    pub(super) buckets: usize,
+    /// Bytes charged up front for the index's grows.
+    pub(super) reserve: usize,
+}
+
+impl Plan {
+    pub(super) fn new(cfg: &Config) -> Result<Plan, Error> {
         let writers = cfg.writers.max(1);
         if cfg.max_item_size > 1 << 30 {
             return Err(Error::Config(format!("item size limit {} is above 1 GiB", cfg.max_item_size)));
         }
-        let largest = (cfg.max_item_size.max(item_size(KEY_MAX, 8)) + 7) & !7;
+        // Items are aligned to the arena's unit (4 bytes up to 16 GiB, see
+        // `segment.rs`), and segments must be multiples of it; the arena is
+        // at most `memory_limit`, so its unit is at most this one.
+        let unit = unit_for(cfg.memory_limit).max(8);
+        let largest = cfg.max_item_size.max(item_size(KEY_MAX, 8, unit)).next_multiple_of(unit);
         let base = (cfg.memory_limit / 64).clamp(SEGMENT_MIN, SEGMENT_MAX);
         let seg_size = largest.max(1 << base.ilog2());
         // The index starts at 16 buckets a shard and grows into a reserve
@@ -327,7 +342,7 @@ impl Store {
         // sixteenth of the limit, charged now so that segments cannot take
         // the memory the index will need.
         let buckets = 16;
-        let mut full = ((cfg.memory_limit / BYTES_PER_EXPECTED_ITEM / 5) >> 6).max(buckets);
+        let mut full = ((cfg.memory_limit / BYTES_PER_EXPECTED_ITEM / LOAD_PER_BUCKET) >> 6).max(buckets);
         while full > buckets && Table::bytes_for(full) > cfg.memory_limit / 16 {
             full /= 2;
         }
@@ -342,6 +357,20 @@ impl Store {
                 cfg.memory_limit
             )));
         }
+        Ok(Plan { seg_size, count, buckets, reserve })
+    }
+}
+
+impl Store {
+    /// An engine with these limits.
+    ///
+    /// Fails with [`Error::Config`] when the memory limit cannot hold the
+    /// index and at least `writers + 3` segments (one open per writer, one
+    /// for the cleaner, two to rotate through grace periods), or when the
+    /// item size limit is above 1 GiB.
+    pub fn new(cfg: Config) -> Result<Self, Error> {
+        let Plan { seg_size, count, buckets, reserve } = Plan::new(&cfg)?;
+        let writers = cfg.writers.max(1);
         let smr = Smr::new("kv").map_err(|e| Error::Runtime(e.to_string()))?;
         let budget = Arc::new(Budget::new(cfg.memory_limit));
         let table = Table::new(smr.clone(), budget.clone(), buckets, reserve)
@@ -425,25 +454,25 @@ impl Store {
     }
 
     /// Unlinks the item at `pos`/`loc` (hash `h`) and accounts for it.
-    pub(super) fn unlink(&self, sh: &mut Locked<'_>, h: u64, pos: Pos, loc: u64) {
+    pub(super) fn unlink(&self, sh: &mut Locked<'_>, h: u64, pos: Pos, loc: Loc) {
         // SAFETY: `loc` is linked (the caller found it under the lock), so its
         // segment is not reused while we read its header (invariant 2).
         let it = unsafe { self.arena.item(loc) };
         sh.remove(h, pos);
         // ORDERING: a count read by the cleaner to choose victims, and
         // compared with 0 only after the cleaner unlinked everything itself.
-        self.arena.meta[Arena::seg_of(loc) as usize].live.fetch_sub(it.size(), Ordering::Relaxed);
+        self.arena.meta[self.arena.seg_of(loc) as usize].live.fetch_sub(it.size(), Ordering::Relaxed);
         self.stats.unlinked.inc();
         self.stats.unlinked_bytes.add(it.mc_size() as u64);
     }
 
     /// Links the item at `loc` for hash `h`, replacing `old` (or inserting,
     /// evicting a neighbour when the table may not grow).
-    pub(super) fn link(&self, sh: &mut Locked<'_>, h: u64, old: Option<(Pos, u64)>, loc: u64) {
+    pub(super) fn link(&self, sh: &mut Locked<'_>, h: u64, old: Option<(Pos, Loc)>, loc: Loc) {
         // SAFETY: `loc` is the caller's freshly written item.
         let it = unsafe { self.arena.item(loc) };
         // ORDERING: see `unlink`.
-        self.arena.meta[Arena::seg_of(loc) as usize].live.fetch_add(it.size(), Ordering::Relaxed);
+        self.arena.meta[self.arena.seg_of(loc) as usize].live.fetch_add(it.size(), Ordering::Relaxed);
         self.stats.linked.inc();
         self.stats.linked_bytes.add(it.mc_size() as u64);
         match old {
@@ -452,12 +481,12 @@ impl Store {
                 // SAFETY: `old_loc` was linked until now, under this lock.
                 let old = unsafe { self.arena.item(old_loc) };
                 // ORDERING: see `unlink`.
-                self.arena.meta[Arena::seg_of(old_loc) as usize].live.fetch_sub(old.size(), Ordering::Relaxed);
+                self.arena.meta[self.arena.seg_of(old_loc) as usize].live.fetch_sub(old.size(), Ordering::Relaxed);
                 self.stats.unlinked.inc();
                 self.stats.unlinked_bytes.add(old.mc_size() as u64);
             }
             None => {
-                let hash_of = |l: u64| {
+                let hash_of = |l: Loc| {
                     // SAFETY: every location in the table is linked (invariant 2).
                     self.hash(unsafe { self.arena.item(l) }.key())
                 };
@@ -480,7 +509,7 @@ impl Store {
         // ORDERING: Release pairs with the cleaner's Acquire load of
         // `inflight`: the item's bytes and its link happen before the
         // cleaner walks the segment.
-        self.arena.meta[Arena::seg_of(r.loc) as usize].inflight.fetch_sub(1, Ordering::Release);
+        self.arena.meta[self.arena.seg_of(r.loc) as usize].inflight.fetch_sub(1, Ordering::Release);
     }
 
     /// Gives an unused reservation back (its bytes become a filler).

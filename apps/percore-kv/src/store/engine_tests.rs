@@ -248,7 +248,7 @@ fn the_table_grows_past_its_first_size() {
     for k in 0..50_000u32 {
         assert!(matches!(set(&s, &k.to_le_bytes(), b"x"), StoreOutcome::Stored { .. }));
     }
-    assert!(s.table.buckets() * 5 >= 50_000 && s.table.buckets() > before);
+    assert!(s.table.buckets() * LOAD_PER_BUCKET >= 50_000 && s.table.buckets() > before);
     assert!(s.stats().used_bytes <= 8 << 20);
     assert_eq!(s.stats().evictions, 0);
     assert_eq!(s.table.len(), 50_000);
@@ -311,4 +311,33 @@ fn cas_uniques_wrap_within_56_bits_and_skip_zero() {
     let mut req = StoreReq::new(Mode::Set, b"a", b"3", 0, 0);
     req.cas = Some(CAS_MASK);
     assert_eq!(cas(s.store(&req)), 2);
+}
+
+/// A memory limit past 16 GiB is planned with a coarser location unit, not
+/// refused; segments that are not a power of two (`-I` of 1.5 MiB and a
+/// bit) are addressed too. Only the plans and the arenas' geometry are
+/// built: nothing of this size is allocated.
+#[test]
+fn large_memory_limits_get_a_coarser_unit() {
+    use crate::store::segment::Geometry;
+    const MIB: usize = 1 << 20;
+    for (m, item, unit) in [
+        (1024 * MIB, MIB, 4),
+        (16 * 1024 * MIB, MIB, 4),
+        (24 * 1024 * MIB, MIB, 8),
+        (64 * 1024 * MIB, 1536 * 1024 + 8, 16),
+        (1024 * 1024 * MIB, MIB, 256),
+    ] {
+        let cfg = Config { memory_limit: m, max_item_size: item, writers: 4 };
+        let p = Plan::new(&cfg).unwrap();
+        let g = Geometry::new(p.seg_size, p.count).unwrap();
+        assert_eq!(g.unit(), unit, "-m {}", m / MIB);
+        assert!(p.seg_size * p.count <= m);
+        let (seg, off) = (p.count as u32 - 1, p.seg_size - unit);
+        let last = g.loc(seg, off);
+        assert_eq!((g.seg_of(last), g.off_of(last)), (seg, off));
+        // The largest item the limit lets through fits a segment.
+        assert!(cfg.fits(KEY_MAX, item - 51 - KEY_MAX) && !cfg.fits(KEY_MAX, item - 50 - KEY_MAX));
+        assert!(g.item_size(KEY_MAX, item - 51 - KEY_MAX) <= p.seg_size);
+    }
 }

@@ -20,7 +20,7 @@
 use std::sync::atomic::Ordering;
 
 use super::engine::{lock, Dead, NoMemory, Resv, Store};
-use super::segment::{Arena, Item, ACCESSED, FETCHED};
+use super::segment::{Item, Loc, ACCESSED, FETCHED};
 
 /// A sealed segment at most this live (numerator over 8) is compacted
 /// instead of evicting the oldest one.
@@ -70,7 +70,7 @@ impl Store {
                     m.used.store(hd.off, Ordering::Relaxed);
                     // ORDERING: as above.
                     m.inflight.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Resv { loc: Arena::loc(seg, off), len: size });
+                    return Ok(Resv { loc: self.arena.loc(seg, off), len: size });
                 }
                 lock(&self.sealed).push_back(seg);
                 hd.seg = None;
@@ -194,7 +194,7 @@ impl Store {
     }
 
     /// The item at `loc` of a sealed, quiet segment.
-    fn walk_item(&self, loc: u64) -> Item<'_> {
+    fn walk_item(&self, loc: Loc) -> Item<'_> {
         // SAFETY: invariant 3 of `engine.rs`: the segment is sealed and
         // quiet (checked by the caller, who holds the cleaner mutex, so it
         // cannot be freed meanwhile), so every byte up to its bump pointer
@@ -238,7 +238,7 @@ impl Store {
         let used = self.arena.meta[victim as usize].used.load(Ordering::Relaxed);
         let mut off = 0;
         while off < used {
-            let loc = Arena::loc(victim, off);
+            let loc = self.arena.loc(victim, off);
             let it = self.walk_item(loc);
             off += it.size();
             if !it.is_filler() {
@@ -265,7 +265,7 @@ impl Store {
     }
 
     /// Copies forward or unlinks one item of a segment being cleaned.
-    fn clean_item(&self, cl: &mut super::engine::Cleaner, loc: u64, it: &Item<'_>, compact: bool, budget: &mut usize) {
+    fn clean_item(&self, cl: &mut super::engine::Cleaner, loc: Loc, it: &Item<'_>, compact: bool, budget: &mut usize) {
         let h = self.hash(it.key());
         let mut sh = self.table.lock(h);
         let Some((pos, _)) = sh.find(h, |l| l == loc) else { return };
@@ -286,7 +286,7 @@ impl Store {
                 if !compact && hdr.fetched == ACCESSED {
                     hdr.fetched = FETCHED;
                 }
-                let new = Arena::loc(dest, cl.off);
+                let new = self.arena.loc(dest, cl.off);
                 // SAFETY: `new` is the cleaner's own, unpublished space in its
                 // destination segment (the budget is at most its room).
                 unsafe { self.arena.write(new, &hdr, it.key(), &[it.value()]) };
@@ -300,7 +300,7 @@ impl Store {
                 // ORDERING: see `Store::unlink`.
                 dm.live.fetch_add(n, Ordering::Relaxed);
                 // ORDERING: as above.
-                self.arena.meta[Arena::seg_of(loc) as usize].live.fetch_sub(n, Ordering::Relaxed);
+                self.arena.meta[self.arena.seg_of(loc) as usize].live.fetch_sub(n, Ordering::Relaxed);
                 sh.replace(pos, new);
             }
             None => {
@@ -352,7 +352,7 @@ impl Store {
             let used = self.arena.meta[seg as usize].used.load(Ordering::Relaxed);
             let mut off = 0;
             while off < used {
-                let loc = Arena::loc(seg, off);
+                let loc = self.arena.loc(seg, off);
                 let it = self.walk_item(loc);
                 off += it.size();
                 if it.is_filler() {

@@ -4,7 +4,7 @@
 //! plain `get` hit takes no lock: `Store::get`'s fast path.
 
 use super::engine::{Dead, NoMemory, Resv, Store};
-use super::segment::{item_size, Item, NewItem, ACCESSED};
+use super::segment::{Item, Loc, NewItem, ACCESSED};
 use super::sync::Guard;
 use super::table::{Locked, Pos};
 use super::{
@@ -33,7 +33,7 @@ struct Pass<'s, 'r> {
 
 impl<'s> Pass<'s, '_> {
     #[inline]
-    fn item(&self, loc: u64) -> Item<'s> {
+    fn item(&self, loc: Loc) -> Item<'s> {
         // SAFETY: `loc` comes from the table under the shard lock, inside the
         // pass's SMR section (invariants 1 and 2).
         unsafe { self.st.arena.item(loc) }
@@ -41,7 +41,7 @@ impl<'s> Pass<'s, '_> {
 
     /// memcached's `do_item_get` liveness check: the live item of the key,
     /// after unlinking (and counting) an expired or flushed one.
-    fn live(&mut self) -> Option<(Pos, u64)> {
+    fn live(&mut self) -> Option<(Pos, Loc)> {
         let st = self.st;
         let key = self.key;
         let (pos, loc) = self.sh.find(self.h, |l| {
@@ -73,13 +73,13 @@ impl<'s> Pass<'s, '_> {
     /// `old`. `Err(size)`: reserve `size` bytes and run the pass again.
     fn publish(
         &mut self,
-        old: Option<(Pos, u64)>,
+        old: Option<(Pos, Loc)>,
         mut hdr: NewItem,
         parts: &[&[u8]],
         total: bool,
     ) -> Result<u64, usize> {
         let vlen: usize = parts.iter().map(|p| p.len()).sum();
-        let size = item_size(self.key.len(), vlen);
+        let size = self.st.arena.item_size(self.key.len(), vlen);
         let r = match self.resv.take() {
             Some(r) if r.len == size => r,
             other => {
@@ -285,7 +285,8 @@ impl Store {
             }
             return StoreOutcome::TooLarge;
         }
-        let pre = (req.mode == Mode::Set && req.cas.is_none()).then(|| item_size(req.key.len(), req.value.len()));
+        let pre =
+            (req.mode == Mode::Set && req.cas.is_none()).then(|| self.arena.item_size(req.key.len(), req.value.len()));
         let out = self.run(req.key, h, pre, |p| {
             let now = p.now;
             let old = p.live();

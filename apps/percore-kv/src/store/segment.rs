@@ -4,9 +4,25 @@
 //! One arena of `count` segments of `size` bytes each is reserved at start
 //! (`alloc_zeroed`: pages are mapped lazily, so only segments in use are
 //! resident); a segment is *charged* to the budget the first time it is
-//! handed out. An item's location is `(segment + 1) << 32 | offset`, never 0.
+//! handed out.
 //!
-//! # Item layout (4-byte aligned, 24 bytes of header)
+//! # Locations
+//!
+//! An item's location ([`Loc`], what a table slot holds) is its byte index in
+//! the arena counted in *units*, plus one, so that 0 means "no item":
+//!
+//! ```text
+//! loc = (seg * size + off) / unit + 1        item = base + (loc - 1) * unit
+//! ```
+//!
+//! The unit is the arena's item alignment: the smallest power of two, at
+//! least 4, for which `arena bytes / unit < 2^32` (4 bytes up to 16 GiB of
+//! arena, 8 up to 32 GiB, and so on), so every `-m` is addressable and
+//! items are padded to the unit ([`Geometry::item_size`]). A reader turns a
+//! location into an address with one shift; only writers (linking,
+//! unlinking, cleaning) need the segment, a division by the segment size.
+//!
+//! # Item layout (unit-aligned, 24 bytes of header)
 //!
 //! ```text
 //! off  size  field          who writes it
@@ -27,7 +43,7 @@
 //!                           (set under the shard lock); bit 31 stale
 //!                           (immutable: `ms I` / `md I` write a new item)
 //!  24  klen  key
-//!   .  vlen  value          (no "\r\n"), then padding to 4 bytes
+//!   .  vlen  value          (no "\r\n"), then padding to the unit
 //! ```
 //!
 //! Each atomic word has one kind of writer: `exp` and the token bit only
@@ -42,10 +58,13 @@ use std::alloc::Layout;
 // the table's publish/retire protocol (`table.rs`, and its `loom_tests` module).
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
+pub(crate) use super::table::Loc;
+
 /// Bytes of an item's header.
 pub(crate) const HEADER: usize = 24;
-/// Items start at multiples of this.
-pub(crate) const ALIGN: usize = 4;
+/// The smallest unit of locations (and item alignment): the header's
+/// 4-byte atomics need it.
+pub(crate) const MIN_UNIT: usize = 4;
 
 /// `fetched` values.
 pub(crate) const FETCHED: u8 = 1;
@@ -63,10 +82,90 @@ const VLEN_MASK: u32 = (1 << 30) - 1;
 const TOKEN_BIT: u32 = 1 << 30;
 const STALE_BIT: u32 = 1 << 31;
 
-/// Bytes an item with these lengths takes in a segment.
+/// Bytes an item with these lengths takes in a segment whose items are
+/// aligned to `unit` (a power of two).
 #[inline]
-pub(crate) fn item_size(klen: usize, vlen: usize) -> usize {
-    (HEADER + klen + vlen + ALIGN - 1) & !(ALIGN - 1)
+pub(crate) fn item_size(klen: usize, vlen: usize, unit: usize) -> usize {
+    debug_assert!(unit.is_power_of_two());
+    (HEADER + klen + vlen + unit - 1) & !(unit - 1)
+}
+
+/// The unit of locations in an arena of `bytes`: the smallest power of two,
+/// at least [`MIN_UNIT`], with `bytes / unit < 2^32` (see the module docs).
+pub(crate) fn unit_for(bytes: usize) -> usize {
+    let mut unit = MIN_UNIT;
+    while (bytes / unit) as u64 > u64::from(Loc::MAX) {
+        unit *= 2;
+    }
+    unit
+}
+
+/// The shape of an arena: segment size, segment count and location unit;
+/// the location arithmetic, apart from the memory (so that it can be
+/// checked for arenas too large to allocate in a test).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    size: usize,
+    count: usize,
+    /// log2 of the unit.
+    shift: u32,
+}
+
+impl Geometry {
+    /// `count` segments of `size` bytes, with the smallest unit that
+    /// addresses them; `None` if the arena's size overflows or `size` is
+    /// not a multiple of the unit.
+    pub(crate) fn new(size: usize, count: usize) -> Option<Geometry> {
+        Geometry::with_unit(size, count, unit_for(size.checked_mul(count)?))
+    }
+
+    /// As [`new`](Geometry::new) with a given unit (a power of two, at
+    /// least [`MIN_UNIT`], that addresses the whole arena).
+    pub(crate) fn with_unit(size: usize, count: usize, unit: usize) -> Option<Geometry> {
+        let bytes = size.checked_mul(count)?;
+        let ok = unit.is_power_of_two() && unit >= MIN_UNIT && size % unit == 0 && size >= HEADER;
+        (ok && count > 0 && (bytes / unit) as u64 <= u64::from(Loc::MAX) && count as u64 <= u64::from(u32::MAX))
+            .then(|| Geometry { size, count, shift: unit.trailing_zeros() })
+    }
+
+    /// Items start at multiples of this; locations count it.
+    #[inline]
+    pub(crate) fn unit(&self) -> usize {
+        1 << self.shift
+    }
+
+    /// Bytes an item with these lengths takes in a segment.
+    #[inline]
+    pub(crate) fn item_size(&self, klen: usize, vlen: usize) -> usize {
+        item_size(klen, vlen, self.unit())
+    }
+
+    /// The location of `off` (a multiple of the unit) in segment `seg`.
+    #[inline]
+    pub(crate) fn loc(&self, seg: u32, off: usize) -> Loc {
+        debug_assert!((seg as usize) < self.count && off < self.size && off % self.unit() == 0);
+        ((seg as usize * self.size + off) >> self.shift) as Loc + 1
+    }
+
+    /// The arena byte a location names (no division: a reader's path).
+    #[inline]
+    pub(crate) fn byte(&self, loc: Loc) -> usize {
+        debug_assert_ne!(loc, 0);
+        ((loc - 1) as usize) << self.shift
+    }
+
+    /// The segment of a location (a division by the segment size, which
+    /// need not be a power of two: writers only).
+    #[inline]
+    pub(crate) fn seg_of(&self, loc: Loc) -> u32 {
+        (self.byte(loc) / self.size) as u32
+    }
+
+    /// The offset of a location in its segment.
+    #[inline]
+    pub(crate) fn off_of(&self, loc: Loc) -> usize {
+        self.byte(loc) % self.size
+    }
 }
 
 /// The hint word for an access or store time and a `fetched` value.
@@ -93,10 +192,12 @@ pub(crate) struct SegMeta {
 pub(crate) struct Arena {
     base: *mut u8,
     layout: Layout,
-    /// Bytes per segment (a multiple of 8, below 2^32).
+    /// Bytes per segment (a multiple of 8 and of the unit).
     pub(crate) size: usize,
     /// Segments in the arena.
     pub(crate) count: usize,
+    /// The location arithmetic (`size` and `count` again, and the unit).
+    geo: Geometry,
     /// One per segment.
     pub(crate) meta: Box<[SegMeta]>,
 }
@@ -112,7 +213,13 @@ impl Arena {
     /// An arena of `count` segments of `size` bytes; `None` if the memory
     /// cannot be reserved.
     pub(crate) fn new(size: usize, count: usize) -> Option<Arena> {
-        assert!(size % 8 == 0 && size < 1 << 32 && count > 0);
+        Arena::with_geometry(Geometry::new(size, count)?)
+    }
+
+    /// An arena of the given shape (for a test: a unit larger than needed).
+    pub(crate) fn with_geometry(geo: Geometry) -> Option<Arena> {
+        let (size, count) = (geo.size, geo.count);
+        assert!(size % 8 == 0);
         // NOTE: alignment 8, not a page: with the default alignment the system
         // allocator zeroes through calloc, whose fresh mmap pages stay
         // untouched (not resident) until a segment is used; an aligned
@@ -126,19 +233,39 @@ impl Arena {
         let meta = (0..count)
             .map(|_| SegMeta { live: AtomicUsize::new(0), inflight: AtomicU32::new(0), used: AtomicUsize::new(0) })
             .collect();
-        Some(Arena { base, layout, size, count, meta })
+        Some(Arena { base, layout, size, count, geo, meta })
     }
 
-    /// The location of `off` in segment `seg`.
+    /// Items start at multiples of this; locations count it.
     #[inline]
-    pub(crate) fn loc(seg: u32, off: usize) -> u64 {
-        (u64::from(seg) + 1) << 32 | off as u64
+    pub(crate) fn unit(&self) -> usize {
+        self.geo.unit()
     }
 
-    /// The segment of a location.
+    /// Bytes an item with these lengths takes in a segment of this arena.
     #[inline]
-    pub(crate) fn seg_of(loc: u64) -> u32 {
-        ((loc >> 32) - 1) as u32
+    pub(crate) fn item_size(&self, klen: usize, vlen: usize) -> usize {
+        self.geo.item_size(klen, vlen)
+    }
+
+    /// The location of `off` (a multiple of the unit) in segment `seg`.
+    #[inline]
+    pub(crate) fn loc(&self, seg: u32, off: usize) -> Loc {
+        self.geo.loc(seg, off)
+    }
+
+    /// The segment of a location (a division: writers only).
+    #[inline]
+    pub(crate) fn seg_of(&self, loc: Loc) -> u32 {
+        self.geo.seg_of(loc)
+    }
+
+    /// The arena byte at `loc`, checked to leave `len` bytes in its
+    /// segment (a writer's path).
+    fn checked_byte(&self, loc: Loc, len: usize) -> usize {
+        let byte = self.geo.byte(loc);
+        assert!(loc != 0 && byte < self.size * self.count && self.geo.off_of(loc) + len <= self.size);
+        byte
     }
 
     /// The item at `loc`.
@@ -153,36 +280,34 @@ impl Arena {
     /// SMR section that began before the item was unlinked, or holds what
     /// keeps the segment from being freed).
     #[inline]
-    pub(crate) unsafe fn item(&self, loc: u64) -> Item<'_> {
-        let seg = Arena::seg_of(loc) as usize;
-        let off = (loc & 0xffff_ffff) as usize;
-        debug_assert!(seg < self.count && off + HEADER <= self.size);
+    pub(crate) unsafe fn item(&self, loc: Loc) -> Item<'_> {
+        let byte = self.geo.byte(loc);
+        debug_assert!(byte < self.size * self.count && self.geo.off_of(loc) + HEADER <= self.size);
         // SAFETY: inside the arena (checked above in debug builds; the
         // caller's contract makes it so).
-        let p = unsafe { self.base.add(seg * self.size + off) };
-        Item { p, _arena: std::marker::PhantomData }
+        let p = unsafe { self.base.add(byte) };
+        Item { p, unit: self.unit(), _arena: std::marker::PhantomData }
     }
 
     /// Writes a whole item at `loc` (the caller's reservation of exactly
-    /// `item_size(key.len(), sum of parts)` bytes).
+    /// [`item_size`](Arena::item_size)`(key.len(), sum of parts)` bytes).
     ///
     /// # Safety
     ///
     /// The bytes are the caller's reservation: no other thread reads or
     /// writes them until the caller publishes `loc` (or finishes the
     /// reservation).
-    pub(crate) unsafe fn write(&self, loc: u64, h: &NewItem, key: &[u8], parts: &[&[u8]]) {
+    pub(crate) unsafe fn write(&self, loc: Loc, h: &NewItem, key: &[u8], parts: &[&[u8]]) {
         let vlen: usize = parts.iter().map(|p| p.len()).sum();
-        let seg = Arena::seg_of(loc) as usize;
-        let off = (loc & 0xffff_ffff) as usize;
-        assert!(seg < self.count && off + item_size(key.len(), vlen) <= self.size && !key.is_empty());
-        assert!(off % ALIGN == 0 && key.len() <= 255 && vlen <= VLEN_MASK as usize && h.cas <= CAS_MASK);
+        let byte = self.checked_byte(loc, self.item_size(key.len(), vlen));
+        assert!(!key.is_empty() && key.len() <= 255 && vlen <= VLEN_MASK as usize && h.cas <= CAS_MASK);
         let lens = vlen as u32 | if h.token != 0 { TOKEN_BIT } else { 0 } | if h.stale != 0 { STALE_BIT } else { 0 };
-        // SAFETY: inside the arena (asserted), 4-aligned, and private to the
-        // caller by the contract; the copies do not overlap the sources (an
-        // old item lives at another location).
+        // SAFETY: inside the arena and its segment (asserted), unit-aligned
+        // (so 4-aligned), and private to the caller by the contract; the
+        // copies do not overlap the sources (an old item lives at another
+        // location).
         unsafe {
-            let p = self.base.add(seg * self.size + off);
+            let p = self.base.add(byte);
             (p as *mut u64).write_unaligned(h.cas | (key.len() as u64) << KLEN_SHIFT);
             (p.add(8) as *mut u32).write(h.exp);
             (p.add(12) as *mut u32).write(hint_word(h.atime, h.fetched));
@@ -221,15 +346,13 @@ impl Arena {
     /// # Safety
     ///
     /// As for [`write`](Arena::write).
-    pub(crate) unsafe fn write_filler(&self, loc: u64, len: usize) {
-        let seg = Arena::seg_of(loc) as usize;
-        let off = (loc & 0xffff_ffff) as usize;
-        assert!(seg < self.count && off + len <= self.size && len >= HEADER && len - HEADER <= VLEN_MASK as usize);
-        assert!(off % ALIGN == 0 && len % ALIGN == 0);
-        // SAFETY: inside the arena (asserted), 4-aligned, private to the
-        // caller.
+    pub(crate) unsafe fn write_filler(&self, loc: Loc, len: usize) {
+        let byte = self.checked_byte(loc, len);
+        assert!(len >= HEADER && len - HEADER <= VLEN_MASK as usize && len % self.unit() == 0);
+        // SAFETY: inside the arena and its segment (asserted), unit-aligned,
+        // private to the caller.
         unsafe {
-            let p = self.base.add(seg * self.size + off);
+            let p = self.base.add(byte);
             (p as *mut u64).write_unaligned(0);
             (p.add(20) as *mut u32).write((len - HEADER) as u32);
         }
@@ -260,6 +383,8 @@ pub(crate) struct NewItem {
 #[derive(Clone, Copy)]
 pub(crate) struct Item<'a> {
     p: *const u8,
+    /// The arena's unit (items are padded to it).
+    unit: usize,
     _arena: std::marker::PhantomData<&'a Arena>,
 }
 
@@ -267,7 +392,7 @@ impl<'a> Item<'a> {
     #[inline]
     fn u32_at(&self, off: usize) -> u32 {
         // SAFETY: `Arena::item`'s contract: the header is written, readable
-        // and immutable at this offset; 4-aligned.
+        // and immutable at this offset; 4-aligned (items are unit-aligned).
         unsafe { (self.p.add(off) as *const u32).read() }
     }
 
@@ -275,7 +400,7 @@ impl<'a> Item<'a> {
     fn atomic_u32(&self, off: usize) -> &'a AtomicU32 {
         // SAFETY: as above; every access to this field after publication is
         // atomic, and AtomicU32 has u32's layout and alignment (4, as every
-        // item).
+        // item: the unit is at least 4).
         unsafe { &*(self.p.add(off) as *const AtomicU32) }
     }
 
@@ -356,7 +481,7 @@ impl<'a> Item<'a> {
     /// Bytes the item (or filler) takes in its segment.
     #[inline]
     pub(crate) fn size(&self) -> usize {
-        item_size(self.klen(), self.vlen())
+        item_size(self.klen(), self.vlen(), self.unit)
     }
 
     /// memcached's size of the item, as `stats bytes` counts it.
@@ -430,12 +555,101 @@ mod tests {
     }
 
     #[test]
-    fn a_header_is_24_bytes_and_items_4_aligned() {
+    fn a_header_is_24_bytes_and_items_unit_aligned() {
         // The benchmark's item (32-byte key, 100-byte value): 156 bytes.
-        assert_eq!(item_size(32, 100), 156);
-        assert_eq!(item_size(1, 0), 28);
-        assert_eq!(item_size(1, 3), 28);
-        assert_eq!(item_size(1, 4), 32);
+        assert_eq!(item_size(32, 100, 4), 156);
+        assert_eq!(item_size(1, 0, 4), 28);
+        assert_eq!(item_size(1, 3, 4), 28);
+        assert_eq!(item_size(1, 4, 4), 32);
+        // Past 16 GiB of arena the unit, and the padding, grows.
+        assert_eq!(item_size(32, 100, 8), 160);
+        assert_eq!(item_size(32, 100, 16), 160);
+        assert_eq!(item_size(32, 100, 32), 160);
+        assert_eq!(item_size(1, 0, 32), 32);
+    }
+
+    #[test]
+    fn the_unit_is_the_smallest_that_addresses_the_arena() {
+        const GIB: usize = 1 << 30;
+        assert_eq!(unit_for(64 << 20), 4);
+        assert_eq!(unit_for(16 * GIB - 1), 4);
+        assert_eq!(unit_for(16 * GIB), 8);
+        assert_eq!(unit_for(32 * GIB - 1), 8);
+        assert_eq!(unit_for(32 * GIB), 16);
+        assert_eq!(unit_for(1 << 40), 512);
+    }
+
+    /// Locations round-trip at both ends of arenas from 1 GiB (`-m 1024`)
+    /// to 1 TiB, 1 MiB segments and odd-sized ones (`-I` not a power of
+    /// two), computed without allocating them.
+    #[test]
+    fn locations_round_trip_at_the_extremes() {
+        const MIB: usize = 1 << 20;
+        for (size, count, unit) in [
+            (MIB, 1023, 4),
+            // 16 GiB less a segment (`-m 16384` less the index's reserve).
+            (MIB, 16 * 1024 - 1, 4),
+            (MIB, 16 * 1024, 8),
+            (MIB, 32 * 1024 + 5, 16),
+            (MIB, 1 << 20, 512),
+            // 1.5 MiB + 8 bytes (`-I 1536k`: not a power of two), at 24 GiB.
+            (1536 * 1024 + 8, 16 * 1024, 8),
+            (64 << 10, 2, 4),
+        ] {
+            let g = Geometry::new(size, count).unwrap();
+            assert_eq!(g.unit(), unit, "{size} x {count}");
+            let last = size - unit;
+            for (seg, off) in [(0, 0), (0, unit), (0, last), (1, 0), (count as u32 - 1, 0), (count as u32 - 1, last)] {
+                let loc = g.loc(seg, off);
+                assert_ne!(loc, 0);
+                assert_eq!((g.seg_of(loc), g.off_of(loc)), (seg, off), "{size} x {count}: {seg}/{off}");
+                assert_eq!(g.byte(loc), seg as usize * size + off);
+            }
+            assert_eq!(g.loc(0, 0), 1);
+            // The last unit of the arena has the largest location, within u32.
+            assert_eq!(u64::from(g.loc(count as u32 - 1, last)), ((size * count) / unit) as u64);
+        }
+        // A unit too small for the arena, or one that does not divide the
+        // segments, is refused.
+        assert!(Geometry::with_unit(MIB, 16 * 1024, 4).is_none());
+        assert!(Geometry::with_unit(1536 * 1024 + 8, 4, 16).is_none());
+    }
+
+    /// A small arena with a forced 32-byte unit: items are padded to it,
+    /// written and read back at unit offsets, and a walk by item sizes
+    /// lands on each.
+    #[test]
+    fn a_larger_unit_pads_and_walks() {
+        let a = Arena::with_geometry(Geometry::with_unit(64 << 10, 2, 32).unwrap()).unwrap();
+        assert_eq!(a.unit(), 32);
+        let h = NewItem { cas: 1, exp: 0, atime: 0, flags: 3, fetched: 0, token: 0, stale: 0 };
+        let mut off = 0;
+        let mut locs = Vec::new();
+        for (i, vlen) in [1usize, 100, 7, 8, 200].into_iter().enumerate() {
+            let value = vec![i as u8; vlen];
+            let loc = a.loc(1, off);
+            // SAFETY: the test owns the arena; nothing else reads it.
+            unsafe { a.write(loc, &h, &[b'a' + i as u8; 9], &[&value]) };
+            assert_eq!(a.item_size(9, vlen) % 32, 0);
+            off += a.item_size(9, vlen);
+            locs.push((loc, value));
+        }
+        let filler = a.loc(1, off);
+        // SAFETY: as above.
+        unsafe { a.write_filler(filler, 64) };
+        let mut walk = 0;
+        for (i, (loc, value)) in locs.iter().enumerate() {
+            assert_eq!(a.loc(1, walk), *loc);
+            assert_eq!(a.seg_of(*loc), 1);
+            // SAFETY: written above.
+            let it = unsafe { a.item(*loc) };
+            assert_eq!((it.key(), it.value(), it.flags()), (&[b'a' + i as u8; 9][..], &value[..], 3));
+            walk += it.size();
+        }
+        // SAFETY: as above.
+        let f = unsafe { a.item(a.loc(1, walk)) };
+        assert!(f.is_filler());
+        assert_eq!(f.size(), 64);
     }
 
     #[test]
@@ -446,7 +660,7 @@ mod tests {
         let h = NewItem { cas: CAS_MASK, exp: u32::MAX, atime: 12345, flags: u32::MAX, fetched: 1, token: 1, stale: 1 };
         // An offset that is 4- but not 8-aligned: the first word is read
         // unaligned.
-        let loc = Arena::loc(1, 4);
+        let loc = a.loc(1, 4);
         // SAFETY: the test owns the arena; nothing else reads it.
         let it = unsafe {
             a.write(loc, &h, &key, &[&value[..10], &value[10..]]);
@@ -455,7 +669,7 @@ mod tests {
         assert_eq!((it.cas(), it.exp(), it.recency(), it.flags()), (CAS_MASK, u32::MAX, (12345, 1), u32::MAX));
         assert!(it.token() && it.stale() && !it.is_filler());
         assert_eq!((it.key(), it.value()), (&key[..], &value[..]));
-        assert_eq!(it.size(), item_size(250, 1000));
+        assert_eq!(it.size(), a.item_size(250, 1000));
         let s = it.snapshot();
         assert_eq!(
             (s.cas, s.exp, s.atime, s.flags, s.fetched, s.token, s.stale),
@@ -467,7 +681,7 @@ mod tests {
     fn the_mutable_bits_leave_their_neighbours_alone() {
         let a = arena();
         let h = NewItem { cas: 99, exp: 5, atime: 6, flags: 7, fetched: 0, token: 0, stale: 0 };
-        let loc = Arena::loc(0, 0);
+        let loc = a.loc(0, 0);
         // SAFETY: as above.
         let it = unsafe {
             a.write(loc, &h, b"key", &[b"value"]);
@@ -489,7 +703,7 @@ mod tests {
     #[test]
     fn a_filler_spans_its_reservation() {
         let a = arena();
-        let loc = Arena::loc(0, 8);
+        let loc = a.loc(0, 8);
         // SAFETY: as above.
         let it = unsafe {
             a.write_filler(loc, 156);
