@@ -154,7 +154,7 @@ fn shutdown_answers_what_was_read_then_closes() {
     for c in &mut clients {
         let got = read_to_close(c);
         let one: &[u8] = b"VALUE k 0 1\r\nx\r\nEND\r\n";
-        assert!(got.len() % one.len() == 0 && got.chunks(one.len()).all(|r| r == one), "cut reply: {got:?}");
+        assert!(got.len().is_multiple_of(one.len()) && got.chunks(one.len()).all(|r| r == one), "cut reply: {got:?}");
     }
     assert!(stopper.join().unwrap(), "connections did not finish");
     assert_eq!(ctx.stats.curr_connections.load(Ordering::Relaxed), 0);
@@ -279,7 +279,7 @@ fn shutdown_never_cuts_a_large_reply() {
     let one = format!("VALUE big 0 {}\r\n", value.len()).len() + value.len() + "\r\nEND\r\n".len();
     for c in &mut clients {
         let got = read_to_close(c);
-        assert!(got.len() % one == 0, "a cut reply: {} bytes, replies of {one}", got.len());
+        assert!(got.len().is_multiple_of(one), "a cut reply: {} bytes, replies of {one}", got.len());
         assert!(got.len() >= one, "nothing answered");
     }
     for w in writers {

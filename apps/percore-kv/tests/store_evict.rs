@@ -23,7 +23,7 @@ fn ten_times_the_limit() {
         assert!(matches!(out, StoreOutcome::Stored { .. }), "{out:?} at {written}");
         written += len;
         k += 1;
-        if k % 512 == 0 {
+        if k.is_multiple_of(512) {
             let st = s.stats();
             assert!(st.used_bytes <= LIMIT as u64, "{st:?}");
         }

@@ -126,12 +126,12 @@ fn run(store: &Store, ops: usize, keys: u64, exact: bool) {
                             req.vivify = Some(0);
                             let _ = store.store(&req);
                             store.get(akey.as_bytes(), &GetReq::default(), |h| check_records(h.value));
-                            if (r >> 50) % 64 == 0 {
+                            if (r >> 50).is_multiple_of(64) {
                                 store.delete(akey.as_bytes(), &DeleteReq::default());
                             }
                         }
                         _ => {
-                            if (r >> 45) % 8 == 0 {
+                            if (r >> 45).is_multiple_of(8) {
                                 store.delete(key.as_bytes(), &DeleteReq::default());
                             }
                         }

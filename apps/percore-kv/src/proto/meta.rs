@@ -588,7 +588,7 @@ fn base64_encode(out: &mut Vec<u8>, src: &[u8]) {
 
 /// Decodes base64 (with padding); `None` when malformed or empty.
 fn base64_decode(src: &[u8]) -> Option<([u8; KEY_MAX], usize)> {
-    if src.is_empty() || src.len() % 4 != 0 {
+    if src.is_empty() || !src.len().is_multiple_of(4) {
         return None;
     }
     let val = |b: u8| B64.iter().position(|&c| c == b).map(|v| v as u32);

@@ -123,7 +123,7 @@ impl Geometry {
     /// least [`MIN_UNIT`], that addresses the whole arena).
     pub(crate) fn with_unit(size: usize, count: usize, unit: usize) -> Option<Geometry> {
         let bytes = size.checked_mul(count)?;
-        let ok = unit.is_power_of_two() && unit >= MIN_UNIT && size % unit == 0 && size >= HEADER;
+        let ok = unit.is_power_of_two() && unit >= MIN_UNIT && size.is_multiple_of(unit) && size >= HEADER;
         (ok && count > 0 && (bytes / unit) as u64 <= u64::from(Loc::MAX) && count as u64 <= u64::from(u32::MAX))
             .then(|| Geometry { size, count, shift: unit.trailing_zeros() })
     }
@@ -143,7 +143,7 @@ impl Geometry {
     /// The location of `off` (a multiple of the unit) in segment `seg`.
     #[inline]
     pub(crate) fn loc(&self, seg: u32, off: usize) -> Loc {
-        debug_assert!((seg as usize) < self.count && off < self.size && off % self.unit() == 0);
+        debug_assert!((seg as usize) < self.count && off < self.size && off.is_multiple_of(self.unit()));
         ((seg as usize * self.size + off) >> self.shift) as Loc + 1
     }
 
@@ -348,7 +348,7 @@ impl Arena {
     /// As for [`write`](Arena::write).
     pub(crate) unsafe fn write_filler(&self, loc: Loc, len: usize) {
         let byte = self.checked_byte(loc, len);
-        assert!(len >= HEADER && len - HEADER <= VLEN_MASK as usize && len % self.unit() == 0);
+        assert!(len >= HEADER && len - HEADER <= VLEN_MASK as usize && len.is_multiple_of(self.unit()));
         // SAFETY: inside the arena and its segment (asserted), unit-aligned,
         // private to the caller.
         unsafe {
