@@ -240,13 +240,8 @@ impl ThreadPool {
     where
         F: FnOnce() + Send + 'static,
     {
-        match self.core().push_call(crate::thunk::Thunk::new(f)) {
-            Ok(()) => Ok(()),
-            Err(refused) => {
-                drop(refused);
-                Err(Error::Cancelled)
-            }
-        }
+        // NOTE: a refused closure is dropped here, at the end of `map_err`.
+        self.core().push_call(crate::thunk::Thunk::new(f)).map_err(|_refused| Error::Cancelled)
     }
 
     /// Wait until every job scheduled here (delayed ones included) and every

@@ -105,11 +105,6 @@ impl Cell {
         }
     }
 
-    /// One party is done with the cell; the last one recycles it.
-    ///
-    /// Returns the panic of a leftover's destructor (a result nobody joined,
-    /// a panic payload, a closure's captures), raised only after the cell
-    /// was recycled: the caller decides where it goes (issue 16).
     /// Back to `FREE`, dropping leftovers. Caller: the last user.
     fn reset(&self) -> Option<Payload> {
         // SAFETY: `users` reached zero: nobody else can touch the cell.

@@ -40,3 +40,12 @@ impl Gate {
         self.cv.notify_all();
     }
 }
+
+/// Counts its drops into the shared counter (captures dropped exactly once).
+pub(crate) struct Counted(pub(crate) std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -5,19 +5,10 @@
 
 mod common;
 
-use common::{Gate, LONG};
+use common::{Counted, Gate, LONG};
 use percore_pool::{JobStatus, ThreadPool};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-/// Counts its drops.
-struct Counted(Arc<AtomicUsize>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 #[test]
 fn every_closure_runs_once_and_drain_waits_for_them() {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Gate, LONG};
+use common::{Counted, Gate, LONG};
 use percore_pool::{JoinError, ThreadPool, PRI_NONE};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -101,14 +101,8 @@ fn detached_work_runs_and_cells_are_recycled() {
 /// captures are dropped exactly once.
 #[test]
 fn cells_come_from_the_zone_and_are_reused_across_deep_queues() {
-    struct Counted(Arc<AtomicU64>);
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
     let pool = ThreadPool::builder().name("spawn-zone").max_threads(2).build().unwrap();
-    let (ran, dropped) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (ran, dropped) = (Arc::new(AtomicU64::new(0)), Arc::new(std::sync::atomic::AtomicUsize::new(0)));
     let items = || percore_cpu::stats::get("zone.pool.cells.items").expect("the pool.cells zone is registered");
     let mut after_first = 0;
     for round in 0..4 {
@@ -147,5 +141,5 @@ fn cells_come_from_the_zone_and_are_reused_across_deep_queues() {
         }
     }
     assert_eq!(ran.load(Ordering::Relaxed), 20_000);
-    assert_eq!(dropped.load(Ordering::Relaxed), 20_000);
+    assert_eq!(dropped.load(Ordering::SeqCst), 20_000);
 }

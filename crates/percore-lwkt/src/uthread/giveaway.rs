@@ -260,21 +260,29 @@ mod tests {
         assert_eq!(ran_on, Some(1));
     }
 
+    /// Spawn a uthread on worker 0 that parks with `timeout` until `go`.
+    fn timed_parker_on_0(
+        rt: &Runtime,
+        go: Arc<AtomicBool>,
+        timeout: std::time::Duration,
+    ) -> crate::JoinHandle<Option<usize>> {
+        Builder::new()
+            .worker(0)
+            .spawn_on(rt.handle(), move || {
+                while !go.load(SeqCst) {
+                    crate::park_timeout(timeout).unwrap();
+                }
+                crate::worker_index()
+            })
+            .unwrap()
+    }
+
     #[test]
     fn timer_armed_on_the_old_worker_wakes_it_on_the_new_one() {
         let rt = Runtime::builder().workers(2).build().unwrap();
         let go = Arc::new(AtomicBool::new(false));
-        let g = go.clone();
-        let h = Builder::new()
-            .worker(0)
-            .spawn_on(rt.handle(), move || {
-                // Only timers wake it: nobody calls `unpark`.
-                while !g.load(SeqCst) {
-                    crate::park_timeout(std::time::Duration::from_millis(5)).unwrap();
-                }
-                crate::worker_index()
-            })
-            .unwrap();
+        // Only timers wake it: nobody calls `unpark`.
+        let h = timed_parker_on_0(&rt, go.clone(), std::time::Duration::from_millis(5));
         let u = h.uthread().clone();
         // SAFETY: the moved uthread keeps nothing `!Send` across the move.
         while unsafe { u.give_to(1) }.is_err() {
@@ -291,16 +299,7 @@ mod tests {
     fn a_timer_left_on_the_old_worker_is_cancelled_there() {
         let rt = Runtime::builder().workers(2).build().unwrap();
         let go = Arc::new(AtomicBool::new(false));
-        let g = go.clone();
-        let h = Builder::new()
-            .worker(0)
-            .spawn_on(rt.handle(), move || {
-                while !g.load(SeqCst) {
-                    crate::park_timeout(std::time::Duration::from_secs(3600)).unwrap();
-                }
-                crate::worker_index()
-            })
-            .unwrap();
+        let h = timed_parker_on_0(&rt, go.clone(), std::time::Duration::from_secs(3600));
         let u = h.uthread().clone();
         // Wait until it has armed its timer on worker 0: the first arming
         // there (sequence 1 of a fresh worker's wheel). Then a successful

@@ -107,9 +107,8 @@ fn client(port: u16, conns: usize, secs: u64, pid: u32) {
     let mut hs = Vec::new();
     let c0 = cpu_of(pid);
     let t0 = Instant::now();
-    for t in 0..threads {
+    for _ in 0..threads {
         let mine: Vec<TcpStream> = cs.drain(..per.min(cs.len())).collect();
-        let _ = t;
         hs.push(std::thread::spawn(move || unsafe {
             let ep = libc::epoll_create1(0);
             for (i, s) in mine.iter().enumerate() {
