@@ -174,59 +174,97 @@ impl RuntimeBuilder {
         let stats = percore_cpu::stats::register_source(&format!("lwkt.{}", self.name), Arc::downgrade(&shared));
         let mut threads = Vec::with_capacity(n);
         let (tx, rx) = std::sync::mpsc::channel::<Result<(), Error>>();
+        // Every worker waits at the gate until all `n` are started and
+        // pinned, and only then enters its loop: shutdown's barriers count
+        // all `n`, so a start that fails half-way must stop the started
+        // ones before any reaches them (they would wait there forever).
+        let gate = Arc::new(Gate::default());
+        let mut first_err = None;
         for i in 0..n {
             let sh = shared.clone();
             let tx = tx.clone();
+            let gate = gate.clone();
             let pin = self.pin;
-            let spawned = std::thread::Builder::new().name(format!("lwkt-{}-{i}", self.name)).spawn(move || {
+            let spawned = spawn_worker_thread(format!("lwkt-{}-{i}", self.name), move || {
                 let r = if pin { percore_cpu::pin_current(sh.workers[i].cpu).map_err(Error::from) } else { Ok(()) };
                 let _ = tx.send(r);
-                // NOTE: a worker that failed to pin still runs its loop: the
-                // runtime is then dropped at once, and shutdown needs every
-                // worker at its barriers.
-                Worker::new(i, sh).run();
+                if gate.wait() {
+                    Worker::new(i, sh).run();
+                }
             });
             match spawned {
                 Ok(h) => threads.push(h),
                 Err(e) => {
-                    // XXX: the workers already started wait at the shutdown
-                    // barrier for all `n` and are leaked (detached), not joined.
-                    shared.shutdown.store(true, Release);
-                    for w in shared.workers.iter() {
-                        w.notify();
-                    }
-                    return Err(Error::WorkerThread(e));
+                    first_err = Some(Error::WorkerThread(e));
+                    break;
                 }
             }
         }
         drop(tx);
-        let mut first_err = None;
-        for _ in 0..n {
+        for _ in 0..threads.len() {
             match rx.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => first_err = first_err.or(Some(e)),
                 Err(_) => first_err = first_err.or(Some(Error::NoWorkers)),
             }
         }
-        let monitor = match self.watchdog {
-            Some(d) => Some(
-                crate::worker::watchdog::start(Arc::downgrade(&shared), &self.name, d).map_err(Error::WorkerThread),
-            ),
-            None => None,
-        };
-        let monitor = match monitor.transpose() {
-            Ok(m) => m,
-            Err(e) => {
-                first_err = first_err.or(Some(e));
-                None
+        gate.open(first_err.is_none());
+        if let Some(e) = first_err {
+            // No worker entered its loop: each returns from the gate.
+            for h in threads {
+                let _ = h.join();
             }
-        };
-        let rt = Runtime { handle: Handle { shared }, threads, monitor, _stats: stats };
-        match first_err {
-            None => Ok(rt),
-            Some(e) => Err(e), // dropping `rt` stops the started workers
+            return Err(e);
+        }
+        let mut rt = Runtime { handle: Handle { shared }, threads, monitor: None, _stats: stats };
+        if let Some(d) = self.watchdog {
+            let shared = Arc::downgrade(&rt.handle.shared);
+            // On an error, dropping `rt` stops the started workers.
+            rt.monitor = Some(crate::worker::watchdog::start(shared, &self.name, d).map_err(Error::WorkerThread)?);
+        }
+        Ok(rt)
+    }
+}
+
+/// Where started worker threads wait until `build` knows whether all of
+/// them started: `open(true)` lets them run, `open(false)` sends them home.
+#[derive(Default)]
+struct Gate {
+    // NOTE: std's, not the loom shim's: start-up is not in a loom model.
+    state: std::sync::Mutex<Option<bool>>,
+    cv: std::sync::Condvar,
+}
+
+impl Gate {
+    fn open(&self, run: bool) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(run);
+        self.cv.notify_all();
+    }
+
+    /// Whether the worker may run, once the gate is open.
+    fn wait(&self) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match *st {
+                Some(run) => return run,
+                None => st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
+            }
         }
     }
+}
+
+/// `std::thread::Builder::spawn` of a worker thread; under `cfg(test)` the
+/// spawn of the thread named by `FAIL_SPAWN` fails, as when the system is out
+/// of threads.
+fn spawn_worker_thread(
+    name: String,
+    f: impl FnOnce() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    #[cfg(test)]
+    if tests::FAIL_SPAWN.with(|n| n.borrow().as_deref() == Some(name.as_str())) {
+        return Err(std::io::Error::from_raw_os_error(11)); // EAGAIN
+    }
+    std::thread::Builder::new().name(name).spawn(f)
 }
 
 /// A set of per-CPU workers running uthreads.
@@ -495,4 +533,41 @@ fn coop_can_nap() -> bool {
 /// `percore_cpu::coop`'s nap: sleep the uthread.
 fn coop_nap(d: std::time::Duration) -> bool {
     crate::sleep(d).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// The worker thread name whose spawn fails (see `spawn_worker_thread`).
+        pub(super) static FAIL_SPAWN: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+
+    /// Threads of this process whose name starts with `prefix`.
+    fn threads_named(prefix: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .expect("/proc/self/task")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.starts_with(prefix))
+            .count()
+    }
+
+    #[test]
+    fn a_start_that_fails_half_way_stops_and_joins_the_started_workers() {
+        FAIL_SPAWN.with(|n| *n.borrow_mut() = Some("lwkt-spf-2".into()));
+        let e = Runtime::builder().workers(4).name("spf").pin(false).build().unwrap_err();
+        FAIL_SPAWN.with(|n| *n.borrow_mut() = None);
+        assert!(matches!(e, Error::WorkerThread(_)), "{e:?}");
+        // Workers 0 and 1 were started; `build` joined them before it
+        // returned (before the gate they would wait at shutdown's barrier,
+        // sized for 4, forever).
+        assert_eq!(threads_named("lwkt-spf-"), 0);
+        // The same builder works once threads can be had.
+        let rt = Runtime::builder().workers(4).name("spf").pin(false).build().unwrap();
+        assert_eq!(threads_named("lwkt-spf-"), 4);
+        drop(rt);
+        assert_eq!(threads_named("lwkt-spf-"), 0);
+    }
 }
