@@ -56,7 +56,7 @@ struct Cli {
     /// Verbose (-vv: very verbose)
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     verbose: u8,
-    /// Extended options, comma separated: idle_timeout=<secs>
+    /// Extended options, comma separated: idle_timeout=<secs>, pin_workers=<0|1>
     #[arg(short = 'o', long = "extended")]
     extended: Vec<String>,
     /// Print this help and exit
@@ -76,7 +76,7 @@ pub struct Settings {
     pub udp_port: u16,
     /// The address to listen on.
     pub listen: IpAddr,
-    /// Workers (one OS thread pinned per CPU each).
+    /// Workers (one OS thread each; see `pin_workers`).
     pub threads: usize,
     /// Item memory in bytes (`-m` is in megabytes).
     pub memory_limit: usize,
@@ -90,6 +90,8 @@ pub struct Settings {
     pub verbose: u8,
     /// Close connections idle for longer than this.
     pub idle_timeout: Option<Duration>,
+    /// Whether each worker is pinned to its own CPU (`-o pin_workers=1`).
+    pub pin_workers: bool,
 }
 
 impl Default for Settings {
@@ -105,9 +107,13 @@ impl Default for Settings {
             enable_shutdown: false,
             verbose: 0,
             idle_timeout: None,
+            pin_workers: PIN_WORKERS_DEFAULT,
         }
     }
 }
+
+/// Workers are pinned unless `-o pin_workers=0`.
+const PIN_WORKERS_DEFAULT: bool = true;
 
 fn default_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -187,6 +193,7 @@ impl Settings {
             return Err(usage("Cannot set item size limit higher than 1/2 of memory max.".into()));
         }
         let mut idle_timeout = None;
+        let mut pin_workers = PIN_WORKERS_DEFAULT;
         for opt in cli.extended.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()) {
             let (k, v) = opt.split_once('=').unwrap_or((opt, ""));
             match k {
@@ -194,7 +201,18 @@ impl Settings {
                     let secs: u64 = v.parse().map_err(|_| usage(format!("-o idle_timeout: bad number '{v}'")))?;
                     idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
                 }
-                _ => return Err(usage(format!("-o: illegal suboption \"{opt}\" (known: idle_timeout=<secs>)"))),
+                "pin_workers" => {
+                    pin_workers = match v {
+                        "1" => true,
+                        "0" => false,
+                        _ => return Err(usage(format!("-o pin_workers: expected 0 or 1, not '{v}'"))),
+                    }
+                }
+                _ => {
+                    return Err(usage(format!(
+                        "-o: illegal suboption \"{opt}\" (known: idle_timeout=<secs>, pin_workers=<0|1>)"
+                    )))
+                }
             }
         }
         Ok(Settings {
@@ -208,6 +226,7 @@ impl Settings {
             enable_shutdown: cli.enable_shutdown,
             verbose: cli.verbose.min(2),
             idle_timeout,
+            pin_workers,
         })
     }
 }
@@ -233,7 +252,19 @@ mod tests {
         assert_eq!(s.max_item_size, 1 << 20);
         assert_eq!(s.udp_port, 0);
         assert!(!s.enable_shutdown);
+        assert_eq!(s.pin_workers, PIN_WORKERS_DEFAULT);
         assert!(s.threads >= 1);
+    }
+
+    #[test]
+    fn pin_workers_is_an_extended_option() {
+        let s = Settings::parse_from(["percore-kv", "-o", "pin_workers=0"]).unwrap();
+        assert!(!s.pin_workers);
+        let s = Settings::parse_from(["percore-kv", "-o", "idle_timeout=5,pin_workers=1"]).unwrap();
+        assert!(s.pin_workers);
+        assert_eq!(s.idle_timeout, Some(Duration::from_secs(5)));
+        assert!(usage(&["-o", "pin_workers=yes"]).contains("pin_workers: expected 0 or 1"));
+        assert!(usage(&["-o", "pin"]).contains("pin_workers=<0|1>"));
     }
 
     #[test]

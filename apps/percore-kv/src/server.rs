@@ -2,8 +2,8 @@
 //!
 //! # Shape
 //!
-//! The server runs on a percore [`Runtime`] with one pinned worker per
-//! `-t`. Every worker has its own listening socket on the same port
+//! The server runs on a percore [`Runtime`] with one worker per `-t`, each
+//! pinned to its own CPU unless `-o pin_workers=0`. Every worker has its own listening socket on the same port
 //! (`SO_REUSEPORT`): the kernel spreads new connections over the listeners
 //! by a hash of the connection's addresses, so accepting needs no hand-off
 //! between workers, and a connection's uthread, its socket registration and
@@ -196,6 +196,7 @@ impl Server {
     pub fn start(settings: Settings) -> Result<Server, Error> {
         raise_fd_limit(settings.conn_limit as u64 + 64);
         let threads = settings.threads;
+        let pin = settings.pin_workers;
         let want = SocketAddr::new(settings.listen, settings.port);
         let failed = |e| Error::io(format!("failed to listen on TCP port {}", want.port()), e);
         // NOTE: SO_REUSEPORT would let a second server share a port that is
@@ -221,6 +222,7 @@ impl Server {
         let rt = Runtime::builder()
             .name("kv")
             .workers(threads)
+            .pin(pin)
             .stack_size(STACK_SIZE)
             .build()
             .map_err(|e| Error::Runtime(e.to_string()))?;
