@@ -3,9 +3,10 @@
 //! # Shape
 //!
 //! The server runs on a percore [`Runtime`] with one worker per `-t`, each
-//! pinned to its own CPU unless `-o pin_workers=0`. Every worker has its own listening socket on the same port
-//! (`SO_REUSEPORT`): the kernel spreads new connections over the listeners
-//! by a hash of the connection's addresses, so accepting needs no hand-off
+//! pinned to its own CPU unless `-o pin_workers=0`. Every worker has its own
+//! listening socket on the same port (`SO_REUSEPORT`): the kernel spreads
+//! new connections over the listeners by a hash of the connection's
+//! addresses, so accepting needs no hand-off
 //! between workers, and a connection's uthread, its socket registration and
 //! the store's per-writer state all stay on the worker that accepted it.
 //!
