@@ -11,6 +11,9 @@ cargo test -p percore-zone --release --test loom_zone -- --test-threads=1
 cargo test -p percore-pool --release --test loom_pool
 cargo test -p percore-lwkt --release --test loom_ipi
 cargo test -p percore-lwkt --release --test loom_idle
+# percore-lwkt: the watchdog's nap (worker/nap.rs): woken by the first worker
+# to wake, never napping while one is awake.
+cargo test -p percore-lwkt --release --test loom_nap
 # percore-lwkt: the running slot (a watchdog never takes a freed uthread).
 cargo test -p percore-lwkt --release --test loom_monitor
 # percore-lwkt: the park word (no lost wake-up, no double resume) and tokens

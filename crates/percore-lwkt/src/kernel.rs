@@ -142,6 +142,15 @@ pub(crate) struct RuntimeState {
     pub(crate) pool: OnceLock<percore_pool::ThreadPool>,
     /// The runtime's name (stats tree, diagnostics). Immutable.
     pub(crate) name: String,
+    /// Sleeping workers and the watchdog's nap (`worker/nap.rs`): each
+    /// worker around its sleeps, the watchdog at its ticks.
+    pub(crate) nap: crate::worker::nap::Nap,
+    /// The watchdog's thread, set once by the watchdog as it starts, for
+    /// the worker that ends its nap.
+    pub(crate) watchdog: OnceLock<std::thread::Thread>,
+    /// Naps the watchdog took (`watchdog_naps`); the watchdog adds, the
+    /// stats tree reads.
+    pub(crate) watchdog_naps: Counter,
 }
 
 impl RuntimeState {
@@ -160,6 +169,9 @@ impl RuntimeState {
             rotor: AtomicUsize::new(0),
             pool: OnceLock::new(),
             name,
+            nap: crate::worker::nap::Nap::new(),
+            watchdog: OnceLock::new(),
+            watchdog_naps: Counter::new(),
         }
     }
 
@@ -181,11 +193,13 @@ impl RuntimeState {
 }
 
 /// The runtime's counters in the stats tree, under `lwkt.<name>`:
-/// `foreign_ipis`, `port_full_drops`, and each worker's as `w<i>.<key>`.
+/// `foreign_ipis`, `port_full_drops`, `watchdog_naps`, and each worker's as
+/// `w<i>.<key>`.
 impl percore_cpu::stats::Emit for RuntimeState {
     fn emit(&self, emit: &mut dyn FnMut(&str, u64)) {
         emit("foreign_ipis", self.foreign_sent.sum());
         emit("port_full_drops", self.port_full_drops.sum());
+        emit("watchdog_naps", self.watchdog_naps.sum());
         for (i, w) in self.workers.iter().enumerate() {
             w.stats.emit(&mut |k, v| emit(&format!("w{i}.{k}"), v));
         }

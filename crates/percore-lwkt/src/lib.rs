@@ -175,6 +175,7 @@ mod worker;
 #[allow(unreachable_pub)]
 mod worker {
     pub(crate) mod idle;
+    pub(crate) mod nap;
     pub(crate) mod ring;
 }
 #[cfg(loom)]
@@ -243,6 +244,7 @@ pub mod __loom {
     pub use crate::uthread::oneshot::Oneshot;
     pub use crate::uthread::park::ParkWord;
     pub use crate::worker::idle::{Idle, Notified};
+    pub use crate::worker::nap::Nap;
     pub use crate::worker::ring::{Ring, CAPACITY};
 }
 

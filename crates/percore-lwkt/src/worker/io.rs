@@ -117,19 +117,37 @@ impl Worker {
         if timeout == Some(Duration::ZERO) {
             return;
         }
+        // NOTE: counted asleep from here to its end, so that the watchdog
+        // can nap while every worker sleeps (`nap.rs`); the first worker to
+        // wake ends the nap before it runs anything.
+        self.shared.nap.sleep_begins();
         let Some(d) = driver else {
-            if ws.idle.sleep(timeout) {
+            let slept = ws.idle.sleep(timeout);
+            self.end_sleep();
+            if slept {
                 ws.stats.idle_sleeps.bump();
             }
             return;
         };
         let mut buf = [libc::epoll_event { events: 0, u64: 0 }; 64];
         let mut n = 0;
-        if ws.idle.sleep_polling(|| n = ws.poller.wait(&mut buf, timeout)) {
+        let slept = ws.idle.sleep_polling(|| n = ws.poller.wait(&mut buf, timeout));
+        self.end_sleep();
+        if slept {
             ws.stats.idle_sleeps.bump();
             self.crit.set(self.crit.get() + 1);
             self.dispatch_io(d, &buf[..n]);
             self.crit.set(self.crit.get() - 1);
+        }
+    }
+
+    /// The other half of `sleep_begins`: wake the watchdog if it napped.
+    #[inline]
+    fn end_sleep(&self) {
+        if self.shared.nap.sleep_ends() {
+            if let Some(t) = self.shared.watchdog.get() {
+                t.unpark();
+            }
         }
     }
 

@@ -15,6 +15,7 @@ pub(crate) mod crit;
 pub(crate) mod idle;
 pub(crate) mod io;
 pub(crate) mod ipi;
+pub(crate) mod nap;
 pub(crate) mod preempt;
 pub(crate) mod ring;
 pub(crate) mod run;

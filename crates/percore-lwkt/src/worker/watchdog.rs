@@ -42,7 +42,10 @@
 //!
 //! The fast path pays one relaxed load and store per resume and per yield
 //! point (the heartbeat); the monitor thread wakes `4 / threshold` times a
-//! second and reads each worker's slot.
+//! second and reads each worker's slot, except while every worker sleeps:
+//! then it naps, parked without a timeout, until the first worker wakes
+//! (`nap.rs`: a tick with every worker asleep since the previous tick
+//! starts the nap).
 
 use crate::kernel::RuntimeState;
 use crate::sys::sched::{thread_sample, ThreadSample};
@@ -182,11 +185,31 @@ fn run(shared: Weak<RuntimeState>, threshold: Duration) {
         }
         s
     };
+    match shared.upgrade() {
+        Some(sh) => {
+            let _ = sh.watchdog.set(std::thread::current());
+        }
+        None => return,
+    }
+    // The nap word at the previous tick (`nap.rs`).
+    let mut last_nap: Option<u64> = None;
     loop {
         std::thread::park_timeout(period);
         let Some(sh) = shared.upgrade() else { return };
         if sh.is_shutdown() {
             return;
+        }
+        let word = sh.nap.snapshot();
+        if last_nap.replace(word).is_some_and(|w| sh.nap.try_nap(w, sh.workers.len())) {
+            sh.watchdog_naps.inc();
+            drop(sh); // a napping watchdog keeps no runtime alive
+            if !nap(&shared) {
+                return;
+            }
+            // Heartbeats moved while it napped: a fresh baseline.
+            seen.clear();
+            last_nap = None;
+            continue;
         }
         let now = Instant::now();
         if seen.is_empty() {
@@ -235,6 +258,21 @@ fn run(shared: Weak<RuntimeState>, threshold: Duration) {
                     sh.name,
                 );
             }
+        }
+    }
+}
+
+/// Park until a worker ends the nap (`true`), or the runtime shuts down or
+/// is gone (`false`: the watchdog returns).
+fn nap(shared: &Weak<RuntimeState>) -> bool {
+    loop {
+        std::thread::park();
+        let Some(sh) = shared.upgrade() else { return false };
+        if sh.is_shutdown() {
+            return false;
+        }
+        if !sh.nap.napping() {
+            return true;
         }
     }
 }
