@@ -90,7 +90,8 @@ pub struct Settings {
     pub verbose: u8,
     /// Close connections idle for longer than this.
     pub idle_timeout: Option<Duration>,
-    /// Whether each worker is pinned to its own CPU (`-o pin_workers=1`).
+    /// Whether each worker is pinned to its own CPU (`-o pin_workers=1`;
+    /// default off).
     pub pin_workers: bool,
 }
 
@@ -112,8 +113,11 @@ impl Default for Settings {
     }
 }
 
-/// Workers are pinned unless `-o pin_workers=0`.
-const PIN_WORKERS_DEFAULT: bool = true;
+/// Workers float (the kernel places them, as memcached's threads) unless
+/// `-o pin_workers=1`: on a machine shared with other processes a pinned
+/// worker cannot leave a busy CPU (measured in docs/BENCHMARKS.md, "Pinned or
+/// not: percore-kv's workers").
+const PIN_WORKERS_DEFAULT: bool = false;
 
 fn default_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -252,16 +256,16 @@ mod tests {
         assert_eq!(s.max_item_size, 1 << 20);
         assert_eq!(s.udp_port, 0);
         assert!(!s.enable_shutdown);
-        assert_eq!(s.pin_workers, PIN_WORKERS_DEFAULT);
+        assert!(!s.pin_workers, "workers float unless -o pin_workers=1");
         assert!(s.threads >= 1);
     }
 
     #[test]
     fn pin_workers_is_an_extended_option() {
-        let s = Settings::parse_from(["percore-kv", "-o", "pin_workers=0"]).unwrap();
-        assert!(!s.pin_workers);
-        let s = Settings::parse_from(["percore-kv", "-o", "idle_timeout=5,pin_workers=1"]).unwrap();
+        let s = Settings::parse_from(["percore-kv", "-o", "pin_workers=1"]).unwrap();
         assert!(s.pin_workers);
+        let s = Settings::parse_from(["percore-kv", "-o", "pin_workers=1,idle_timeout=5,pin_workers=0"]).unwrap();
+        assert!(!s.pin_workers, "the last one counts");
         assert_eq!(s.idle_timeout, Some(Duration::from_secs(5)));
         assert!(usage(&["-o", "pin_workers=yes"]).contains("pin_workers: expected 0 or 1"));
         assert!(usage(&["-o", "pin"]).contains("pin_workers=<0|1>"));

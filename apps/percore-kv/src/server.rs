@@ -3,7 +3,7 @@
 //! # Shape
 //!
 //! The server runs on a percore [`Runtime`] with one worker per `-t`, each
-//! pinned to its own CPU unless `-o pin_workers=0`. Every worker has its own
+//! pinned to its own CPU only with `-o pin_workers=1`. Every worker has its own
 //! listening socket on the same port (`SO_REUSEPORT`): the kernel spreads
 //! new connections over the listeners by a hash of the connection's
 //! addresses, so accepting needs no hand-off
