@@ -316,6 +316,17 @@ fn measure(server: &mut Server, ks: &Keyspace, cfg: &Config, shape: Shape, dur: 
     if misses > 0 {
         eprintln!("  kv: warning: {misses} of {ops} gets missed although every key was preloaded");
     }
+    if ops == 0 {
+        // NOTE: not an error (the replies came, after the window: a stall
+        // of more than 5 s fails the row in `drive`), but not a throughput
+        // either: say so, with the server's CPU time, which tells a server
+        // that waited from one that worked.
+        eprintln!(
+            "  kv: warning: no reply completed inside the {dur:?} window ({} connections, server CPU {cpu:?} in \
+             it): the server or the machine stalled",
+            shape.conns
+        );
+    }
     let mut lat: Vec<u32> = ok.into_iter().flat_map(|t| t.lat_ns).collect();
     lat.sort_unstable();
     Ok(Measured {
