@@ -62,30 +62,6 @@ fn idling_and_yielding_are_not_stalls() {
 }
 
 #[test]
-fn an_idle_runtime_naps_and_a_stall_after_the_nap_is_still_seen() {
-    watchdog("watchdog_nap", || {
-        let rt =
-            Runtime::builder().workers(2).name("wd-nap").watchdog(Some(Duration::from_millis(20))).build().unwrap();
-        // Both workers idle: the watchdog naps after a tick (5 ms) of it.
-        let t0 = std::time::Instant::now();
-        while stat("lwkt.wd-nap.watchdog_naps") == 0 {
-            assert!(t0.elapsed() < Duration::from_secs(20), "no nap in 20 s of idle");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        // The worker that wakes for the spawn ends the nap, so the stalls
-        // are counted as they are without one.
-        nap_twice(&rt);
-        assert_eq!(stat("lwkt.wd-nap.w0.stalls") + stat("lwkt.wd-nap.w1.stalls"), 2);
-        // And once idle again, it naps again.
-        let naps = stat("lwkt.wd-nap.watchdog_naps");
-        while stat("lwkt.wd-nap.watchdog_naps") == naps {
-            assert!(t0.elapsed() < Duration::from_secs(40), "no second nap");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    });
-}
-
-#[test]
 fn off_switch() {
     watchdog("watchdog_off", || {
         let rt = Runtime::builder().workers(1).name("wd-off").watchdog(None).build().unwrap();
