@@ -545,12 +545,13 @@ mod tests {
         pub(super) static FAIL_SPAWN: RefCell<Option<String>> = const { RefCell::new(None) };
     }
 
-    /// Threads of this process whose name starts with `prefix`.
+    /// Worker threads of this process named `<prefix><digits>` (not the
+    /// runtime's `<prefix>watchdog`).
     fn threads_named(prefix: &str) -> usize {
         std::fs::read_dir("/proc/self/task")
             .expect("/proc/self/task")
             .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .filter(|comm| comm.starts_with(prefix))
+            .filter(|comm| comm.strip_prefix(prefix).is_some_and(|i| i.trim_end().bytes().all(|b| b.is_ascii_digit())))
             .count()
     }
 
