@@ -188,6 +188,9 @@ impl RuntimeBuilder {
             let spawned = spawn_worker_thread(format!("lwkt-{}-{i}", self.name), move || {
                 let r = if pin { percore_cpu::pin_current(sh.workers[i].cpu).map_err(Error::from) } else { Ok(()) };
                 let _ = tx.send(r);
+                // NOTE: before the gate, so that `build`'s count of replies
+                // ends even if another thread died before sending its own.
+                drop(tx);
                 if gate.wait() {
                     Worker::new(i, sh).run();
                 }
