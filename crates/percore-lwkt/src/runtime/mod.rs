@@ -58,6 +58,17 @@ impl RuntimeBuilder {
     }
 
     /// Whether to pin each worker to its CPU (default `true`).
+    ///
+    /// Pinned, a worker keeps its CPU's caches and never shares a CPU with
+    /// another worker: the right choice on a host whose CPUs the runtime has
+    /// to itself. On a machine shared with other busy processes (a small VM,
+    /// a server beside its load generator), `pin(false)` lets the kernel move
+    /// a worker off a CPU someone else holds, and wake a sleeping worker on
+    /// the waker's CPU: on the 2-vCPU VM of `docs/BENCHMARKS.md` a message
+    /// to a worker idle for 1 ms took about 3x tokio's round trip pinned and
+    /// 0.6-1.1x unpinned, and percore-kv's p99 came 0.73-0.95x memcached's
+    /// unpinned against 0.53-0.84x pinned (so the server does not pin by
+    /// default).
     pub fn pin(mut self, pin: bool) -> Self {
         self.pin = pin;
         self
