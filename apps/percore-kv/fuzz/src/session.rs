@@ -208,6 +208,7 @@ fn one_op(b: &mut Bytes<'_>, model: &ModelStore, last_cas: &mut [u64; 4]) -> Opt
                 ArithOutcome::NonNumeric => {
                     want.extend_from_slice(b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n")
                 }
+                ArithOutcome::NoMemory => want.extend_from_slice(b"SERVER_ERROR out of memory\r\n"),
                 _ => want.extend_from_slice(b"NOT_FOUND\r\n"),
             }
         }

@@ -289,7 +289,7 @@ pub(super) fn step(s: &mut Session, ctx: &Context, rest: &[u8], out: &mut Vec<u8
                     put_error(out, &h, status::KEY_ENOENT);
                 }
                 ArithOutcome::Exists => put_error(out, &h, status::KEY_EEXISTS),
-                ArithOutcome::NotStored => put_error(out, &h, status::NOT_STORED),
+                ArithOutcome::NoMemory => put_error(out, &h, status::ENOMEM),
             }
         }
         op::STAT => stat(ctx, &h, key, out),

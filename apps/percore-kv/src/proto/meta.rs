@@ -510,6 +510,7 @@ fn ma(ctx: &Context, t: &Tokens<'_>, key: &mut Key, out: &mut Vec<u8>) {
             out.extend_from_slice(b"\r\n");
         }
         ArithOutcome::NonNumeric => err_line(out, "CLIENT_ERROR cannot increment or decrement non-numeric value"),
+        ArithOutcome::NoMemory => err_line(out, "SERVER_ERROR out of memory"),
         other => {
             let code: &[u8] = match other {
                 ArithOutcome::NotFound => {
@@ -520,8 +521,8 @@ fn ma(ctx: &Context, t: &Tokens<'_>, key: &mut Key, out: &mut Vec<u8>) {
                     }
                     b"NF"
                 }
-                ArithOutcome::Exists => b"EX",
-                _ => b"NS",
+                // `Exists`: the only outcome the arms above leave.
+                _ => b"EX",
             };
             out.extend_from_slice(code);
             echo_ok(out, t, 2, key, f.key_binary);

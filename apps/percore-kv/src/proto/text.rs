@@ -392,7 +392,8 @@ fn arith(ctx: &Context, t: &Tokens<'_>, out: &mut Vec<u8>, incr: bool) {
         ArithOutcome::NonNumeric => {
             reply(out, noreply, b"CLIENT_ERROR cannot increment or decrement non-numeric value")
         }
-        ArithOutcome::NotFound | ArithOutcome::Exists | ArithOutcome::NotStored => {
+        ArithOutcome::NoMemory => reply(out, noreply, b"SERVER_ERROR out of memory"),
+        ArithOutcome::NotFound | ArithOutcome::Exists => {
             if incr {
                 st.incr_misses.inc()
             } else {

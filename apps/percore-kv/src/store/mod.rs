@@ -265,8 +265,9 @@ pub enum ArithOutcome {
     NonNumeric,
     /// CAS mismatch.
     Exists,
-    /// Vivify could not store the new item.
-    NotStored,
+    /// No memory for the new value (memcached's `SERVER_ERROR out of
+    /// memory`; binary status `0x82`).
+    NoMemory,
 }
 
 /// The store's own counters (the protocol layer counts commands).

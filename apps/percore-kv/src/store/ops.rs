@@ -411,9 +411,7 @@ impl Store {
                 Err(n) => Step::Need(n),
             }
         });
-        // XXX: memcached answers "SERVER_ERROR out of memory" here; the
-        // contract has no such outcome for arithmetic.
-        out.unwrap_or(ArithOutcome::NotStored)
+        out.unwrap_or(ArithOutcome::NoMemory)
     }
 
     /// Sets a live item's expiry; `false` if there is none.
