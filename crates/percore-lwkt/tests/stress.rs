@@ -1,7 +1,8 @@
 //! Bounded stress: 100,000 uthreads ping-ponging across two workers (10,000
 //! in debug builds), migration under load, give-aways racing with
 //! wake-ups, timed parks and sleeps racing with unparks, and the per-worker
-//! record cache raced by spawns, joins and detached exits on three workers.
+//! record cache raced by spawns, joins and detached exits on three workers,
+//! and port calls racing their receiver's exit.
 mod common;
 use common::{scaled, watchdog};
 use percore_lwkt::{Builder, Error, Runtime};
@@ -332,5 +333,62 @@ fn record_cache_raced_by_spawns_on_many_workers() {
         let joined = (0..per_spawner).filter(|k| k % 3 != 2).count() as u64 * WORKERS as u64;
         assert_eq!(ids.lock().unwrap().len() as u64, joined);
         assert!(reused > 0, "no record was recycled");
+    });
+}
+
+/// Calls racing their receiver's exit (the port slot, `uthread/portslot.rs`):
+/// each receiver on worker 1 yields a few times, serves at most one message
+/// without waiting, and exits (its port is closed then, or marked closed if
+/// it was never opened). A caller on worker 0 and a foreign thread call it
+/// at the same time: every call ends, with the reply or `NoReply` (never a
+/// hang: a message stranded in a port opened after the close would wait for
+/// ever), each reply is one a receiver sent, and the foreign thread's
+/// `try_send` after the join finds the port closed.
+#[test]
+fn port_calls_race_the_exit() {
+    watchdog("port_exit", || {
+        let rt = Runtime::builder().workers(2).pin(false).build().unwrap();
+        let rounds = scaled(20_000) as u64;
+        let (mut served, mut refused, mut took_all) = (0u64, 0u64, 0u64);
+        for k in 0..rounds {
+            let rx = Builder::new()
+                .worker(1)
+                .spawn_on(rt.handle(), move || {
+                    for _ in 0..k % 3 {
+                        percore_lwkt::yield_now();
+                    }
+                    match percore_lwkt::wait_msg(Some(std::time::Duration::ZERO)) {
+                        Ok(mut m) => {
+                            let x = m.take::<u64>().unwrap();
+                            m.reply(x + 1);
+                            1u64
+                        }
+                        Err(_) => 0,
+                    }
+                })
+                .unwrap();
+            let u = rx.uthread().clone();
+            let caller = Builder::new().worker(0).spawn_on(rt.handle(), move || u.call::<u64, u64>(k)).unwrap();
+            let outside = rx.uthread().call::<u64, u64>(k);
+            let inside = caller.join().unwrap();
+            let n = rx.uthread().clone();
+            let took = rx.join().unwrap();
+            for r in [inside, outside] {
+                match r {
+                    Ok(v) => {
+                        assert_eq!(v, k + 1);
+                        served += 1;
+                    }
+                    Err(Error::NoReply) => refused += 1,
+                    Err(e) => panic!("call ended with {e:?}"),
+                }
+            }
+            assert_eq!(served + refused, 2 * (k + 1));
+            assert!(took <= 1);
+            took_all += took;
+            assert!(matches!(n.try_send(0u64), Err(Error::Exited)), "a port opened after the exit");
+        }
+        // Every reply came from a receiver that took its message.
+        assert_eq!(served, took_all);
     });
 }

@@ -252,7 +252,7 @@ impl Thread {
         *p = AtomicU32::new(u32::from(pri));
         *holds = AtomicUsize::new(0);
         *timer = AtomicU64::new(0);
-        *port = PortSlot::default();
+        port.reset();
         *stack = ((0, 0), 0);
         *stall_logged = AtomicBool::new(false);
         *sched = UnsafeCell::new(Sched::new(pri));
@@ -339,35 +339,16 @@ pub(crate) trait Mailbox: Send + Sync {
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
-/// The port of a uthread that exited without ever using one: every sender
-/// finds it closed. Zero-sized, so its box allocates nothing.
-struct NeverOpened;
+/// The record's port slot (`portslot.rs`): empty until the port's first
+/// use (most uthreads never use theirs, and a spawn allocates nothing for
+/// it); closed by the owner at exit.
+pub(crate) type PortSlot = crate::uthread::portslot::PortSlot<Box<dyn Mailbox>>;
 
-impl Mailbox for NeverOpened {
-    fn close(&self) {}
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
-
-/// The record's port slot: empty until the port's first use (most uthreads
-/// never use theirs, and a spawn allocates nothing for it).
-#[derive(Default)]
-pub(crate) struct PortSlot(std::sync::OnceLock<Box<dyn Mailbox>>);
-
-impl PortSlot {
-    /// The port, made by `make` on first use.
-    #[inline]
-    pub(crate) fn get_or_init(&self, make: impl FnOnce() -> Box<dyn Mailbox>) -> &dyn Mailbox {
-        &**self.0.get_or_init(make)
-    }
-
-    /// The uthread exited: close its port. NOTE: a port never used is
-    /// closed by filling the slot with [`NeverOpened`]; the slot's
-    /// `get_or_init` decides between it and a sender creating the port at
-    /// the same moment, so no message can reach a port opened after this.
-    pub(crate) fn close(&self) {
-        self.get_or_init(|| Box::new(NeverOpened)).close();
+/// Close `t`'s port: the uthread exited (or is cancelled). A port never
+/// opened is only marked closed: no sender can open it afterwards.
+#[inline]
+pub(crate) fn close_port(t: &Thread) {
+    if let Some(m) = t.port.close() {
+        m.close();
     }
 }

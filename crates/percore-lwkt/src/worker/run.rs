@@ -100,7 +100,7 @@ impl Worker {
                 }
                 s.state = RunState::Dead;
                 self.unadopt(&t);
-                t.port.close();
+                crate::uthread::record::close_port(&t);
                 if let Some(c) = t.coro(self.owned()).take() {
                     self.reap(c.into_stack());
                 }
@@ -187,7 +187,7 @@ impl Worker {
             self.ws().slot.leave();
             self.guard.clear();
             self.crit.set(base);
-            t.port.close();
+            crate::uthread::record::close_port(t);
             self.current.set(std::ptr::null());
         }
         // NOTE: `all` held the last references of this worker's uthreads:
