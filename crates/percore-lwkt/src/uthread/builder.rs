@@ -5,7 +5,7 @@ use crate::error::{Error, JoinError};
 use crate::kernel::{Msg, RuntimeState};
 use crate::runtime::Handle;
 use crate::sys::Stack;
-use crate::uthread::join::{Completer, JoinHandle, Oneshot};
+use crate::uthread::join::JoinHandle;
 use crate::uthread::record::{Coro, Thread};
 use crate::uthread::Uthread;
 use crate::worker::{self, ipi::send};
@@ -182,28 +182,33 @@ impl Builder {
         };
         let id = next_id();
         let guard = (stack.guard_range(), stack.usable());
-        let packet = Arc::new(Oneshot::new());
-        let completer = Completer(Some(packet.clone()));
         let coro = Coro::with_stack(stack, move |y: &corosensei::Yielder<(), ()>, ()| {
-            let completer = completer;
             if let Some(w) = worker::current_worker() {
                 if let Some(t) = w.current_ptr() {
                     t.sched(w.owned()).yielder = y;
                 }
             }
-            match catch_unwind(AssertUnwindSafe(f)) {
-                Ok(v) => completer.complete(Ok(v)),
+            let r = match catch_unwind(AssertUnwindSafe(f)) {
+                Ok(v) => Ok(v),
                 Err(p) => {
                     // NOTE: re-fetched: we may have migrated.
                     let cancelled = worker::current_worker()
                         .is_some_and(|w| w.current_ptr().is_some_and(|t| t.sched(w.owned()).cancelled));
                     if cancelled {
                         // The runtime's forced unwind: let it reach the root
-                        // (the completer reports `Cancelled` as it drops).
+                        // (the owner then cancels the join slot, `run.rs`).
                         resume_unwind(p);
                     }
-                    completer.complete(Err(JoinError::from_panic(p)));
+                    Err(JoinError::from_panic(p))
                 }
+            };
+            // NOTE: re-fetched, as above; the record is this uthread's own
+            // (the worker holds it across the resume).
+            if let Some(t) = worker::current_worker().and_then(|w| w.current_ptr()) {
+                // SAFETY: this body is the slot's one completer and runs
+                // once per life of the record; its handle (made below, with
+                // this `T`) takes a `Result<T, JoinError>`.
+                unsafe { t.join.complete::<Result<T, JoinError>>(r) };
             }
         });
         let name = self.name.map(Into::into);
@@ -224,7 +229,7 @@ impl Builder {
                 Arc::new(thread)
             }
         };
-        let handle = JoinHandle { packet, thread: Uthread(thread.clone()) };
+        let handle = JoinHandle { thread: Uthread(thread.clone()), _value: std::marker::PhantomData };
         send(shared, target, Msg::Spawn(thread));
         Ok(handle)
     }

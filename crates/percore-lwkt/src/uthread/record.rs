@@ -18,6 +18,7 @@
 use crate::kernel::RuntimeState;
 use crate::sync::token::word::TokenList;
 use crate::sys::Stack;
+use crate::uthread::joinslot::JoinSlot;
 use crate::uthread::park::ParkWord;
 use corosensei::{Coroutine, Yielder};
 use percore_cpu::loom::Ordering::Relaxed;
@@ -181,6 +182,10 @@ pub(crate) struct Thread {
     /// The watchdog has reported this uthread's stall (`worker/watchdog.rs`):
     /// swapped by the watchdog thread only.
     pub(crate) stall_logged: AtomicBool,
+    /// Its result, for its `JoinHandle` (`joinslot.rs`): written by the
+    /// uthread's body, cancelled by its owner at shutdown, read by the
+    /// handle; reset through `&mut` when the record is recycled.
+    pub(crate) join: JoinSlot,
     /// The scheduler-owned state: only through `sched` with the owner's
     /// witness.
     sched: UnsafeCell<Sched>,
@@ -217,6 +222,7 @@ impl Thread {
             port: PortSlot::default(),
             stack: ((0, 0), 0),
             stall_logged: AtomicBool::new(false),
+            join: JoinSlot::new(),
             coro: UnsafeCell::new(coro),
             sched: UnsafeCell::new(Sched::new(pri)),
         }
@@ -242,6 +248,7 @@ impl Thread {
             port,
             stack,
             stall_logged,
+            join,
             sched,
             coro: c,
         } = self;
@@ -255,6 +262,7 @@ impl Thread {
         port.reset();
         *stack = ((0, 0), 0);
         *stall_logged = AtomicBool::new(false);
+        join.reset();
         *sched = UnsafeCell::new(Sched::new(pri));
         debug_assert!(c.with(|p| {
             // SAFETY: `&mut self`: no other reference to the cell exists.

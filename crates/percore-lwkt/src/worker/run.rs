@@ -184,6 +184,10 @@ impl Worker {
             self.guard.set(t.stack.0, t.stack.1, t.name.as_deref());
             self.ws().slot.enter(t);
             drop(coro);
+            // SAFETY: the coroutine is gone, so its body can no longer
+            // complete the slot; this is its owner's thread, where it ran.
+            // Its joiner gets `JoinError::Cancelled`.
+            unsafe { t.join.cancel() };
             self.ws().slot.leave();
             self.guard.clear();
             self.crit.set(base);
