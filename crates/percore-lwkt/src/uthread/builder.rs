@@ -138,7 +138,7 @@ impl Builder {
         // NOTE: `ok_or_else`, here and on the other hot paths: `Error` has
         // drop glue, and `ok_or(Error::..)` built and dropped one per call.
         let w = worker::current_worker().ok_or_else(|| Error::NotUthread)?;
-        self.spawn_in(&w.shared, f)
+        self.spawn_in(&w.shared, Some(w), f)
     }
 
     /// Spawn on the runtime of `handle`, from any thread. Fails with
@@ -148,10 +148,18 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.spawn_in(&handle.shared, f)
+        let here = worker::current_worker().filter(|w| Arc::ptr_eq(&w.shared, &handle.shared));
+        self.spawn_in(&handle.shared, here, f)
     }
 
-    fn spawn_in<F, T>(self, shared: &Arc<RuntimeState>, f: F) -> Result<JoinHandle<T>, Error>
+    /// Spawn on `shared`'s runtime; `here` is the caller's worker if it is
+    /// one of that runtime's (the caller looked it up once).
+    fn spawn_in<F, T>(
+        self,
+        shared: &Arc<RuntimeState>,
+        here: Option<&worker::Worker>,
+        f: F,
+    ) -> Result<JoinHandle<T>, Error>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -164,7 +172,6 @@ impl Builder {
         if pri > MAX_PRIORITY {
             return Err(Error::BadPriority(pri));
         }
-        let here = worker::current_worker().filter(|w| Arc::ptr_eq(&w.shared, shared));
         let target = match (self.worker, here) {
             (Some(i), _) if i >= n => return Err(Error::NoSuchWorker { worker: i, workers: n }),
             (Some(i), _) => i,
@@ -230,7 +237,12 @@ impl Builder {
             }
         };
         let handle = JoinHandle { thread: Uthread(thread.clone()), _value: std::marker::PhantomData };
-        send(shared, target, Msg::Spawn(thread));
+        match here {
+            // NOTE: the Spawn IPI to ourselves, handled in place as `send`
+            // would (without its look-up of the current worker again).
+            Some(w) if w.idx == target => w.spawn_here(thread),
+            _ => send(shared, target, Msg::Spawn(thread)),
+        }
         Ok(handle)
     }
 }

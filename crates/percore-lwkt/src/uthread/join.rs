@@ -93,13 +93,16 @@ impl<T> JoinHandle<T> {
     pub fn join(self) -> Result<T, JoinError> {
         let slot = &self.thread.0.join;
         if !slot.is_done() {
-            // NOTE: compared by address: `current()` would take (and drop)
-            // a reference.
-            let me = crate::worker::current_worker().and_then(|w| w.current_ptr());
-            if me.is_some_and(|me| std::ptr::eq(me, &*self.thread.0)) {
-                return Err(JoinError::Wait(Error::SelfJoin));
+            // NOTE: one look-up of the worker for both checks (a foreign
+            // thread may always block, `check_may_block`).
+            if let Some(w) = crate::worker::current_worker() {
+                // NOTE: compared by address: `current()` would take (and
+                // drop) a reference.
+                if w.current_ptr().is_some_and(|me| std::ptr::eq(me, &*self.thread.0)) {
+                    return Err(JoinError::Wait(Error::SelfJoin));
+                }
+                w.check_block().map_err(JoinError::Wait)?;
             }
-            crate::uthread::block::check_may_block().map_err(JoinError::Wait)?;
             slot.wait_done();
         }
         // SAFETY: this is the uthread's one handle, it saw the slot done

@@ -386,7 +386,8 @@ impl Worker {
         }
     }
 
-    fn wake_local(&self, t: Arc<Thread>) {
+    #[inline]
+    pub(crate) fn wake_local(&self, t: Arc<Thread>) {
         // NOTE: `t` is not running inside this call (a running uthread is
         // only marked).
         let s = t.sched(self.owned());
