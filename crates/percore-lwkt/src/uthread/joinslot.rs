@@ -125,6 +125,7 @@ impl Value {
     }
 
     /// Drop what is stored, if anything, and forget it was ever taken.
+    #[inline]
     fn clear(&mut self) {
         if let Some(d) = self.drop.take() {
             // SAFETY: `d` was set by `put` with the stored value's type;
@@ -215,6 +216,7 @@ impl JoinSlot {
 
     /// Make it a new uthread's slot: drop a value never taken, open the
     /// core again.
+    #[inline]
     pub(crate) fn reset(&mut self) {
         // SAFETY: `&mut self`: nobody else can reach the cell.
         self.value.with_mut(|p| unsafe { (*p).clear() });

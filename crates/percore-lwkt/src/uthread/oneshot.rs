@@ -154,6 +154,7 @@ impl SlotCore {
 
     /// Open again, for a new life of the slot (a recycled record); drops a
     /// waiter left registered.
+    #[inline]
     pub fn reset(&mut self) {
         // SAFETY: `&mut self`: nobody else can reach the cell.
         self.waiter.with_mut(|p| unsafe { *p = None });

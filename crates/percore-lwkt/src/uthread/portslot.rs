@@ -100,6 +100,7 @@ impl<T> PortSlot<T> {
 
     /// Make it a new uthread's slot again (`Thread::reuse`); drops the value
     /// if it was opened.
+    #[inline]
     pub fn reset(&mut self) {
         self.free();
         // ORDERING: relaxed: `&mut self`, nobody else reads the word; the
@@ -119,15 +120,22 @@ impl<T> PortSlot<T> {
         Some(unsafe { &*p })
     }
 
+    #[inline]
     fn free(&mut self) {
         // ORDERING: relaxed: `&mut self` (whoever handed it over ordered
         // every earlier access before it).
         let p = self.0.load(Relaxed);
         if !p.is_null() && p != Self::closed() {
-            // SAFETY: `&mut self`: nobody else can reach the box, which came
-            // from `Box::into_raw` in `open_slow`.
-            drop(unsafe { Box::from_raw(p) });
+            Self::free_slow(p);
         }
+    }
+
+    /// Drop an opened port (rare: most uthreads never open theirs).
+    #[cold]
+    fn free_slow(p: *mut T) {
+        // SAFETY: called by `free` with `&mut self` held: nobody else can
+        // reach the box, which came from `Box::into_raw` in `open_slow`.
+        drop(unsafe { Box::from_raw(p) });
     }
 }
 
