@@ -40,13 +40,14 @@
 //!                           when the word would change)
 //!  12     1  klen           immutable: the key's length (0 marks a filler:
 //!                           an abandoned reservation)
-//!  13     1  opt            immutable: bit 0 `flags` is present, bit 1
-//!                           `cas` is present (a filler: 0)
+//!  13     1  opt            immutable: bit 2 `flags` is present, bit 3
+//!                           `cas` is present, so that the byte is the
+//!                           optional fields' length (a filler: 0)
 //!  14    [4] flags          immutable, only when non-zero (memcached's
 //!                           `ITEM_CFLAGS`); absent flags read as 0
 //!   .    [8] cas            immutable, only in a copy the cleaner made
 //!                           (the CAS unique it had where it was written)
-//!   .  klen  key            at 14 + 4 * (opt & 3)
+//!   .  klen  key            at 14 + opt
 //!   .  vlen  value          (no "\r\n"), then padding to the unit
 //! ```
 //!
@@ -90,10 +91,10 @@ pub(crate) const FETCHED: u8 = 1;
 /// Fetched since the item was written or last moved.
 pub(crate) const ACCESSED: u8 = 3;
 
-/// The `opt` byte: the client flags field is present.
-pub(crate) const HAS_FLAGS: u8 = 1;
-/// The `opt` byte: the CAS field is present.
-pub(crate) const HAS_CAS: u8 = 2;
+/// The `opt` byte: the client flags field (4 bytes) is present.
+pub(crate) const HAS_FLAGS: u8 = 4;
+/// The `opt` byte: the CAS field (8 bytes) is present.
+pub(crate) const HAS_CAS: u8 = 8;
 /// The hint word: `atime` below, `fetched` above.
 const ATIME_MASK: u32 = (1 << 30) - 1;
 const FETCHED_SHIFT: u32 = 30;
@@ -103,10 +104,10 @@ const TOKEN_BIT: u32 = 1 << 30;
 const STALE_BIT: u32 = 1 << 31;
 
 /// The header's length for an `opt` byte: 14, and 4 for flags, 8 for CAS
-/// (`4 * (opt & 3)`: bit 0 counts 4, bit 1 counts 8).
+/// (the bits are those lengths: one addition on a reader's path).
 #[inline]
 fn header_len(opt: u8) -> usize {
-    HEADER + (usize::from(opt & (HAS_FLAGS | HAS_CAS)) << 2)
+    HEADER + usize::from(opt)
 }
 
 /// The `opt` byte of an item with these flags, storing its CAS or not.
@@ -541,7 +542,7 @@ impl<'a> Item<'a> {
         (opt & HAS_CAS != 0).then(|| {
             // SAFETY: as in `shape`: the field is present (the `opt` bit),
             // after the flags when they are present; unaligned.
-            unsafe { (self.p.add(HEADER + (usize::from(opt & HAS_FLAGS) << 2)) as *const u64).read_unaligned() }
+            unsafe { (self.p.add(HEADER + usize::from(opt & HAS_FLAGS)) as *const u64).read_unaligned() }
         })
     }
 
@@ -709,7 +710,7 @@ mod tests {
         assert_eq!(item_size(32, 100, 0, 16), 160);
         assert_eq!(item_size(32, 100, 0, 32), 160);
         assert_eq!(item_size(1, 0, 0, 32), 32);
-        assert_eq!((opt_for(0, false), opt_for(1, false), opt_for(0, true), opt_for(7, true)), (0, 1, 2, 3));
+        assert_eq!((opt_for(0, false), opt_for(1, false), opt_for(0, true), opt_for(7, true)), (0, 4, 8, 12));
     }
 
     /// Derived uniques: the offset in units below `cas_shift` bits, the
