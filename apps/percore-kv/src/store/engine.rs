@@ -49,7 +49,7 @@
 //!   and the next pass re-decides from the current item.
 //! * **CAS uniques** (`segment.rs`): derived, not stored. An item a head
 //!   writes has the unique `gen << cas_shift | offset / unit`, `gen` its
-//!   segment's generation, drawn from `Store::next_gen` once when the
+//!   segment's generation, drawn from [`Generations`] once when the
 //!   head opens the segment (no counter is touched per store); a reader
 //!   derives it only where a CAS is needed (`gets`, `gats`, `mg c`, binary
 //!   replies, CAS compares). The cleaner's copies store the unique they had
@@ -84,6 +84,11 @@
 //! 5. Lock order: head → cleaner → {sealed list, free list, one shard}. A
 //!    shard lock holder takes no other lock, and nobody waits for a grace
 //!    period inside a section or while holding a shard lock.
+//! 6. A head's segment gets its generation before the head hands out any
+//!    reservation in it, and keeps it until it is reused (invariant 2), so
+//!    a derived CAS unique is the same for every reader of the item; a head
+//!    whose generation is older than the last flush's opens a new one
+//!    before it reserves (`Generations`, modelled under loom).
 //!
 //! # Overhead per item
 //!
@@ -150,7 +155,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use percore::cpu::Counter;
 
 use super::segment::{item_size, unit_for, Arena, Item, Loc, HAS_CAS, HAS_FLAGS};
-use super::sync::{Seq, Smr};
+use super::sync::{AtomicU64 as AtomicU64Shim, Seq, Smr};
 use super::table::{Budget, Locked, Pos, Table, LOAD_PER_BUCKET};
 use super::{Clock, Config, StoreStats, KEY_MAX};
 use crate::Error;
@@ -264,6 +269,70 @@ impl KeyHasher {
     }
 }
 
+/// Segment generations (`segment.rs`'s derived CAS uniques) and
+/// `flush_all`'s: the protocol the `loom_tests` module below models.
+///
+/// Who touches what: a head draws a generation ([`open`](Self::open)) under
+/// its mutex when it opens a segment, and asks before each reservation
+/// whether a flush made its segment's generation old
+/// ([`flushed`](Self::flushed)); `flush_all` reads the next generation and
+/// publishes it as the flush's ([`next`](Self::next), [`flush`](Self::flush)).
+pub(super) struct Generations {
+    /// The next generation a head takes (from 1: derived uniques are never 0).
+    next: AtomicU64Shim,
+    /// The first generation the last flush spared.
+    flushed: AtomicU64Shim,
+}
+
+impl Generations {
+    pub(super) fn new() -> Self {
+        Generations { next: AtomicU64Shim::new(1), flushed: AtomicU64Shim::new(0) }
+    }
+
+    /// A fresh generation, for a segment a head opens.
+    #[inline]
+    pub(super) fn open(&self) -> u64 {
+        // ORDERING: generations only have to be unique (one RMW counter) and
+        // follow a flush that reads the counter after this (coherence of the
+        // one location: see `next`).
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The generation the next `open` will give at least: a segment opened
+    /// before this read has an older one.
+    #[inline]
+    pub(super) fn next(&self) -> u64 {
+        // ORDERING: as memcached reads `get_cas_id()`, unordered with
+        // concurrent stores; an `open` that happened before this load is
+        // seen by it (coherence), a racing one may or may not be.
+        self.next.load(Ordering::Relaxed)
+    }
+
+    /// Publishes a flush of every generation below `gen` (taken from
+    /// `next`, after the caller stored the flush's `oldest_cas`).
+    #[inline]
+    pub(super) fn flush(&self, gen: u64) {
+        // ORDERING: Release pairs with the Acquire load in `flushed`: a head
+        // that sees the flush sees the caller's `oldest_cas` too. Max: of
+        // two racing flushes the later generation wins.
+        self.flushed.fetch_max(gen, Ordering::Release);
+    }
+
+    /// Whether segments of generation `gen` hold only flushed items (a head
+    /// must open another before it reserves).
+    #[inline]
+    pub(super) fn flushed(&self, gen: u64) -> bool {
+        // ORDERING: see `flush`.
+        gen < self.flushed.load(Ordering::Acquire)
+    }
+
+    /// The next generation (tests).
+    #[cfg(all(test, not(feature = "loom")))]
+    pub(super) fn peek(&self) -> u64 {
+        self.next()
+    }
+}
+
 /// The segment-log engine (see the module docs).
 ///
 /// ```
@@ -289,12 +358,8 @@ pub struct Store {
     /// Sealed segments, oldest first. Removed from only under `cleaner`.
     pub(super) sealed: Mutex<VecDeque<u32>>,
     pub(super) free: Mutex<FreeList>,
-    /// The next segment generation a head takes (from 1: derived CAS
-    /// uniques are never 0; see `segment.rs`).
-    pub(super) next_gen: AtomicU64,
-    /// The generation of the last `flush_all`: a head whose segment is of
-    /// an older one opens another before its next reservation.
-    pub(super) flush_gen: AtomicU64,
+    /// Segment generations and the last flush's (see [`Generations`]).
+    pub(super) gens: Generations,
     /// memcached's `settings.oldest_live` / `oldest_cas` (`flush_all`).
     oldest_live: AtomicU32,
     oldest_cas: AtomicU64,
@@ -414,8 +479,7 @@ impl Store {
             cleaner: Mutex::new(Cleaner { dest: Some(0), off: 0, cursor: 0 }),
             sealed: Mutex::new(VecDeque::new()),
             free: Mutex::new(FreeList { cleaned: VecDeque::new(), fresh: 1, returned: Vec::new() }),
-            next_gen: AtomicU64::new(1),
-            flush_gen: AtomicU64::new(0),
+            gens: Generations::new(),
             oldest_live: AtomicU32::new(0),
             oldest_cas: AtomicU64::new(0),
             _registration: registration,
@@ -443,9 +507,7 @@ impl Store {
     /// caller holds), a fresh generation: the uniques of the items it will
     /// hold (see `segment.rs`). Once per segment opened, not per store.
     pub(super) fn open_gen(&self, hd: &mut Head, seg: u32) {
-        // ORDERING: generations only have to be unique (one RMW counter) and
-        // follow `flush_all` (which reads the counter; see there).
-        let gen = self.next_gen.fetch_add(1, Ordering::Relaxed);
+        let gen = self.gens.open();
         // ORDERING: readers of the segment's items get it after the items'
         // bytes: the head mutex orders it before every reservation in the
         // segment, and the Release slot store of an item after those.
@@ -458,8 +520,7 @@ impl Store {
     /// another before it reserves.
     #[inline]
     pub(super) fn flushed_gen(&self, gen: u64) -> bool {
-        // ORDERING: see `flush_all`.
-        gen < self.flush_gen.load(Ordering::Acquire)
+        self.gens.flushed(gen)
     }
 
     /// Whether `it`, the item at `loc`, is flushed or expired at `now`
@@ -567,17 +628,11 @@ impl Store {
         let new_oldest = if delay > 0 { self.clock.rel_exptime(delay) } else { now };
         let oldest_live = new_oldest.saturating_sub(1).max(1);
         if oldest_live <= now {
-            // ORDERING: the counter is read as memcached reads
-            // `get_cas_id()`, unordered with concurrent stores: a head that
-            // drew its generation before this load has one below `gen`.
-            let gen = self.next_gen.load(Ordering::Relaxed);
+            let gen = self.gens.next();
             // ORDERING: see `dead` (max: of two racing flushes the later
             // generation wins).
             self.oldest_cas.fetch_max(gen << self.arena.cas_shift(), Ordering::Relaxed);
-            // ORDERING: Release pairs with the Acquire load in `flushed_gen`
-            // (a head that sees the flush sees `oldest_cas` too); max as
-            // above.
-            self.flush_gen.fetch_max(gen, Ordering::Release);
+            self.gens.flush(gen);
         }
         // ORDERING: see `dead`.
         self.oldest_live.store(oldest_live, Ordering::Relaxed);
@@ -605,3 +660,122 @@ impl Store {
 #[cfg(all(test, not(feature = "loom")))]
 #[path = "engine_tests.rs"]
 mod tests;
+
+/// The generations' protocol under loom: a head's stores racing a
+/// `flush_all` (the head's mutex and the client's causality are modelled
+/// with loom's mutex and flags; the generations are the real type).
+#[cfg(all(test, feature = "loom"))]
+mod loom_tests {
+    use super::Generations;
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    use loom::sync::{Arc, Mutex};
+    use loom::thread;
+
+    /// A head: its open segment's generation and the stores it made.
+    struct Head {
+        gen: u64,
+        /// (generation of the store's segment, whether the store began after
+        /// the flush returned).
+        stores: Vec<(u64, bool)>,
+    }
+
+    struct World {
+        gens: Generations,
+        head: Mutex<Head>,
+        /// The flush returned (a client saw its `OK`).
+        flushed: AtomicBool,
+        /// The first store returned (a client saw its `STORED`).
+        stored: AtomicBool,
+    }
+
+    /// One store as `Store::reserve` makes it: a newer generation first if
+    /// a flush made the head's old.
+    fn store(w: &World) {
+        // ORDERING: a client's causality: the store began after it saw the
+        // flush's reply (pairs with the Release store in the flusher).
+        let late = w.flushed.load(Ordering::Acquire);
+        let mut hd = w.head.lock().unwrap();
+        if w.gens.flushed(hd.gen) {
+            hd.gen = w.gens.open();
+        }
+        let gen = hd.gen;
+        hd.stores.push((gen, late));
+    }
+
+    /// A store that began after `flush_all` returned is in a generation the
+    /// flush spared; one that returned before the flush began is in an
+    /// older one (flushed); one racing it may be either.
+    #[test]
+    fn a_flush_spares_later_stores_and_kills_earlier_ones() {
+        loom::model(|| {
+            let gens = Generations::new();
+            let first = gens.open();
+            let w = Arc::new(World {
+                gens,
+                head: Mutex::new(Head { gen: first, stores: Vec::new() }),
+                flushed: AtomicBool::new(false),
+                stored: AtomicBool::new(false),
+            });
+            let writer = {
+                let w = w.clone();
+                thread::spawn(move || {
+                    store(&w);
+                    // ORDERING: pairs with the flusher's Acquire load: the
+                    // client saw this store's reply.
+                    w.stored.store(true, Ordering::Release);
+                    store(&w);
+                })
+            };
+            // ORDERING: see the writer's Release store.
+            let before = w.stored.load(Ordering::Acquire);
+            let spared = w.gens.next();
+            w.gens.flush(spared);
+            // ORDERING: see `store`.
+            w.flushed.store(true, Ordering::Release);
+            writer.join().unwrap();
+            let hd = w.head.lock().unwrap();
+            for (i, &(gen, late)) in hd.stores.iter().enumerate() {
+                if late {
+                    assert!(gen >= spared, "a store after the flush is flushed");
+                }
+                if i == 0 && before {
+                    assert!(gen < spared, "a store before the flush survives it");
+                }
+            }
+            // Generations never repeat: a head only ever moves forward.
+            assert!(hd.stores.windows(2).all(|s| s[0].0 <= s[1].0));
+        });
+    }
+
+    /// Two heads opening segments while a flush runs: every generation is
+    /// drawn once, and the flush's is above every one drawn before it.
+    #[test]
+    fn generations_are_unique_and_a_flush_is_above_earlier_ones() {
+        loom::model(|| {
+            let w = Arc::new(Generations::new());
+            let opened = Arc::new(AtomicBool::new(false));
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let (w, opened) = (w.clone(), opened.clone());
+                    thread::spawn(move || {
+                        let g = w.open();
+                        // ORDERING: pairs with the Acquire load below.
+                        opened.store(true, Ordering::Release);
+                        g
+                    })
+                })
+                .collect();
+            // ORDERING: see the Release store above.
+            let saw = opened.load(Ordering::Acquire);
+            let spared = w.next();
+            w.flush(spared);
+            let gs: Vec<u64> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+            assert_ne!(gs[0], gs[1]);
+            assert!(gs.iter().all(|&g| g >= 1));
+            if saw {
+                assert!(gs.iter().any(|&g| g < spared), "a generation drawn before the flush survives it");
+            }
+            assert!(w.flushed(spared - 1) && !w.flushed(spared));
+        });
+    }
+}
