@@ -33,7 +33,8 @@ cargo test -p percore-evq --release --test loom_cancel
 # percore-evq: an I/O source's readiness, wait, wake-up and close (io/source.rs).
 cargo test -p percore-evq --release --test loom_io
 # percore-kv: the store's table protocol (publish, grow under a reader, free
-# after a grace period). A crate feature rather than `--cfg loom`: the facade's
+# after a grace period) and its segment generations against flush_all
+# (engine.rs). A crate feature rather than `--cfg loom`: the facade's
 # runtime is configured out under `--cfg loom` and the server must still build.
 RUSTFLAGS="${RUSTFLAGS#--cfg loom }" CARGO_TARGET_DIR=target/loom-kv \
     cargo test -p percore-kv --release --features loom --lib loom

@@ -1,8 +1,11 @@
 //! Differential test: long random sequences of every store operation, run
 //! against the engine ([`Store`]) and the reference model ([`ModelStore`])
 //! with a memory limit large enough that nothing is evicted. Every outcome,
-//! every field of every hit (CAS uniques included: both bump one counter at
-//! the same events) and the counters after every step must be identical.
+//! every field of every hit and the counters after every step must be
+//! identical, CAS uniques through a map: the engine derives its uniques
+//! from where items lie (its own numbers), so every unique it hands out is
+//! paired with the model's for the same event ([`Uniques`]), one to one,
+//! and a request's CAS is sent to each side in its own numbers.
 //!
 //! Both clocks are frozen and advanced together, so expiry, TTLs, access
 //! times and delayed flushes are compared exactly too.
@@ -114,7 +117,7 @@ fn op() -> impl Strategy<Value = Op> {
 type HitView = (Vec<u8>, Vec<u8>, u32, u64, i64, u32, bool, bool, bool, bool);
 
 fn view(h: &percore_kv::store::Hit<'_>) -> HitView {
-    (h.key.to_vec(), h.value.to_vec(), h.flags, h.cas, h.ttl, h.last_access, h.fetched, h.stale, h.win, h.token_taken)
+    (h.key.to_vec(), h.value.to_vec(), h.flags, h.cas(), h.ttl, h.last_access, h.fetched, h.stale, h.win, h.token_taken)
 }
 
 fn comparable(mut s: StoreStats) -> StoreStats {
@@ -122,11 +125,75 @@ fn comparable(mut s: StoreStats) -> StoreStats {
     s
 }
 
+/// The engine's CAS uniques paired with the model's: both hand out one at
+/// the same events, in the same order (one writer: a head's uniques grow
+/// with its offset and its segments' generations).
+#[derive(Default)]
+struct Uniques {
+    to_model: std::collections::HashMap<u64, u64>,
+    to_engine: std::collections::BTreeMap<u64, u64>,
+}
+
+impl Uniques {
+    /// Pairs the engine's `e` with the model's `m` (each one to one) and
+    /// returns `m`.
+    fn learn(&mut self, e: u64, m: u64) -> u64 {
+        assert_ne!(e, 0, "the engine handed out 0");
+        assert_eq!(*self.to_model.entry(e).or_insert(m), m, "engine unique {e} stands for two");
+        assert_eq!(*self.to_engine.entry(m).or_insert(e), e, "model unique {m} was handed out as two");
+        m
+    }
+
+    /// The model's unique `m` in the engine's numbers: its pair, or (for
+    /// one never handed out) a number just above the pair of the largest
+    /// unique below it, which is never an engine unique (two of them are at
+    /// least an item apart) and compares with every engine unique as `m`
+    /// with the model's.
+    fn engine(&self, m: u64) -> u64 {
+        if m == 0 {
+            return 0;
+        }
+        match self.to_engine.get(&m) {
+            Some(&e) => e,
+            None => self.to_engine.range(..m).next_back().map_or(1, |(_, &e)| e + 1),
+        }
+    }
+
+    fn store(&mut self, a: StoreOutcome, b: StoreOutcome) -> StoreOutcome {
+        match (a, b) {
+            (StoreOutcome::Stored { cas: e }, StoreOutcome::Stored { cas: m }) => {
+                StoreOutcome::Stored { cas: self.learn(e, m) }
+            }
+            _ => a,
+        }
+    }
+
+    fn arith(&mut self, a: ArithOutcome, b: ArithOutcome) -> ArithOutcome {
+        match (a, b) {
+            (ArithOutcome::Value { value, cas: e, ttl }, ArithOutcome::Value { cas: m, .. }) => {
+                ArithOutcome::Value { value, cas: self.learn(e, m), ttl }
+            }
+            _ => a,
+        }
+    }
+
+    fn hit(&mut self, a: Option<HitView>, b: &Option<HitView>) -> Option<HitView> {
+        match (a, b) {
+            (Some(mut h), Some(m)) => {
+                h.3 = self.learn(h.3, m.3);
+                Some(h)
+            }
+            (a, _) => a,
+        }
+    }
+}
+
 struct Pair {
     engine: Store,
     model: ModelStore,
-    /// The last CAS seen per key.
+    /// The last CAS seen per key (the model's).
     last_cas: [u64; KEYS.len()],
+    uniques: Uniques,
 }
 
 impl Pair {
@@ -143,28 +210,32 @@ impl Pair {
             if engine.clock().now() == model.clock().now()
                 && engine.clock().started_unix() == model.clock().started_unix()
             {
-                return Pair { engine, model, last_cas: [0; KEYS.len()] };
+                return Pair { engine, model, last_cas: [0; KEYS.len()], uniques: Uniques::default() };
             }
         }
         panic!("could not make two stores whose clocks agree");
     }
 
-    fn cas(&self, key: usize, c: Option<i64>) -> Option<u64> {
-        c.map(|c| match c {
+    /// A request's CAS in the model's numbers and in the engine's.
+    fn cas(&self, key: usize, c: Option<i64>) -> (Option<u64>, Option<u64>) {
+        let m = c.map(|c| match c {
             -1 => self.last_cas[key],
             -2 => self.last_cas[key].saturating_sub(1),
             c => c as u64,
-        })
+        });
+        (m, m.map(|m| self.uniques.engine(m)))
     }
 
     fn step(&mut self, op: &Op) {
         match *op {
             Op::Store { mode, key, ref value, flags, exp, cas, invalidate, vivify } => {
                 let mut r = StoreReq::new(mode, KEYS[key], value, flags, exp);
-                r.cas = self.cas(key, cas);
+                let (m, e) = self.cas(key, cas);
                 r.invalidate = invalidate;
                 r.vivify = vivify;
-                let (a, b) = (self.engine.store(&r), self.model.store(&r));
+                let a = self.engine.store(&StoreReq { cas: e, ..r });
+                let b = self.model.store(&StoreReq { cas: m, ..r });
+                let a = self.uniques.store(a, b);
                 assert_eq!(a, b, "{op:?}");
                 if let StoreOutcome::Stored { cas } = a {
                     self.last_cas[key] = cas;
@@ -174,20 +245,25 @@ impl Pair {
                 let req = GetReq { touch, vivify, recache, no_bump };
                 let a = self.engine.get(KEYS[key], &req, view);
                 let b = self.model.get(KEYS[key], &req, view);
+                let a = self.uniques.hit(a, &b);
                 assert_eq!(a, b, "{op:?}");
                 if let Some(h) = a {
                     self.last_cas[key] = h.3;
                 }
             }
             Op::Delete { key, cas, invalidate, ttl } => {
-                let req = DeleteReq { cas: self.cas(key, cas), invalidate, ttl };
-                let (a, b) = (self.engine.delete(KEYS[key], &req), self.model.delete(KEYS[key], &req));
+                let (m, e) = self.cas(key, cas);
+                let req = DeleteReq { cas: m, invalidate, ttl };
+                let a = self.engine.delete(KEYS[key], &DeleteReq { cas: e, ..req });
+                let b = self.model.delete(KEYS[key], &req);
                 assert_eq!(a, b, "{op:?}");
                 if a == DeleteOutcome::Deleted && invalidate {
                     // Learn the stale item's new CAS (a get, on both).
                     let req = GetReq { no_bump: true, ..GetReq::default() };
                     let a = self.engine.get(KEYS[key], &req, view);
-                    assert_eq!(a, self.model.get(KEYS[key], &req, view), "get after {op:?}");
+                    let b = self.model.get(KEYS[key], &req, view);
+                    let a = self.uniques.hit(a, &b);
+                    assert_eq!(a, b, "get after {op:?}");
                     if let Some(h) = a {
                         self.last_cas[key] = h.3;
                     }
@@ -195,10 +271,12 @@ impl Pair {
             }
             Op::Arith { key, incr, delta, cas, vivify, ttl } => {
                 let mut r = ArithReq::new(KEYS[key], incr, delta);
-                r.cas = self.cas(key, cas);
+                let (m, e) = self.cas(key, cas);
                 r.vivify = vivify;
                 r.ttl = ttl;
-                let (a, b) = (self.engine.arith(&r), self.model.arith(&r));
+                let a = self.engine.arith(&ArithReq { cas: e, ..r });
+                let b = self.model.arith(&ArithReq { cas: m, ..r });
+                let a = self.uniques.arith(a, b);
                 assert_eq!(a, b, "{op:?}");
                 if let ArithOutcome::Value { cas, .. } = a {
                     self.last_cas[key] = cas;
@@ -232,7 +310,9 @@ proptest! {
         // Finally every key reads back the same.
         for key in KEYS {
             let req = GetReq { no_bump: true, ..GetReq::default() };
-            prop_assert_eq!(pair.engine.get(key, &req, view), pair.model.get(key, &req, view));
+            let b = pair.model.get(key, &req, view);
+            let a = pair.uniques.hit(pair.engine.get(key, &req, view), &b);
+            prop_assert_eq!(a, b);
         }
         let st = pair.engine.stats();
         prop_assert!(st.used_bytes <= st.limit_bytes);
@@ -249,6 +329,7 @@ fn many_keys_many_segments() {
     let model = ModelStore::new(cfg).unwrap();
     engine.clock().freeze();
     model.clock().freeze();
+    let mut uniques = Uniques::default();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = || {
         x ^= x << 13;
@@ -263,20 +344,22 @@ fn many_keys_many_segments() {
         match r >> 60 {
             0..=9 => {
                 let req = StoreReq::new(Mode::Set, key.as_bytes(), &value, i as u32, 0);
-                assert_eq!(engine.store(&req), model.store(&req));
+                let b = model.store(&req);
+                assert_eq!(uniques.store(engine.store(&req), b), b);
             }
             10 | 11 => {
                 let req = StoreReq::new(Mode::Append, key.as_bytes(), b"+", 0, 0);
-                assert_eq!(engine.store(&req), model.store(&req));
+                let b = model.store(&req);
+                assert_eq!(uniques.store(engine.store(&req), b), b);
             }
             12 => assert_eq!(
                 engine.delete(key.as_bytes(), &DeleteReq::default()),
                 model.delete(key.as_bytes(), &DeleteReq::default())
             ),
-            _ => assert_eq!(
-                engine.get(key.as_bytes(), &GetReq::default(), view),
-                model.get(key.as_bytes(), &GetReq::default(), view)
-            ),
+            _ => {
+                let b = model.get(key.as_bytes(), &GetReq::default(), view);
+                assert_eq!(uniques.hit(engine.get(key.as_bytes(), &GetReq::default(), view), &b), b);
+            }
         }
     }
     assert_eq!(comparable(engine.stats()), comparable(model.stats()));

@@ -96,7 +96,7 @@ fn run(store: &Store, ops: usize, keys: u64, exact: bool) {
                         6 => {
                             let Some(cas) = store.get(key.as_bytes(), &GetReq::default(), |h| {
                                 check_value(h.value);
-                                h.cas
+                                h.cas()
                             }) else {
                                 continue;
                             };

@@ -16,7 +16,11 @@
 //!    implies (memcached's text replies) must be the session's byte for
 //!    byte. With the engine as `Store` this checks parser, command layer and
 //!    engine against the model at once; nothing is evicted (64 MB, tiny
-//!    items), so the model's semantics are exact.
+//!    items), so the model's semantics are exact. CAS uniques are the one
+//!    exception: the engine derives its own (where an item lies), so a
+//!    `gets` reply's unique is compared through a one-to-one map between
+//!    the engine's and the model's, learned as they are shown, and a `cas`
+//!    sends each side the unique it showed for the key.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -112,9 +116,16 @@ impl Bytes<'_> {
     }
 }
 
-/// One operation of the differential, with the request it is sent as and
-/// the reply the model says it gets.
-fn one_op(b: &mut Bytes<'_>, model: &ModelStore, last_cas: &mut [u64; 4]) -> Option<(Vec<u8>, Vec<u8>)> {
+/// The CAS uniques the last `gets` hit of each key showed: the model's and
+/// the engine's (a client can only send back a unique it was shown).
+type Shown = [(u64, u64); 4];
+
+/// One operation of the differential, with the request it is sent as, the
+/// reply the model says it gets and, for a `gets` hit, the key and the
+/// model's unique.
+type Op = (Vec<u8>, Vec<u8>, Option<(usize, u64)>);
+
+fn one_op(b: &mut Bytes<'_>, model: &ModelStore, shown: &Shown) -> Option<Op> {
     let op = b.u8()?;
     let k = usize::from(b.u8()? % 4);
     let key = format!("k{k}");
@@ -126,6 +137,7 @@ fn one_op(b: &mut Bytes<'_>, model: &ModelStore, last_cas: &mut [u64; 4]) -> Opt
     };
     let mut req = Vec::new();
     let mut want = Vec::new();
+    let mut shown_now = None;
     match op % 8 {
         0..=2 => {
             let mode = [Mode::Set, Mode::Add, Mode::Replace, Mode::Append, Mode::Prepend][usize::from(arg / 4) % 5];
@@ -161,12 +173,14 @@ fn one_op(b: &mut Bytes<'_>, model: &ModelStore, last_cas: &mut [u64; 4]) -> Opt
         3 => {
             let len = usize::from(arg % 6);
             let value: Vec<u8> = (0..len).map(|i| b'a' + (i as u8)).collect();
-            let cas = match b.u8()? % 3 {
-                0 => last_cas[k],
-                1 => last_cas[k] + 1,
-                _ => 0,
+            // The unique shown, one never handed out, or 0.
+            let (m, e) = shown[k];
+            let (cas, sent) = match b.u8()? % 3 {
+                0 => (m, e),
+                1 => (m ^ 1 << 63, e ^ 1 << 63),
+                _ => (0, 0),
             };
-            req.extend_from_slice(format!("cas {key} 0 0 {len} {cas}\r\n").as_bytes());
+            req.extend_from_slice(format!("cas {key} 0 0 {len} {sent}\r\n").as_bytes());
             req.extend_from_slice(&value);
             req.extend_from_slice(b"\r\n");
             let mut r = StoreReq::new(Mode::Set, key.as_bytes(), &value, 0, 0);
@@ -176,10 +190,10 @@ fn one_op(b: &mut Bytes<'_>, model: &ModelStore, last_cas: &mut [u64; 4]) -> Opt
         4 => {
             let gets = arg % 2 == 0;
             req.extend_from_slice(format!("{} {key}\r\n", if gets { "gets" } else { "get" }).as_bytes());
-            let hit = model.get(key.as_bytes(), &GetReq::default(), |h| (h.value.to_vec(), h.flags, h.cas));
+            let hit = model.get(key.as_bytes(), &GetReq::default(), |h| (h.value.to_vec(), h.flags, h.cas()));
             if let Some((v, flags, cas)) = hit {
-                last_cas[k] = cas;
                 if gets {
+                    shown_now = Some((k, cas));
                     want.extend_from_slice(format!("VALUE {key} {flags} {} {cas}\r\n", v.len()).as_bytes());
                 } else {
                     want.extend_from_slice(format!("VALUE {key} {flags} {}\r\n", v.len()).as_bytes());
@@ -217,7 +231,19 @@ fn one_op(b: &mut Bytes<'_>, model: &ModelStore, last_cas: &mut [u64; 4]) -> Opt
             want.extend_from_slice(if model.touch(key.as_bytes(), exp) { b"TOUCHED\r\n" } else { b"NOT_FOUND\r\n" });
         }
     }
-    Some((req, want))
+    Some((req, want, shown_now))
+}
+
+/// The unique of a `gets` reply's `VALUE` line, and the reply with the
+/// model's unique `m` in its place; `None` if it is no such reply.
+fn swap_cas(out: &[u8], m: u64) -> Option<(u64, Vec<u8>)> {
+    let end = out.iter().position(|&b| b == b'\r')?;
+    let line = std::str::from_utf8(&out[..end]).ok()?;
+    let (head, cas) = line.rsplit_once(' ')?;
+    let cas: u64 = cas.parse().ok()?;
+    let mut swapped = format!("{head} {m}").into_bytes();
+    swapped.extend_from_slice(&out[end..]);
+    Some((cas, swapped))
 }
 
 fn store_reply(o: StoreOutcome) -> &'static [u8] {
@@ -238,11 +264,22 @@ pub fn differential(data: &[u8]) {
     let info = conn();
     let mut s = Session::new();
     let mut b = Bytes(data);
-    let mut last_cas = [0u64; 4];
+    let mut shown: Shown = [(0, 0); 4];
+    // The engine's uniques to the model's and back: one to one.
+    let (mut to_model, mut to_engine) = (std::collections::HashMap::new(), std::collections::HashMap::new());
     let mut n = 0;
-    while let Some((req, want)) = one_op(&mut b, &model, &mut last_cas) {
+    while let Some((req, want, gets)) = one_op(&mut b, &model, &shown) {
         let mut out = Vec::new();
         let p = s.process(&ctx, &info, &req, &mut out);
+        if let Some((k, m)) = gets {
+            if let Some((e, swapped)) = swap_cas(&out, m) {
+                assert_ne!(e, 0, "op {n}: a unique of 0");
+                assert_eq!(*to_model.entry(e).or_insert(m), m, "op {n}: engine unique {e} stands for two");
+                assert_eq!(*to_engine.entry(m).or_insert(e), e, "op {n}: model unique {m} shown as two");
+                shown[k] = (m, e);
+                out = swapped;
+            }
+        }
         assert_eq!(
             (p.consumed, p.close),
             (req.len(), false),

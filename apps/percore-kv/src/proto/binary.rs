@@ -316,7 +316,7 @@ fn get(ctx: &Context, h: &Header, ext: &[u8], key: &[u8], out: &mut Vec<u8>, qui
         let klen = if with_key { key.len() } else { 0 };
         let vlen = if with_value { hit.value.len() } else { 0 };
         out.reserve(HEADER + 4 + klen + vlen);
-        put_header(out, h, status::SUCCESS, 4, klen, 4 + klen + vlen, hit.cas);
+        put_header(out, h, status::SUCCESS, 4, klen, 4 + klen + vlen, hit.cas());
         out.extend_from_slice(&hit.flags.to_be_bytes());
         if with_key {
             out.extend_from_slice(key);

@@ -243,7 +243,7 @@ fn mg(ctx: &Context, t: &Tokens<'_>, key: &mut Key, out: &mut Vec<u8>) {
                 }
                 b'c' => {
                     out.extend_from_slice(b" c");
-                    put_u64(out, h.cas);
+                    put_u64(out, h.cas());
                 }
                 b'f' => {
                     out.extend_from_slice(b" f");
@@ -558,7 +558,7 @@ fn me(ctx: &Context, t: &Tokens<'_>, key: &mut Key, out: &mut Vec<u8>) {
         out.extend_from_slice(b" la=");
         put_u64(out, u64::from(h.last_access));
         out.extend_from_slice(b" cas=");
-        put_u64(out, h.cas);
+        put_u64(out, h.cas());
         out.extend_from_slice(if h.fetched { b" fetch=yes" } else { b" fetch=no" });
         out.extend_from_slice(b" cls=1 size=");
         // memcached's ITEM_ntotal: header, CAS, key and NUL, flags when

@@ -240,7 +240,7 @@ fn get(ctx: &Context, conn: &ConnInfo, line: &[u8], out: &mut Vec<u8>, cas: bool
             put_u64(out, h.value.len() as u64);
             if cas {
                 out.push(b' ');
-                put_u64(out, h.cas);
+                put_u64(out, h.cas());
             }
             out.extend_from_slice(b"\r\n");
             out.extend_from_slice(h.value);

@@ -57,7 +57,7 @@ fn delete_invalidate_keeps_the_value_with_a_new_cas() {
     let StoreOutcome::Stored { cas } = set(&s, b"k", b"v") else { panic!() };
     let req = DeleteReq { cas: Some(cas), invalidate: true, ttl: Some(30) };
     assert_eq!(s.delete(b"k", &req), DeleteOutcome::Deleted);
-    let (v, c, stale, ttl) = s.get(b"k", &GetReq::default(), |h| (h.value.to_vec(), h.cas, h.stale, h.ttl)).unwrap();
+    let (v, c, stale, ttl) = s.get(b"k", &GetReq::default(), |h| (h.value.to_vec(), h.cas(), h.stale, h.ttl)).unwrap();
     assert_eq!((v.as_slice(), stale, ttl), (&b"v"[..], true, 30));
     assert!(c > cas);
     assert_eq!(s.delete(b"k", &DeleteReq { cas: Some(cas), ..DeleteReq::default() }), DeleteOutcome::Exists);
@@ -294,23 +294,211 @@ fn small_items_get_the_index_they_need() {
     }
 }
 
-#[test]
-fn cas_uniques_wrap_within_56_bits_and_skip_zero() {
-    let s = store();
-    s.next_cas.store(CAS_MASK - 1, Ordering::Relaxed);
-    let cas = |out| match out {
+fn cas_of(out: StoreOutcome) -> u64 {
+    match out {
         StoreOutcome::Stored { cas } => cas,
         other => panic!("not stored: {other:?}"),
+    }
+}
+
+/// A hit's CAS unique and where the item lies.
+fn cas_loc(s: &Store, k: &[u8]) -> Option<(u64, Loc)> {
+    s.get(k, &GetReq { no_bump: true, ..GetReq::default() }, |h| match h.cas {
+        crate::store::HitCas::At { loc, .. } => (h.cas(), loc),
+        crate::store::HitCas::Known(_) => panic!("an engine hit derives its CAS"),
+    })
+}
+
+/// Derived uniques: three threads (three heads) store far more than the
+/// memory limit into a small store, so segments are cleaned and reopened
+/// under new generations; no unique handed out repeats, none is 0, and the
+/// live items' uniques (as `gets` reads them, moved items included) are
+/// distinct too.
+#[test]
+fn derived_cas_uniques_never_repeat_and_are_never_zero() {
+    let s = Store::new(Config { memory_limit: 4 << 20, max_item_size: 16 << 10, writers: 3 }).unwrap();
+    let all: Vec<Vec<u64>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3u32)
+            .map(|t| {
+                let s = &s;
+                sc.spawn(move || {
+                    let mut got = Vec::new();
+                    for i in 0..20_000u32 {
+                        let k = format!("{t}:{}", i % 700);
+                        // Some items with flags, some read (second chances:
+                        // moved copies store their unique).
+                        got.push(cas_of(s.store(&StoreReq::new(Mode::Set, k.as_bytes(), &[t as u8; 300], i % 3, 0))));
+                        if i % 5 == 0 {
+                            let _ = value(s, k.as_bytes());
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut seen = std::collections::HashSet::new();
+    for cas in all.into_iter().flatten() {
+        assert_ne!(cas, 0);
+        assert!(seen.insert(cas), "unique {cas} handed out twice");
+    }
+    // Segments were reused: more generations than segments.
+    assert!(s.gens.peek() as usize > s.arena.count, "no segment was reopened");
+    let mut live = std::collections::HashSet::new();
+    for t in 0..3 {
+        for i in 0..700 {
+            if let Some((cas, _)) = cas_loc(&s, format!("{t}:{i}").as_bytes()) {
+                assert_ne!(cas, 0);
+                assert!(seen.contains(&cas), "a live unique that was never handed out");
+                assert!(live.insert(cas), "two live items share {cas}");
+            }
+        }
+    }
+    assert_eq!(live.len() as u64, s.stats().curr_items);
+}
+
+/// The cleaner's copy keeps the CAS unique (memcached keeps it across its
+/// slab mover): an item compacted away from where it was written reads the
+/// same unique, stores it, and still wins a CAS store with it; a flush
+/// kills it like any item stored before the flush.
+#[test]
+fn cas_is_kept_across_a_compaction() {
+    let s = small();
+    let StoreOutcome::Stored { cas } = s.store(&StoreReq::new(Mode::Set, b"keep", b"kept value", 77, 0)) else {
+        panic!()
     };
-    assert_eq!(cas(set(&s, b"a", b"1")), CAS_MASK);
-    // The next value is 2^56, whose low 56 bits are 0: skipped.
-    assert_eq!(cas(set(&s, b"b", b"2")), 1);
-    assert_eq!(s.get(b"a", &GetReq::default(), |h| h.cas), Some(CAS_MASK));
-    assert_eq!(s.get(b"b", &GetReq::default(), |h| h.cas), Some(1));
-    // A CAS store against the widest unique matches it exactly.
-    let mut req = StoreReq::new(Mode::Set, b"a", b"3", 0, 0);
-    req.cas = Some(CAS_MASK);
-    assert_eq!(cas(s.store(&req)), 2);
+    let (before, loc) = cas_loc(&s, b"keep").unwrap();
+    assert_eq!(before, cas);
+    // SAFETY: no other thread uses the store; `loc` is linked.
+    assert_eq!(unsafe { s.arena.item(loc) }.stored_cas(), None);
+    // Overwrites of ten keys fill a few segments with dead items; the
+    // cleaner compacts the emptiest sealed segment first, so within a few
+    // cleanings it reaches the one holding "keep" (sealed, nearly dead).
+    for i in 0..300u32 {
+        set(&s, &(i % 10).to_le_bytes(), &[i as u8; 1000]);
+    }
+    // SAFETY: no other thread uses the store; the location is linked.
+    let stored = |s: &Store| unsafe { s.arena.item(cas_loc(s, b"keep").unwrap().1) }.stored_cas();
+    for _ in 0..50 {
+        if stored(&s).is_some() {
+            break;
+        }
+        assert!(matches!(s.clean_one(), super::super::evict::Clean::Done));
+    }
+    assert_eq!(s.stats().evictions, 0);
+    let (after, moved) = cas_loc(&s, b"keep").unwrap();
+    assert_eq!(after, before);
+    // Only the cleaner's copies store their unique.
+    // SAFETY: as above.
+    let it = unsafe { s.arena.item(moved) };
+    assert_eq!((it.stored_cas(), it.flags(), it.key(), it.value()), (Some(cas), 77, &b"keep"[..], &b"kept value"[..]));
+    // A moved item stored before a flush is flushed.
+    s.flush_all(0);
+    assert!(value(&s, b"keep").is_none());
+    // One stored after it lives, and a CAS store with the moved unique
+    // no longer matches anything.
+    let new = cas_of(set(&s, b"keep", b"again"));
+    assert!(new > cas);
+    let mut r = StoreReq::new(Mode::Set, b"keep", b"new", 0, 0);
+    r.cas = Some(cas);
+    assert_eq!(s.store(&r), StoreOutcome::Exists);
+    r.cas = Some(new);
+    assert!(cas_of(s.store(&r)) > new);
+}
+
+/// Client flags are stored only when non-zero (4 bytes less an item
+/// without them), and read back either way, also after a move.
+#[test]
+fn flags_round_trip_present_or_absent() {
+    let s = store();
+    for (k, flags) in [(&b"zero"[..], 0), (b"one", 1), (b"max", u32::MAX)] {
+        s.store(&StoreReq::new(Mode::Set, k, b"value", flags, 0));
+        assert_eq!(s.get(k, &GetReq::default(), |h| (h.flags, h.value.to_vec())), Some((flags, b"value".to_vec())));
+        let (_, loc) = cas_loc(&s, k).unwrap();
+        // SAFETY: no other thread uses the store; `loc` is linked.
+        let it = unsafe { s.arena.item(loc) };
+        let opt = if flags == 0 { 0 } else { HAS_FLAGS };
+        assert_eq!(it.size(), s.arena.item_size(k.len(), 5, opt));
+        assert_eq!(it.stored_cas(), None);
+    }
+    // Append keeps the flags (present or not).
+    s.store(&StoreReq::new(Mode::Append, b"max", b"+", 0, 0));
+    s.store(&StoreReq::new(Mode::Append, b"zero", b"+", 9, 0));
+    assert_eq!(s.get(b"max", &GetReq::default(), |h| h.flags), Some(u32::MAX));
+    assert_eq!(s.get(b"zero", &GetReq::default(), |h| h.flags), Some(0));
+}
+
+/// `flush_all` against derived uniques: items stored before it are gone,
+/// from every head (each with a segment still open); items stored after it
+/// returned live, from the same heads (which open a newer generation
+/// first), also after a second flush that found a head's new segment
+/// empty.
+#[test]
+fn a_flush_kills_what_was_before_and_spares_what_came_after() {
+    let s = Store::new(Config { memory_limit: 16 << 20, max_item_size: 16 << 10, writers: 3 }).unwrap();
+    let on_three = |tag: &str| {
+        std::thread::scope(|sc| {
+            for t in 0..3 {
+                let s = &s;
+                sc.spawn(move || {
+                    for i in 0..50 {
+                        set(s, format!("{tag}{t}:{i}").as_bytes(), b"v");
+                    }
+                });
+            }
+        })
+    };
+    let alive = |tag: &str| (0..3).all(|t| (0..50).all(|i| value(&s, format!("{tag}{t}:{i}").as_bytes()).is_some()));
+    let dead = |tag: &str| (0..3).all(|t| (0..50).all(|i| value(&s, format!("{tag}{t}:{i}").as_bytes()).is_none()));
+    on_three("before");
+    s.flush_all(0);
+    assert!(dead("before"));
+    on_three("after");
+    assert!(alive("after"));
+    let before = cas_of(set(&s, b"x", b"1"));
+    s.flush_all(0);
+    s.flush_all(0);
+    let after = cas_of(set(&s, b"x", b"2"));
+    assert!(after > before && value(&s, b"x").is_some());
+    assert!(dead("after"));
+}
+
+/// A store racing with `flush_all` may live or die (as in memcached), but
+/// one that began after the flush returned always lives.
+#[test]
+fn a_store_racing_a_flush_goes_either_way_one_after_it_lives() {
+    use std::sync::atomic::AtomicBool;
+    let s = Store::new(Config { memory_limit: 16 << 20, max_item_size: 16 << 10, writers: 2 }).unwrap();
+    let flushed = AtomicBool::new(false);
+    let after: Vec<u32> = std::thread::scope(|sc| {
+        let storer = sc.spawn(|| {
+            let mut after = Vec::new();
+            for i in 0..5_000u32 {
+                // ORDERING: pairs with the Release store below: a store that
+                // saw it began after `flush_all` returned.
+                let late = flushed.load(Ordering::Acquire);
+                set(&s, &i.to_le_bytes(), b"v");
+                if late {
+                    after.push(i);
+                }
+            }
+            after
+        });
+        for i in 0..200u32 {
+            set(&s, &(1_000_000 + i).to_le_bytes(), b"w");
+        }
+        s.flush_all(0);
+        // ORDERING: see the Acquire load above.
+        flushed.store(true, Ordering::Release);
+        storer.join().unwrap()
+    });
+    for i in 0..200u32 {
+        assert!(value(&s, &(1_000_000 + i).to_le_bytes()).is_none());
+    }
+    for i in after {
+        assert!(value(&s, &i.to_le_bytes()).is_some(), "{i} was stored after the flush");
+    }
 }
 
 /// A memory limit past 16 GiB is planned with a coarser location unit, not
@@ -338,6 +526,6 @@ fn large_memory_limits_get_a_coarser_unit() {
         assert_eq!((g.seg_of(last), g.off_of(last)), (seg, off));
         // The largest item the limit lets through fits a segment.
         assert!(cfg.fits(KEY_MAX, item - 51 - KEY_MAX) && !cfg.fits(KEY_MAX, item - 50 - KEY_MAX));
-        assert!(g.item_size(KEY_MAX, item - 51 - KEY_MAX) <= p.seg_size);
+        assert!(g.item_size(KEY_MAX, item - 51 - KEY_MAX, HAS_FLAGS | HAS_CAS) <= p.seg_size);
     }
 }

@@ -59,7 +59,13 @@ impl Store {
         let mut hd = lock(head);
         loop {
             if let Some(seg) = hd.seg {
-                if hd.off + size <= self.arena.size {
+                let flushed = self.flushed_gen(hd.gen);
+                if flushed && hd.off == 0 {
+                    // Nothing handed out yet: a new generation suffices.
+                    self.open_gen(&mut hd, seg);
+                    continue;
+                }
+                if !flushed && hd.off + size <= self.arena.size {
                     let off = hd.off;
                     hd.off += size;
                     let m = &self.arena.meta[seg as usize];
@@ -78,6 +84,7 @@ impl Store {
             let seg = self.acquire(true)?;
             hd.seg = Some(seg);
             hd.off = 0;
+            self.open_gen(&mut hd, seg);
         }
     }
 
@@ -270,7 +277,7 @@ impl Store {
         let mut sh = self.table.lock(h);
         let Some((pos, _)) = sh.find(h, |l| l == loc) else { return };
         let fetched = it.recency().1;
-        match self.dead(it, self.clock().now()) {
+        match self.dead(it, loc, self.clock().now()) {
             Some(why) => {
                 if why == Dead::Expired {
                     self.stats.reclaimed.inc();
@@ -280,9 +287,13 @@ impl Store {
                 }
                 self.unlink(&mut sh, h, pos, loc);
             }
-            None if (compact || fetched == ACCESSED) && it.size() <= *budget => {
+            // NOTE: the copy stores the item's CAS unique (its old location
+            // derived it), so it takes `kept_size`, which is also what the
+            // segments' `live` counts for it.
+            None if (compact || fetched == ACCESSED) && it.kept_size() <= *budget => {
                 let dest = cl.dest.expect("a copy budget implies a destination");
                 let mut hdr = it.snapshot();
+                hdr.cas = Some(self.arena.cas(loc, it));
                 if !compact && hdr.fetched == ACCESSED {
                     hdr.fetched = FETCHED;
                 }
@@ -290,7 +301,7 @@ impl Store {
                 // SAFETY: `new` is the cleaner's own, unpublished space in its
                 // destination segment (the budget is at most its room).
                 unsafe { self.arena.write(new, &hdr, it.key(), &[it.value()]) };
-                let n = it.size();
+                let n = it.kept_size();
                 cl.off += n;
                 *budget -= n;
                 let dm = &self.arena.meta[dest as usize];
@@ -359,7 +370,7 @@ impl Store {
                     continue;
                 }
                 examined += 1;
-                let Some(why) = self.dead(&it, self.clock().now()) else { continue };
+                let Some(why) = self.dead(&it, loc, self.clock().now()) else { continue };
                 let h = self.hash(it.key());
                 let mut sh = self.table.lock(h);
                 let Some((pos, _)) = sh.find(h, |l| l == loc) else { continue };

@@ -179,8 +179,8 @@ pub struct Hit<'a> {
     pub value: &'a [u8],
     /// Client flags.
     pub flags: u32,
-    /// CAS unique.
-    pub cas: u64,
+    /// CAS unique: see [`Hit::cas`] (derived only when asked for).
+    pub(crate) cas: HitCas<'a>,
     /// Remaining time to live in seconds, `-1` for none (after a touch: the
     /// new one).
     pub ttl: i64,
@@ -194,6 +194,39 @@ pub struct Hit<'a> {
     pub win: bool,
     /// Another request already holds the token (`Z`).
     pub token_taken: bool,
+}
+
+impl Hit<'_> {
+    /// The item's CAS unique (never 0). The engine stores none for most
+    /// items and derives it from where the item lies (see `segment.rs`),
+    /// so a caller that does not need it pays nothing for it.
+    #[inline]
+    pub fn cas(&self) -> u64 {
+        match self.cas {
+            HitCas::Known(cas) => cas,
+            HitCas::At { arena, loc, item } => arena.cas(loc, &item),
+        }
+    }
+}
+
+/// Where a hit's CAS unique comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum HitCas<'a> {
+    /// Known already (the model; a stub the get just created).
+    Known(u64),
+    /// The engine's item `item` at `loc`, read inside the SMR section the
+    /// hit's lifetime is bound to.
+    At { arena: &'a segment::Arena, loc: segment::Loc, item: segment::Item<'a> },
+}
+
+impl std::fmt::Debug for HitCas<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cas = match *self {
+            HitCas::Known(cas) => cas,
+            HitCas::At { arena, loc, item } => arena.cas(loc, &item),
+        };
+        write!(f, "{cas}")
+    }
 }
 
 /// Options of a delete (`delete`, `md`, binary delete).

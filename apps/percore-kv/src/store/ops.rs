@@ -4,11 +4,11 @@
 //! plain `get` hit takes no lock: `Store::get`'s fast path.
 
 use super::engine::{Dead, NoMemory, Resv, Store};
-use super::segment::{Item, Loc, NewItem, ACCESSED};
+use super::segment::{opt_for, Item, Loc, NewItem, ACCESSED};
 use super::sync::Guard;
 use super::table::{Locked, Pos};
 use super::{
-    counter_bytes, parse_counter, ArithOutcome, ArithReq, Clock, DeleteOutcome, DeleteReq, GetReq, Hit, Mode,
+    counter_bytes, parse_counter, ArithOutcome, ArithReq, Clock, DeleteOutcome, DeleteReq, GetReq, Hit, HitCas, Mode,
     StoreOutcome, StoreReq, ITEM_UPDATE_INTERVAL,
 };
 
@@ -49,7 +49,7 @@ impl<'s> Pass<'s, '_> {
             unsafe { st.arena.item(l) }.key() == key
         })?;
         let it = self.item(loc);
-        match st.dead(&it, self.now) {
+        match st.dead(&it, loc, self.now) {
             None => Some((pos, loc)),
             Some(why) => {
                 if why == Dead::Flushed {
@@ -68,8 +68,15 @@ impl<'s> Pass<'s, '_> {
         }
     }
 
+    /// The CAS unique of the item at `loc` (found under the lock).
+    #[inline]
+    fn cas(&self, loc: Loc) -> u64 {
+        self.st.arena.cas(loc, &self.item(loc))
+    }
+
     /// Writes a new item of this key into the reservation (if it has
-    /// exactly the size needed) with a fresh CAS, and links it in place of
+    /// exactly the size needed), its CAS unique derived from where it lies
+    /// (a head's segment: see `segment.rs`), and links it in place of
     /// `old`. `Err(size)`: reserve `size` bytes and run the pass again.
     fn publish(
         &mut self,
@@ -79,7 +86,8 @@ impl<'s> Pass<'s, '_> {
         total: bool,
     ) -> Result<u64, usize> {
         let vlen: usize = parts.iter().map(|p| p.len()).sum();
-        let size = self.st.arena.item_size(self.key.len(), vlen);
+        hdr.cas = None;
+        let size = self.st.arena.item_size(self.key.len(), vlen, hdr.opt());
         let r = match self.resv.take() {
             Some(r) if r.len == size => r,
             other => {
@@ -87,15 +95,17 @@ impl<'s> Pass<'s, '_> {
                 return Err(size);
             }
         };
-        hdr.cas = self.st.next_cas();
         // SAFETY: `r` is this operation's reservation of exactly `size` bytes.
         unsafe { self.st.arena.write(r.loc, &hdr, self.key, parts) };
+        // SAFETY: written just above, still ours; the segment is not reused
+        // while the reservation is in flight.
+        let cas = self.st.arena.cas(r.loc, &unsafe { self.st.arena.item(r.loc) });
         self.st.link(&mut self.sh, self.h, old, r.loc);
         self.st.finish(r);
         if total {
             self.st.stats.total_items.inc();
         }
-        Ok(hdr.cas)
+        Ok(cas)
     }
 }
 
@@ -164,8 +174,8 @@ impl Store {
                 Some(loc) => {
                     // SAFETY: as above.
                     let it = unsafe { self.arena.item(loc) };
-                    if !it.stale() && self.dead(&it, now).is_none() {
-                        return Some(f(&self.hit_fast(key, &it, req, now)));
+                    if !it.stale() && self.dead(&it, loc, now).is_none() {
+                        return Some(f(&self.hit_fast(key, loc, &it, req, now)));
                     }
                 }
                 None if req.vivify.is_none() => return None,
@@ -177,7 +187,7 @@ impl Store {
 
     /// The hit of a plain get: loads, and the two rate-limited stores.
     #[inline]
-    fn hit_fast<'a>(&self, key: &'a [u8], it: &Item<'a>, req: &GetReq, now: u32) -> Hit<'a> {
+    fn hit_fast<'a>(&'a self, key: &'a [u8], loc: Loc, it: &Item<'a>, req: &GetReq, now: u32) -> Hit<'a> {
         // NOTE: recency hints and a token flag written under the shard
         // lock, all Relaxed loads (see `segment.rs`).
         let (atime, fetched) = it.recency();
@@ -190,7 +200,8 @@ impl Store {
             key,
             value: it.value(),
             flags: it.flags(),
-            cas: it.cas(),
+            // NOTE: derived only if the caller asks (`Hit::cas`).
+            cas: HitCas::At { arena: &self.arena, loc, item: *it },
             ttl: Clock::ttl(exp, now),
             last_access: now.saturating_sub(atime),
             fetched: fetched != 0,
@@ -229,7 +240,7 @@ impl Store {
                         key,
                         value: it.value(),
                         flags: it.flags(),
-                        cas: it.cas(),
+                        cas: HitCas::At { arena: &self.arena, loc, item: it },
                         ttl,
                         last_access: now.saturating_sub(atime),
                         fetched: fetched != 0,
@@ -242,14 +253,14 @@ impl Store {
                 None => {
                     let Some(ttl) = req.vivify else { return Step::Done(None) };
                     let exp = self.clock.rel_exptime(ttl);
-                    let hdr = NewItem { cas: 0, exp, atime: now, flags: 0, fetched: 0, token: 1, stale: 0 };
+                    let hdr = NewItem { cas: None, exp, atime: now, flags: 0, fetched: 0, token: 1, stale: 0 };
                     match p.publish(None, hdr, &[], true) {
                         Ok(cas) => {
                             let hit = Hit {
                                 key,
                                 value: &[],
                                 flags: 0,
-                                cas,
+                                cas: HitCas::Known(cas),
                                 ttl: Clock::ttl(exp, now),
                                 last_access: 0,
                                 fetched: false,
@@ -285,8 +296,8 @@ impl Store {
             }
             return StoreOutcome::TooLarge;
         }
-        let pre =
-            (req.mode == Mode::Set && req.cas.is_none()).then(|| self.arena.item_size(req.key.len(), req.value.len()));
+        let pre = (req.mode == Mode::Set && req.cas.is_none())
+            .then(|| self.arena.item_size(req.key.len(), req.value.len(), opt_for(req.flags, false)));
         let out = self.run(req.key, h, pre, |p| {
             let now = p.now;
             let old = p.live();
@@ -295,7 +306,7 @@ impl Store {
                 match old {
                     None => return Step::Done(StoreOutcome::NotFound),
                     Some((_, loc)) => {
-                        let cas = p.item(loc).cas();
+                        let cas = p.cas(loc);
                         if cas == c {
                         } else if req.invalidate && c < cas {
                             stale = 1;
@@ -305,7 +316,7 @@ impl Store {
                     }
                 }
             }
-            let fresh = |flags, exp| NewItem { cas: 0, exp, atime: now, flags, fetched: 0, token: 0, stale };
+            let fresh = |flags, exp| NewItem { cas: None, exp, atime: now, flags, fetched: 0, token: 0, stale };
             let stored = |r: Result<u64, usize>| match r {
                 Ok(cas) => Step::Done(StoreOutcome::Stored { cas }),
                 Err(n) => Step::Need(n),
@@ -352,7 +363,7 @@ impl Store {
         let out = self.run(key, h, None, |p| {
             let Some((pos, loc)) = p.live() else { return Step::Done(DeleteOutcome::NotFound) };
             let it = p.item(loc);
-            if matches!(req.cas, Some(c) if c != it.cas()) {
+            if matches!(req.cas, Some(c) if c != p.cas(loc)) {
                 return Step::Done(DeleteOutcome::Exists);
             }
             if req.invalidate {
@@ -387,7 +398,7 @@ impl Store {
             let Some((pos, loc)) = p.live() else {
                 let Some((initial, exptime)) = req.vivify else { return Step::Done(ArithOutcome::NotFound) };
                 let exp = self.clock.rel_exptime(exptime);
-                let hdr = NewItem { cas: 0, exp, atime: now, flags: 0, fetched: 0, token: 0, stale: 0 };
+                let hdr = NewItem { cas: None, exp, atime: now, flags: 0, fetched: 0, token: 0, stale: 0 };
                 let digits = initial.to_string();
                 return match p.publish(None, hdr, &[digits.as_bytes()], true) {
                     Ok(cas) => Step::Done(ArithOutcome::Value { value: initial, cas, ttl: Clock::ttl(exp, now) }),
@@ -395,7 +406,7 @@ impl Store {
                 };
             };
             let it = p.item(loc);
-            if matches!(req.cas, Some(c) if c != it.cas()) {
+            if matches!(req.cas, Some(c) if c != p.cas(loc)) {
                 return Step::Done(ArithOutcome::Exists);
             }
             let Some(n) = parse_counter(it.value()) else { return Step::Done(ArithOutcome::NonNumeric) };

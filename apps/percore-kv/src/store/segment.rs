@@ -22,46 +22,66 @@
 //! location into an address with one shift; only writers (linking,
 //! unlinking, cleaning) need the segment, a division by the segment size.
 //!
-//! # Item layout (unit-aligned, 24 bytes of header)
+//! # Item layout (unit-aligned, 14 bytes of header, 4 and 8 optional)
 //!
 //! ```text
 //! off  size  field          who writes it
-//!   0     8  cas | klen     immutable: bits 0..56 the CAS unique, 56..64 the
-//!                           key's length (0 marks a filler: an abandoned
-//!                           reservation)
-//!   8     4  exp            atomic: touch / gat / ma T (under the shard lock)
-//!  12     4  atime | fetched  atomic recency hints, stored (never RMW) by
+//!   0     4  vlen | token | stale  atomic: bits 0..30 the value's length
+//!                           (for a filler: bytes after the header),
+//!                           immutable; bit 30 a win token was handed out
+//!                           (set under the shard lock); bit 31 stale
+//!                           (immutable: `ms I` / `md I` write a new item)
+//!   4     4  exp            atomic: touch / gat / ma T (under the shard lock)
+//!   8     4  atime | fetched  atomic recency hints, stored (never RMW) by
 //!                           readers: bits 0..30 the last access or store
 //!                           time (saturating), 30..32 `fetched`: 0 never
 //!                           fetched, 1 fetched, 3 fetched since the item was
 //!                           written or last moved (a reader stores only
 //!                           when the word would change)
-//!  16     4  flags          immutable
-//!  20     4  vlen | token | stale  atomic: bits 0..30 the value's length
-//!                           (for a filler: bytes after the header),
-//!                           immutable; bit 30 a win token was handed out
-//!                           (set under the shard lock); bit 31 stale
-//!                           (immutable: `ms I` / `md I` write a new item)
-//!  24  klen  key
+//!  12     1  klen           immutable: the key's length (0 marks a filler:
+//!                           an abandoned reservation)
+//!  13     1  opt            immutable: bit 2 `flags` is present, bit 3
+//!                           `cas` is present, so that the byte is the
+//!                           optional fields' length (a filler: 0)
+//!  14    [4] flags          immutable, only when non-zero (memcached's
+//!                           `ITEM_CFLAGS`); absent flags read as 0
+//!   .    [8] cas            immutable, only in a copy the cleaner made
+//!                           (the CAS unique it had where it was written)
+//!   .  klen  key            at 14 + opt
 //!   .  vlen  value          (no "\r\n"), then padding to the unit
 //! ```
 //!
 //! Each atomic word has one kind of writer: `exp` and the token bit only
 //! shard-lock holders (so a holder's load-then-store of the word loses
-//! nothing), the hint word anyone (a lost store loses only a hint). The CAS
-//! unique has 56 bits: at ten million stores a second it wraps after 228
-//! years (see `engine.rs`).
+//! nothing), the hint word anyone (a lost store loses only a hint).
+//!
+//! # CAS uniques
+//!
+//! An item written into a head's segment stores no CAS: its unique is
+//! *derived* from where it lies, `gen << cas_shift | off / unit`, `gen` the
+//! segment's generation ([`SegMeta::gen`], drawn from the store's counter,
+//! from 1, when a head opens the segment) and `cas_shift` the bits an
+//! offset in units needs ([`Geometry::cas_shift`]). In one generation every
+//! offset is unique and generations never repeat, so uniques never repeat
+//! (until `gen` passes `2^(64 - cas_shift)`: 2^46 segment openings with 1
+//! MiB segments, 2,200 years at a thousand a second), and none is 0. A
+//! reader derives it only where a CAS is needed, inside its SMR section
+//! (the segment keeps its generation until it is reused: invariant 2 of
+//! `engine.rs`). The cleaner's copies keep their unique, so they store it
+//! (the `cas` field, 8 bytes more for that item).
 
 use std::alloc::Layout;
 // NOTE: std atomics, not the loom shim: the header's atomics are views of
 // raw segment bytes, which loom's atomics cannot be. The loom model covers
 // the table's publish/retire protocol (`table.rs`, and its `loom_tests` module).
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 pub(crate) use super::table::Loc;
 
-/// Bytes of an item's header.
-pub(crate) const HEADER: usize = 24;
+/// Bytes of an item's fixed header (the optional fields follow it).
+pub(crate) const HEADER: usize = 14;
+/// Bytes of the largest header: both optional fields present.
+pub(crate) const HEADER_MAX: usize = HEADER + 4 + 8;
 /// The smallest unit of locations (and item alignment): the header's
 /// 4-byte atomics need it.
 pub(crate) const MIN_UNIT: usize = 4;
@@ -71,9 +91,10 @@ pub(crate) const FETCHED: u8 = 1;
 /// Fetched since the item was written or last moved.
 pub(crate) const ACCESSED: u8 = 3;
 
-/// The bits of the first word that hold the CAS unique.
-pub(crate) const CAS_MASK: u64 = (1 << 56) - 1;
-const KLEN_SHIFT: u32 = 56;
+/// The `opt` byte: the client flags field (4 bytes) is present.
+pub(crate) const HAS_FLAGS: u8 = 4;
+/// The `opt` byte: the CAS field (8 bytes) is present.
+pub(crate) const HAS_CAS: u8 = 8;
 /// The hint word: `atime` below, `fetched` above.
 const ATIME_MASK: u32 = (1 << 30) - 1;
 const FETCHED_SHIFT: u32 = 30;
@@ -82,12 +103,25 @@ const VLEN_MASK: u32 = (1 << 30) - 1;
 const TOKEN_BIT: u32 = 1 << 30;
 const STALE_BIT: u32 = 1 << 31;
 
-/// Bytes an item with these lengths takes in a segment whose items are
-/// aligned to `unit` (a power of two).
+/// The header's length for an `opt` byte: 14, and 4 for flags, 8 for CAS
+/// (the bits are those lengths: one addition on a reader's path).
 #[inline]
-pub(crate) fn item_size(klen: usize, vlen: usize, unit: usize) -> usize {
+fn header_len(opt: u8) -> usize {
+    HEADER + usize::from(opt)
+}
+
+/// The `opt` byte of an item with these flags, storing its CAS or not.
+#[inline]
+pub(crate) fn opt_for(flags: u32, stored_cas: bool) -> u8 {
+    (if flags != 0 { HAS_FLAGS } else { 0 }) | if stored_cas { HAS_CAS } else { 0 }
+}
+
+/// Bytes an item with these lengths and optional fields (`opt`) takes in a
+/// segment whose items are aligned to `unit` (a power of two).
+#[inline]
+pub(crate) fn item_size(klen: usize, vlen: usize, opt: u8, unit: usize) -> usize {
     debug_assert!(unit.is_power_of_two());
-    (HEADER + klen + vlen + unit - 1) & !(unit - 1)
+    (header_len(opt) + klen + vlen + unit - 1) & !(unit - 1)
 }
 
 /// The unit of locations in an arena of `bytes`: the smallest power of two,
@@ -109,6 +143,9 @@ pub(crate) struct Geometry {
     count: usize,
     /// log2 of the unit.
     shift: u32,
+    /// Bits an offset in a segment, in units, needs: a derived CAS is
+    /// `gen << cas_shift | offset / unit`.
+    cas_shift: u32,
 }
 
 impl Geometry {
@@ -123,9 +160,11 @@ impl Geometry {
     /// least [`MIN_UNIT`], that addresses the whole arena).
     pub(crate) fn with_unit(size: usize, count: usize, unit: usize) -> Option<Geometry> {
         let bytes = size.checked_mul(count)?;
-        let ok = unit.is_power_of_two() && unit >= MIN_UNIT && size.is_multiple_of(unit) && size >= HEADER;
+        let ok = unit.is_power_of_two() && unit >= MIN_UNIT && size.is_multiple_of(unit) && size >= HEADER_MAX;
+        let shift = unit.trailing_zeros();
+        let cas_shift = (size >> shift).next_power_of_two().trailing_zeros();
         (ok && count > 0 && (bytes / unit) as u64 <= u64::from(Loc::MAX) && count as u64 <= u64::from(u32::MAX))
-            .then(|| Geometry { size, count, shift: unit.trailing_zeros() })
+            .then_some(Geometry { size, count, shift, cas_shift })
     }
 
     /// Items start at multiples of this; locations count it.
@@ -134,10 +173,17 @@ impl Geometry {
         1 << self.shift
     }
 
-    /// Bytes an item with these lengths takes in a segment.
+    /// Bits of a derived CAS below the segment's generation.
     #[inline]
-    pub(crate) fn item_size(&self, klen: usize, vlen: usize) -> usize {
-        item_size(klen, vlen, self.unit())
+    pub(crate) fn cas_shift(&self) -> u32 {
+        self.cas_shift
+    }
+
+    /// Bytes an item with these lengths and optional fields takes in a
+    /// segment.
+    #[inline]
+    pub(crate) fn item_size(&self, klen: usize, vlen: usize, opt: u8) -> usize {
+        item_size(klen, vlen, opt, self.unit())
     }
 
     /// The location of `off` (a multiple of the unit) in segment `seg`.
@@ -155,7 +201,7 @@ impl Geometry {
     }
 
     /// The segment of a location (a division by the segment size, which
-    /// need not be a power of two: writers only).
+    /// need not be a power of two: writers, and readers that need a CAS).
     #[inline]
     pub(crate) fn seg_of(&self, loc: Loc) -> u32 {
         (self.byte(loc) / self.size) as u32
@@ -165,6 +211,13 @@ impl Geometry {
     #[inline]
     pub(crate) fn off_of(&self, loc: Loc) -> usize {
         self.byte(loc) % self.size
+    }
+
+    /// The CAS unique of an item at `loc` that stores none, in a segment of
+    /// generation `gen`.
+    #[inline]
+    pub(crate) fn derived_cas(&self, gen: u64, loc: Loc) -> u64 {
+        gen << self.cas_shift | (self.off_of(loc) >> self.shift) as u64
     }
 }
 
@@ -177,8 +230,10 @@ fn hint_word(atime: u32, fetched: u8) -> u32 {
 /// Per-segment bookkeeping.
 #[derive(Debug)]
 pub(crate) struct SegMeta {
-    /// Bytes of linked items in the segment; changed by whoever links or
-    /// unlinks one (under that item's shard lock).
+    /// Bytes the segment's linked items would take if the cleaner copied
+    /// them ([`Item::kept_size`]: their size with a stored CAS), so that a
+    /// segment at most half live fits in half a segment; changed by
+    /// whoever links or unlinks one (under that item's shard lock).
     pub(crate) live: AtomicUsize,
     /// Reservations handed out and not yet finished or abandoned; a segment
     /// is cleaned only at 0.
@@ -186,6 +241,13 @@ pub(crate) struct SegMeta {
     /// The bump pointer: bytes handed out. Written by the segment's head
     /// (under its lock); final once the segment is sealed.
     pub(crate) used: AtomicUsize,
+    /// The generation of the uniques derived from this segment's items:
+    /// stored by the head that opens the segment (under the head's mutex,
+    /// before any reservation in it), read by anyone who derives a CAS of
+    /// one of its items; unchanged until the segment is reused (which is
+    /// after a grace period: invariant 2 of `engine.rs`). 0 in a segment no
+    /// head opened (the cleaner's), whose items all store their CAS.
+    pub(crate) gen: AtomicU64,
 }
 
 /// The arena of segments.
@@ -231,7 +293,12 @@ impl Arena {
             return None;
         }
         let meta = (0..count)
-            .map(|_| SegMeta { live: AtomicUsize::new(0), inflight: AtomicU32::new(0), used: AtomicUsize::new(0) })
+            .map(|_| SegMeta {
+                live: AtomicUsize::new(0),
+                inflight: AtomicU32::new(0),
+                used: AtomicUsize::new(0),
+                gen: AtomicU64::new(0),
+            })
             .collect();
         Some(Arena { base, layout, size, count, geo, meta })
     }
@@ -242,10 +309,17 @@ impl Arena {
         self.geo.unit()
     }
 
-    /// Bytes an item with these lengths takes in a segment of this arena.
+    /// Bits of a derived CAS below the segment's generation.
     #[inline]
-    pub(crate) fn item_size(&self, klen: usize, vlen: usize) -> usize {
-        self.geo.item_size(klen, vlen)
+    pub(crate) fn cas_shift(&self) -> u32 {
+        self.geo.cas_shift()
+    }
+
+    /// Bytes an item with these lengths and optional fields takes in a
+    /// segment of this arena.
+    #[inline]
+    pub(crate) fn item_size(&self, klen: usize, vlen: usize, opt: u8) -> usize {
+        self.geo.item_size(klen, vlen, opt)
     }
 
     /// The location of `off` (a multiple of the unit) in segment `seg`.
@@ -258,6 +332,27 @@ impl Arena {
     #[inline]
     pub(crate) fn seg_of(&self, loc: Loc) -> u32 {
         self.geo.seg_of(loc)
+    }
+
+    /// The CAS unique of `it`, the item at `loc`: the one it stores, or the
+    /// one derived from its segment's generation and its offset.
+    ///
+    /// The caller read `it` as [`item`](Arena::item) allows (so the
+    /// segment keeps its generation meanwhile); for another `loc` the
+    /// answer is wrong, never unsafe.
+    #[inline]
+    pub(crate) fn cas(&self, loc: Loc, it: &Item<'_>) -> u64 {
+        match it.stored_cas() {
+            Some(cas) => cas,
+            None => {
+                // ORDERING: stored before the head handed out any reservation
+                // in the segment; the item's publication (the Release slot
+                // store after its bytes, or the reservation's own mutexes)
+                // carries it to whoever found the item.
+                let gen = self.meta[self.seg_of(loc) as usize].gen.load(Ordering::Relaxed);
+                self.geo.derived_cas(gen, loc)
+            }
+        }
     }
 
     /// The arena byte at `loc`, checked to leave `len` bytes in its
@@ -290,7 +385,8 @@ impl Arena {
     }
 
     /// Writes a whole item at `loc` (the caller's reservation of exactly
-    /// [`item_size`](Arena::item_size)`(key.len(), sum of parts)` bytes).
+    /// [`item_size`](Arena::item_size)`(key.len(), sum of parts, h.opt())`
+    /// bytes).
     ///
     /// # Safety
     ///
@@ -299,22 +395,32 @@ impl Arena {
     /// reservation).
     pub(crate) unsafe fn write(&self, loc: Loc, h: &NewItem, key: &[u8], parts: &[&[u8]]) {
         let vlen: usize = parts.iter().map(|p| p.len()).sum();
-        let byte = self.checked_byte(loc, self.item_size(key.len(), vlen));
-        assert!(!key.is_empty() && key.len() <= 255 && vlen <= VLEN_MASK as usize && h.cas <= CAS_MASK);
+        let opt = h.opt();
+        let byte = self.checked_byte(loc, self.item_size(key.len(), vlen, opt));
+        assert!(!key.is_empty() && key.len() <= 255 && vlen <= VLEN_MASK as usize);
         let lens = vlen as u32 | if h.token != 0 { TOKEN_BIT } else { 0 } | if h.stale != 0 { STALE_BIT } else { 0 };
         // SAFETY: inside the arena and its segment (asserted), unit-aligned
         // (so 4-aligned), and private to the caller by the contract; the
-        // copies do not overlap the sources (an old item lives at another
-        // location).
+        // optional fields are written unaligned; the copies do not overlap
+        // the sources (an old item lives at another location).
         unsafe {
             let p = self.base.add(byte);
-            (p as *mut u64).write_unaligned(h.cas | (key.len() as u64) << KLEN_SHIFT);
-            (p.add(8) as *mut u32).write(h.exp);
-            (p.add(12) as *mut u32).write(hint_word(h.atime, h.fetched));
-            (p.add(16) as *mut u32).write(h.flags);
-            (p.add(20) as *mut u32).write(lens);
-            std::ptr::copy_nonoverlapping(key.as_ptr(), p.add(HEADER), key.len());
-            let mut q = p.add(HEADER + key.len());
+            (p as *mut u32).write(lens);
+            (p.add(4) as *mut u32).write(h.exp);
+            (p.add(8) as *mut u32).write(hint_word(h.atime, h.fetched));
+            p.add(12).write(key.len() as u8);
+            p.add(13).write(opt);
+            let mut q = p.add(HEADER);
+            if opt & HAS_FLAGS != 0 {
+                (q as *mut u32).write_unaligned(h.flags);
+                q = q.add(4);
+            }
+            if let Some(cas) = h.cas {
+                (q as *mut u64).write_unaligned(cas);
+                q = q.add(8);
+            }
+            std::ptr::copy_nonoverlapping(key.as_ptr(), q, key.len());
+            q = q.add(key.len());
             for part in parts {
                 std::ptr::copy_nonoverlapping(part.as_ptr(), q, part.len());
                 q = q.add(part.len());
@@ -353,8 +459,8 @@ impl Arena {
         // private to the caller.
         unsafe {
             let p = self.base.add(byte);
-            (p as *mut u64).write_unaligned(0);
-            (p.add(20) as *mut u32).write((len - HEADER) as u32);
+            (p as *mut u32).write((len - HEADER) as u32);
+            (p.add(12) as *mut u16).write(0);
         }
     }
 }
@@ -370,13 +476,23 @@ impl Drop for Arena {
 /// The header fields of an item to be written.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct NewItem {
-    pub(crate) cas: u64,
+    /// A CAS unique to store (the cleaner's copies); `None`: derived from
+    /// where the item is written.
+    pub(crate) cas: Option<u64>,
     pub(crate) exp: u32,
     pub(crate) atime: u32,
     pub(crate) flags: u32,
     pub(crate) fetched: u8,
     pub(crate) token: u8,
     pub(crate) stale: u8,
+}
+
+impl NewItem {
+    /// The `opt` byte the item will have.
+    #[inline]
+    pub(crate) fn opt(&self) -> u8 {
+        opt_for(self.flags, self.cas.is_some())
+    }
 }
 
 /// An item in the arena (see the layout in the module docs).
@@ -390,37 +506,44 @@ pub(crate) struct Item<'a> {
 
 impl<'a> Item<'a> {
     #[inline]
-    fn u32_at(&self, off: usize) -> u32 {
-        // SAFETY: `Arena::item`'s contract: the header is written, readable
-        // and immutable at this offset; 4-aligned (items are unit-aligned).
-        unsafe { (self.p.add(off) as *const u32).read() }
-    }
-
-    #[inline]
     fn atomic_u32(&self, off: usize) -> &'a AtomicU32 {
-        // SAFETY: as above; every access to this field after publication is
-        // atomic, and AtomicU32 has u32's layout and alignment (4, as every
-        // item: the unit is at least 4).
+        // SAFETY: `Arena::item`'s contract: the header is written and
+        // readable at this offset; every access to this field after
+        // publication is atomic, and AtomicU32 has u32's layout and
+        // alignment (4, as every item: the unit is at least 4).
         unsafe { &*(self.p.add(off) as *const AtomicU32) }
     }
 
+    /// `klen` below, `opt` above: the immutable bytes 12 and 13.
     #[inline]
-    fn word0(&self) -> u64 {
-        // SAFETY: as in `u32_at`; only 4-aligned, hence unaligned.
-        unsafe { (self.p as *const u64).read_unaligned() }
+    fn shape(&self) -> u16 {
+        // SAFETY: as in `atomic_u32`: written before publication and
+        // immutable; 2-aligned (items are 4-aligned).
+        unsafe { (self.p.add(12) as *const u16).read() }
+    }
+
+    #[inline]
+    fn opt(&self) -> u8 {
+        (self.shape() >> 8) as u8
     }
 
     #[inline]
     fn lens(&self) -> u32 {
         // ORDERING: the length and stale bits are immutable; the token bit
         // is read by its callers under the shard lock, or as a hint.
-        self.atomic_u32(20).load(Ordering::Relaxed)
+        self.atomic_u32(0).load(Ordering::Relaxed)
     }
 
-    /// The CAS unique.
+    /// The CAS unique the item stores (a cleaner's copy), if any; see
+    /// [`Arena::cas`] for every item's.
     #[inline]
-    pub(crate) fn cas(&self) -> u64 {
-        self.word0() & CAS_MASK
+    pub(crate) fn stored_cas(&self) -> Option<u64> {
+        let opt = self.opt();
+        (opt & HAS_CAS != 0).then(|| {
+            // SAFETY: as in `shape`: the field is present (the `opt` bit),
+            // after the flags when they are present; unaligned.
+            unsafe { (self.p.add(HEADER + usize::from(opt & HAS_FLAGS)) as *const u64).read_unaligned() }
+        })
     }
 
     /// Relative expiry (0 = never).
@@ -428,21 +551,21 @@ impl<'a> Item<'a> {
     pub(crate) fn exp(&self) -> u32 {
         // ORDERING: `exp` changes under the shard lock; a reader may see the
         // old or the new expiry of a concurrent touch, either is correct.
-        self.atomic_u32(8).load(Ordering::Relaxed)
+        self.atomic_u32(4).load(Ordering::Relaxed)
     }
 
     /// Sets the expiry. The caller holds the item's shard lock.
     #[inline]
     pub(crate) fn set_exp(&self, exp: u32) {
         // ORDERING: see `exp`.
-        self.atomic_u32(8).store(exp, Ordering::Relaxed);
+        self.atomic_u32(4).store(exp, Ordering::Relaxed);
     }
 
     /// The recency hints: last access or store time, and `fetched`.
     #[inline]
     pub(crate) fn recency(&self) -> (u32, u8) {
         // ORDERING: hints; they order no other memory.
-        let w = self.atomic_u32(12).load(Ordering::Relaxed);
+        let w = self.atomic_u32(8).load(Ordering::Relaxed);
         (w & ATIME_MASK, (w >> FETCHED_SHIFT) as u8)
     }
 
@@ -453,13 +576,17 @@ impl<'a> Item<'a> {
     #[inline]
     pub(crate) fn set_recency(&self, atime: u32, fetched: u8) {
         // ORDERING: as in `recency`.
-        self.atomic_u32(12).store(hint_word(atime, fetched), Ordering::Relaxed);
+        self.atomic_u32(8).store(hint_word(atime, fetched), Ordering::Relaxed);
     }
 
-    /// Client flags.
+    /// Client flags (0 when the item stores none).
     #[inline]
     pub(crate) fn flags(&self) -> u32 {
-        self.u32_at(16)
+        if self.opt() & HAS_FLAGS == 0 {
+            return 0;
+        }
+        // SAFETY: as in `shape`: the field is present; unaligned.
+        unsafe { (self.p.add(HEADER) as *const u32).read_unaligned() }
     }
 
     /// Whether this is a filler, not an item.
@@ -470,7 +597,7 @@ impl<'a> Item<'a> {
 
     #[inline]
     fn klen(&self) -> usize {
-        (self.word0() >> KLEN_SHIFT) as usize
+        usize::from(self.shape() as u8)
     }
 
     #[inline]
@@ -481,7 +608,14 @@ impl<'a> Item<'a> {
     /// Bytes the item (or filler) takes in its segment.
     #[inline]
     pub(crate) fn size(&self) -> usize {
-        item_size(self.klen(), self.vlen(), self.unit)
+        item_size(self.klen(), self.vlen(), self.opt(), self.unit)
+    }
+
+    /// Bytes a copy of the item by the cleaner takes (its CAS stored):
+    /// what [`SegMeta::live`] counts for it.
+    #[inline]
+    pub(crate) fn kept_size(&self) -> usize {
+        item_size(self.klen(), self.vlen(), self.opt() | HAS_CAS, self.unit)
     }
 
     /// memcached's size of the item, as `stats bytes` counts it.
@@ -500,7 +634,7 @@ impl<'a> Item<'a> {
     /// shard lock (the only writers of the length word).
     #[inline]
     pub(crate) fn set_token(&self) {
-        let cell = self.atomic_u32(20);
+        let cell = self.atomic_u32(0);
         // ORDERING: see `lens`; under the lock a load-then-store loses
         // nothing (readers never store this word), and it is no RMW.
         let w = cell.load(Ordering::Relaxed);
@@ -517,25 +651,30 @@ impl<'a> Item<'a> {
     /// The key.
     #[inline]
     pub(crate) fn key(&self) -> &'a [u8] {
-        // SAFETY: as in `u32_at`: `klen` bytes after the header are the key.
-        unsafe { std::slice::from_raw_parts(self.p.add(HEADER), self.klen()) }
+        let shape = self.shape();
+        let at = header_len((shape >> 8) as u8);
+        // SAFETY: as in `shape`: `klen` bytes after the header are the key.
+        unsafe { std::slice::from_raw_parts(self.p.add(at), usize::from(shape as u8)) }
     }
 
     /// The value.
     #[inline]
     pub(crate) fn value(&self) -> &'a [u8] {
-        // SAFETY: as in `u32_at`: `vlen` bytes after the key are the value.
-        unsafe { std::slice::from_raw_parts(self.p.add(HEADER + self.klen()), self.vlen()) }
+        let shape = self.shape();
+        let at = header_len((shape >> 8) as u8) + usize::from(shape as u8);
+        // SAFETY: as in `shape`: `vlen` bytes after the key are the value.
+        unsafe { std::slice::from_raw_parts(self.p.add(at), self.vlen()) }
     }
 
-    /// The header as it is now, for a copy (atomics read Relaxed: the caller
-    /// holds the shard lock, which orders every writer of `exp` and the
-    /// token; a reader's concurrent hint store may be missed, which only
-    /// loses a recency hint).
+    /// The header as it is now, for a new item of the same key (atomics
+    /// read Relaxed: the caller holds the shard lock, which orders every
+    /// writer of `exp` and the token; a reader's concurrent hint store may
+    /// be missed, which only loses a recency hint). The CAS is left to be
+    /// derived; a copy that keeps it sets it.
     pub(crate) fn snapshot(&self) -> NewItem {
         let (atime, fetched) = self.recency();
         NewItem {
-            cas: self.cas(),
+            cas: None,
             exp: self.exp(),
             atime,
             flags: self.flags(),
@@ -555,17 +694,47 @@ mod tests {
     }
 
     #[test]
-    fn a_header_is_24_bytes_and_items_unit_aligned() {
-        // The benchmark's item (32-byte key, 100-byte value): 156 bytes.
-        assert_eq!(item_size(32, 100, 4), 156);
-        assert_eq!(item_size(1, 0, 4), 28);
-        assert_eq!(item_size(1, 3, 4), 28);
-        assert_eq!(item_size(1, 4, 4), 32);
+    fn a_header_is_14_bytes_and_the_optional_fields_4_and_8() {
+        // The benchmark's item (32-byte key, 100-byte value): 148 bytes
+        // (146 padded to 4); 4 more with flags, 8 more with a stored CAS.
+        assert_eq!(item_size(32, 100, 0, 4), 148);
+        assert_eq!(item_size(32, 100, HAS_FLAGS, 4), 152);
+        assert_eq!(item_size(32, 100, HAS_CAS, 4), 156);
+        assert_eq!(item_size(32, 100, HAS_FLAGS | HAS_CAS, 4), 160);
+        assert_eq!(HEADER_MAX, 26);
+        assert_eq!(item_size(1, 0, 0, 4), 16);
+        assert_eq!(item_size(1, 1, 0, 4), 16);
+        assert_eq!(item_size(1, 2, 0, 4), 20);
         // Past 16 GiB of arena the unit, and the padding, grows.
-        assert_eq!(item_size(32, 100, 8), 160);
-        assert_eq!(item_size(32, 100, 16), 160);
-        assert_eq!(item_size(32, 100, 32), 160);
-        assert_eq!(item_size(1, 0, 32), 32);
+        assert_eq!(item_size(32, 100, 0, 8), 152);
+        assert_eq!(item_size(32, 100, 0, 16), 160);
+        assert_eq!(item_size(32, 100, 0, 32), 160);
+        assert_eq!(item_size(1, 0, 0, 32), 32);
+        assert_eq!((opt_for(0, false), opt_for(1, false), opt_for(0, true), opt_for(7, true)), (0, 4, 8, 12));
+    }
+
+    /// Derived uniques: the offset in units below `cas_shift` bits, the
+    /// generation above; distinct for every offset and generation, never 0
+    /// from generation 1.
+    #[test]
+    fn derived_uniques_split_generation_and_offset() {
+        const MIB: usize = 1 << 20;
+        let g = Geometry::new(MIB, 1023).unwrap();
+        assert_eq!(g.cas_shift(), 18);
+        // A segment that is not a power of two rounds the offset bits up.
+        assert_eq!(Geometry::new(1536 * 1024 + 8, 4).unwrap().cas_shift(), 19);
+        for gen in [1u64, 2, 1 << 40] {
+            for (seg, off) in [(0, 0), (0, 4), (0, MIB - 4), (7, 0), (1022, MIB - 4)] {
+                let cas = g.derived_cas(gen, g.loc(seg, off));
+                assert_ne!(cas, 0);
+                assert_eq!(cas >> 18, gen);
+                assert_eq!((cas & ((1 << 18) - 1)) as usize, off / 4);
+            }
+        }
+        let uniques: std::collections::HashSet<u64> =
+            [0usize, 4, 8, MIB - 4].iter().map(|&off| g.derived_cas(3, g.loc(5, off))).collect();
+        assert_eq!(uniques.len(), 4);
+        assert!(g.derived_cas(2, g.loc(0, MIB - 4)) < g.derived_cas(3, g.loc(0, 0)));
     }
 
     #[test]
@@ -622,7 +791,7 @@ mod tests {
     fn a_larger_unit_pads_and_walks() {
         let a = Arena::with_geometry(Geometry::with_unit(64 << 10, 2, 32).unwrap()).unwrap();
         assert_eq!(a.unit(), 32);
-        let h = NewItem { cas: 1, exp: 0, atime: 0, flags: 3, fetched: 0, token: 0, stale: 0 };
+        let h = NewItem { cas: None, exp: 0, atime: 0, flags: 3, fetched: 0, token: 0, stale: 0 };
         let mut off = 0;
         let mut locs = Vec::new();
         for (i, vlen) in [1usize, 100, 7, 8, 200].into_iter().enumerate() {
@@ -630,8 +799,8 @@ mod tests {
             let loc = a.loc(1, off);
             // SAFETY: the test owns the arena; nothing else reads it.
             unsafe { a.write(loc, &h, &[b'a' + i as u8; 9], &[&value]) };
-            assert_eq!(a.item_size(9, vlen) % 32, 0);
-            off += a.item_size(9, vlen);
+            assert_eq!(a.item_size(9, vlen, HAS_FLAGS) % 32, 0);
+            off += a.item_size(9, vlen, HAS_FLAGS);
             locs.push((loc, value));
         }
         let filler = a.loc(1, off);
@@ -657,30 +826,73 @@ mod tests {
         let a = arena();
         let key = [b'k'; 250];
         let value = vec![7u8; 1000];
-        let h = NewItem { cas: CAS_MASK, exp: u32::MAX, atime: 12345, flags: u32::MAX, fetched: 1, token: 1, stale: 1 };
-        // An offset that is 4- but not 8-aligned: the first word is read
-        // unaligned.
+        let h = NewItem {
+            cas: Some(u64::MAX),
+            exp: u32::MAX,
+            atime: 12345,
+            flags: u32::MAX,
+            fetched: 1,
+            token: 1,
+            stale: 1,
+        };
+        // An offset that is 4- but not 8-aligned: the optional fields are
+        // read unaligned.
         let loc = a.loc(1, 4);
         // SAFETY: the test owns the arena; nothing else reads it.
         let it = unsafe {
             a.write(loc, &h, &key, &[&value[..10], &value[10..]]);
             a.item(loc)
         };
-        assert_eq!((it.cas(), it.exp(), it.recency(), it.flags()), (CAS_MASK, u32::MAX, (12345, 1), u32::MAX));
+        assert_eq!(
+            (it.stored_cas(), it.exp(), it.recency(), it.flags()),
+            (Some(u64::MAX), u32::MAX, (12345, 1), u32::MAX)
+        );
+        assert_eq!(a.cas(loc, &it), u64::MAX);
         assert!(it.token() && it.stale() && !it.is_filler());
         assert_eq!((it.key(), it.value()), (&key[..], &value[..]));
-        assert_eq!(it.size(), a.item_size(250, 1000));
+        assert_eq!(it.size(), a.item_size(250, 1000, HAS_FLAGS | HAS_CAS));
+        assert_eq!(it.kept_size(), it.size());
         let s = it.snapshot();
         assert_eq!(
             (s.cas, s.exp, s.atime, s.flags, s.fetched, s.token, s.stale),
-            (CAS_MASK, u32::MAX, 12345, u32::MAX, 1, 1, 1)
+            (None, u32::MAX, 12345, u32::MAX, 1, 1, 1)
         );
+    }
+
+    /// Flags present or absent, CAS stored or derived: each of the four
+    /// shapes reads back its key, value, flags and unique, and takes the
+    /// bytes its `opt` says.
+    #[test]
+    fn the_optional_fields_round_trip_in_every_combination() {
+        let a = arena();
+        a.meta[1].gen.store(5, Ordering::Relaxed);
+        let mut off = 0;
+        for (flags, cas) in [(0, None), (9, None), (0, Some(1234)), (u32::MAX, Some(u64::MAX - 1))] {
+            let h = NewItem { cas, exp: 3, atime: 4, flags, fetched: 0, token: 0, stale: 0 };
+            let loc = a.loc(1, off);
+            // SAFETY: the test owns the arena; nothing else reads it.
+            let it = unsafe {
+                a.write(loc, &h, b"some key", &[b"val", b"ue"]);
+                a.item(loc)
+            };
+            assert_eq!(
+                (it.key(), it.value(), it.flags(), it.stored_cas()),
+                (&b"some key"[..], &b"value"[..], flags, cas)
+            );
+            assert_eq!(it.size(), a.item_size(8, 5, opt_for(flags, cas.is_some())));
+            assert_eq!(it.kept_size(), a.item_size(8, 5, opt_for(flags, true)));
+            let derived = 5 << a.cas_shift() | (off / 4) as u64;
+            assert_eq!(a.cas(loc, &it), cas.unwrap_or(derived));
+            assert_eq!((it.exp(), it.recency()), (3, (4, 0)));
+            off += it.size();
+        }
+        assert_eq!(off, 28 + 32 + 36 + 40);
     }
 
     #[test]
     fn the_mutable_bits_leave_their_neighbours_alone() {
         let a = arena();
-        let h = NewItem { cas: 99, exp: 5, atime: 6, flags: 7, fetched: 0, token: 0, stale: 0 };
+        let h = NewItem { cas: Some(99), exp: 5, atime: 6, flags: 7, fetched: 0, token: 0, stale: 0 };
         let loc = a.loc(0, 0);
         // SAFETY: as above.
         let it = unsafe {
@@ -695,7 +907,7 @@ mod tests {
         it.set_recency(u32::MAX, ACCESSED);
         // The access time saturates at 30 bits; `fetched` keeps its own.
         assert_eq!(it.recency(), (ATIME_MASK, ACCESSED));
-        assert_eq!((it.cas(), it.exp(), it.flags(), it.key()), (99, 0, 7, &b"key"[..]));
+        assert_eq!((it.stored_cas(), it.exp(), it.flags(), it.key()), (Some(99), 0, 7, &b"key"[..]));
         it.set_recency(8, FETCHED);
         assert_eq!(it.recency(), (8, FETCHED));
     }
