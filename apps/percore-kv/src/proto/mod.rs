@@ -93,6 +93,14 @@
 //!   such as meta commands on it); `stats` says `libevent percore`.
 //! * Processing pauses at [`OUT_HIGH_WATER`] of output (memcached queues
 //!   responses without such a bound within one read).
+//! * CAS uniques are never reused, as memcached's, but they come from where
+//!   an item lies (its segment's generation and its offset), not from one
+//!   counter per store, so across writer threads they follow the order in
+//!   which segments were opened rather than the order of stores. Equality
+//!   (`cas`, `gets`, `C`) is unaffected; `ms` with `I` and a CAS *lower*
+//!   than the item's (memcached stores the value as stale) can instead
+//!   answer `EX` when the newer value came through another worker's
+//!   segment opened earlier.
 
 use crate::context::{ConnInfo, Context};
 
