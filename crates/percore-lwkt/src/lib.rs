@@ -184,6 +184,7 @@ mod uthread {
     pub(crate) mod oneshot;
     pub(crate) mod park;
     pub(crate) mod portslot;
+    pub(crate) mod slotcore;
     pub(crate) mod waiter;
 }
 #[cfg(loom)]

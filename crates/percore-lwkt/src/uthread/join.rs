@@ -103,7 +103,10 @@ impl<T> JoinHandle<T> {
                 }
                 w.check_block().map_err(JoinError::Wait)?;
             }
-            slot.wait_done();
+            slot.wait_done(
+                || crate::uthread::waiter::Waiter::current().into_waker(),
+                || crate::uthread::block::wait_once(None),
+            );
         }
         // SAFETY: this is the uthread's one handle, it saw the slot done
         // (`is_done` or `wait_done`), and the slot holds what the spawn

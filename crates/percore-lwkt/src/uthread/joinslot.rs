@@ -11,7 +11,7 @@
 //! does), boxed otherwise; the typed code at both ends (the spawn's body and
 //! the handle, both `T`-generic from one `spawn` call) writes and reads it.
 //!
-//! The protocol is [`SlotCore`]'s (`oneshot.rs`, the state word and the
+//! The protocol is [`SlotCore`]'s (`slotcore.rs`, the state word and the
 //! waiter, checked by `tests/loom_join.rs`); the value follows its rule:
 //!
 //! * written only by the uthread's body, once, before `publish`
@@ -28,7 +28,7 @@
 //! A record is recycled only once nothing else references it, so no handle
 //! of an earlier life can read a value of a later one's type.
 
-use crate::uthread::oneshot::SlotCore;
+use crate::uthread::slotcore::SlotCore;
 use percore_cpu::loom::UnsafeCell;
 use std::mem::MaybeUninit;
 
@@ -187,10 +187,12 @@ impl JoinSlot {
         }
     }
 
-    /// Wait until done (see `SlotCore::wait_done`).
+    /// Wait until done (see `SlotCore::wait_done`, whose `current` and
+    /// `wait_once` the caller passes: this file, which the record reaches,
+    /// names nothing of the scheduler).
     #[inline]
-    pub(crate) fn wait_done(&self) {
-        self.core.wait_done();
+    pub(crate) fn wait_done(&self, current: impl Fn() -> std::task::Waker, wait_once: impl Fn()) {
+        self.core.wait_done(current, wait_once);
     }
 
     /// `Ready` once done (see `SlotCore::poll_done`).
