@@ -137,6 +137,18 @@ impl Waiter {
     /// This waiter as a [`Waker`](std::task::Waker): a uthread's without an
     /// allocation (the waker holds the uthread's reference), a task's is its
     /// own, an OS (or loom) thread's behind an `Arc`.
+    ///
+    /// ```
+    /// use percore_lwkt::{Runtime, Waiter};
+    ///
+    /// let rt = Runtime::builder().workers(1).build().unwrap();
+    /// let h = rt.spawn(|| {
+    ///     let w = Waiter::current().into_waker();
+    ///     w.wake_by_ref(); // kept: the park below returns at once
+    ///     percore_lwkt::park().unwrap();
+    /// }).unwrap();
+    /// h.join().unwrap();
+    /// ```
     pub fn into_waker(self) -> std::task::Waker {
         match self.0 {
             #[cfg(not(loom))]
