@@ -23,6 +23,8 @@ cargo test -p percore-lwkt --release --test loom_token
 # percore-lwkt: the join slot (uthread/oneshot.rs): complete racing a poll,
 # a re-poll with a new waker, a poll then a blocking wait.
 cargo test -p percore-lwkt --release --test loom_join
+# percore-lwkt: the port slot (uthread/portslot.rs): openers racing the exit.
+cargo test -p percore-lwkt --release --test loom_portslot
 cargo test -p percore-evq --release --test loom_alarm
 # percore-evq: the event queues' wait/post protocol (queue.rs).
 cargo test -p percore-evq --release --test loom_queue

@@ -183,6 +183,8 @@ mod worker {
 mod uthread {
     pub(crate) mod oneshot;
     pub(crate) mod park;
+    pub(crate) mod portslot;
+    pub(crate) mod slotcore;
     pub(crate) mod waiter;
 }
 #[cfg(loom)]
@@ -243,6 +245,7 @@ pub mod __loom {
     pub use crate::sync::token::word::{Mode, TokenList, TokenWord};
     pub use crate::uthread::oneshot::Oneshot;
     pub use crate::uthread::park::ParkWord;
+    pub use crate::uthread::portslot::PortSlot;
     pub use crate::worker::idle::{Idle, Notified};
     pub use crate::worker::nap::Nap;
     pub use crate::worker::ring::{Ring, CAPACITY};

@@ -1,7 +1,9 @@
 //! Bounded stress: 100,000 uthreads ping-ponging across two workers (10,000
 //! in debug builds), migration under load, give-aways racing with
 //! wake-ups, timed parks and sleeps racing with unparks, and the per-worker
-//! record cache raced by spawns, joins and detached exits on three workers.
+//! record cache raced by spawns, joins and detached exits on three workers,
+//! port calls racing their receiver's exit, and results handed across
+//! workers through the join slot in the recycled record.
 mod common;
 use common::{scaled, watchdog};
 use percore_lwkt::{Builder, Error, Runtime};
@@ -332,5 +334,183 @@ fn record_cache_raced_by_spawns_on_many_workers() {
         let joined = (0..per_spawner).filter(|k| k % 3 != 2).count() as u64 * WORKERS as u64;
         assert_eq!(ids.lock().unwrap().len() as u64, joined);
         assert!(reused > 0, "no record was recycled");
+    });
+}
+
+/// Calls racing their receiver's exit (the port slot, `uthread/portslot.rs`):
+/// each receiver on worker 1 yields a few times, serves at most one message
+/// without waiting, and exits (its port is closed then, or marked closed if
+/// it was never opened). A caller on worker 0 and a foreign thread call it
+/// at the same time: every call ends, with the reply or `NoReply` (never a
+/// hang: a message stranded in a port opened after the close would wait for
+/// ever), each reply is one a receiver sent, and the foreign thread's
+/// `try_send` after the join finds the port closed.
+#[test]
+fn port_calls_race_the_exit() {
+    watchdog("port_exit", || {
+        let rt = Runtime::builder().workers(2).pin(false).build().unwrap();
+        let rounds = scaled(20_000) as u64;
+        let (mut served, mut refused, mut took_all) = (0u64, 0u64, 0u64);
+        for k in 0..rounds {
+            let rx = Builder::new()
+                .worker(1)
+                .spawn_on(rt.handle(), move || {
+                    for _ in 0..k % 3 {
+                        percore_lwkt::yield_now();
+                    }
+                    match percore_lwkt::wait_msg(Some(std::time::Duration::ZERO)) {
+                        Ok(mut m) => {
+                            let x = m.take::<u64>().unwrap();
+                            m.reply(x + 1);
+                            1u64
+                        }
+                        Err(_) => 0,
+                    }
+                })
+                .unwrap();
+            let u = rx.uthread().clone();
+            let caller = Builder::new().worker(0).spawn_on(rt.handle(), move || u.call::<u64, u64>(k)).unwrap();
+            let outside = rx.uthread().call::<u64, u64>(k);
+            let inside = caller.join().unwrap();
+            let n = rx.uthread().clone();
+            let took = rx.join().unwrap();
+            for r in [inside, outside] {
+                match r {
+                    Ok(v) => {
+                        assert_eq!(v, k + 1);
+                        served += 1;
+                    }
+                    Err(Error::NoReply) => refused += 1,
+                    Err(e) => panic!("call ended with {e:?}"),
+                }
+            }
+            assert_eq!(served + refused, 2 * (k + 1));
+            assert!(took <= 1);
+            took_all += took;
+            assert!(matches!(n.try_send(0u64), Err(Error::Exited)), "a port opened after the exit");
+        }
+        // Every reply came from a receiver that took its message.
+        assert_eq!(served, took_all);
+    });
+}
+
+/// The join slot in the record (`uthread/joinslot.rs`): results, inline
+/// (`Result<(u64, Tracked), _>`) and boxed (`[u64; 32]` with a `Tracked`),
+/// travel from uthreads on one worker to joiners on the other (blocking
+/// joins, joins after `is_finished`, `.await`ed ones from a foreign
+/// thread), some uthreads panic, some
+/// are detached with their result never taken, and records are recycled
+/// between all of these. Every result is taken once with its own value,
+/// every value is dropped exactly once (a detached one when its record is
+/// recycled or freed), panics arrive as `Panicked`.
+#[test]
+fn join_slot_results_across_workers() {
+    static DROPS: AtomicU64 = AtomicU64::new(0);
+    #[derive(Debug)]
+    struct Tracked(u64);
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, SeqCst);
+        }
+    }
+    watchdog("join_slot", || {
+        let rounds = scaled(20_000) as u64;
+        let rt = Runtime::builder().workers(2).pin(false).build().unwrap();
+        let made = Arc::new(AtomicU64::new(0));
+        let m = made.clone();
+        let joiner = Builder::new()
+            .worker(0)
+            .spawn_on(rt.handle(), move || {
+                let (mut joined, mut panics) = (0u64, 0u64);
+                for k in 0..rounds {
+                    let m = m.clone();
+                    match k % 4 {
+                        0 => {
+                            let h = Builder::new()
+                                .worker(1)
+                                .spawn(move || {
+                                    m.fetch_add(1, SeqCst);
+                                    (k, Tracked(k))
+                                })
+                                .unwrap();
+                            let (v, t) = h.join().unwrap();
+                            assert_eq!((v, t.0), (k, k));
+                            joined += 1;
+                        }
+                        1 => {
+                            let h = Builder::new()
+                                .worker(1)
+                                .spawn(move || {
+                                    m.fetch_add(1, SeqCst);
+                                    percore_lwkt::yield_now();
+                                    ([k; 32], Tracked(k))
+                                })
+                                .unwrap();
+                            let (v, t) = h.join().unwrap();
+                            assert!(v == [k; 32] && t.0 == k);
+                            joined += 1;
+                        }
+                        // NOTE: one in ten, so the panic messages stay few.
+                        2 if k % 40 == 2 => {
+                            let h = Builder::new()
+                                .worker(1)
+                                .spawn(move || -> Tracked {
+                                    m.fetch_add(1, SeqCst);
+                                    panic!("on purpose {k}")
+                                })
+                                .unwrap();
+                            assert!(h.join().unwrap_err().is_panic());
+                            panics += 1;
+                        }
+                        2 => {
+                            let h = Builder::new()
+                                .worker(1)
+                                .spawn(move || {
+                                    m.fetch_add(1, SeqCst);
+                                    Tracked(k)
+                                })
+                                .unwrap();
+                            while !h.is_finished() {
+                                percore_lwkt::yield_now();
+                            }
+                            assert_eq!(h.join().unwrap().0, k);
+                            joined += 1;
+                        }
+                        _ => {
+                            // Detached: the result is never taken.
+                            drop(
+                                Builder::new()
+                                    .worker(1)
+                                    .spawn(move || {
+                                        m.fetch_add(1, SeqCst);
+                                        ([k; 32], Tracked(k))
+                                    })
+                                    .unwrap(),
+                            );
+                        }
+                    }
+                }
+                (joined, panics)
+            })
+            .unwrap();
+        // A foreign thread awaits uthreads on both workers meanwhile.
+        let mut awaited = 0u64;
+        for k in 0..rounds / 10 {
+            let h = Builder::new().worker((k % 2) as usize).spawn_on(rt.handle(), move || Tracked(k)).unwrap();
+            assert_eq!(percore_lwkt::block_on_future(h).unwrap().unwrap().0, k);
+            awaited += 1;
+        }
+        let (joined, panics) = joiner.join().unwrap();
+        assert_eq!(joined + panics, rounds - rounds / 4);
+        // Detached uthreads may still be running: wait for them, then for
+        // the runtime's drop (records freed with their workers).
+        while made.load(SeqCst) < rounds {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(rt);
+        // One `Tracked` per round but the panicking ones, joined or
+        // detached, and one per awaited uthread: each dropped once.
+        assert_eq!(panics, (0..rounds).filter(|k| k % 40 == 2).count() as u64);
+        assert_eq!(DROPS.load(SeqCst), rounds - panics + awaited);
     });
 }

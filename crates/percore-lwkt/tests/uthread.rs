@@ -303,3 +303,15 @@ fn named_uthreads_and_current() {
         assert!(percore_lwkt::current().is_none());
     });
 }
+
+/// The join slot moved into the record (issue 15) without changing what a
+/// handle is: `Send` and `Sync` whenever its value is `Send` (even when the
+/// value is not `Sync`), and `Unpin` whatever the value (so `&mut handle`
+/// can be awaited). Checked by the compiler: this test fails to build if
+/// either property is lost.
+#[test]
+fn join_handles_are_send_sync_and_unpin() {
+    fn send_sync_unpin<X: Send + Sync + Unpin>() {}
+    send_sync_unpin::<percore_lwkt::JoinHandle<std::cell::Cell<u8>>>();
+    send_sync_unpin::<percore_lwkt::JoinHandle<std::marker::PhantomPinned>>();
+}

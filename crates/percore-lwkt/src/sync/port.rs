@@ -80,7 +80,7 @@ impl Mailbox for Port {
 /// ever opening it (a closed port).
 #[inline]
 fn port_of(t: &Thread) -> Option<&Port> {
-    t.port.get_or_init(|| Box::new(Port::default())).as_any().downcast_ref::<Port>()
+    t.port.get_or_init(|| Box::new(Port::default()))?.as_any().downcast_ref::<Port>()
 }
 
 /// A message: a typed payload and, for [`Uthread::call`], a reply slot.

@@ -62,8 +62,16 @@ pub fn sleep(d: Duration) -> Result<(), Error> {
 /// ```
 #[inline]
 pub fn park() -> Result<(), Error> {
-    check_may_block()?;
-    wait_once(None);
+    // NOTE: `check_may_block` and `wait_once` with one look-up of the
+    // worker (the hand-off's hot path, issue 15).
+    if let Some(w) = current_worker() {
+        w.check_block()?;
+        if let Some(t) = w.current_ptr() {
+            park_on(w, t, None);
+            return Ok(());
+        }
+    }
+    std::thread::park();
     Ok(())
 }
 

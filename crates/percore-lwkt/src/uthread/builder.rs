@@ -5,7 +5,7 @@ use crate::error::{Error, JoinError};
 use crate::kernel::{Msg, RuntimeState};
 use crate::runtime::Handle;
 use crate::sys::Stack;
-use crate::uthread::join::{Completer, JoinHandle, Oneshot};
+use crate::uthread::join::JoinHandle;
 use crate::uthread::record::{Coro, Thread};
 use crate::uthread::Uthread;
 use crate::worker::{self, ipi::send};
@@ -138,7 +138,7 @@ impl Builder {
         // NOTE: `ok_or_else`, here and on the other hot paths: `Error` has
         // drop glue, and `ok_or(Error::..)` built and dropped one per call.
         let w = worker::current_worker().ok_or_else(|| Error::NotUthread)?;
-        self.spawn_in(&w.shared, f)
+        self.spawn_in(&w.shared, Some(w), f)
     }
 
     /// Spawn on the runtime of `handle`, from any thread. Fails with
@@ -148,10 +148,18 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.spawn_in(&handle.shared, f)
+        let here = worker::current_worker().filter(|w| Arc::ptr_eq(&w.shared, &handle.shared));
+        self.spawn_in(&handle.shared, here, f)
     }
 
-    fn spawn_in<F, T>(self, shared: &Arc<RuntimeState>, f: F) -> Result<JoinHandle<T>, Error>
+    /// Spawn on `shared`'s runtime; `here` is the caller's worker if it is
+    /// one of that runtime's (the caller looked it up once).
+    fn spawn_in<F, T>(
+        self,
+        shared: &Arc<RuntimeState>,
+        here: Option<&worker::Worker>,
+        f: F,
+    ) -> Result<JoinHandle<T>, Error>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -164,7 +172,6 @@ impl Builder {
         if pri > MAX_PRIORITY {
             return Err(Error::BadPriority(pri));
         }
-        let here = worker::current_worker().filter(|w| Arc::ptr_eq(&w.shared, shared));
         let target = match (self.worker, here) {
             (Some(i), _) if i >= n => return Err(Error::NoSuchWorker { worker: i, workers: n }),
             (Some(i), _) => i,
@@ -182,28 +189,33 @@ impl Builder {
         };
         let id = next_id();
         let guard = (stack.guard_range(), stack.usable());
-        let packet = Arc::new(Oneshot::new());
-        let completer = Completer(Some(packet.clone()));
         let coro = Coro::with_stack(stack, move |y: &corosensei::Yielder<(), ()>, ()| {
-            let completer = completer;
             if let Some(w) = worker::current_worker() {
                 if let Some(t) = w.current_ptr() {
                     t.sched(w.owned()).yielder = y;
                 }
             }
-            match catch_unwind(AssertUnwindSafe(f)) {
-                Ok(v) => completer.complete(Ok(v)),
+            let r = match catch_unwind(AssertUnwindSafe(f)) {
+                Ok(v) => Ok(v),
                 Err(p) => {
                     // NOTE: re-fetched: we may have migrated.
                     let cancelled = worker::current_worker()
                         .is_some_and(|w| w.current_ptr().is_some_and(|t| t.sched(w.owned()).cancelled));
                     if cancelled {
                         // The runtime's forced unwind: let it reach the root
-                        // (the completer reports `Cancelled` as it drops).
+                        // (the owner then cancels the join slot, `run.rs`).
                         resume_unwind(p);
                     }
-                    completer.complete(Err(JoinError::from_panic(p)));
+                    Err(JoinError::from_panic(p))
                 }
+            };
+            // NOTE: re-fetched, as above; the record is this uthread's own
+            // (the worker holds it across the resume).
+            if let Some(t) = worker::current_worker().and_then(|w| w.current_ptr()) {
+                // SAFETY: this body is the slot's one completer and runs
+                // once per life of the record; its handle (made below, with
+                // this `T`) takes a `Result<T, JoinError>`.
+                unsafe { t.join.complete::<Result<T, JoinError>>(r) };
             }
         });
         let name = self.name.map(Into::into);
@@ -224,8 +236,13 @@ impl Builder {
                 Arc::new(thread)
             }
         };
-        let handle = JoinHandle { packet, thread: Uthread(thread.clone()) };
-        send(shared, target, Msg::Spawn(thread));
+        let handle = JoinHandle { thread: Uthread(thread.clone()), _value: std::marker::PhantomData };
+        match here {
+            // NOTE: the Spawn IPI to ourselves, handled in place as `send`
+            // would (without its look-up of the current worker again).
+            Some(w) if w.idx == target => w.spawn_here(thread),
+            _ => send(shared, target, Msg::Spawn(thread)),
+        }
         Ok(handle)
     }
 }

@@ -1,13 +1,33 @@
-//! Joining: [`JoinHandle`], and the `Completer` that fills a uthread's
-//! join slot (`Oneshot`, `oneshot.rs`) when it ends or is dropped.
+//! Joining: [`JoinHandle`], which takes a uthread's result from the join
+//! slot in its record (`joinslot.rs`), and the `Completer` that fills a
+//! pool job's `Oneshot` (`sync/blocking.rs`) when it ends or is dropped.
 
 use crate::error::{Error, JoinError};
+use crate::uthread::joinslot::{JoinSlot, Taken};
 pub(crate) use crate::uthread::oneshot::Oneshot;
 use crate::uthread::Uthread;
 use percore_cpu::loom::Arc;
 
-/// Marks a [`Oneshot`] as cancelled if it is dropped before completing (an
-/// unstarted uthread dropped, or one unwound at shutdown).
+/// The handle's result from a done slot: the value, `Cancelled`, or (a
+/// future polled again after it was ready) `Wait(Shutdown)`, as the slot's
+/// `Oneshot` gave before.
+///
+/// # Safety
+///
+/// As [`JoinSlot::take`]: the caller is the one handle, saw the slot done,
+/// and `T` is its spawn's.
+#[inline]
+unsafe fn take<T>(slot: &JoinSlot) -> Result<T, JoinError> {
+    // SAFETY: the caller's promise.
+    match unsafe { slot.take::<Result<T, JoinError>>() } {
+        Taken::Value(r) => r,
+        Taken::Cancelled => Err(JoinError::Cancelled),
+        Taken::Gone => Err(JoinError::Wait(Error::Shutdown)),
+    }
+}
+
+/// Marks a [`Oneshot`] as cancelled if it is dropped before completing (a
+/// pool job dropped unrun, `sync/blocking.rs`).
 pub(crate) struct Completer<T>(pub(crate) Option<Arc<Oneshot<Result<T, JoinError>>>>);
 
 impl<T> Completer<T> {
@@ -36,8 +56,12 @@ impl<T> Drop for Completer<T> {
 /// assert_eq!(h.join().unwrap(), 42);
 /// ```
 pub struct JoinHandle<T> {
-    pub(crate) packet: Arc<Oneshot<Result<T, JoinError>>>,
+    /// The uthread; its record holds the join slot.
     pub(crate) thread: Uthread,
+    /// The value type the slot holds for this handle. NOTE: as an `Arc` of
+    /// a `Mutex` the handle is `Send` and `Sync` exactly when `T: Send`,
+    /// and `Unpin`, as it was when it held the slot's `Arc` (issue 15).
+    pub(crate) _value: std::marker::PhantomData<std::sync::Arc<std::sync::Mutex<T>>>,
 }
 
 impl<T> JoinHandle<T> {
@@ -67,22 +91,30 @@ impl<T> JoinHandle<T> {
     /// assert!(rx.recv().unwrap());
     /// ```
     pub fn join(self) -> Result<T, JoinError> {
-        if !self.packet.is_done() {
-            // NOTE: compared by address: `current()` would take (and drop)
-            // a reference.
-            let me = crate::worker::current_worker().and_then(|w| w.current_ptr());
-            if me.is_some_and(|me| std::ptr::eq(me, &*self.thread.0)) {
-                return Err(JoinError::Wait(Error::SelfJoin));
+        let slot = &self.thread.0.join;
+        if !slot.is_done() {
+            // NOTE: one look-up of the worker for both checks (a foreign
+            // thread may always block, `check_may_block`).
+            if let Some(w) = crate::worker::current_worker() {
+                // NOTE: compared by address: `current()` would take (and
+                // drop) a reference.
+                if w.current_ptr().is_some_and(|me| std::ptr::eq(me, &*self.thread.0)) {
+                    return Err(JoinError::Wait(Error::SelfJoin));
+                }
+                w.check_block().map_err(JoinError::Wait)?;
             }
-            crate::uthread::block::check_may_block().map_err(JoinError::Wait)?;
+            slot.wait_done(
+                || crate::uthread::waiter::Waiter::current().into_waker(),
+                || crate::uthread::block::wait_once(None),
+            );
         }
-        let JoinHandle { packet, thread } = self;
-        let r = match packet.wait() {
-            Ok(r) => r,
-            Err(e) => Err(JoinError::Wait(e)),
-        };
+        // SAFETY: this is the uthread's one handle, it saw the slot done
+        // (`is_done` or `wait_done`), and the slot holds what the spawn
+        // that made this handle stores: a `Result<T, JoinError>`.
+        let r = unsafe { take(slot) };
         // NOTE: the handle's reference is often the record's last (the
         // uthread has exited): recycled on the joiner's worker, if any.
+        let JoinHandle { thread, .. } = self;
         if let Some(w) = crate::worker::current_worker() {
             w.recycle(thread.0);
         }
@@ -91,7 +123,7 @@ impl<T> JoinHandle<T> {
 
     /// Whether the uthread has finished (its value is ready).
     pub fn is_finished(&self) -> bool {
-        self.packet.is_done()
+        self.thread.0.join.is_done()
     }
 
     /// `Ready` once the uthread has finished, without taking its value
@@ -113,7 +145,7 @@ impl<T> JoinHandle<T> {
     /// assert_eq!(h.join().unwrap(), 7); // the value is still there
     /// ```
     pub fn poll_finished(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        self.packet.poll_done(cx)
+        self.thread.0.join.poll_done(cx)
     }
 
     /// The uthread.
@@ -138,7 +170,11 @@ impl<T> std::future::Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        self.packet.poll(cx).map(|r| r.unwrap_or_else(|e| Err(JoinError::Wait(e))))
+        let slot = &self.thread.0.join;
+        std::task::ready!(slot.poll_done(cx));
+        // SAFETY: as in `join`: the one handle (borrowed mutably), the slot
+        // seen done by `poll_done`, its value type.
+        std::task::Poll::Ready(unsafe { take(slot) })
     }
 }
 

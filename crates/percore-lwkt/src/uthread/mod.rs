@@ -6,7 +6,10 @@
 //! | `park.rs` | the park word, the lock-free core of every block and wake-up |
 //! | `block.rs` | the one blocking path (`wait_once`, `park_on`), and `park`, `park_timeout`, `park_until`, `sleep` |
 //! | `waiter.rs` | [`Waiter`](crate::Waiter): a uthread, OS thread or task to wake |
-//! | `oneshot.rs` | the join slot (`Oneshot`): one value, one waiter (uthread, thread or task) |
+//! | `portslot.rs` | the port slot: opened on first use, closed once at exit |
+//! | `oneshot.rs` | the one-value slot (`Oneshot`): one value, one waiter (uthread, thread or task) |
+//! | `slotcore.rs` | its protocol core (`SlotCore`: the state word and the waiter, as a `Waker`), shared with the record's join slot |
+//! | `joinslot.rs` | the join slot: a uthread's result, type-erased in its recycled record |
 //! | `join.rs` | [`JoinHandle`](crate::JoinHandle), and what fills its slot |
 //! | `builder.rs` | [`Builder`](crate::Builder), [`spawn`](crate::spawn) |
 //! | `current.rs` | what the calling uthread does to itself: yield, migrate, priority |
@@ -19,9 +22,12 @@ pub(crate) mod builder;
 pub(crate) mod current;
 pub(crate) mod giveaway;
 pub(crate) mod join;
+pub(crate) mod joinslot;
 pub(crate) mod oneshot;
 pub(crate) mod park;
+pub(crate) mod portslot;
 pub(crate) mod record;
+pub(crate) mod slotcore;
 pub(crate) mod waiter;
 
 use crate::error::Error;

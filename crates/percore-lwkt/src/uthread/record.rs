@@ -18,6 +18,7 @@
 use crate::kernel::RuntimeState;
 use crate::sync::token::word::TokenList;
 use crate::sys::Stack;
+use crate::uthread::joinslot::JoinSlot;
 use crate::uthread::park::ParkWord;
 use corosensei::{Coroutine, Yielder};
 use percore_cpu::loom::Ordering::Relaxed;
@@ -181,6 +182,10 @@ pub(crate) struct Thread {
     /// The watchdog has reported this uthread's stall (`worker/watchdog.rs`):
     /// swapped by the watchdog thread only.
     pub(crate) stall_logged: AtomicBool,
+    /// Its result, for its `JoinHandle` (`joinslot.rs`): written by the
+    /// uthread's body, cancelled by its owner at shutdown, read by the
+    /// handle; reset through `&mut` when the record is recycled.
+    pub(crate) join: JoinSlot,
     /// The scheduler-owned state: only through `sched` with the owner's
     /// witness.
     sched: UnsafeCell<Sched>,
@@ -217,6 +222,7 @@ impl Thread {
             port: PortSlot::default(),
             stack: ((0, 0), 0),
             stall_logged: AtomicBool::new(false),
+            join: JoinSlot::new(),
             coro: UnsafeCell::new(coro),
             sched: UnsafeCell::new(Sched::new(pri)),
         }
@@ -242,6 +248,7 @@ impl Thread {
             port,
             stack,
             stall_logged,
+            join,
             sched,
             coro: c,
         } = self;
@@ -252,9 +259,10 @@ impl Thread {
         *p = AtomicU32::new(u32::from(pri));
         *holds = AtomicUsize::new(0);
         *timer = AtomicU64::new(0);
-        *port = PortSlot::default();
+        port.reset();
         *stack = ((0, 0), 0);
         *stall_logged = AtomicBool::new(false);
+        join.reset();
         *sched = UnsafeCell::new(Sched::new(pri));
         debug_assert!(c.with(|p| {
             // SAFETY: `&mut self`: no other reference to the cell exists.
@@ -339,35 +347,16 @@ pub(crate) trait Mailbox: Send + Sync {
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
-/// The port of a uthread that exited without ever using one: every sender
-/// finds it closed. Zero-sized, so its box allocates nothing.
-struct NeverOpened;
+/// The record's port slot (`portslot.rs`): empty until the port's first
+/// use (most uthreads never use theirs, and a spawn allocates nothing for
+/// it); closed by the owner at exit.
+pub(crate) type PortSlot = crate::uthread::portslot::PortSlot<Box<dyn Mailbox>>;
 
-impl Mailbox for NeverOpened {
-    fn close(&self) {}
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
-
-/// The record's port slot: empty until the port's first use (most uthreads
-/// never use theirs, and a spawn allocates nothing for it).
-#[derive(Default)]
-pub(crate) struct PortSlot(std::sync::OnceLock<Box<dyn Mailbox>>);
-
-impl PortSlot {
-    /// The port, made by `make` on first use.
-    #[inline]
-    pub(crate) fn get_or_init(&self, make: impl FnOnce() -> Box<dyn Mailbox>) -> &dyn Mailbox {
-        &**self.0.get_or_init(make)
-    }
-
-    /// The uthread exited: close its port. NOTE: a port never used is
-    /// closed by filling the slot with [`NeverOpened`]; the slot's
-    /// `get_or_init` decides between it and a sender creating the port at
-    /// the same moment, so no message can reach a port opened after this.
-    pub(crate) fn close(&self) {
-        self.get_or_init(|| Box::new(NeverOpened)).close();
+/// Close `t`'s port: the uthread exited (or is cancelled). A port never
+/// opened is only marked closed: no sender can open it afterwards.
+#[inline]
+pub(crate) fn close_port(t: &Thread) {
+    if let Some(m) = t.port.close() {
+        m.close();
     }
 }

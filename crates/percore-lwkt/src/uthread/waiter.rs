@@ -133,6 +133,86 @@ impl Waiter {
     }
 }
 
+impl Waiter {
+    /// This waiter as a [`Waker`](std::task::Waker): a uthread's without an
+    /// allocation (the waker holds the uthread's reference), a task's is its
+    /// own, an OS (or loom) thread's behind an `Arc`.
+    ///
+    /// ```
+    /// use percore_lwkt::{Runtime, Waiter};
+    ///
+    /// let rt = Runtime::builder().workers(1).build().unwrap();
+    /// let h = rt.spawn(|| {
+    ///     let w = Waiter::current().into_waker();
+    ///     w.wake_by_ref(); // kept: the park below returns at once
+    ///     percore_lwkt::park().unwrap();
+    /// }).unwrap();
+    /// h.join().unwrap();
+    /// ```
+    pub fn into_waker(self) -> std::task::Waker {
+        match self.0 {
+            #[cfg(not(loom))]
+            Kind::U(t) => uthread_waker::from_thread(t),
+            Kind::Task(w) => w,
+            #[allow(unreachable_patterns)]
+            other => std::task::Waker::from(std::sync::Arc::new(Waiter(other))),
+        }
+    }
+}
+
+/// The [`Waker`](std::task::Waker) of a uthread: its data pointer is an
+/// `Arc<Thread>` given up with `Arc::into_raw`.
+#[cfg(not(loom))]
+mod uthread_waker {
+    use super::{Arc, Thread};
+    use std::mem::ManuallyDrop;
+    use std::task::{RawWaker, RawWakerVTable, Waker};
+
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop);
+
+    pub(super) fn from_thread(t: Arc<Thread>) -> Waker {
+        // SAFETY: the vtable's functions treat the pointer as the
+        // `Arc<Thread>` given up here, each reference counted once, and are
+        // safe on any thread (a uthread is woken from anywhere, as by
+        // `Waiter::wake`).
+        unsafe { Waker::from_raw(RawWaker::new(Arc::into_raw(t).cast(), &VTABLE)) }
+    }
+
+    /// # Safety
+    ///
+    /// `p` came from `Arc::into_raw` of an `Arc<Thread>` still counted.
+    unsafe fn clone(p: *const ()) -> RawWaker {
+        // SAFETY: the caller's promise: the count is at least one.
+        unsafe { Arc::increment_strong_count(p.cast::<Thread>()) };
+        RawWaker::new(p, &VTABLE)
+    }
+
+    /// # Safety
+    ///
+    /// As `clone`; this reference is consumed.
+    unsafe fn wake(p: *const ()) {
+        // SAFETY: the caller's promise; the waker's reference moves here.
+        crate::worker::ipi::unpark_owned(unsafe { Arc::from_raw(p.cast::<Thread>()) });
+    }
+
+    /// # Safety
+    ///
+    /// As `clone`; this reference is kept.
+    unsafe fn wake_by_ref(p: *const ()) {
+        // SAFETY: the caller's promise; `ManuallyDrop` keeps the count.
+        let t = ManuallyDrop::new(unsafe { Arc::from_raw(p.cast::<Thread>()) });
+        crate::worker::ipi::unpark(&t);
+    }
+
+    /// # Safety
+    ///
+    /// As `clone`; this reference is released.
+    unsafe fn drop(p: *const ()) {
+        // SAFETY: the caller's promise.
+        std::mem::drop(unsafe { Arc::from_raw(p.cast::<Thread>()) });
+    }
+}
+
 impl std::task::Wake for Waiter {
     fn wake(self: std::sync::Arc<Self>) {
         Waiter::wake(std::sync::Arc::unwrap_or_clone(self));

@@ -78,10 +78,11 @@ pub(crate) fn schedule(t: Arc<Thread>) {
     let owner = t.owner.load(Acquire);
     // Fast path, a local wake-up: handled at once, as `send` would, without
     // the `Arc<RuntimeState>` clone that `send` needs for a message moving `t`.
+    // NOTE: straight to `wake_local`: `handle`'s own look at `owner` would
+    // repeat the one just made (and nothing here can switch, so the
+    // critical section `send` puts around a handler is not needed).
     if let Some(w) = current_worker().filter(|w| w.idx == owner && Arc::ptr_eq(&w.shared, &t.shared)) {
-        w.crit.set(w.crit.get() + 1);
-        w.handle(Msg::Schedule(t));
-        w.crit.set(w.crit.get() - 1);
+        w.wake_local(t);
         return;
     }
     let shared = t.shared.clone();
@@ -141,12 +142,9 @@ impl Worker {
 
     pub(crate) fn handle(&self, m: Msg) {
         match m {
-            Msg::Spawn(t) | Msg::MigrateIn(t) => {
-                // NOTE: during shutdown this adopts uthreads in flight so
-                // that phase 3 cancels them.
-                self.adopt(&t);
-                self.enqueue(t, false);
-            }
+            // NOTE: during shutdown this adopts uthreads in flight so that
+            // phase 3 cancels them.
+            Msg::Spawn(t) | Msg::MigrateIn(t) => self.spawn_here(t),
             Msg::Schedule(t) => {
                 let owner = t.owner.load(Acquire);
                 if owner != self.idx {
@@ -173,6 +171,13 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// A new (or migrated-in) uthread joins this worker: adopted, queued.
+    #[inline]
+    pub(crate) fn spawn_here(&self, t: Arc<Thread>) {
+        self.adopt(&t);
+        self.enqueue(t, false);
     }
 
     /// `lwkt_giveaway`: the owner's half, in an IPI handler.

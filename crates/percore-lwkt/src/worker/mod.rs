@@ -336,14 +336,20 @@ impl Worker {
     /// watchdog can still reach the uthread it was.
     #[inline]
     pub(crate) fn recycle(&self, mut t: Arc<Thread>) {
-        if !Arc::ptr_eq(&t.shared, &self.shared) {
+        if !Arc::ptr_eq(&t.shared, &self.shared) || self.records.borrow().len() >= RECORD_CACHE {
             return;
         }
+        let Some(r) = Arc::get_mut(&mut t) else { return };
+        if !r.coro_gone() {
+            return;
+        }
+        // NOTE: a result nobody took (a detached uthread's) is dropped here,
+        // where its last reference goes, as it would be with the record;
+        // before the cache is borrowed: its destructor may spawn, and so
+        // take from the cache.
+        r.join.reset();
         let mut c = self.records.borrow_mut();
-        if c.len() >= RECORD_CACHE {
-            return;
-        }
-        if Arc::get_mut(&mut t).is_some_and(Thread::coro_gone) {
+        if c.len() < RECORD_CACHE {
             c.push(t);
         }
         // NOTE: on the other paths `t` drops after `c` (a parameter outlives
@@ -381,7 +387,8 @@ impl Worker {
         }
     }
 
-    fn wake_local(&self, t: Arc<Thread>) {
+    #[inline]
+    pub(crate) fn wake_local(&self, t: Arc<Thread>) {
         // NOTE: `t` is not running inside this call (a running uthread is
         // only marked).
         let s = t.sched(self.owned());

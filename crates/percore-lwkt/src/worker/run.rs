@@ -100,7 +100,7 @@ impl Worker {
                 }
                 s.state = RunState::Dead;
                 self.unadopt(&t);
-                t.port.close();
+                crate::uthread::record::close_port(&t);
                 if let Some(c) = t.coro(self.owned()).take() {
                     self.reap(c.into_stack());
                 }
@@ -184,10 +184,14 @@ impl Worker {
             self.guard.set(t.stack.0, t.stack.1, t.name.as_deref());
             self.ws().slot.enter(t);
             drop(coro);
+            // SAFETY: the coroutine is gone, so its body can no longer
+            // complete the slot; this is its owner's thread, where it ran.
+            // Its joiner gets `JoinError::Cancelled`.
+            unsafe { t.join.cancel() };
             self.ws().slot.leave();
             self.guard.clear();
             self.crit.set(base);
-            t.port.close();
+            crate::uthread::record::close_port(t);
             self.current.set(std::ptr::null());
         }
         // NOTE: `all` held the last references of this worker's uthreads:
