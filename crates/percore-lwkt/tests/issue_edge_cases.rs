@@ -12,13 +12,9 @@
 //!   silent no-op in release: now a no-op in both, counted as
 //!   `lwkt.<name>.w<i>.yields_refused`.
 mod common;
-use common::watchdog;
+use common::{stat, watchdog};
 use percore_lwkt::{Builder, Error, JoinError, Runtime, MAX_STACK_SIZE};
 use std::time::Duration;
-
-fn stat(key: &str) -> u64 {
-    percore_cpu::stats::snapshot().into_iter().find(|(k, _)| k == key).map_or(0, |(_, v)| v)
-}
 
 #[test]
 fn huge_stack_sizes_are_a_typed_error() {

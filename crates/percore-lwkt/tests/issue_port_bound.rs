@@ -7,15 +7,11 @@
 //! until the receiver takes a message, and a `send` where the sender may
 //! not block (a critical section) drops the message and counts it.
 mod common;
-use common::watchdog;
+use common::{stat, watchdog};
 use percore_lwkt::{Error, Runtime, DEFAULT_PORT_CAPACITY};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn stat(key: &str) -> u64 {
-    percore_cpu::stats::snapshot().into_iter().find(|(k, _)| k == key).map_or(0, |(_, v)| v)
-}
 
 #[test]
 fn default_bound_and_full() {

@@ -10,29 +10,11 @@
 //! stderr (checked in a child process). With the watchdog off nothing is
 //! counted, and a worker that merely idles or yields is never stalled.
 mod common;
-use common::watchdog;
-use percore_lwkt::{Builder, Runtime};
+use common::{nap_twice, stat, watchdog};
+use percore_lwkt::Runtime;
 use std::time::Duration;
 
 const CHILD: &str = "PERCORE_LWKT_WATCHDOG_CHILD";
-
-fn stat(key: &str) -> u64 {
-    percore_cpu::stats::snapshot().into_iter().find(|(k, _)| k == key).map_or(0, |(_, v)| v)
-}
-
-fn nap_twice(rt: &Runtime) {
-    let h = Builder::new()
-        .name("napper")
-        .spawn_on(rt.handle(), || {
-            std::thread::sleep(Duration::from_millis(400));
-            percore_lwkt::yield_now();
-            std::thread::sleep(Duration::from_millis(400));
-        })
-        .unwrap();
-    let neighbour = rt.spawn(|| ()).unwrap();
-    h.join().unwrap();
-    neighbour.join().unwrap();
-}
 
 #[test]
 fn a_stall_is_counted() {

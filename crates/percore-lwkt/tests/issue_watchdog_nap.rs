@@ -7,27 +7,9 @@
 //! towards a stall, and this test's polling of the stats tree would compete
 //! with it for the tree's lock.
 mod common;
-use common::watchdog;
-use percore_lwkt::{Builder, Runtime};
+use common::{nap_twice, stat, watchdog};
+use percore_lwkt::Runtime;
 use std::time::Duration;
-
-fn stat(key: &str) -> u64 {
-    percore_cpu::stats::snapshot().into_iter().find(|(k, _)| k == key).map_or(0, |(_, v)| v)
-}
-
-fn nap_twice(rt: &Runtime) {
-    let h = Builder::new()
-        .name("napper")
-        .spawn_on(rt.handle(), || {
-            std::thread::sleep(Duration::from_millis(400));
-            percore_lwkt::yield_now();
-            std::thread::sleep(Duration::from_millis(400));
-        })
-        .unwrap();
-    let neighbour = rt.spawn(|| ()).unwrap();
-    h.join().unwrap();
-    neighbour.join().unwrap();
-}
 
 #[test]
 fn an_idle_runtime_naps_and_a_stall_after_the_nap_is_still_seen() {

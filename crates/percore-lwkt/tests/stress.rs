@@ -5,7 +5,7 @@
 //! port calls racing their receiver's exit, and results handed across
 //! workers through the join slot in the recycled record.
 mod common;
-use common::{scaled, watchdog};
+use common::{scaled, stat, watchdog};
 use percore_lwkt::{Builder, Error, Runtime};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
@@ -232,10 +232,6 @@ fn timeouts_race_unparks_body() {
     foreign.join().unwrap();
     assert_eq!(early.load(SeqCst), 0, "a sleep returned before its duration");
     rt.shutdown_timeout(Duration::from_secs(30)).unwrap();
-}
-
-fn stat(key: &str) -> u64 {
-    percore_cpu::stats::snapshot().into_iter().find(|(k, _)| k == key).map_or(0, |(_, v)| v)
 }
 
 /// Issue 15: records of exited uthreads are recycled per worker (by the

@@ -1,7 +1,7 @@
 //! Scheduling semantics of uthreads: priorities, round robin, yield, sleep,
 //! migration, critical sections, hold/release.
 mod common;
-use common::watchdog;
+use common::{stat, watchdog};
 use percore_lwkt::{Builder, Error, Runtime};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -182,10 +182,6 @@ fn yield_in_critical_section_is_a_no_op() {
         .unwrap();
         assert_eq!(rt.block_on(|| 1).unwrap(), 1);
     });
-}
-
-fn stat(key: &str) -> u64 {
-    percore_cpu::stats::snapshot().into_iter().find(|(k, _)| k == key).map_or(0, |(_, v)| v)
 }
 
 #[test]

@@ -37,3 +37,25 @@ pub(crate) fn scaled(release: usize) -> usize {
         release
     }
 }
+
+/// The value of one key of the stats tree (0 when absent).
+pub(crate) fn stat(key: &str) -> u64 {
+    percore_cpu::stats::snapshot().into_iter().find(|(k, _)| k == key).map_or(0, |(_, v)| v)
+}
+
+/// A uthread named `napper` that blocks its worker's OS thread twice for
+/// 400 ms (`std::thread::sleep`: the watchdog's hazard), with a neighbour
+/// waiting for its turn; returns once both finished.
+pub(crate) fn nap_twice(rt: &percore_lwkt::Runtime) {
+    let h = percore_lwkt::Builder::new()
+        .name("napper")
+        .spawn_on(rt.handle(), || {
+            std::thread::sleep(Duration::from_millis(400));
+            percore_lwkt::yield_now();
+            std::thread::sleep(Duration::from_millis(400));
+        })
+        .unwrap();
+    let neighbour = rt.spawn(|| ()).unwrap();
+    h.join().unwrap();
+    neighbour.join().unwrap();
+}
