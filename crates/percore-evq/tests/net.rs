@@ -239,3 +239,62 @@ fn one_edge_wakes_more_waiters_than_a_batch() {
         .unwrap();
     });
 }
+
+/// `into_std` hands a stream to another worker: once adopted there, its
+/// readiness is reported by that worker's epoll instance, not the first's.
+#[test]
+fn into_std_moves_readiness_to_the_adopting_worker() {
+    let rt = percore_lwkt::Runtime::builder().name("handover").workers(2).build().unwrap();
+    let events = |w: usize| {
+        let key = format!("lwkt.handover.w{w}.io_events");
+        let all = percore_cpu::stats::with_prefix("lwkt.handover");
+        all.into_iter().find(|(k, _)| *k == key).map(|(_, v)| v).expect("the worker's io_events stat")
+    };
+    let h = rt.handle().clone();
+    let on0 = |f: Box<dyn FnOnce() -> std::net::TcpStream + Send>| {
+        percore_lwkt::Builder::new().worker(0).spawn_on(&h, f).unwrap().join().unwrap()
+    };
+    let l = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let l2 = l.clone();
+    let addr = percore_lwkt::Builder::new()
+        .worker(0)
+        .spawn_on(&h, move || {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let a = l.local_addr().unwrap();
+            *l2.lock().unwrap() = Some(l);
+            a
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    // A plain thread as the client: no uthread's socket on either worker.
+    let client = std::thread::spawn(move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        let mut r = [0; 4];
+        c.read_exact(&mut r).unwrap(); // "go": the server side moved
+        c.write_all(b"ping").unwrap();
+        c.read_exact(&mut r).unwrap();
+        r
+    });
+    let moved = on0(Box::new(move || {
+        let l = l.lock().unwrap().take().unwrap();
+        l.accept().unwrap().0.into_std()
+    }));
+    let (w0, w1) = (events(0), events(1));
+    let h2 = h.clone();
+    let served = percore_lwkt::Builder::new()
+        .worker(1)
+        .spawn_on(&h, move || {
+            let mut s = TcpStream::from_std_in(&h2, moved).unwrap();
+            s.write_all(b"go!!").unwrap();
+            let mut b = [0; 4];
+            s.read_exact(&mut b).unwrap();
+            s.write_all(b"pong").unwrap();
+            b
+        })
+        .unwrap();
+    assert_eq!(&served.join().unwrap(), b"ping");
+    assert_eq!(&client.join().unwrap(), b"pong");
+    assert_eq!(events(0), w0, "worker 0 no longer hears of the stream");
+    assert!(events(1) > w1, "worker 1 reports its readiness");
+}

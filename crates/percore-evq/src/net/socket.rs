@@ -126,6 +126,17 @@ impl<S: Nonblocking> Socket<S> {
 }
 
 impl<S: AsRawFd> Socket<S> {
+    /// Deregister and give back the std socket (still non-blocking). By
+    /// value, so nobody waits on the registration any more.
+    pub(super) fn into_std(self) -> S {
+        let Socket { reg, sock, .. } = self;
+        // NOTE: deregister before the socket changes hands: a later
+        // registration of the same descriptor (on another worker) must not
+        // find this one still in the epoll instance.
+        drop(reg);
+        sock
+    }
+
     /// Register `sock`, which is non-blocking already.
     fn register(handle: &Handle, sock: S) -> io::Result<Socket<S>> {
         let reg = Registration::new(handle, sock.as_raw_fd(), INTEREST, None)?;
@@ -227,6 +238,17 @@ macro_rules! socket_type {
             /// end of the stream (`shutdown` tells the peer at once).
             pub fn close(&self) {
                 self.0.close()
+            }
+
+            /// Deregister the socket from its worker's epoll instance and
+            /// give back the std socket, still non-blocking. The way to
+            /// hand a socket to another worker (which adopts it with
+            /// `from_std_in`, so that its readiness is reported there, with
+            /// no cross-worker wake-up per event) or to another library. A
+            /// socket [`close`d](Self::close) here comes back open: only the
+            /// users of this value saw it closed.
+            pub fn into_std(self) -> $std {
+                self.0.into_std()
             }
         }
         impl $crate::net::AsSocket for $t {}

@@ -68,6 +68,45 @@ impl TcpListener {
 
 /// A TCP connection for uthreads; `Read` and `Write` are implemented for it
 /// and for `&TcpStream` (one reader and one writer may work at once).
+///
+/// A stream is registered on the epoll instance of the worker that made it
+/// (accepted, connected or adopted it). To serve it on another worker, hand
+/// it over with [`into_std`](TcpStream::into_std) and adopt it there:
+///
+/// ```
+/// use percore_evq::net::{TcpListener, TcpStream};
+/// use std::io::{Read, Write};
+///
+/// let rt = percore_lwkt::Runtime::builder().workers(2).build().unwrap();
+/// let h = rt.handle().clone();
+/// rt.block_on(move || {
+///     let l = TcpListener::bind("127.0.0.1:0").unwrap();
+///     let addr = l.local_addr().unwrap();
+///     let client = percore_lwkt::spawn(move || {
+///         let mut c = TcpStream::connect(addr).unwrap();
+///         c.write_all(b"ping").unwrap();
+///         let mut r = [0; 4];
+///         c.read_exact(&mut r).unwrap();
+///         r
+///     })
+///     .unwrap();
+///     let (s, _) = l.accept().unwrap();
+///     let s = s.into_std(); // off this worker's epoll instance
+///     let h2 = h.clone();
+///     let server = percore_lwkt::Builder::new()
+///         .worker(1)
+///         .spawn_on(&h, move || {
+///             let mut s = TcpStream::from_std_in(&h2, s).unwrap(); // on worker 1's
+///             let mut b = [0; 4];
+///             s.read_exact(&mut b).unwrap();
+///             s.write_all(b"pong").unwrap();
+///         })
+///         .unwrap();
+///     server.join().unwrap();
+///     assert_eq!(&client.join().unwrap(), b"pong");
+/// })
+/// .unwrap();
+/// ```
 pub struct TcpStream(Socket<std::net::TcpStream>);
 socket_type!(TcpStream, std::net::TcpStream);
 stream_io!(TcpStream);
