@@ -10,12 +10,18 @@
 //! between workers, and a connection's uthread, its socket registration and
 //! the store's per-writer state all stay on the worker that accepted it.
 //!
-//! Measured (2026-12-02, 2 workers, 500 connections opened at once, the
-//! workers' `io_events` in `stats percore`): the kernel's hash put 228 and
-//! 277 of them on the two listeners, within 10% of an even split. A single
-//! acceptor handing out round robin would balance exactly, but every
-//! connection would then cost a hand-off to another worker and a second
-//! registration there; its throughput was not measured against this one.
+//! The hash does not balance small numbers of connections: 50 connections
+//! opened at once landed 20/30, 21/29, 23/27, 24/26, 25/25 and 27/23 on two
+//! listeners (six tries, 2026-12-03, counted in each worker's epoll
+//! instance), and the worker with 30 then serves half as many again as the
+//! other, which shows in the tail latency. memcached's single acceptor
+//! deals connections round robin and never has this skew. So the acceptor
+//! only decides where a connection is served ([`Placement`]): on its own
+//! worker unless another one has fewer open connections, in which case the
+//! socket is taken off this worker's epoll instance
+//! ([`TcpStream::into_std`]) and the connection's uthread starts on that
+//! worker, which registers it there. Only the skew costs a hand-off; a
+//! connection never moves after it starts.
 //!
 //! A connection is one uthread running blocking-style code over a
 //! percore-evq [`TcpStream`]: read what the socket has, let the protocol
@@ -56,7 +62,7 @@
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -84,6 +90,49 @@ const SWEEP_BUDGET: usize = 200_000;
 
 /// memcached's reply to a connection past `-c`.
 const TOO_MANY: &[u8] = b"ERROR Too many open connections\r\n";
+
+/// Open TCP connections per worker: where the acceptors place new ones.
+///
+/// Each acceptor places a connection on its own worker unless another has
+/// fewer open connections (ties stay home), so with N connections no
+/// worker has more than one above the others beyond what concurrent
+/// accepts on several workers race for (each sees the others' counts a
+/// moment late: at most one connection per acceptor in flight).
+#[derive(Debug)]
+struct Placement {
+    open: Box<[AtomicUsize]>,
+}
+
+impl Placement {
+    fn new(workers: usize) -> Placement {
+        Placement { open: (0..workers.max(1)).map(|_| AtomicUsize::new(0)).collect() }
+    }
+
+    /// The worker to serve a connection accepted on worker `home`; counts it
+    /// there until [`leave`](Placement::leave).
+    fn place(&self, home: usize) -> usize {
+        // ORDERING: relaxed: a placement hint; nothing is published through
+        // the counts, and a stale one costs at most one connection of skew.
+        let count = |w: usize| self.open[w].load(Ordering::Relaxed);
+        let home = home.min(self.open.len() - 1);
+        let mut best = home;
+        for w in 0..self.open.len() {
+            if count(w) < count(best) {
+                best = w;
+            }
+        }
+        self.open[best].fetch_add(1, Ordering::Relaxed);
+        best
+    }
+
+    fn leave(&self, worker: usize) {
+        self.open[worker].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Vec<usize> {
+        self.open.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+    }
+}
 
 /// Counts live connection uthreads so shutdown can wait for them.
 #[derive(Debug, Default)]
@@ -137,6 +186,7 @@ pub struct Server {
     /// The listeners' descriptors, for `shutdown(2)`.
     listen_fds: Vec<i32>,
     live: Arc<Live>,
+    placement: Arc<Placement>,
     /// The expiry sweep: a percore-pool job that re-arms itself.
     sweep: Option<(ThreadPool, Job)>,
 }
@@ -228,15 +278,17 @@ impl Server {
             .build()
             .map_err(|e| Error::Runtime(e.to_string()))?;
         let live = Arc::new(Live::default());
+        let placement = Arc::new(Placement::new(threads));
         for (i, l) in listeners.into_iter().enumerate() {
             let ctx = ctx.clone();
             let live = live.clone();
+            let placement = placement.clone();
             live.enter();
             Builder::new()
                 .name(format!("accept{i}"))
                 .worker(i)
                 .spawn_on(rt.handle(), move || {
-                    accept_loop(&ctx, &live, l);
+                    accept_loop(&ctx, &live, &placement, i, l);
                     live.leave();
                 })
                 .map_err(|e| Error::Runtime(e.to_string()))?;
@@ -255,7 +307,20 @@ impl Server {
                 .map_err(|e| Error::Runtime(e.to_string()))?;
         }
         let sweep = start_sweep(&ctx)?;
-        Ok(Server { ctx, rt: Some(rt), addr, listen_fds, live, sweep: Some(sweep) })
+        Ok(Server { ctx, rt: Some(rt), addr, listen_fds, live, placement, sweep: Some(sweep) })
+    }
+
+    /// Open TCP connections per worker (index: worker), as the acceptors
+    /// count them to place new ones.
+    ///
+    /// ```no_run
+    /// # use percore_kv::{config::Settings, server::Server};
+    /// let server = Server::start(Settings { port: 0, threads: 2, ..Settings::default() }).unwrap();
+    /// assert_eq!(server.worker_connections(), vec![0, 0]);
+    /// # server.shutdown();
+    /// ```
+    pub fn worker_connections(&self) -> Vec<usize> {
+        self.placement.snapshot()
     }
 
     /// Where it listens.
@@ -345,7 +410,13 @@ fn start_sweep(ctx: &Arc<Context>) -> Result<(ThreadPool, Job), Error> {
     Ok((pool, job))
 }
 
-fn accept_loop(ctx: &Arc<Context>, live: &Arc<Live>, l: std::net::TcpListener) {
+fn accept_loop(
+    ctx: &Arc<Context>,
+    live: &Arc<Live>,
+    placement: &Arc<Placement>,
+    home: usize,
+    l: std::net::TcpListener,
+) {
     let Some(handle) = percore::lwkt::Handle::current() else { return };
     let listen_addr = l.local_addr().map(|a| format!("tcp:{a}")).unwrap_or_default();
     let l = match TcpListener::from_std_in(&handle, l) {
@@ -385,15 +456,40 @@ fn accept_loop(ctx: &Arc<Context>, live: &Arc<Live>, l: std::net::TcpListener) {
         let info = Arc::new(ConnInfo::new(stream.as_raw_fd(), format!("tcp:{peer}"), listen_addr.clone()));
         let ctx2 = ctx.clone();
         let live2 = live.clone();
+        let placement2 = placement.clone();
+        let at = placement.place(home);
         live.enter();
-        let spawned = Builder::new().spawn(move || {
-            serve(&ctx2, stream, info);
-            ctx2.stats.curr_connections.fetch_sub(1, Ordering::Relaxed);
+        let done = move |ctx: &Context| {
+            ctx.stats.curr_connections.fetch_sub(1, Ordering::Relaxed);
+            placement2.leave(at);
             live2.leave();
-        });
+        };
+        let spawned = if at == home {
+            Builder::new().spawn(move || {
+                serve(&ctx2, stream, info);
+                done(&ctx2);
+            })
+        } else {
+            // NOTE: off this worker's epoll instance before it starts on
+            // `at`, which registers it on its own (see the module docs).
+            let moved = stream.into_std();
+            let h = handle.clone();
+            Builder::new().worker(at).spawn_on(&handle, move || {
+                match TcpStream::from_std_in(&h, moved) {
+                    Ok(stream) => serve(&ctx2, stream, info),
+                    Err(e) => {
+                        if ctx2.verbosity.load(Ordering::Relaxed) > 0 {
+                            eprintln!("percore-kv: cannot register a connection: {e}");
+                        }
+                    }
+                }
+                done(&ctx2);
+            })
+        };
         if spawned.is_err() {
             // NOTE: the closure (and the stream) was dropped unrun.
             conns_in_use.fetch_sub(1, Ordering::Relaxed);
+            placement.leave(at);
             live.leave();
         }
     }

@@ -302,3 +302,30 @@ fn the_shutdown_command_wakes_a_waiting_server() {
     rx.recv_timeout(Duration::from_secs(10)).expect("wait() did not return after `shutdown`");
     assert!(waiter.join().unwrap());
 }
+
+/// The kernel's `SO_REUSEPORT` hash splits 50 connections as unevenly as
+/// 20/30 over two listeners; the acceptors place each connection on the
+/// worker with the fewest open ones, so opened one after another they
+/// differ by at most one, and every connection (moved or not) is served.
+#[test]
+fn connections_are_spread_evenly_over_the_workers() {
+    let server = Server::start(Settings { threads: 3, ..settings() }).unwrap();
+    let mut conns = Vec::new();
+    for i in 0..50 {
+        let mut c = connect(&server);
+        let set = format!("set k{i} 0 0 1\r\n{}\r\n", i % 10);
+        assert_eq!(roundtrip(&mut c, set.as_bytes(), b"\r\n"), b"STORED\r\n");
+        conns.push(c);
+        let per = server.worker_connections();
+        assert_eq!(per.iter().sum::<usize>(), i + 1, "{per:?}");
+        assert!(per.iter().max().unwrap() - per.iter().min().unwrap() <= 1, "after {} connections: {per:?}", i + 1);
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let get = format!("get k{i}\r\n");
+        let want = format!("VALUE k{i} 0 1\r\n{}\r\nEND\r\n", i % 10);
+        assert_eq!(roundtrip(c, get.as_bytes(), b"END\r\n"), want.as_bytes());
+    }
+    drop(conns);
+    wait_for("every connection to end", || server.worker_connections().iter().sum::<usize>() == 0);
+    server.shutdown();
+}
