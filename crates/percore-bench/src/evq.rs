@@ -36,7 +36,7 @@
 //!   runtime of `workers` workers; an accept loop (`evq::net::TcpListener`) on worker 0
 //!   hands connection k to a new uthread on worker k mod `workers`, which
 //!   registers the socket on its own worker's epoll instance
-//!   (`TcpStream::from_std_in` on a duplicate of the accepted descriptor) and
+//!   (`TcpStream::into_std`, then `from_std_in` there) and
 //!   loops `read_exact(64)` / `write_all(64)`. tokio server: a multi_thread
 //!   runtime with the same number of workers, an accept task spawning one
 //!   task per connection doing the same. Both face the *same* load
@@ -59,7 +59,7 @@ use percore::lwkt::{self, Builder, Handle, JoinHandle, Runtime};
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
@@ -413,11 +413,9 @@ fn percore_accept(l: std::net::TcpListener, workers: usize, stop: &AtomicBool) -
             lwkt::spawn(move || serve(s))
         } else {
             // NOTE: an accepted stream is registered on the accepting
-            // worker's epoll instance; a duplicate descriptor adopted on the
-            // target worker gets its readiness there instead.
-            let fd = s.as_fd().try_clone_to_owned().expect("dup");
-            drop(s);
-            let s = std::net::TcpStream::from(fd);
+            // worker's epoll instance; taken off it and adopted on the
+            // target worker, it gets its readiness there instead.
+            let s = s.into_std();
             Builder::new().worker(target).spawn(move || {
                 let h = Handle::current().expect("on a uthread");
                 TcpStream::from_std_in(&h, s).is_ok_and(serve)
