@@ -16,7 +16,8 @@
 //! instance), and the worker with 30 then serves half as many again as the
 //! other, which shows in the tail latency. memcached's single acceptor
 //! deals connections round robin and never has this skew. So the acceptor
-//! only decides where a connection is served ([`Placement`]): on its own
+//! only decides where a connection is served (`Placement`, counted per worker and read by
+//! [`Server::worker_connections`]): on its own
 //! worker unless another one has fewer open connections, in which case the
 //! socket is taken off this worker's epoll instance
 //! ([`TcpStream::into_std`]) and the connection's uthread starts on that
