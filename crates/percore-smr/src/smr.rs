@@ -6,6 +6,9 @@
 //! records it in the thread's `OWNED` list, which gives the slot back when
 //! the thread exits. A one-entry cache (`FAST`) answers the common case, "the
 //! same domain as last time", with one thread-local load and a compare.
+//! `FAST` also mirrors the first few slots of `OWNED`, so that
+//! [`in_section`] (asked by percore-lwkt before every switch) needs no
+//! borrow of `OWNED` on a thread that uses a handful of domains.
 //!
 //! The read section's fast path is what `Smr::enter` and `Guard::drop` cost
 //! most callers, so each side tests one thing. Entry: a cache hit (the key
@@ -47,7 +50,17 @@ struct Fast {
     slot: Cell<*const Slot>,
     /// How many slots `OWNED` holds (so that `in_section` can skip it).
     owned: Cell<usize>,
+    /// The first `MIRROR` slots of `OWNED`, in its order, rewritten
+    /// whenever `OWNED` changes: `in_section` on a thread that uses a few
+    /// domains (a percore-lwkt worker serving percore-evq sockets and a
+    /// store has two or three) reads them here instead of borrowing
+    /// `OWNED`. Valid for `i < owned.min(MIRROR)`: `OWNED` keeps their
+    /// domains alive, and `Owned::drop` zeroes `owned` before it lets go.
+    mirror: [Cell<*const Slot>; MIRROR],
 }
+
+/// How many of a thread's slots `Fast::mirror` holds.
+pub(crate) const MIRROR: usize = 4;
 
 /// Set in a `Fast` key whose slot uses `Flavour::Rmw` (domain ids stay far
 /// below it: they count up from 1).
@@ -94,7 +107,14 @@ impl Drop for Owned {
 }
 
 loom_thread_local! {
-    static FAST: Fast = const { Fast { id: Cell::new(0), slot: Cell::new(std::ptr::null()), owned: Cell::new(0) } };
+    static FAST: Fast = const {
+        Fast {
+            id: Cell::new(0),
+            slot: Cell::new(std::ptr::null()),
+            owned: Cell::new(0),
+            mirror: [const { Cell::new(std::ptr::null()) }; MIRROR],
+        }
+    };
 }
 loom_thread_local! {
     static OWNED: Owned = Owned(RefCell::new(Vec::new()));
@@ -129,6 +149,18 @@ pub fn in_section() -> bool {
     } else if owned == 0 {
         return false;
     }
+    if owned <= MIRROR {
+        // SAFETY: the mirror's first `owned` entries are slots of `OWNED`,
+        // whose domains it keeps alive (see `Fast::mirror`); this thread
+        // owns them.
+        return FAST.with(|f| f.mirror[..owned].iter().any(|p| unsafe { &*p.get() }.in_section()));
+    }
+    in_section_slow()
+}
+
+/// `in_section` for a thread with more slots than the mirror holds.
+#[cold]
+fn in_section_slow() -> bool {
     // SAFETY: each slot lives in the domain kept alive by the Arc beside it,
     // and this thread owns it.
     OWNED.try_with(|o| o.0.borrow().iter().any(|(_, s)| unsafe { &**s }.in_section())).unwrap_or(false)
@@ -257,6 +289,9 @@ impl Smr {
             let _ = FAST.try_with(|f| {
                 f.id.set(fast_key(domain));
                 f.slot.set(p);
+                for (m, (_, s)) in f.mirror.iter().zip(owned.iter()) {
+                    m.set(*s);
+                }
                 f.owned.set(owned.len());
             });
             Some(p)

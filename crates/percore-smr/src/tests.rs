@@ -519,6 +519,35 @@ fn in_section_sees_every_domain_not_only_the_cached_one() {
     assert!(!crate::in_section());
 }
 
+/// `in_section` reads a thread's first `MIRROR` slots from `FAST` and
+/// scans `OWNED` beyond that: every domain counts on both sides of the
+/// boundary, including after dead domains' slots were dropped from `OWNED`
+/// (which rewrites the mirror) and when the cached domain is not the one
+/// in a section.
+#[test]
+fn in_section_sees_each_of_many_domains_through_mirror_and_scan() {
+    std::thread::spawn(|| {
+        for n in 1..=crate::smr::MIRROR + 3 {
+            let ds: Vec<Smr> = (0..n).map(|i| Smr::new(&format!("mirror-{n}-{i}")).unwrap()).collect();
+            for d in &ds {
+                drop(d.enter()); // claim a slot in each
+            }
+            for (i, d) in ds.iter().enumerate() {
+                let g = d.enter();
+                // Another domain becomes the cached one meanwhile.
+                drop(ds[(i + 1) % n].enter());
+                assert!(crate::in_section(), "{n} domains: domain {i}'s section");
+                drop(g);
+                assert!(!crate::in_section(), "{n} domains: none open after {i}");
+            }
+            // These domains die; the next round's first claim drops their
+            // slots from `OWNED` and rewrites the mirror.
+        }
+    })
+    .join()
+    .unwrap();
+}
+
 #[test]
 fn nested_sections_on_a_teardown_time_slot_end_in_any_order_and_free_it() {
     // As in `sections_and_retires_in_late_thread_local_destructors_work`,
