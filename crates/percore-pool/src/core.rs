@@ -67,8 +67,14 @@
 //! (on this project's 2-CPU VM, a submitter woken by the job it waited for
 //! came back later than a 10 or 20 us spin for most jobs, within 50 us for
 //! most: `docs/BENCHMARKS.md`, issue 15's pool section). Woken later,
-//! it halves its budget, down to a sixteenth, so that jobs trickling in a
-//! millisecond or more apart do not pay a full spin each.
+//! it halves its budget, and stops spinning once half would be below a
+//! sixteenth of `cfg.spin`, so that jobs trickling in a millisecond or more
+//! apart pay no spin at all (the first job woken within `4 * cfg.spin`
+//! brings the full spin back).
+//!
+//! A spinner polls `queued` every few pauses (`POLL_PAUSES`, about 0.1 us),
+//! so that a job pushed meanwhile starts within a fraction of a
+//! microsecond; it reads the clock and yields its CPU less often.
 //!
 //! The overseer creates a worker when work is queued and nobody is idle or
 //! waking, at once while the pool has fewer workers than CPUs, and beyond
@@ -173,14 +179,25 @@ pub(crate) struct Config {
 /// The spin budget after a sleep of `slept`: the full `spin` again when the
 /// worker was woken within `4 * spin` (jobs come back to back, give or take
 /// a submitter's own wake-up), half of it otherwise (jobs come too seldom
-/// for spinning to pay), down to a sixteenth.
+/// for spinning to pay), and none once that is below a sixteenth.
 fn next_budget(budget: Duration, spin: Duration, slept: Duration) -> Duration {
     if slept <= 4 * spin {
         spin
+    } else if budget / 2 < spin / 16 {
+        Duration::ZERO
     } else {
-        (budget / 2).max(spin / 16)
+        budget / 2
     }
 }
+
+/// A spinning worker polls the queue after this many `spin_loop` pauses
+/// (25-35 ns each on this project's 2-CPU VM: a poll every 0.1-0.15 us;
+/// it was every 32 pauses, about 1 us, before issue 15's dispatch work) ...
+const POLL_PAUSES: u32 = 4;
+/// ... reads the clock (its budget) every this many polls ...
+const CLOCK_POLLS: u32 = 8;
+/// ... and yields its CPU every this many polls (256 pauses; 224 before).
+const YIELD_POLLS: u32 = 64;
 
 /// One sleeping worker's wake-up channel (the seed's `tpt_cv`).
 #[derive(Debug)]
@@ -616,16 +633,25 @@ impl PoolCore {
         st.spinning += 1;
         drop(st);
         let start = Instant::now();
-        let mut round = 0u32;
+        let mut polls = 0u32;
         // ORDERING: a hint; see `publish_len`.
-        while self.queued.load(Ordering::Relaxed) == 0 && !self.ready_nonempty() && start.elapsed() < budget {
-            round += 1;
-            if round.is_multiple_of(8) {
-                percore_cpu::loom::yield_now();
-            } else {
-                for _ in 0..32 {
-                    std::hint::spin_loop();
+        while self.queued.load(Ordering::Relaxed) == 0 && !self.ready_nonempty() {
+            polls += 1;
+            // NOTE: the queue is polled every `POLL_PAUSES` pauses, the
+            // clock read every `CLOCK_POLLS` polls (on a VM one read costs
+            // about as much as a poll's pauses), and the CPU offered to
+            // others every `YIELD_POLLS` polls.
+            if polls.is_multiple_of(CLOCK_POLLS) {
+                if start.elapsed() >= budget {
+                    break;
                 }
+                if polls.is_multiple_of(YIELD_POLLS) {
+                    percore_cpu::loom::yield_now();
+                    continue;
+                }
+            }
+            for _ in 0..POLL_PAUSES {
+                std::hint::spin_loop();
             }
         }
         let mut st = self.state.lock();
@@ -869,7 +895,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn the_spin_budget_halves_for_far_apart_jobs_and_comes_back_for_close_ones() {
+    fn the_spin_budget_halves_for_far_apart_jobs_stops_below_a_sixteenth_and_comes_back_for_close_ones() {
         let spin = Duration::from_micros(50);
         let far = Duration::from_millis(1);
         let mut b = spin;
@@ -879,9 +905,11 @@ mod tests {
             seen.push(b);
         }
         let us: Vec<u128> = seen.iter().map(|d| d.as_nanos()).collect();
-        assert_eq!(us, [50_000, 25_000, 12_500, 6_250, 3_125, 3_125, 3_125]);
+        assert_eq!(us, [50_000, 25_000, 12_500, 6_250, 3_125, 0, 0]);
+        assert_eq!(b, Duration::ZERO, "far-apart jobs: no spin at all");
         assert_eq!(next_budget(b, spin, 4 * spin), spin, "woken soon: the full spin again");
-        assert_eq!(next_budget(b, spin, 4 * spin + Duration::from_nanos(1)), b, "at the floor");
+        assert_eq!(next_budget(b, spin, 4 * spin + Duration::from_nanos(1)), b, "woken late: still none");
+        assert_eq!(next_budget(spin / 16, spin, far), Duration::ZERO, "half of a sixteenth is none");
         assert_eq!(next_budget(Duration::ZERO, Duration::ZERO, far), Duration::ZERO, "no spin stays none");
     }
 }

@@ -351,7 +351,8 @@ impl Builder {
     /// sleeps (0: never; at most 1 ms; default 50 us). Polling saves a futex
     /// wake-up when jobs come back to back, and costs that much CPU after
     /// each burst; a worker whose jobs come far apart (more than four times
-    /// this) halves its own poll each time, down to a sixteenth.
+    /// this) halves its own poll each time, and stops polling below a
+    /// sixteenth of it (until a job comes soon after it slept again).
     pub fn spin(mut self, spin: Duration) -> Builder {
         self.spin = spin;
         self
