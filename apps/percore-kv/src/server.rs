@@ -6,9 +6,10 @@
 //! pinned to its own CPU only with `-o pin_workers=1`. Every worker has its own
 //! listening socket on the same port (`SO_REUSEPORT`): the kernel spreads
 //! new connections over the listeners by a hash of the connection's
-//! addresses, so accepting needs no hand-off
-//! between workers, and a connection's uthread, its socket registration and
-//! the store's per-writer state all stay on the worker that accepted it.
+//! addresses, so accepting needs no lock shared between workers. A
+//! connection's uthread, its socket registration and the store's
+//! per-writer state all stay on the worker that serves it, which is the
+//! accepting one unless placement (below) chose another.
 //!
 //! The hash does not balance small numbers of connections: 50 connections
 //! opened at once landed 20/30, 21/29, 23/27, 24/26, 25/25 and 27/23 on two
