@@ -67,7 +67,7 @@ pub fn yield_now() {
     if w.yield_wanted(t) {
         // NOTE: no heartbeat here: the resume that follows the switch-out
         // (`RunningSlot::enter`) is one.
-        w.yield_switch(t);
+        w.switch_out(t, Intent::Yield);
     } else {
         w.ws().slot.beat();
     }

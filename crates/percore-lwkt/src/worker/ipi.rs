@@ -199,9 +199,6 @@ impl Worker {
             // Inside `migrate`, not yet run on its target: its promise
             // ("when this returns it runs there") wins.
             _ if s.migrating => return reply.send(Err(Error::NotDescheduled)),
-            // Queued, but running the loop's pass on its own stack
-            // (`host.rs`): not descheduled.
-            _ if std::ptr::eq(self.host.get(), &*t) => return reply.send(Err(Error::NotDescheduled)),
             RunState::Blocked => false,
             RunState::Queued => {
                 let taken = self.runq.borrow_mut().remove(&t, s.pri);

@@ -12,7 +12,6 @@
 //! `impl Worker`.
 
 pub(crate) mod crit;
-pub(crate) mod host;
 pub(crate) mod idle;
 pub(crate) mod io;
 pub(crate) mod ipi;
@@ -97,11 +96,6 @@ pub(crate) struct Worker {
     /// `run_one` (and shutdown's cancel loop) around the resume; read by
     /// the uthread through `current_ptr` / `current_thread`.
     current: Cell<*const Thread>,
-    /// The uthread hosting the loop's pass on its own stack (`host.rs`),
-    /// null when the loop itself runs it. Set and cleared by `host_yield`;
-    /// read by `yield_switch` (a hosted uthread never hosts) and by
-    /// `give_away` (the host, queued but running, is not descheduled).
-    pub(crate) host: Cell<*const Thread>,
     /// Critical-section depth of the running code (`crit.rs`): the running
     /// uthread's own depth on top of the loop's; raised around IPI
     /// handlers and driver calls.
@@ -195,7 +189,6 @@ impl Worker {
             stacks: RefCell::default(),
             records: RefCell::default(),
             current: Cell::new(std::ptr::null()),
-            host: Cell::new(std::ptr::null()),
             crit: Cell::new(0),
             shutting_down: Cell::new(false),
             resched: Cell::new(false),
@@ -415,7 +408,7 @@ impl Worker {
     /// Put `t`, just switched out by a yield, back on the run queue. No
     /// preemption check, unlike `enqueue`: nothing runs between two
     /// resumes, so there is nobody to preempt.
-    #[inline(always)]
+    #[inline]
     pub(crate) fn requeue(&self, t: Arc<Thread>, front: bool) {
         debug_assert!(self.current.get().is_null());
         let s = t.sched(self.owned());

@@ -15,8 +15,8 @@ impl Worker {
     /// (`lwkt_switch`'s hot path, then its contended scan).
     /// Also sets the `runq_len` gauge (to the length before the pick), under
     /// the same borrow.
-    #[inline(always)]
-    pub(crate) fn pick(&self) -> Option<Arc<Thread>> {
+    #[inline]
+    fn pick(&self) -> Option<Arc<Thread>> {
         let mut rq = self.runq.borrow_mut();
         self.ws().stats.runq_len.set(rq.len() as u64);
         if let Some(t) = rq.pop_if_free(self.owned()) {
@@ -35,26 +35,8 @@ impl Worker {
     }
 
     /// Resume `t` until it switches out, then act on why it did.
-    #[inline(always)]
-    pub(crate) fn run_one(&self, t: Arc<Thread>) {
-        let base = self.switch_in(&t);
-        // NOTE: the coroutine cell is the scheduler's alone (the uthread
-        // never touches it, nor does a uthread it hosts: `host.rs`); the
-        // reference ends with the resume.
-        let result = match t.coro(self.owned()) {
-            Some(c) => c.resume(()),
-            None => CoroutineResult::Return(()),
-        };
-        self.switch_back(&t, base);
-        self.switched_out(t, result);
-    }
-
-    /// The bookkeeping before `t` runs (its resume, or a host's return from
-    /// `yield_now`, `host.rs`): `t` becomes the current uthread. Returns the
-    /// critical-section depth to restore at `switch_back`.
-    #[inline(always)]
-    pub(crate) fn switch_in(&self, t: &Arc<Thread>) -> u32 {
-        self.current.set(Arc::as_ptr(t));
+    fn run_one(&self, t: Arc<Thread>) {
+        self.current.set(Arc::as_ptr(&t));
         self.resched.set(false);
         self.slice_start.set(None);
         self.ws().stats.switches.bump();
@@ -68,18 +50,16 @@ impl Worker {
         // away when it switches out (issue 16).
         let base = self.crit.get();
         self.crit.set(base + s.crit);
-        // NOTE: `t` (and so its name) outlives the run: the overflow
+        // NOTE: `t` (and so its name) outlives the resume: the overflow
         // handler may read both while the uthread runs.
         self.guard.set(t.stack.0, t.stack.1, t.name.as_deref());
-        self.ws().slot.enter(t);
-        base
-    }
-
-    /// The bookkeeping after `t` stopped running (back from its resume, or
-    /// a host leaving its own run, `host.rs`): nobody is current; `t`'s
-    /// depth is saved and its tokens released.
-    #[inline(always)]
-    pub(crate) fn switch_back(&self, t: &Thread, base: u32) {
+        self.ws().slot.enter(&t);
+        // NOTE: the coroutine cell is the scheduler's alone (the uthread
+        // never touches it); the reference ends with the resume.
+        let result = match t.coro(self.owned()) {
+            Some(c) => c.resume(()),
+            None => CoroutineResult::Return(()),
+        };
         self.ws().slot.leave();
         self.guard.clear();
         self.current.set(std::ptr::null());
@@ -91,12 +71,6 @@ impl Worker {
         if !s.tokens.is_empty() {
             s.tokens.release_all();
         }
-    }
-
-    /// Act on why `t`, back from its resume, switched out.
-    #[inline(always)]
-    fn switched_out(&self, t: Arc<Thread>, result: CoroutineResult<(), ()>) {
-        let s = t.sched(self.owned());
         match result {
             CoroutineResult::Yield(()) => match s.intent {
                 Intent::Yield => self.requeue(t, false),
