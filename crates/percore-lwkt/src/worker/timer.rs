@@ -96,6 +96,7 @@ impl Timers {
         Some(Duration::from_nanos(start.saturating_sub(self.nanos(now))))
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.wheel.is_empty()
     }
