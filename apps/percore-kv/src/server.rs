@@ -15,7 +15,7 @@
 //! opened at once landed 20/30, 21/29, 23/27, 24/26, 25/25 and 27/23 on two
 //! listeners (six tries, 2026-12-03, counted in each worker's epoll
 //! instance), and the worker with 30 then serves half as many again as the
-//! other, which shows in the tail latency. memcached's single acceptor
+//! other. memcached's single acceptor
 //! deals connections round robin and never has this skew. So the acceptor
 //! only decides where a connection is served (`Placement`, counted per worker and read by
 //! [`Server::worker_connections`]): on its own
