@@ -251,22 +251,18 @@ fn into_std_moves_readiness_to_the_adopting_worker() {
         all.into_iter().find(|(k, _)| *k == key).map(|(_, v)| v).expect("the worker's io_events stat")
     };
     let h = rt.handle().clone();
-    let on0 = |f: Box<dyn FnOnce() -> std::net::TcpStream + Send>| {
-        percore_lwkt::Builder::new().worker(0).spawn_on(&h, f).unwrap().join().unwrap()
-    };
-    let l = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let l2 = l.clone();
-    let addr = percore_lwkt::Builder::new()
+    // Worker 0 listens, says where, and accepts one connection, which it
+    // takes off its epoll instance.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let acceptor = percore_lwkt::Builder::new()
         .worker(0)
         .spawn_on(&h, move || {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            let a = l.local_addr().unwrap();
-            *l2.lock().unwrap() = Some(l);
-            a
+            tx.send(l.local_addr().unwrap()).unwrap();
+            l.accept().unwrap().0.into_std()
         })
-        .unwrap()
-        .join()
         .unwrap();
+    let addr = rx.recv().unwrap();
     // A plain thread as the client: no uthread's socket on either worker.
     let client = std::thread::spawn(move || {
         let mut c = std::net::TcpStream::connect(addr).unwrap();
@@ -276,10 +272,7 @@ fn into_std_moves_readiness_to_the_adopting_worker() {
         c.read_exact(&mut r).unwrap();
         r
     });
-    let moved = on0(Box::new(move || {
-        let l = l.lock().unwrap().take().unwrap();
-        l.accept().unwrap().0.into_std()
-    }));
+    let moved = acceptor.join().unwrap();
     let (w0, w1) = (events(0), events(1));
     let h2 = h.clone();
     let served = percore_lwkt::Builder::new()

@@ -287,11 +287,17 @@ mod tests {
     use super::*;
     use crate::runtime::Runtime;
 
-    #[test]
-    fn head_is_best_and_equal_priorities_rotate() {
+    /// A runtime (kept alive by the caller) and a maker of unstarted
+    /// uthread records `(id, priority)` belonging to it.
+    fn records() -> (Runtime, impl Fn(u64, u8) -> Arc<Thread>) {
         let rt = Runtime::builder().workers(1).build().unwrap();
         let shared = rt.handle().shared.clone();
-        let mk = |id, pri| Arc::new(Thread::new(id, None, shared.clone(), 0, pri, None));
+        (rt, move |id, pri| Arc::new(Thread::new(id, None, shared.clone(), 0, pri, None)))
+    }
+
+    #[test]
+    fn head_is_best_and_equal_priorities_rotate() {
+        let (_rt, mk) = records();
         let mut q = RunQueue::default();
         q.push(mk(1, 5), 5, false);
         q.push(mk(2, 9), 9, false);
@@ -308,9 +314,7 @@ mod tests {
     /// and `drain_all`, with one level grown well past its first capacity.
     #[test]
     fn order_removal_and_growth() {
-        let rt = Runtime::builder().workers(1).build().unwrap();
-        let shared = rt.handle().shared.clone();
-        let mk = |id, pri| Arc::new(Thread::new(id, None, shared.clone(), 0, pri, None));
+        let (_rt, mk) = records();
         let mut q = RunQueue::default();
         // Level 3: 10..30 at the back, then 1 and 2 at the front (2 first).
         let mut keep = Vec::new();
