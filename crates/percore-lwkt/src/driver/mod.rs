@@ -18,8 +18,11 @@
 //! gone. Once one is installed a worker with nothing to run sleeps in
 //! `epoll_wait` instead of on its futex (the idle word tells senders which
 //! one to kick, see `worker/idle.rs`), and a busy worker still polls its epoll
-//! instance without blocking every [`IO_POLL_EVERY`] scheduling passes, so
-//! I/O is never starved by uthreads that keep the worker busy.
+//! instance without blocking: at the next scheduling pass after a poll that
+//! found events, and at most [`IO_POLL_EVERY`] passes apart when none come
+//! (the gap doubles from 1 after each empty poll), so I/O is never starved
+//! by uthreads that keep the worker busy, and readiness that arrives while
+//! requests flow is queued in the order it came.
 //!
 //! Both hooks run in a critical section outside any uthread: they must not
 //! block; they wake uthreads (`Uthread::unpark`) and return.
@@ -28,7 +31,7 @@
 //! then a sleep on the futex, or in `epoll_wait` once a driver is installed.
 //!
 //! ```text
-//!   worker loop:  IPIs -> own timers -> driver.poll -> [every 61 passes: epoll_wait(0) -> driver.ready]
+//!   worker loop:  IPIs -> own timers -> driver.poll -> [gap of 1..61 passes: epoll_wait(0) -> driver.ready]
 //!                 -> pick & run -> ... nothing to run -> epoll_wait(min deadline) -> driver.ready
 //! ```
 //!
@@ -43,8 +46,9 @@ use std::time::Instant;
 
 mod register;
 
-/// Scheduling passes between two non-blocking polls of a busy worker's epoll
-/// instance (a prime, as tokio's 61 event-loop ticks).
+/// The most scheduling passes between two non-blocking polls of a busy
+/// worker's epoll instance (a prime, as tokio's 61 event-loop ticks); the
+/// gap is 1 while polls find events.
 pub const IO_POLL_EVERY: u32 = 61;
 
 /// One readiness event from a worker's epoll instance.

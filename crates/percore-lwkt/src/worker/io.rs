@@ -151,8 +151,18 @@ impl Worker {
         }
     }
 
-    /// The driver's part of a scheduling pass: its poll hook, and every
-    /// `IO_POLL_EVERY` passes a non-blocking look at the epoll instance.
+    /// The driver's part of a scheduling pass: its poll hook, and a
+    /// non-blocking look at the epoll instance when the countdown runs out.
+    ///
+    /// NOTE: the gap between two looks adapts (`next_io_gap`): one pass
+    /// after a look that found events, doubling up to `IO_POLL_EVERY`
+    /// after each look that found none. While requests flow, readiness that
+    /// arrives as the worker serves others is queued at the next pass, in
+    /// arrival order. With a fixed 61 passes it waited behind up to 61
+    /// of them, and at 50 connections on 2 CPUs the connections of the
+    /// loader sharing the worker's CPU cycled up to 17x faster than the
+    /// other's (issue 11; `docs/BENCHMARKS.md`). Uthreads that do no I/O
+    /// still pay a look every 61 passes, as before.
     #[inline]
     pub(crate) fn driver_pass(&self, d: &dyn Driver) {
         self.crit.set(self.crit.get() + 1);
@@ -161,11 +171,11 @@ impl Worker {
         if c > 1 {
             self.io_countdown.set(c - 1);
         } else {
-            self.io_countdown.set(IO_POLL_EVERY);
             // ORDERING: relaxed: as above.
-            if self.ws().has_io.load(Relaxed) {
-                self.poll_io(d, Some(Duration::ZERO));
-            }
+            let found = self.ws().has_io.load(Relaxed) && self.poll_io(d, Some(Duration::ZERO)) > 0;
+            let gap = next_io_gap(self.io_gap.get(), found);
+            self.io_gap.set(gap);
+            self.io_countdown.set(gap);
         }
         self.crit.set(self.crit.get() - 1);
     }
@@ -198,6 +208,17 @@ impl Worker {
     }
 }
 
+/// The passes until the next busy epoll look, after a look that did or did
+/// not find events (`driver_pass`): 1 after events, else `gap` doubled, at
+/// most `IO_POLL_EVERY`.
+fn next_io_gap(gap: u32, found: bool) -> u32 {
+    if found {
+        1
+    } else {
+        (gap * 2).clamp(1, IO_POLL_EVERY)
+    }
+}
+
 /// The reply window after one more spin for an answer (`Worker::idle`):
 /// doubled, from at least `REPLY_SPIN_MIN` and at most `REPLY_SPIN_MAX`,
 /// when the answer came in time; halved (towards nothing) when not.
@@ -212,6 +233,20 @@ fn next_reply_window(w: Duration, worth_it: bool) -> Duration {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_gap_is_one_pass_while_events_flow_and_backs_off_to_the_cap() {
+        assert_eq!(next_io_gap(IO_POLL_EVERY, true), 1, "events: look again at the next pass");
+        let mut g = 1;
+        let mut seen = vec![g];
+        for _ in 0..10 {
+            g = next_io_gap(g, false);
+            seen.push(g);
+        }
+        assert_eq!(&seen[..7], &[1, 2, 4, 8, 16, 32, IO_POLL_EVERY]);
+        assert!(seen[7..].iter().all(|&g| g == IO_POLL_EVERY), "never above the cap: {seen:?}");
+        assert_eq!(next_io_gap(g, true), 1);
+    }
 
     #[test]
     fn reply_window_adapts_both_ways_within_its_bounds() {

@@ -121,6 +121,8 @@ pub(crate) struct Worker {
     /// Scheduling passes until the next non-blocking epoll poll; the
     /// loop's driver pass counts it down.
     pub(crate) io_countdown: Cell<u32>,
+    /// The gap the countdown last started from (`next_io_gap`).
+    pub(crate) io_gap: Cell<u32>,
     /// Yields that found nobody else to run since the last forced pass
     /// (`yield_wanted`).
     lone_yields: Cell<u32>,
@@ -196,6 +198,7 @@ impl Worker {
             slice_start: Cell::new(None),
             driver_at: Cell::new(None),
             io_countdown: Cell::new(crate::driver::IO_POLL_EVERY),
+            io_gap: Cell::new(crate::driver::IO_POLL_EVERY),
             lone_yields: Cell::new(0),
             spin_budget: Cell::new(SPIN_ROUNDS),
             woke_peer: Cell::new(None),
