@@ -59,12 +59,22 @@ const MEMORY_MIB: usize = 1024;
 const CONN_LIMIT: usize = 1024;
 
 /// The `kv` options of the command line.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Opts {
     /// Server threads (`-t`) of the unpinned rows; `None`: `min(2, CPUs)`.
     pub(crate) threads: Option<usize>,
     /// Loader threads of the unpinned rows.
     pub(crate) loaders: usize,
+    /// Run only the rows whose name contains one of these (`--kv-rows`);
+    /// empty: every row.
+    pub(crate) rows: Vec<String>,
+}
+
+impl Opts {
+    /// Whether the row named `name` is to be measured.
+    fn wants(&self, name: &str) -> bool {
+        self.rows.is_empty() || self.rows.iter().any(|r| name.contains(r.as_str()))
+    }
 }
 
 /// One row's shape.
@@ -132,7 +142,16 @@ fn measure_all(budget: Budget, opts: Opts, report: &mut Report) -> Result<(), St
     let cpus = percore::cpu::allowed_cpus().unwrap_or_else(|_| vec![0]);
     let threads = opts.threads.unwrap_or(util::cpus().min(2)).max(1);
     let loaders = opts.loaders.max(1);
-    let configs = configs(budget, &cpus, threads, loaders);
+    let mut configs = configs(budget, &cpus, threads, loaders);
+    for cfg in &mut configs {
+        let suffix = cfg.suffix;
+        cfg.shapes.retain(|s| opts.wants(bench_name(*s, suffix)));
+    }
+    configs.retain(|c| !c.shapes.is_empty());
+    if configs.is_empty() && !opts.wants("kv_rss") {
+        eprintln!("  kv: no row matches --kv-rows {}", opts.rows.join(","));
+        return Ok(());
+    }
     let reps = if budget.quick { 1 } else { 2 };
     let dur = budget.millis(10_000).max(Duration::from_secs(2));
     let ks = Keyspace::new(KEYS);
@@ -190,6 +209,9 @@ fn measure_all(budget: Budget, opts: Opts, report: &mut Report) -> Result<(), St
                 push(report, "server_cpu_us_per_op", med(|m| m.cpu_us_per_op), "us", Better::Lower);
             }
         }
+    }
+    if !opts.wants("kv_rss") {
+        return Ok(());
     }
     let items = if budget.quick { 100_000 } else { 1_000_000 };
     let metric = if budget.quick { "rss_mib_100k_items" } else { "rss_mib_1m_items" };
@@ -380,6 +402,18 @@ mod tests {
         assert_eq!(quantile_us(&v, 999), 999.0);
         assert_eq!(quantile_us(&[7000], 999), 7.0);
         assert!(quantile_us(&[], 500).is_nan());
+    }
+
+    #[test]
+    fn kv_rows_select_rows_by_substring() {
+        let all = Opts { threads: None, loaders: 2, rows: Vec::new() };
+        assert!(all.wants("kv_get90_50c_uniform") && all.wants("kv_rss"));
+        let some = Opts { rows: vec!["50c_uniform".into(), "kv_rss".into()], ..all };
+        assert!(some.wants("kv_get90_50c_uniform"));
+        assert!(some.wants("kv_set_50c_uniform_pinned"));
+        assert!(some.wants("kv_rss"));
+        assert!(!some.wants("kv_get90_500c_uniform"));
+        assert!(!some.wants("kv_set_50c_zipf"));
     }
 
     #[test]

@@ -34,6 +34,10 @@
 //! rows (`ops_per_s`, `p50_us`, `p99_us`, `p999_us`,
 //! `server_cpu_us_per_op`) and `kv_rss` (resident memory with 1,000,000
 //! items). About 12 minutes in a full run, 30 s under `--quick`.
+//! `--kv-threads N` and `--kv-loaders N` set the unpinned rows' server and
+//! loader threads; `--kv-rows PATTERNS` (comma-separated) measures only the
+//! rows whose name contains one of them, e.g. `--kv-rows 50c_uniform,kv_rss`
+//! for an interleaved before/after of a few rows at full length.
 
 mod evq;
 mod kv;
@@ -81,6 +85,10 @@ struct Args {
     /// kv: load generator threads of the unpinned rows.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     kv_loaders: u16,
+    /// kv: measure only the rows whose name contains one of these
+    /// (comma-separated, e.g. `50c_uniform,kv_rss`; default: every row).
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
+    kv_rows: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -170,7 +178,11 @@ fn main() {
     let budget = Budget { quick: args.quick, scale: args.scale };
     let plan = chosen.iter().map(|s| (s.name(), progress::estimate(s.name(), args.quick))).collect();
     let mut report = Report::new(args.json).with_progress(progress::Progress::new(plan, args.json));
-    let kv_opts = kv::Opts { threads: args.kv_threads.map(usize::from), loaders: args.kv_loaders.into() };
+    let kv_opts = kv::Opts {
+        threads: args.kv_threads.map(usize::from),
+        loaders: args.kv_loaders.into(),
+        rows: args.kv_rows.clone(),
+    };
     for (i, s) in chosen.iter().enumerate() {
         if let Some(p) = report.progress() {
             p.begin(i);
@@ -181,7 +193,7 @@ fn main() {
             Subsystem::Pool => pool::run(budget, &mut report),
             Subsystem::Lwkt => lwkt::run(budget, &mut report),
             Subsystem::Evq => evq::run(budget, &mut report),
-            Subsystem::Kv => kv::run(budget, kv_opts, &mut report),
+            Subsystem::Kv => kv::run(budget, kv_opts.clone(), &mut report),
         }
     }
     report.finish();
