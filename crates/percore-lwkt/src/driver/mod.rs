@@ -22,7 +22,7 @@
 //! found events, and at most [`IO_POLL_EVERY`] passes apart when none come
 //! (the gap doubles from 1 after each empty poll), so I/O is never starved
 //! by uthreads that keep the worker busy, and readiness that arrives while
-//! requests flow is queued in the order it came.
+//! requests flow reaches the run queue at the next pass.
 //!
 //! Both hooks run in a critical section outside any uthread: they must not
 //! block; they wake uthreads (`Uthread::unpark`) and return.

@@ -155,14 +155,17 @@ impl Worker {
     /// non-blocking look at the epoll instance when the countdown runs out.
     ///
     /// NOTE: the gap between two looks adapts (`next_io_gap`): one pass
-    /// after a look that found events, doubling up to `IO_POLL_EVERY`
-    /// after each look that found none. While requests flow, readiness that
-    /// arrives as the worker serves others is queued at the next pass, in
-    /// arrival order. With a fixed 61 passes it waited behind up to 61
-    /// of them, and at 50 connections on 2 CPUs the connections of the
-    /// loader sharing the worker's CPU cycled up to 17x faster than the
-    /// other's (issue 11; `docs/BENCHMARKS.md`). Uthreads that do no I/O
-    /// still pay a look every 61 passes, as before.
+    /// after a look that found events (a kick included), doubling up to
+    /// `IO_POLL_EVERY` after each look that found none. While requests
+    /// flow, readiness that arrives as the worker serves others reaches the
+    /// run queue at the next pass instead of up to 61 passes later. With
+    /// the fixed 61, at 50 connections on 2 CPUs (two workers, two loader
+    /// threads), each worker served one loader thread's connections up to
+    /// 17x as often as the other's, which set the p99. Why only a look at
+    /// every pass evens them out (a gap of 2 does not, nor does a system
+    /// call at every pass without the look) is not known: issue 11,
+    /// `docs/BENCHMARKS.md`. The price is one `epoll_wait` a pass while
+    /// events flow; uthreads that do no I/O still pay one every 61 passes.
     #[inline]
     pub(crate) fn driver_pass(&self, d: &dyn Driver) {
         self.crit.set(self.crit.get() + 1);
