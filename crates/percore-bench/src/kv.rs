@@ -33,7 +33,10 @@
 //! window), `p50_us`, `p99_us`, `p999_us` (exact: every latency in the
 //! window is kept and sorted), `server_cpu_us_per_op` (the server
 //! process's user + system time over the window, from /proc, per
-//! operation: the figure that survives a shared machine). With several
+//! operation: the figure that survives a shared machine), `conn_p90_p10`
+//! (how evenly the connections were served: the 90th percentile of the
+//! replies per connection in the window over the 10th; 1 is perfectly
+//! even). With several
 //! repetitions (2 in a full run) each metric is the median over them. Last,
 //! `kv_rss`: a fresh server per implementation stores 1,000,000 items
 //! (100,000 under `--quick`, and the metric says so) and reports its
@@ -111,6 +114,7 @@ struct Measured {
     p99_us: f64,
     p999_us: f64,
     cpu_us_per_op: f64,
+    conn_p90_p10: f64,
 }
 
 pub(crate) fn run(budget: Budget, opts: Opts, report: &mut Report) {
@@ -207,6 +211,16 @@ fn measure_all(budget: Budget, opts: Opts, report: &mut Report) -> Result<(), St
                 push(report, "p99_us", med(|m| m.p99_us), "us", Better::Lower);
                 push(report, "p999_us", med(|m| m.p999_us), "us", Better::Lower);
                 push(report, "server_cpu_us_per_op", med(|m| m.cpu_us_per_op), "us", Better::Lower);
+                // NOTE: a ratio of two counts, at least 1 by definition.
+                report.push(f(Row::new(
+                    bench,
+                    imp.name(),
+                    "conn_p90_p10",
+                    med(|m| m.conn_p90_p10),
+                    "x",
+                    Better::Lower,
+                )
+                .floor(1.0)));
             }
         }
     }
@@ -349,6 +363,7 @@ fn measure(server: &mut Server, ks: &Keyspace, cfg: &Config, shape: Shape, dur: 
             shape.conns
         );
     }
+    let per_conn: Vec<u64> = ok.iter().flat_map(|t| t.per_conn.iter().copied()).collect();
     let mut lat: Vec<u32> = ok.into_iter().flat_map(|t| t.lat_ns).collect();
     lat.sort_unstable();
     Ok(Measured {
@@ -357,7 +372,21 @@ fn measure(server: &mut Server, ks: &Keyspace, cfg: &Config, shape: Shape, dur: 
         p99_us: quantile_us(&lat, 990),
         p999_us: quantile_us(&lat, 999),
         cpu_us_per_op: cpu.as_secs_f64() * 1e6 / ops.max(1) as f64,
+        conn_p90_p10: spread(per_conn),
     })
+}
+
+/// How unevenly the connections were served: the 90th percentile of the
+/// replies per connection over the 10th (nearest rank); 1 when every
+/// connection got as many. A connection with no reply counts as one, so
+/// the figure stays finite.
+fn spread(mut per_conn: Vec<u64>) -> f64 {
+    if per_conn.is_empty() {
+        return f64::NAN;
+    }
+    per_conn.sort_unstable();
+    let at = |per_mille: usize| per_conn[(per_conn.len() * per_mille).div_ceil(1000).clamp(1, per_conn.len()) - 1];
+    at(900).max(1) as f64 / at(100).max(1) as f64
 }
 
 /// The `per_mille`-th quantile of sorted nanoseconds, in microseconds
@@ -402,6 +431,18 @@ mod tests {
         assert_eq!(quantile_us(&v, 999), 999.0);
         assert_eq!(quantile_us(&[7000], 999), 7.0);
         assert!(quantile_us(&[], 500).is_nan());
+    }
+
+    #[test]
+    fn spread_is_p90_over_p10_of_the_replies_per_connection() {
+        assert_eq!(spread(vec![5; 50]), 1.0);
+        // 25 connections at 9,600 replies and 25 at 1,900: the split of
+        // issue 11's 50-connection rows.
+        let split: Vec<u64> = (0..50).map(|i| if i % 2 == 0 { 9_600 } else { 1_900 }).collect();
+        assert!((spread(split) - 9_600.0 / 1_900.0).abs() < 1e-9);
+        assert_eq!(spread((1..=10).collect()), 9.0);
+        assert_eq!(spread(vec![0, 0, 0, 7, 7, 7, 7, 7, 7, 7]), 7.0, "a starved connection counts as one reply");
+        assert!(spread(Vec::new()).is_nan());
     }
 
     #[test]

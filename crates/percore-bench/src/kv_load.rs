@@ -499,6 +499,8 @@ pub(crate) struct Tally {
     pub(crate) misses: u64,
     /// Latency of every operation, ns.
     pub(crate) lat_ns: Vec<u32>,
+    /// Replies inside the window, per connection of this thread.
+    pub(crate) per_conn: Vec<u64>,
 }
 
 struct Conn {
@@ -561,7 +563,7 @@ fn drive_inner(socks: Vec<TcpStream>, plan: &Plan<'_>, seed: u64) -> Result<Tall
         send(&mut sock, &req).map_err(|e| format!("connection {c}: `{}`: write: {e}", describe(op)))?;
         conns.push(Conn { sock, op, sent: Instant::now(), buf: [0; MAX_REPLY], len: 0, busy: true });
     }
-    let mut tally = Tally { lat_ns: Vec::with_capacity(1 << 20), ..Tally::default() };
+    let mut tally = Tally { lat_ns: Vec::with_capacity(1 << 20), per_conn: vec![0; conns.len()], ..Tally::default() };
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut in_flight = conns.len();
     let mut progress = Instant::now();
@@ -605,6 +607,7 @@ fn drive_inner(socks: Vec<TcpStream>, plan: &Plan<'_>, seed: u64) -> Result<Tall
             progress = now;
             if now >= plan.from && now < plan.to {
                 tally.ops += 1;
+                tally.per_conn[c] += 1;
                 tally.misses += u64::from(reply == Reply::Miss);
                 tally.lat_ns.push(now.duration_since(conn.sent).as_nanos().min(u32::MAX as u128) as u32);
             }
