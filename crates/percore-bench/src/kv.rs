@@ -117,7 +117,7 @@ struct Measured {
     conn_p90_p10: f64,
 }
 
-pub(crate) fn run(budget: Budget, opts: Opts, report: &mut Report) {
+pub(crate) fn run(budget: Budget, opts: &Opts, report: &mut Report) {
     // NOTE: the servers are guards inside `measure_all`; by the time the
     // error arrives here every one of them has been killed.
     if let Err(e) = measure_all(budget, opts, report) {
@@ -126,7 +126,7 @@ pub(crate) fn run(budget: Budget, opts: Opts, report: &mut Report) {
     }
 }
 
-fn measure_all(budget: Budget, opts: Opts, report: &mut Report) -> Result<(), String> {
+fn measure_all(budget: Budget, opts: &Opts, report: &mut Report) -> Result<(), String> {
     let fds = crate::evq::raise_fd_limit();
     let need = 2 * CONN_LIMIT as u64;
     if fds < need {
@@ -385,8 +385,13 @@ fn spread(mut per_conn: Vec<u64>) -> f64 {
         return f64::NAN;
     }
     per_conn.sort_unstable();
-    let at = |per_mille: usize| per_conn[(per_conn.len() * per_mille).div_ceil(1000).clamp(1, per_conn.len()) - 1];
-    at(900).max(1) as f64 / at(100).max(1) as f64
+    let at = |per_mille| nearest_rank(&per_conn, per_mille).max(1) as f64;
+    at(900) / at(100)
+}
+
+/// The `per_mille`-th quantile of a sorted, non-empty slice (nearest rank).
+fn nearest_rank<T: Copy>(sorted: &[T], per_mille: usize) -> T {
+    sorted[(sorted.len() * per_mille).div_ceil(1000).clamp(1, sorted.len()) - 1]
 }
 
 /// The `per_mille`-th quantile of sorted nanoseconds, in microseconds
@@ -395,8 +400,7 @@ fn quantile_us(sorted_ns: &[u32], per_mille: usize) -> f64 {
     if sorted_ns.is_empty() {
         return f64::NAN;
     }
-    let rank = (sorted_ns.len() * per_mille).div_ceil(1000).max(1);
-    sorted_ns[rank - 1] as f64 / 1000.0
+    nearest_rank(sorted_ns, per_mille) as f64 / 1000.0
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

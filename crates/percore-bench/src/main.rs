@@ -178,11 +178,8 @@ fn main() {
     let budget = Budget { quick: args.quick, scale: args.scale };
     let plan = chosen.iter().map(|s| (s.name(), progress::estimate(s.name(), args.quick))).collect();
     let mut report = Report::new(args.json).with_progress(progress::Progress::new(plan, args.json));
-    let kv_opts = kv::Opts {
-        threads: args.kv_threads.map(usize::from),
-        loaders: args.kv_loaders.into(),
-        rows: args.kv_rows.clone(),
-    };
+    let kv_opts =
+        kv::Opts { threads: args.kv_threads.map(usize::from), loaders: args.kv_loaders.into(), rows: args.kv_rows };
     for (i, s) in chosen.iter().enumerate() {
         if let Some(p) = report.progress() {
             p.begin(i);
@@ -193,7 +190,7 @@ fn main() {
             Subsystem::Pool => pool::run(budget, &mut report),
             Subsystem::Lwkt => lwkt::run(budget, &mut report),
             Subsystem::Evq => evq::run(budget, &mut report),
-            Subsystem::Kv => kv::run(budget, kv_opts.clone(), &mut report),
+            Subsystem::Kv => kv::run(budget, &kv_opts, &mut report),
         }
     }
     report.finish();

@@ -154,8 +154,9 @@ impl Worker {
     /// The driver's part of a scheduling pass: its poll hook, and a
     /// non-blocking look at the epoll instance when the countdown runs out.
     ///
-    /// NOTE: the gap between two looks adapts (`next_io_gap`): one pass
-    /// after a look that found events (a kick included), doubling up to
+    /// NOTE: the gap between two looks adapts (`next_io_gap`, set by
+    /// `dispatch_io` after every look, the idle path's included): one pass
+    /// after a look that found readiness events, doubling up to
     /// `IO_POLL_EVERY` after each look that found none. While requests
     /// flow, readiness that arrives as the worker serves others reaches the
     /// run queue at the next pass instead of up to 61 passes later. With
@@ -173,12 +174,11 @@ impl Worker {
         let c = self.io_countdown.get();
         if c > 1 {
             self.io_countdown.set(c - 1);
-        } else {
+        } else if self.ws().has_io.load(Relaxed) {
             // ORDERING: relaxed: as above.
-            let found = self.ws().has_io.load(Relaxed) && self.poll_io(d, Some(Duration::ZERO)) > 0;
-            let gap = next_io_gap(self.io_gap.get(), found);
-            self.io_gap.set(gap);
-            self.io_countdown.set(gap);
+            self.poll_io(d, Some(Duration::ZERO));
+        } else {
+            self.io_countdown.set(IO_POLL_EVERY);
         }
         self.crit.set(self.crit.get() - 1);
     }
@@ -194,6 +194,8 @@ impl Worker {
         n
     }
 
+    /// Hand a look's events to the driver, and start the countdown to the
+    /// next busy look from the gap this look earns (`driver_pass`).
     pub(crate) fn dispatch_io(&self, d: &dyn Driver, evs: &[libc::epoll_event]) {
         let mut out = [IoEvent { token: 0, events: 0 }; 64];
         let mut k = 0;
@@ -204,6 +206,9 @@ impl Worker {
                 k += 1;
             }
         }
+        let gap = next_io_gap(self.io_gap.get(), k > 0);
+        self.io_gap.set(gap);
+        self.io_countdown.set(gap);
         if k > 0 {
             self.ws().stats.io_events.add(k as u64);
             d.ready(self.idx, &out[..k]);
